@@ -1,0 +1,70 @@
+"""Status vocabularies shared by the queue, the Apify adapter and the pipeline."""
+
+from __future__ import annotations
+
+import enum
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_JOB_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
+FINISHED_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class RunStatus(enum.StrEnum):
+    """Apify's ActorJobStatus, plus our own two intent states (STARTING, START_FAILED)."""
+
+    STARTING = "STARTING"
+    START_FAILED = "START_FAILED"
+    READY = "READY"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMING_OUT = "TIMING-OUT"
+    TIMED_OUT = "TIMED-OUT"
+    ABORTING = "ABORTING"
+    ABORTED = "ABORTED"
+
+
+APIFY_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED-OUT", "ABORTED"})
+APIFY_ABORTABLE = frozenset({"READY", "RUNNING", "TIMING-OUT"})
+
+
+def is_terminal(status: str) -> bool:
+    """True for Apify's four terminal statuses. Unknown strings are treated as still running."""
+    return status in APIFY_TERMINAL
+
+
+class Platform(enum.StrEnum):
+    INSTAGRAM = "instagram"
+    LINKEDIN = "linkedin"
+    TIKTOK = "tiktok"
+    YOUTUBE = "youtube"
+    WEB = "web"
+
+
+class Capability(enum.StrEnum):
+    POSTS = "posts"
+    REELS = "reels"
+    COMPANY_POSTS = "company_posts"
+    PROFILE_POSTS = "profile_posts"
+    PROFILE_VIDEOS = "profile_videos"
+    CHANNEL_VIDEOS = "channel_videos"
+    CRAWL_PAGES = "crawl_pages"
+
+
+class EvidenceBucket(enum.StrEnum):
+    REFRESHED = "refreshed"
+    REUSED = "reused"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class JobKind(enum.StrEnum):
+    COMPILE = "compile"

@@ -1,0 +1,217 @@
+"""The one exception tree of kairo-ingest.
+
+Every error we raise, and every third-party error we translate at a boundary
+(``raise ApifyTransientError(...) from exc``), is a :class:`KairoError`::
+
+    KairoError
+    ├── ConfigError                    bad setting; the process refuses to start (exit 2)
+    ├── UsageError                     bad command-line input (exit 2)
+    ├── DatabaseError
+    │   ├── DatabaseUnavailableError   cannot connect / connection dropped      retryable
+    │   └── SchemaNotAtHeadError       schema behind the code; run `migrate`
+    ├── LeaseLostError                 our lease token no longer matches the job row
+    └── JobError                       an error that is stored on a job or a run
+        ├── ApifyError                 anything Apify said or did not say
+        │   ├── ApifyTransientError    network error, 5xx, unparsable body      retryable
+        │   ├── ApifyNotNowError       429, concurrency/memory limit, 402       snooze
+        │   ├── ApifyAuthError         401, 403                                 permanent
+        │   ├── ApifyNotFoundError     404                                      permanent
+        │   ├── ApifyInvalidInputError 400 and other 4xx                        permanent
+        │   ├── ApifyRunFailedError    the run ended FAILED / ABORTED / TIMED-OUT retryable
+        │   └── ApifyTimeoutError      our monotonic deadline passed            retryable
+        ├── NormalizationError         a whole batch could not be normalized    permanent
+        └── HandlerError               any other failure inside a job handler   retryable
+
+Each :class:`JobError` carries a ``kind`` (an :class:`ErrorKind` string stored in
+``last_error_kind`` / ``error_kind``), a ``retryable`` flag and a ``snooze`` flag.
+``snooze`` means "not now": the job waits without spending an attempt.
+
+Messages are short and never hold the Apify token: :func:`kairo_ingest.redaction.redact`
+runs over every message at construction time.
+
+This module imports nothing from I/O libraries, so the pure domain can use it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from kairo_ingest import redaction
+
+MAX_MESSAGE_CHARS = 500
+
+
+class ErrorKind(enum.StrEnum):
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    NOT_NOW = "not_now"
+    APIFY_FAILED = "apify_failed"
+    APIFY_TRANSIENT = "apify_transient"
+    INVALID_INPUT = "invalid_input"
+    AUTH = "auth"
+    NOT_FOUND = "not_found"
+    NORMALIZATION = "normalization"
+    DATABASE = "database"
+    LEASE_LOST = "lease_lost"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+    CONFIG = "config"
+
+
+def _clean(message: str) -> str:
+    text = redaction.redact(message)
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[: MAX_MESSAGE_CHARS - 1] + "…"
+    return text
+
+
+class KairoError(Exception):
+    """Root of every error kairo-ingest raises."""
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+    retryable: bool = False
+    snooze: bool = False
+
+    def __init__(self, message: str) -> None:
+        self.message = _clean(message)
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kind={self.kind.value!r}, message={self.message!r})"
+
+
+class ConfigError(KairoError):
+    """A setting is missing or invalid. ``variable`` names it (``KAIRO_LEASE_SECONDS``)."""
+
+    kind = ErrorKind.CONFIG
+
+    def __init__(self, message: str, *, variable: str | None = None) -> None:
+        self.variable = variable
+        super().__init__(message)
+
+
+class UsageError(KairoError):
+    """Bad command-line input: the CLI prints it on one line and exits 2."""
+
+    kind = ErrorKind.INVALID_INPUT
+
+
+class DatabaseError(KairoError):
+    kind = ErrorKind.DATABASE
+
+
+class DatabaseUnavailableError(DatabaseError):
+    retryable = True
+
+
+class SchemaNotAtHeadError(DatabaseError):
+    pass
+
+
+class LeaseLostError(KairoError):
+    """The job row's lease token is no longer ours: another owner, a cancel or an expiry."""
+
+    kind = ErrorKind.LEASE_LOST
+
+
+class JobError(KairoError):
+    """An error stored on a job or run, with a kind and a retry classification."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind | None = None,
+        retryable: bool | None = None,
+        snooze: bool | None = None,
+    ) -> None:
+        if kind is not None:
+            self.kind = kind
+        if retryable is not None:
+            self.retryable = retryable
+        if snooze is not None:
+            self.snooze = snooze
+        super().__init__(message)
+
+
+class HandlerError(JobError):
+    kind = ErrorKind.INTERNAL
+    retryable = True
+
+
+class NormalizationError(JobError):
+    kind = ErrorKind.NORMALIZATION
+
+
+class ApifyError(JobError):
+    """Base for every Apify failure; carries the HTTP status and Apify's error type."""
+
+    kind = ErrorKind.APIFY_TRANSIENT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        apify_type: str | None = None,
+        kind: ErrorKind | None = None,
+        retryable: bool | None = None,
+        snooze: bool | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.apify_type = apify_type
+        super().__init__(message, kind=kind, retryable=retryable, snooze=snooze)
+
+
+class ApifyTransientError(ApifyError):
+    kind = ErrorKind.APIFY_TRANSIENT
+    retryable = True
+
+
+class ApifyNotNowError(ApifyError):
+    """Rate limited, or Apify cannot start the run now: retry later without using an attempt."""
+
+    kind = ErrorKind.NOT_NOW
+    retryable = True
+    snooze = True
+
+
+class ApifyAuthError(ApifyError):
+    kind = ErrorKind.AUTH
+
+
+class ApifyNotFoundError(ApifyError):
+    kind = ErrorKind.NOT_FOUND
+
+
+class ApifyInvalidInputError(ApifyError):
+    kind = ErrorKind.INVALID_INPUT
+
+
+class ApifyRunFailedError(ApifyError):
+    """The run reached a terminal status other than SUCCEEDED."""
+
+    kind = ErrorKind.APIFY_FAILED
+    retryable = True
+
+
+class ApifyTimeoutError(ApifyError):
+    """Our monotonic deadline passed before the run (or a request) finished."""
+
+    kind = ErrorKind.TIMEOUT
+    retryable = True
+
+
+def classify(exc: BaseException) -> tuple[ErrorKind, bool, bool]:
+    """Return ``(kind, retryable, snooze)`` for any exception; unknown ones are internal and retryable."""
+    if isinstance(exc, KairoError):
+        return exc.kind, exc.retryable, exc.snooze
+    return ErrorKind.INTERNAL, True, False
+
+
+def describe(exc: BaseException) -> str:
+    """A short, redacted, one-line description of any exception for storage and logs."""
+    if isinstance(exc, KairoError):
+        return exc.message
+    text = str(exc) or type(exc).__name__
+    return _clean(f"{type(exc).__name__}: {text}")
