@@ -1,0 +1,136 @@
+"""Settings, read once at start from ``KAIRO_*`` environment variables and ``.env``.
+
+A bad value raises :class:`kairo_ingest.errors.ConfigError` naming the variable, so
+the CLI can print one line and exit 2. Durations carry their unit in the name
+(``lease_seconds``) and have ``timedelta`` views where the code wants them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import pathlib
+import sys
+
+import pydantic
+import pydantic_settings
+
+from kairo_ingest import errors, redaction
+
+ENV_PREFIX = "KAIRO_"
+DEFAULT_APIFY_BASE_URL = "https://api.apify.com"
+
+
+class LogFormat(enum.StrEnum):
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class Settings(pydantic_settings.BaseSettings):
+    model_config = pydantic_settings.SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    database_url: pydantic.SecretStr | None = None
+    data_dir: pathlib.Path = pathlib.Path(".kairo")
+    apify_token: pydantic.SecretStr | None = None
+    apify_base_url: str = DEFAULT_APIFY_BASE_URL
+
+    concurrency: int = pydantic.Field(50, ge=1, le=10_000)
+    lease_seconds: float = pydantic.Field(60.0, ge=1.0)
+    run_deadline_seconds: float = pydantic.Field(900.0, gt=0)
+    shutdown_grace_seconds: float = pydantic.Field(30.0, ge=0)
+    http_host: str = "127.0.0.1"
+    http_port: int = pydantic.Field(8080, ge=0, le=65535)
+    log_format: LogFormat | None = None
+    log_level: str = "INFO"
+    freshness_ttl_hours: float = pydantic.Field(24.0, ge=0)
+    disabled_capabilities: str = ""
+
+    # Queue tuning (README lists them; the contract leaves them to us).
+    poll_interval_seconds: float = pydantic.Field(1.0, gt=0)
+    listen_notify: bool = True
+    retry_base_seconds: float = pydantic.Field(15.0, gt=0)
+    retry_cap_seconds: float = pydantic.Field(900.0, gt=0)
+    snooze_seconds: float = pydantic.Field(60.0, gt=0)
+    reap_interval_seconds: float = pydantic.Field(10.0, gt=0)
+    finished_job_retention_days: float = pydantic.Field(14.0, ge=0)
+    source_concurrency: int = pydantic.Field(8, ge=1)
+    apify_max_concurrent_runs: int = pydantic.Field(200, ge=1)
+
+    @pydantic.field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return upper
+
+    @pydantic.field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: pydantic.SecretStr | None) -> pydantic.SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        raw = value.get_secret_value().strip()
+        if not raw.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
+            raise ValueError("must be a postgresql:// or postgresql+asyncpg:// URL")
+        return pydantic.SecretStr(raw)
+
+    @pydantic.field_validator("apify_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def lease(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.lease_seconds)
+
+    @property
+    def heartbeat_interval_seconds(self) -> float:
+        """Heartbeats run at most every third of the lease."""
+        return self.lease_seconds / 3.0
+
+    @property
+    def freshness_ttl(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.freshness_ttl_hours)
+
+    @property
+    def disabled_capability_set(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.disabled_capabilities.split(",") if p.strip())
+
+    @property
+    def resolved_log_format(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return LogFormat.CONSOLE if sys.stderr.isatty() else LogFormat.JSON
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def uses_simulator(self) -> bool:
+        """No token and the default base URL: the built-in simulator stands in for Apify."""
+        return self.apify_token is None and self.apify_base_url == DEFAULT_APIFY_BASE_URL
+
+
+def load(**overrides: object) -> Settings:
+    """Read settings; translate validation errors into one ConfigError naming the variable."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        variable = f"{ENV_PREFIX}{field.upper()}"
+        raise errors.ConfigError(
+            f"invalid setting {variable}: {first['msg']}", variable=variable
+        ) from None
+    if settings.apify_token is not None:
+        redaction.register_secret(settings.apify_token.get_secret_value())
+    return settings

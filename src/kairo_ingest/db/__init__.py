@@ -1,0 +1,1 @@
+"""Database adapters: the engine, the embedded server, migrations and the table definitions."""

@@ -1,0 +1,216 @@
+"""Table definitions, shared by the code (SQLAlchemy Core) and by alembic autogenerate.
+
+The migration in ``migrations/versions`` is written by hand to match; a test runs
+autogenerate against the migrated schema and fails on any drift.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_NOW = sa.text("now()")
+_UUID = sa.text("gen_random_uuid()")
+
+
+def _timestamps() -> list[sa.Column[object]]:
+    return [
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    ]
+
+
+source_connections = sa.Table(
+    "source_connections",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True, server_default=_UUID),
+    sa.Column("brand_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("platform", sa.Text(), nullable=False),
+    sa.Column("capability", sa.Text(), nullable=False),
+    sa.Column("identifier", sa.Text(), nullable=False),
+    sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("settings", pg.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")),
+    *_timestamps(),
+    sa.UniqueConstraint("brand_id", "platform", "capability", "identifier"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True, server_default=_UUID),
+    sa.Column("kind", sa.Text(), nullable=False, server_default="compile"),
+    sa.Column("brand_id", pg.UUID(as_uuid=True), nullable=True),
+    sa.Column("status", sa.Text(), nullable=False, server_default="pending"),
+    sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer(), nullable=False, server_default="3"),
+    sa.Column("available_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("lease_owner", sa.Text(), nullable=True),
+    sa.Column("lease_token", pg.UUID(as_uuid=True), nullable=True),
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("params", pg.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("evidence_status", pg.JSONB(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("last_error_kind", sa.Text(), nullable=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    *_timestamps(),
+    sa.CheckConstraint(
+        "status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
+    ),
+    sa.CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts"),
+    sa.CheckConstraint(
+        "status <> 'running' OR (lease_token IS NOT NULL AND lease_expires_at IS NOT NULL)",
+        name="running_has_lease",
+    ),
+    # The claim scans only ready rows, in claim order.
+    sa.Index(
+        "ix_jobs_claimable",
+        "priority",
+        "available_at",
+        "id",
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    # The reaper scans only running rows, by expiry.
+    sa.Index(
+        "ix_jobs_lease_expiry",
+        "lease_expires_at",
+        postgresql_where=sa.text("status = 'running'"),
+    ),
+    # One active job of a kind per brand: enqueue dedupes on it.
+    sa.Index(
+        "uq_jobs_active_per_brand",
+        "kind",
+        "brand_id",
+        unique=True,
+        postgresql_where=sa.text("status IN ('pending', 'running') AND brand_id IS NOT NULL"),
+    ),
+    sa.Index("ix_jobs_brand_created", "brand_id", "created_at"),
+    # Retention prunes finished rows by age.
+    sa.Index(
+        "ix_jobs_finished",
+        "finished_at",
+        postgresql_where=sa.text("status IN ('succeeded', 'failed', 'cancelled')"),
+    ),
+)
+
+apify_runs = sa.Table(
+    "apify_runs",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True, server_default=_UUID),
+    sa.Column(
+        "job_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("jobs.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    sa.Column(
+        "source_connection_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("source_connections.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("brand_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("actor_id", sa.Text(), nullable=False),
+    sa.Column("input", pg.JSONB(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("apify_run_id", sa.Text(), nullable=True, unique=True),
+    sa.Column("dataset_id", sa.Text(), nullable=True),
+    sa.Column("status", sa.Text(), nullable=False, server_default="STARTING"),
+    sa.Column("intent_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("item_cap", sa.Integer(), nullable=True),
+    sa.Column("raw_item_count", sa.Integer(), nullable=True),
+    sa.Column("raw_stored_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("normalized_item_count", sa.Integer(), nullable=True),
+    sa.Column("normalized_created", sa.Integer(), nullable=True),
+    sa.Column("normalized_updated", sa.Integer(), nullable=True),
+    sa.Column("items_skipped", sa.Integer(), nullable=True),
+    sa.Column("normalized_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("error_kind", sa.Text(), nullable=True),
+    sa.Column("error_summary", sa.Text(), nullable=True),
+    *_timestamps(),
+    # Freshness: the newest succeeded run per source.
+    sa.Index(
+        "ix_apify_runs_source_succeeded",
+        "source_connection_id",
+        sa.text("finished_at DESC"),
+        postgresql_where=sa.text("status = 'SUCCEEDED'"),
+    ),
+    # Resume: the run of a (job, source).
+    sa.Index("ix_apify_runs_job_source", "job_id", "source_connection_id"),
+)
+
+raw_apify_items = sa.Table(
+    "raw_apify_items",
+    metadata,
+    sa.Column("id", sa.BigInteger(), sa.Identity(always=False), primary_key=True),
+    sa.Column(
+        "apify_run_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("apify_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("item_index", sa.Integer(), nullable=False),
+    sa.Column("raw_json", pg.JSONB(), nullable=False),
+    sa.Column("skip_reason", sa.Text(), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.UniqueConstraint("apify_run_id", "item_index"),
+)
+
+normalized_evidence_items = sa.Table(
+    "normalized_evidence_items",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True, server_default=_UUID),
+    sa.Column("brand_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("platform", sa.Text(), nullable=False),
+    sa.Column("content_type", sa.Text(), nullable=False),
+    sa.Column("external_id", sa.Text(), nullable=True),
+    sa.Column("canonical_url", sa.Text(), nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("author_ref", sa.Text(), nullable=False, server_default=""),
+    sa.Column("title", sa.Text(), nullable=True),
+    sa.Column("text_primary", sa.Text(), nullable=False, server_default=""),
+    sa.Column("text_secondary", sa.Text(), nullable=True),
+    sa.Column("hashtags", pg.JSONB(), nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("metrics", pg.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("media", pg.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("flags", pg.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("raw_refs", pg.JSONB(), nullable=False, server_default=sa.text("'[]'::jsonb")),
+    *_timestamps(),
+    sa.CheckConstraint(
+        "platform = 'web' OR external_id IS NOT NULL", name="non_web_has_external_id"
+    ),
+    sa.CheckConstraint("canonical_url <> ''", name="canonical_url_not_empty"),
+    # The two uniqueness rules of original-system.md, enforced by the database.
+    sa.Index(
+        "uq_evidence_external_id",
+        "brand_id",
+        "platform",
+        "content_type",
+        "external_id",
+        unique=True,
+        postgresql_where=sa.text("platform <> 'web'"),
+    ),
+    sa.Index(
+        "uq_evidence_canonical_url",
+        "brand_id",
+        "platform",
+        "content_type",
+        "canonical_url",
+        unique=True,
+        postgresql_where=sa.text("platform = 'web'"),
+    ),
+    sa.Index("ix_evidence_brand_published", "brand_id", "published_at"),
+)

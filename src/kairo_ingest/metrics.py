@@ -1,0 +1,78 @@
+"""Prometheus metrics: one registry for the process, served on ``/metrics``.
+
+Metric objects live here so every layer names the same series; the adapters and the
+worker import this module and update them.
+"""
+
+from __future__ import annotations
+
+import prometheus_client as prom
+
+REGISTRY = prom.CollectorRegistry(auto_describe=True)
+prom.ProcessCollector(registry=REGISTRY)
+prom.PlatformCollector(registry=REGISTRY)
+
+JOBS_CLAIMED = prom.Counter(
+    "kairo_jobs_claimed_total", "Jobs claimed by this process", ["kind"], registry=REGISTRY
+)
+JOBS_FINISHED = prom.Counter(
+    "kairo_jobs_finished_total",
+    "Job attempts finished, by outcome (succeeded, failed, retried, snoozed, released)",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+LEASES_LOST = prom.Counter(
+    "kairo_leases_lost_total",
+    "Jobs whose lease this process lost (reclaimed, cancelled or expired)",
+    ["kind"],
+    registry=REGISTRY,
+)
+FENCED_WRITES = prom.Counter(
+    "kairo_fenced_writes_rejected_total",
+    "Writes refused because the lease token no longer matched",
+    ["operation"],
+    registry=REGISTRY,
+)
+JOB_DURATION = prom.Histogram(
+    "kairo_job_duration_seconds",
+    "Handler run time per attempt",
+    ["kind"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+    registry=REGISTRY,
+)
+JOBS_IN_FLIGHT = prom.Gauge(
+    "kairo_jobs_in_flight", "Jobs running in this process", registry=REGISTRY
+)
+QUEUE_DEPTH = prom.Gauge(
+    "kairo_queue_depth", "Jobs per status (sampled)", ["status"], registry=REGISTRY
+)
+OLDEST_READY_AGE = prom.Gauge(
+    "kairo_oldest_ready_job_age_seconds",
+    "Age of the oldest job that is ready to run (sampled)",
+    registry=REGISTRY,
+)
+REAPED = prom.Counter(
+    "kairo_jobs_reaped_total", "Expired leases returned by the reaper", ["outcome"], registry=REGISTRY
+)
+APIFY_REQUESTS = prom.Counter(
+    "kairo_apify_requests_total",
+    "Apify API requests by endpoint and result",
+    ["endpoint", "result"],
+    registry=REGISTRY,
+)
+APIFY_RUNS = prom.Counter(
+    "kairo_apify_runs_total", "Apify runs by final status", ["status"], registry=REGISTRY
+)
+ITEMS = prom.Counter(
+    "kairo_items_total",
+    "Dataset items processed (stored, created, updated, skipped)",
+    ["platform", "result"],
+    registry=REGISTRY,
+)
+
+
+def render() -> bytes:
+    return bytes(prom.generate_latest(REGISTRY))
+
+
+CONTENT_TYPE = prom.CONTENT_TYPE_LATEST
