@@ -1,0 +1,15 @@
+"""The Apify adapter: an async client for the Apify API v2, and start reconciliation.
+
+Modules, each small enough to read in one sitting:
+
+- :mod:`~kairo_ingest.apify.models`     the :class:`RunInfo` value and the response parsers
+- :mod:`~kairo_ingest.apify.mapping`    HTTP answers and httpx failures -> our typed errors
+- :mod:`~kairo_ingest.apify.transport`  the one shared ``httpx.AsyncClient`` and single attempts
+- :mod:`~kairo_ingest.apify.retrying`   the tenacity policy: jittered backoff inside a deadline
+- :mod:`~kairo_ingest.apify.client`     :class:`ApifyClient`, the methods the pipeline calls
+- :mod:`~kairo_ingest.apify.reconcile`  starting a run without risking a duplicate
+
+Import the modules, not names: ``from kairo_ingest.apify import client as apify_client``.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,115 @@
+"""Values the Apify adapter hands to the pipeline, and the parsers that build them.
+
+Apify answers ``{"data": {...run...}}``; :func:`parse_run` turns the run object into a
+frozen :class:`RunInfo`. A status we do not know is kept as the string Apify sent and
+counts as "still running" (Apify adds statuses from time to time; a strict enum broke
+the official client twice).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from kairo_ingest import errors
+from kairo_ingest.domain import statuses
+
+KNOWN_STATUSES = frozenset(
+    {"READY", "RUNNING", "SUCCEEDED", "FAILED", "TIMING-OUT", "TIMED-OUT", "ABORTING", "ABORTED"}
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One Apify actor run, as far as the pipeline cares."""
+
+    id: str
+    act_id: str
+    status: str
+    status_message: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    default_dataset_id: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """SUCCEEDED, FAILED, TIMED-OUT or ABORTED. Unknown statuses are not terminal."""
+        return statuses.is_terminal(self.status)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == statuses.RunStatus.SUCCEEDED
+
+    @property
+    def known_status(self) -> bool:
+        return self.status in KNOWN_STATUSES
+
+
+def parse_datetime(value: object) -> dt.datetime | None:
+    """Apify's ISO 8601 instants (``2026-01-07T19:52:32.145Z``) as aware datetimes; else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed
+
+
+def format_datetime(value: dt.datetime) -> str:
+    """The form Apify takes in query parameters: UTC with milliseconds and a ``Z``."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def parse_run(data: object, *, operation: str) -> RunInfo:
+    """Build a :class:`RunInfo` from Apify's run object (the value under ``data``).
+
+    A run without an ``id`` or a ``status`` string is a malformed answer: it raises
+    :class:`~kairo_ingest.errors.ApifyTransientError`, since a proxy or a truncated body
+    is the likely cause and asking again usually helps.
+    """
+    if not isinstance(data, Mapping):
+        raise errors.ApifyTransientError(f"{operation}: run object is not a JSON object")
+    run_id = data.get("id")
+    status = data.get("status")
+    if not isinstance(run_id, str) or not run_id or not isinstance(status, str) or not status:
+        raise errors.ApifyTransientError(f"{operation}: run object lacks an id or a status")
+    act_id = data.get("actId")
+    if not isinstance(act_id, str):
+        act_id = _optional_str(data, "actorId") or ""
+    return RunInfo(
+        id=run_id,
+        act_id=act_id,
+        status=status,
+        status_message=_optional_str(data, "statusMessage"),
+        started_at=parse_datetime(data.get("startedAt")),
+        finished_at=parse_datetime(data.get("finishedAt")),
+        default_dataset_id=_optional_str(data, "defaultDatasetId"),
+    )
+
+
+def unwrap_data(body: object, *, operation: str) -> object:
+    """The value under ``data`` in Apify's envelope; a missing envelope is a malformed answer."""
+    if not isinstance(body, Mapping) or "data" not in body:
+        raise errors.ApifyTransientError(f"{operation}: answer has no 'data' envelope")
+    return body["data"]
+
+
+def parse_run_list(body: object, *, operation: str) -> list[RunInfo]:
+    """``{"data": {"items": [...]}}`` from the list-runs endpoint."""
+    data = unwrap_data(body, operation=operation)
+    items = data.get("items") if isinstance(data, Mapping) else None
+    if not isinstance(items, list):
+        raise errors.ApifyTransientError(f"{operation}: run list has no 'items' array")
+    return [parse_run(item, operation=operation) for item in items]

@@ -1,0 +1,140 @@
+"""The commands behind the CLI, one coroutine each, composed from the adapters."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Awaitable, Callable
+
+from kairo_ingest import config, errors
+from kairo_ingest.cli import output
+from kairo_ingest.db import migrate, sources
+from kairo_ingest.domain import statuses
+from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.service import resources
+
+Command = Callable[[argparse.Namespace, config.Settings], Awaitable[int]]
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: config.Settings) -> int:
+    async with resources.database(settings, require_head=False) as db:
+        if not db.embedded:  # the embedded database was migrated on open
+            await migrate.upgrade(db.url)
+        revision = await migrate.current_revision(db.engine)
+    sys.stdout.write(f"schema at {revision} (head) on {db.display_url}\n")
+    return 0
+
+
+async def cmd_sources(args: argparse.Namespace, settings: config.Settings) -> int:
+    async with resources.database(settings) as db:
+        if args.sources_command == "add":
+            source, _created = await sources.add(
+                db.engine,
+                brand_id=args.brand,
+                platform=args.platform,
+                capability=args.capability,
+                identifier=args.identifier,
+                settings=args.settings,
+            )
+            output.emit(source, as_json=args.json)
+        elif args.sources_command == "list":
+            rows = await sources.list_sources(db.engine, brand_id=args.brand)
+            output.table(
+                [r.to_json() for r in rows],
+                ["id", "brand_id", "platform", "capability", "identifier", "enabled"],
+                as_json=args.json,
+            )
+        else:
+            output.emit(await sources.disable(db.engine, args.id), as_json=args.json)
+    return 0
+
+
+async def cmd_enqueue(args: argparse.Namespace, settings: config.Settings) -> int:
+    async with resources.database(settings) as db:
+        job, _created = await queue_jobs.enqueue(
+            db.engine,
+            kind=statuses.JobKind.COMPILE,
+            brand_id=args.brand,
+            params={"force_refresh": bool(args.force_refresh)},
+            priority=args.priority,
+            max_attempts=args.max_attempts,
+        )
+    output.emit(job, as_json=args.json)
+    return 0
+
+
+async def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
+    action = args.jobs_command
+    async with resources.database(settings) as db:
+        if action == "list":
+            rows = await queue_jobs.list_jobs(
+                db.engine, status=args.status, brand_id=args.brand, limit=args.limit
+            )
+            output.table(
+                [output.jsonable(r) for r in rows],
+                ["id", "kind", "brand_id", "status", "attempts", "max_attempts", "created_at",
+                 "last_error_kind"],
+                as_json=args.json,
+            )
+            return 0
+        if action == "prune":
+            days = args.older_than_days
+            if days is None:
+                days = settings.finished_job_retention_days
+            deleted = await queue_jobs.prune(db.engine, older_than=dt.timedelta(days=days))
+            output.emit({"deleted": deleted}, as_json=args.json)
+            return 0
+        operation = {
+            "show": queue_jobs.get,
+            "retry": queue_jobs.retry,
+            "cancel": queue_jobs.cancel,
+        }[action]
+        job = await operation(db.engine, args.id)
+    if job is None:
+        verb = {"show": "no job", "retry": "no failed or cancelled job",
+                "cancel": "no pending or running job"}[action]
+        raise errors.UsageError(f"{verb} with id {args.id}")
+    output.emit(job, as_json=args.json)
+    return 0
+
+
+async def cmd_stats(args: argparse.Namespace, settings: config.Settings) -> int:
+    async with resources.database(settings) as db:
+        output.emit(await queue_jobs.stats(db.engine), as_json=args.json)
+    return 0
+
+
+async def cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
+    from kairo_ingest.service import runner
+
+    return await runner.run(settings, concurrency=args.concurrency, drain=args.drain)
+
+
+async def cmd_demo(args: argparse.Namespace, settings: config.Settings) -> int:
+    from kairo_ingest.service import demo
+
+    return await demo.run(settings)
+
+
+async def cmd_simulator(args: argparse.Namespace, settings: config.Settings) -> int:
+    from kairo_ingest.simulator import server
+
+    await server.serve(args.host, args.port)
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "run": cmd_run,
+    "migrate": cmd_migrate,
+    "sources": cmd_sources,
+    "enqueue": cmd_enqueue,
+    "jobs": cmd_jobs,
+    "stats": cmd_stats,
+    "demo": cmd_demo,
+    "simulator": cmd_simulator,
+}
+
+
+async def dispatch(args: argparse.Namespace, settings: config.Settings) -> int:
+    return await COMMANDS[args.command](args, settings)

@@ -1,0 +1,1 @@
+"""The composition root for the long-running service: health server, signals, worker."""

@@ -1,0 +1,80 @@
+"""Opening the database the settings describe: a URL, or the embedded PostgreSQL.
+
+Every command goes through :func:`database`, so "unreachable", "not migrated" and
+"embedded" are handled once, with one clear line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest import config, errors, logs
+from kairo_ingest.db import embedded, migrate
+from kairo_ingest.db import engine as db_engine
+
+log = logs.get(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Database:
+    url: str
+    engine: sa_async.AsyncEngine
+    embedded: bool
+
+    @property
+    def display_url(self) -> str:
+        return db_engine.describe_url(self.url)
+
+
+async def ping(engine: sa_async.AsyncEngine, display_url: str) -> None:
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+    except (TimeoutError, OSError, sa.exc.SQLAlchemyError) as exc:
+        cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig else exc
+        raise errors.DatabaseUnavailableError(
+            f"cannot reach PostgreSQL at {display_url}: {errors.describe(cause)}"
+        ) from exc
+
+
+@contextlib.asynccontextmanager
+async def database(
+    settings: config.Settings,
+    *,
+    require_head: bool = True,
+    pool_size: int = 10,
+) -> AsyncIterator[Database]:
+    """Yield an engine on the configured database, ready to use.
+
+    The embedded database is migrated on the spot. An external one must already be at
+    head when ``require_head`` is set; otherwise :class:`SchemaNotAtHeadError` names
+    ``kairo-ingest migrate``.
+    """
+    pg: embedded.EmbeddedPostgres | None = None
+    if settings.database_url is None:
+        pg = await embedded.start(settings.data_dir)
+        url = pg.url
+    else:
+        url = settings.database_url.get_secret_value()
+    engine = db_engine.create(url, pool_size=pool_size)
+    db = Database(url=url, engine=engine, embedded=pg is not None)
+    try:
+        await ping(engine, db.display_url)
+        if pg is not None:
+            await migrate.upgrade(url)
+        elif require_head:
+            await migrate.check_at_head(engine)
+        yield db
+    finally:
+        await engine.dispose()
+        if pg is not None:
+            await pg.stop()
