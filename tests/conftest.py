@@ -33,7 +33,7 @@ def _with_database(url: str, name: str) -> str:
 async def _answers(url: str) -> bool:
     try:
         conn = await asyncpg.connect(db_engine.plain_dsn(url), timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         return False
     await conn.close()
     return True

@@ -16,6 +16,7 @@ import pydantic
 import pydantic_settings
 
 from kairo_ingest import errors, redaction
+from kairo_ingest.domain import registry
 
 ENV_PREFIX = "KAIRO_"
 DEFAULT_APIFY_BASE_URL = "https://api.apify.com"
@@ -97,12 +98,18 @@ class Settings(pydantic_settings.BaseSettings):
         return self.lease_seconds / 3.0
 
     @property
+    def finished_job_retention(self) -> dt.timedelta | None:
+        """None (keep forever) when KAIRO_FINISHED_JOB_RETENTION_DAYS is 0."""
+        days = self.finished_job_retention_days
+        return dt.timedelta(days=days) if days > 0 else None
+
+    @property
     def freshness_ttl(self) -> dt.timedelta:
         return dt.timedelta(hours=self.freshness_ttl_hours)
 
     @property
     def disabled_capability_set(self) -> frozenset[str]:
-        return frozenset(p.strip() for p in self.disabled_capabilities.split(",") if p.strip())
+        return registry.parse_disabled_capabilities(self.disabled_capabilities)
 
     @property
     def resolved_log_format(self) -> LogFormat:
@@ -131,6 +138,7 @@ def load(**overrides: object) -> Settings:
         raise errors.ConfigError(
             f"invalid setting {variable}: {first['msg']}", variable=variable
         ) from None
+    settings.disabled_capability_set  # noqa: B018 - ConfigError naming the variable when bad
     if settings.apify_token is not None:
         redaction.register_secret(settings.apify_token.get_secret_value())
     return settings

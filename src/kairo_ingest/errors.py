@@ -203,7 +203,7 @@ class ApifyTimeoutError(ApifyError):
 
 
 def classify(exc: BaseException) -> tuple[ErrorKind, bool, bool]:
-    """Return ``(kind, retryable, snooze)`` for any exception; unknown ones are internal and retryable."""
+    """``(kind, retryable, snooze)`` of any exception; unknown ones are internal and retryable."""
     if isinstance(exc, KairoError):
         return exc.kind, exc.retryable, exc.snooze
     return ErrorKind.INTERNAL, True, False

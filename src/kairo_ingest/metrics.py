@@ -52,7 +52,10 @@ OLDEST_READY_AGE = prom.Gauge(
     registry=REGISTRY,
 )
 REAPED = prom.Counter(
-    "kairo_jobs_reaped_total", "Expired leases returned by the reaper", ["outcome"], registry=REGISTRY
+    "kairo_jobs_reaped_total",
+    "Expired leases returned by the reaper",
+    ["outcome"],
+    registry=REGISTRY,
 )
 APIFY_REQUESTS = prom.Counter(
     "kairo_apify_requests_total",

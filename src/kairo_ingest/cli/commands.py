@@ -73,8 +73,16 @@ async def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
             )
             output.table(
                 [output.jsonable(r) for r in rows],
-                ["id", "kind", "brand_id", "status", "attempts", "max_attempts", "created_at",
-                 "last_error_kind"],
+                [
+                    "id",
+                    "kind",
+                    "brand_id",
+                    "status",
+                    "attempts",
+                    "max_attempts",
+                    "created_at",
+                    "last_error_kind",
+                ],
                 as_json=args.json,
             )
             return 0
@@ -92,8 +100,11 @@ async def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
         }[action]
         job = await operation(db.engine, args.id)
     if job is None:
-        verb = {"show": "no job", "retry": "no failed or cancelled job",
-                "cancel": "no pending or running job"}[action]
+        verb = {
+            "show": "no job",
+            "retry": "no failed or cancelled job",
+            "cancel": "no pending or running job",
+        }[action]
         raise errors.UsageError(f"{verb} with id {args.id}")
     output.emit(job, as_json=args.json)
     return 0

@@ -82,8 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        return p
+        return sub.add_parser(name, help=help_text, description=help_text)
 
     def with_json(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -91,15 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = cmd("run", "run the worker and the health/metrics server (the default command)")
     run.add_argument("--concurrency", type=_positive, help="jobs in flight (KAIRO_CONCURRENCY)")
-    run.add_argument(
-        "--drain", action="store_true", help="exit 0 once no job is ready or running"
-    )
+    run.add_argument("--drain", action="store_true", help="exit 0 once no job is ready or running")
 
     cmd("migrate", "upgrade the database schema to head (idempotent, replica-safe)")
 
     sources = cmd("sources", "manage a brand's source connections")
     ssub = sources.add_subparsers(dest="sources_command", metavar="ACTION", required=True)
-    add = with_json(ssub.add_parser("add", help="add a source (returns the existing one if present)"))
+    add = with_json(
+        ssub.add_parser("add", help="add a source (returns the existing one if present)")
+    )
     add.add_argument("--brand", type=_uuid, required=True, help="brand UUID")
     add.add_argument("--platform", required=True, help="instagram, tiktok, youtube, linkedin, web")
     add.add_argument("--capability", required=True, help="e.g. posts, reels, crawl_pages")
@@ -160,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # the last line of defence: one line, not a traceback
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         sys.stderr.write(f"kairo-ingest: unexpected error: {errors.describe(exc)}\n")
         if os.environ.get("KAIRO_LOG_LEVEL", "").upper() == "DEBUG":
             traceback.print_exc()

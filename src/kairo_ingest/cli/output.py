@@ -50,9 +50,13 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, as_json:
         return
     cells = [[_cell(jsonable(r).get(c)) for c in columns] for r in rows]
     widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
-    sys.stdout.write("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)) + "\n")
+    sys.stdout.write(
+        "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)) + "\n"
+    )
     for row in cells:
-        sys.stdout.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        sys.stdout.write(
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
     if not rows:
         sys.stdout.write("(none)\n")
 

@@ -38,9 +38,9 @@ def _start_blocking(pgdata: pathlib.Path) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset, which is normal in containers.
         warnings.simplefilter("ignore")
-        import pgserver
+        from pgserver import postgres_server
 
-        return pgserver.get_server(pgdata, cleanup_mode="stop")
+        return postgres_server.get_server(pgdata, cleanup_mode="stop")
 
 
 async def start(data_dir: pathlib.Path) -> EmbeddedPostgres:

@@ -10,7 +10,7 @@ from kairo_ingest import errors
 
 
 def asyncpg_url(url: str) -> sa.URL:
-    """Accept ``postgresql://``, ``postgres://`` or ``postgresql+asyncpg://``; return an asyncpg URL."""
+    """Accept ``postgresql://``, ``postgres://`` or ``postgresql+asyncpg://``; return asyncpg's."""
     try:
         parsed = make_url(url)
     except sa.exc.ArgumentError as exc:
@@ -45,7 +45,9 @@ def create(
     )
 
 
-def sessionmaker(engine: sa_async.AsyncEngine) -> sa_async.async_sessionmaker[sa_async.AsyncSession]:
+def sessionmaker(
+    engine: sa_async.AsyncEngine,
+) -> sa_async.async_sessionmaker[sa_async.AsyncSession]:
     return sa_async.async_sessionmaker(engine, expire_on_commit=False)
 
 

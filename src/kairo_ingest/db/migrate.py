@@ -40,7 +40,8 @@ def migrations_dir() -> pathlib.Path:
         if (candidate / "env.py").is_file():
             return candidate
     raise errors.ConfigError(
-        "cannot find the migrations folder; set KAIRO_MIGRATIONS_DIR", variable="KAIRO_MIGRATIONS_DIR"
+        "cannot find the migrations folder; set KAIRO_MIGRATIONS_DIR",
+        variable="KAIRO_MIGRATIONS_DIR",
     )
 
 

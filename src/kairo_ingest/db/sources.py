@@ -13,7 +13,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
 from kairo_ingest.db import tables
-from kairo_ingest.domain import identifiers, registry
+from kairo_ingest.domain import registry
 
 _t = tables.source_connections
 
@@ -63,8 +63,10 @@ async def add(
     settings: dict[str, Any] | None = None,
 ) -> tuple[Source, bool]:
     """Insert a source, or return the existing one; the bool says whether it was created."""
-    registry.get_spec(platform, capability)  # UsageError listing the valid pairs
-    normalized = identifiers.normalize_identifier(platform, capability, identifier)
+    # UsageError (exit 2): an unknown pair (listing the valid ones), bad identifier or settings.
+    normalized = registry.validate_source(platform, capability, identifier, settings or {})
+    spec = registry.get_spec(platform, capability)
+    platform, capability = spec.platform.value, spec.capability.value
     values = {
         "brand_id": brand_id,
         "platform": platform,

@@ -116,6 +116,8 @@ def _is_url(text: str, domain: str) -> bool:
     if _SCHEME.match(text) or "/" in text:
         return True
     head = text.split("?", 1)[0].split("#", 1)[0].lower()
+    if head.startswith("@"):
+        return False
     return head == domain or head.endswith("." + domain)
 
 
@@ -142,6 +144,8 @@ def _instagram(raw: str) -> str:
     else:
         name = raw.removeprefix("@")
     name = name.lower()
+    if _is_url(name, "instagram.com"):
+        raise _fail("instagram", raw, "a username cannot be an instagram.com host name")
     if name in INSTAGRAM_RESERVED_PATHS:
         raise _fail(
             "instagram",
@@ -163,6 +167,8 @@ def _tiktok(raw: str) -> str:
     else:
         name = raw.removeprefix("@")
     name = name.lower()
+    if _is_url(name, "tiktok.com"):
+        raise _fail("tiktok", raw, "a username cannot be a tiktok.com host name")
     if not _TIKTOK_USERNAME.fullmatch(name):
         raise _fail("tiktok", raw, "a username has 1-30 letters, digits, '.' or '_'")
     return name
@@ -181,9 +187,12 @@ def _linkedin_company(raw: str) -> str:
     else:
         slug = raw
     slug = slug.lower()
-    if not _SLUG.fullmatch(slug):
+    if not _SLUG.fullmatch(slug) or _is_url(slug, "linkedin.com"):
         raise _fail("linkedin", raw, "a company slug has letters, digits and '-' only")
     return slug
+
+
+_LINKEDIN = "https://www.linkedin.com"
 
 
 def _linkedin_profile(raw: str) -> str:
@@ -198,10 +207,10 @@ def _linkedin_profile(raw: str) -> str:
         base = f"{parts.scheme}://{parts.netloc}"
         slug = segments[1]
     else:
-        base = "https://www.linkedin.com"
+        base = _LINKEDIN
         slug = raw
     slug = slug.lower()
-    if not _SLUG.fullmatch(slug):
+    if not _SLUG.fullmatch(slug) or (base == _LINKEDIN and _is_url(slug, "linkedin.com")):
         raise _fail("linkedin", raw, "a profile slug has letters, digits and '-' only")
     return f"{base}/in/{slug}"
 
@@ -231,7 +240,9 @@ def _youtube(raw: str) -> str:
         if kind == "user":
             return f"{base}/user/{name}"
     raise _fail(
-        "youtube", raw, "not a channel URL (expected /channel/<ID>, /@handle, /c/<name> or /user/<name>)"
+        "youtube",
+        raw,
+        "not a channel URL (expected /channel/<ID>, /@handle, /c/<name> or /user/<name>)",
     )
 
 

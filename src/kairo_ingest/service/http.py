@@ -74,7 +74,10 @@ def app(health: Health) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", content_type.encode()), (b"cache-control", b"no-store")],
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"cache-control", b"no-store"),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})
@@ -128,3 +131,11 @@ def server(health: Health, *, host: str, port: int) -> uvicorn.Server:
         timeout_graceful_shutdown=1,
     )
     return _Server(config)
+
+
+async def serve(srv: uvicorn.Server) -> None:
+    """Run the server; uvicorn's ``sys.exit`` on a failed bind becomes an ordinary error."""
+    try:
+        await srv.serve()
+    except SystemExit as exc:
+        raise OSError(f"health server failed to start (exit {exc.code})") from None

@@ -47,8 +47,7 @@ async def test_concurrent_migrate_is_idempotent_under_the_advisory_lock(
             "asyncio.run(migrate.upgrade(sys.argv[1]))"
         )
         procs = [
-            await asyncio.create_subprocess_exec(sys.executable, "-c", code, url)
-            for _ in range(4)
+            await asyncio.create_subprocess_exec(sys.executable, "-c", code, url) for _ in range(4)
         ]
         codes = await asyncio.gather(*(p.wait() for p in procs))
         assert codes == [0, 0, 0, 0]

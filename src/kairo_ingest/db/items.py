@@ -1,0 +1,242 @@
+"""Raw dataset items and normalized evidence items, written in batches.
+
+Both writes are single set-based statements over ``unnest`` arrays, so a batch of a
+thousand items costs one round trip and one prepared statement, whatever its size:
+
+* raw items: ``INSERT ... ON CONFLICT (apify_run_id, item_index) DO NOTHING`` - a
+  re-fetch after a crash neither duplicates nor deletes;
+* evidence: ``INSERT ... ON CONFLICT <the uniqueness rule> DO UPDATE`` - the database
+  enforces dedupe, so two workers upserting the same items cannot race into
+  duplicates. Rows are sorted by key so concurrent batches lock in the same order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_async
+
+_INSERT_RAW = sa.text(
+    """
+    INSERT INTO raw_apify_items (apify_run_id, item_index, raw_json, skip_reason)
+    SELECT CAST(:run_id AS uuid), u.item_index, u.raw_json, u.skip_reason
+    FROM unnest(CAST(:indexes AS integer[]), CAST(:docs AS jsonb[]), CAST(:reasons AS text[]))
+         AS u(item_index, raw_json, skip_reason)
+    ON CONFLICT (apify_run_id, item_index) DO NOTHING
+    RETURNING id, item_index
+    """
+)
+
+_SET_SKIP_REASONS = sa.text(
+    """
+    UPDATE raw_apify_items AS r SET skip_reason = u.reason
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS u(id, reason)
+    WHERE r.id = u.id AND r.skip_reason IS DISTINCT FROM u.reason
+    """
+)
+
+_READ_RAW = sa.text(
+    """
+    SELECT id, item_index, raw_json FROM raw_apify_items
+    WHERE apify_run_id = :run_id AND item_index >= :after AND item_index < :cap
+    ORDER BY item_index
+    LIMIT :limit
+    """
+)
+
+# Shared by both uniqueness rules; {target} is the conflict target of the rule.
+_UPSERT_EVIDENCE = """
+    INSERT INTO normalized_evidence_items AS e (
+        brand_id, platform, content_type, external_id, canonical_url, published_at,
+        author_ref, title, text_primary, text_secondary, hashtags, metrics, media, flags,
+        raw_refs)
+    SELECT CAST(:brand_id AS uuid), u.* FROM unnest(
+        CAST(:platform AS text[]), CAST(:content_type AS text[]), CAST(:external_id AS text[]),
+        CAST(:canonical_url AS text[]), CAST(:published_at AS timestamptz[]),
+        CAST(:author_ref AS text[]), CAST(:title AS text[]), CAST(:text_primary AS text[]),
+        CAST(:text_secondary AS text[]), CAST(:hashtags AS jsonb[]), CAST(:metrics AS jsonb[]),
+        CAST(:media AS jsonb[]), CAST(:flags AS jsonb[]), CAST(:raw_refs AS jsonb[])) AS u
+    ON CONFLICT {target} DO UPDATE SET
+        canonical_url = EXCLUDED.canonical_url,
+        -- keep the old value where the new one is empty
+        published_at = COALESCE(EXCLUDED.published_at, e.published_at),
+        title = COALESCE(NULLIF(EXCLUDED.title, ''), e.title),
+        text_secondary = COALESCE(NULLIF(EXCLUDED.text_secondary, ''), e.text_secondary),
+        author_ref = EXCLUDED.author_ref,
+        text_primary = EXCLUDED.text_primary,
+        hashtags = EXCLUDED.hashtags,
+        metrics = EXCLUDED.metrics,
+        media = EXCLUDED.media,
+        flags = EXCLUDED.flags,
+        -- merge provenance without duplicates, keeping the order refs arrived in
+        raw_refs = e.raw_refs || COALESCE(
+            (SELECT jsonb_agg(r) FROM jsonb_array_elements(EXCLUDED.raw_refs) AS r
+             WHERE NOT e.raw_refs @> jsonb_build_array(r)),
+            '[]'::jsonb),
+        updated_at = now()
+    RETURNING (xmax = 0) AS inserted
+"""
+_UPSERT_BY_EXTERNAL_ID = sa.text(
+    _UPSERT_EVIDENCE.format(
+        target="(brand_id, platform, content_type, external_id) WHERE platform <> 'web'"
+    )
+)
+_UPSERT_BY_URL = sa.text(
+    _UPSERT_EVIDENCE.format(
+        target="(brand_id, platform, content_type, canonical_url) WHERE platform = 'web'"
+    )
+)
+
+
+def dumps(value: Any) -> str:
+    """JSON for a jsonb column. PostgreSQL's jsonb rejects NUL characters, so they are dropped."""
+    text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+    return text.replace("\\u0000", "") if "\\u0000" in text else text
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawRow:
+    id: int
+    item_index: int
+    raw_json: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EvidenceRow:
+    platform: str
+    content_type: str
+    external_id: str | None
+    canonical_url: str
+    published_at: dt.datetime | None
+    author_ref: str
+    title: str | None
+    text_primary: str
+    text_secondary: str | None
+    hashtags: list[str]
+    metrics: dict[str, Any]
+    media: dict[str, Any]
+    flags: dict[str, Any]
+    raw_refs: list[dict[str, Any]]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The uniqueness rule's key (brand aside): external id, or the URL for web pages."""
+        ident = self.canonical_url if self.platform == "web" else (self.external_id or "")
+        return (self.platform, self.content_type, ident)
+
+
+async def insert_raw(
+    conn: sa_async.AsyncConnection,
+    run_id: uuid.UUID,
+    items: Sequence[tuple[int, str, str | None]],
+) -> dict[int, int]:
+    """Insert ``(item_index, raw_json_text, skip_reason)`` rows.
+
+    Returns ``{item_index: id}`` for the rows that were new.
+    """
+    if not items:
+        return {}
+    result = await conn.execute(
+        _INSERT_RAW,
+        {
+            "run_id": run_id,
+            "indexes": [i for i, _, _ in items],
+            "docs": [doc for _, doc, _ in items],
+            "reasons": [reason for _, _, reason in items],
+        },
+    )
+    return {row.item_index: row.id for row in result}
+
+
+async def set_skip_reasons(
+    conn: sa_async.AsyncConnection, reasons: Sequence[tuple[int, str | None]]
+) -> None:
+    if reasons:
+        await conn.execute(
+            _SET_SKIP_REASONS,
+            {"ids": [i for i, _ in reasons], "reasons": [r for _, r in reasons]},
+        )
+
+
+async def read_raw(
+    conn: sa_async.AsyncConnection, run_id: uuid.UUID, *, after: int, cap: int, limit: int
+) -> list[RawRow]:
+    rows = await conn.execute(
+        _READ_RAW, {"run_id": run_id, "after": after, "cap": cap, "limit": limit}
+    )
+    return [RawRow(r.id, r.item_index, r.raw_json) for r in rows]
+
+
+def merge_duplicates(rows: Sequence[EvidenceRow]) -> tuple[list[EvidenceRow], int]:
+    """Fold rows that share a key (duplicates inside one dataset page) into one.
+
+    ``ON CONFLICT DO UPDATE`` cannot touch one row twice in a statement, so the batch is
+    deduplicated first: the later item wins, the earlier one's empty-keeping fields and
+    raw refs are merged. Returns the rows sorted by key and how many were folded.
+    """
+    merged: dict[tuple[str, str, str], EvidenceRow] = {}
+    folded = 0
+    for row in rows:
+        previous = merged.get(row.key)
+        if previous is not None:
+            folded += 1
+            refs = previous.raw_refs + [r for r in row.raw_refs if r not in previous.raw_refs]
+            row = dataclasses.replace(
+                row,
+                published_at=row.published_at or previous.published_at,
+                title=row.title or previous.title,
+                text_secondary=row.text_secondary or previous.text_secondary,
+                raw_refs=refs,
+            )
+        merged[row.key] = row
+    return [merged[k] for k in sorted(merged)], folded
+
+
+async def upsert_evidence(
+    conn: sa_async.AsyncConnection, brand_id: uuid.UUID, rows: Sequence[EvidenceRow]
+) -> tuple[int, int]:
+    """Upsert a batch; return ``(created, updated)``.
+
+    Duplicates within the batch count as updated.
+    """
+    created = updated = 0
+    unique, folded = merge_duplicates(rows)
+    updated += folded
+    for statement, part in (
+        (_UPSERT_BY_EXTERNAL_ID, [r for r in unique if r.platform != "web"]),
+        (_UPSERT_BY_URL, [r for r in unique if r.platform == "web"]),
+    ):
+        if not part:
+            continue
+        result = await conn.execute(
+            statement,
+            {
+                "brand_id": brand_id,
+                "platform": [r.platform for r in part],
+                "content_type": [r.content_type for r in part],
+                "external_id": [r.external_id for r in part],
+                "canonical_url": [r.canonical_url for r in part],
+                "published_at": [r.published_at for r in part],
+                "author_ref": [r.author_ref for r in part],
+                "title": [r.title for r in part],
+                "text_primary": [r.text_primary for r in part],
+                "text_secondary": [r.text_secondary for r in part],
+                "hashtags": [dumps(r.hashtags) for r in part],
+                "metrics": [dumps(r.metrics) for r in part],
+                "media": [dumps(r.media) for r in part],
+                "flags": [dumps(r.flags) for r in part],
+                "raw_refs": [dumps(r.raw_refs) for r in part],
+            },
+        )
+        for row in result:
+            if row.inserted:
+                created += 1
+            else:
+                updated += 1
+    return created, updated

@@ -1,0 +1,101 @@
+"""Retry rules: what to do with a failed attempt, and how long to wait before the next one.
+
+Pure: no I/O, no clock. The queue turns a :class:`Decision` into a row update whose
+``available_at`` is the database's ``now()`` plus :attr:`Decision.delay_seconds`.
+
+* A permanent error fails the job at once, whatever the attempts.
+* A "not now" error (rate limit, Apify concurrency or memory limit) snoozes the job
+  for a fixed time without spending the attempt.
+* A retryable error waits ``uniform(0, min(cap, base * 2 ** (attempt - 1)))``
+  ("full jitter"): the first retry waits at most ``base``, never ``2 * base``; the
+  ceiling doubles per attempt and stops at ``cap``; the jitter spreads a burst of
+  failures so the retries do not arrive together.
+* Once ``attempts`` reaches ``max_attempts`` the job fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import random
+
+# Beyond this exponent the ceiling is far above any sensible cap; capping the exponent
+# keeps the arithmetic finite (the reaper's SQL uses the same bound).
+MAX_EXPONENT = 60
+
+
+class Action(enum.StrEnum):
+    RETRY = "retry"  # back to pending after a backoff; the attempt is spent
+    SNOOZE = "snooze"  # back to pending after snooze_seconds; the attempt is refunded
+    FAIL = "fail"  # terminal: status failed, last_error kept
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    """An :class:`Action` and, for RETRY and SNOOZE, how long the job waits (seconds)."""
+
+    action: Action
+    delay_seconds: float = 0.0
+
+
+def ceiling_seconds(attempt: int, base: float, cap: float) -> float:
+    """The largest backoff after attempt ``attempt`` (1-based): ``min(cap, base * 2**(attempt-1))``.
+
+    Attempts below 1 count as 1; the exponent stops at :data:`MAX_EXPONENT`.
+    """
+    if base < 0 or cap < 0:
+        raise ValueError("base and cap must not be negative")
+    exponent = min(max(attempt, 1) - 1, MAX_EXPONENT)
+    return min(cap, base * 2.0**exponent)
+
+
+def backoff_seconds(
+    attempt: int,
+    *,
+    base_seconds: float,
+    cap_seconds: float,
+    rng: random.Random | None = None,
+) -> float:
+    """A full-jitter backoff after the given attempt: uniform over ``[0, ceiling]`` (seconds)."""
+    ceiling = ceiling_seconds(attempt, base_seconds, cap_seconds)
+    return (rng or random).uniform(0.0, ceiling)
+
+
+def decide(*, retryable: bool, snooze: bool, attempts: int, max_attempts: int) -> Action:
+    """What to do after attempt number ``attempts`` failed.
+
+    ``snooze`` wins over the attempt count because a snoozed attempt is not spent; a
+    permanent error (``retryable=False``) fails at once.
+    """
+    if not retryable:
+        return Action.FAIL
+    if snooze:
+        return Action.SNOOZE
+    if attempts < max_attempts:
+        return Action.RETRY
+    return Action.FAIL
+
+
+def plan(
+    *,
+    retryable: bool,
+    snooze: bool,
+    attempts: int,
+    max_attempts: int,
+    base_seconds: float,
+    cap_seconds: float,
+    snooze_seconds: float,
+    rng: random.Random | None = None,
+) -> Decision:
+    """:func:`decide`, plus the delay the job waits before it is ready again."""
+    action = decide(
+        retryable=retryable, snooze=snooze, attempts=attempts, max_attempts=max_attempts
+    )
+    if action is Action.RETRY:
+        delay = backoff_seconds(
+            attempts, base_seconds=base_seconds, cap_seconds=cap_seconds, rng=rng
+        )
+        return Decision(action, delay)
+    if action is Action.SNOOZE:
+        return Decision(action, snooze_seconds)
+    return Decision(action)

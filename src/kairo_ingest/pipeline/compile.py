@@ -1,0 +1,134 @@
+"""The brand compile job: every enabled source refreshed, reused or skipped, concurrently.
+
+Returns the evidence status and, when the job should not succeed, the error to store.
+The old runner ran sources one by one and marked the job succeeded even when every
+source failed; here sources run under a per-job bound (and the process-wide bound on
+Apify runs), and the verdict comes from the entries (:mod:`kairo_ingest.domain.evidence`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from kairo_ingest import errors, logs
+from kairo_ingest.db import runs, sources
+from kairo_ingest.domain import evidence, freshness, registry, statuses
+from kairo_ingest.pipeline import deps as deps_module
+from kairo_ingest.pipeline import source_run, store
+from kairo_ingest.queue import jobs as queue_jobs
+
+log = logs.get(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Result:
+    evidence_status: dict[str, list[dict[str, Any]]]
+    verdict: evidence.Verdict
+    error: errors.JobError | None
+
+
+async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
+    if lease.brand_id is None:
+        raise errors.JobError("a compile job needs a brand_id", kind=errors.ErrorKind.INVALID_INPUT)
+    force = bool(lease.params.get("force_refresh", False))
+    enabled = await sources.list_sources(d.engine, brand_id=lease.brand_id, enabled_only=True)
+    async with d.engine.connect() as conn:
+        now = await runs.db_now(conn)
+    bound = asyncio.Semaphore(d.source_concurrency)
+
+    async def one(source: sources.Source) -> evidence.Entry:
+        async with bound:
+            with logs.bind(source_id=source.id):
+                return await _source(d, lease, source, force=force, now=now)
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one(s), name=f"source-{s.id}") for s in enabled]
+    entries = [t.result() for t in tasks]
+    verdict, error = evidence.verdict(entries)
+    status = evidence.status(entries)
+    log.info(
+        "compile_finished",
+        verdict=verdict.value,
+        **{bucket: len(items) for bucket, items in status.items()},
+    )
+    return Result(status, verdict, error)
+
+
+async def _source(
+    d: deps_module.Deps,
+    lease: queue_jobs.Lease,
+    source: sources.Source,
+    *,
+    force: bool,
+    now: Any,
+) -> evidence.Entry:
+    def entry(bucket: statuses.EvidenceBucket, reason: str, **extra: Any) -> evidence.Entry:
+        return evidence.Entry(
+            bucket, str(source.id), source.platform, source.capability, reason, **extra
+        )
+
+    spec = registry.find_spec(source.platform, source.capability)
+    if spec is None:
+        return evidence.failed(
+            source_id=str(source.id),
+            platform=source.platform,
+            capability=source.capability,
+            reason="unknown_capability",
+            exc=errors.JobError(
+                f"no actor for {source.platform}.{source.capability}",
+                kind=errors.ErrorKind.INVALID_INPUT,
+                retryable=False,
+            ),
+        )
+    ok, why = registry.capability_enabled(
+        source.platform, source.capability, d.env, d.disabled_capabilities
+    )
+    if not ok:
+        return entry(statuses.EvidenceBucket.SKIPPED, why)
+
+    async with d.engine.connect() as conn:
+        own = await runs.latest_for(conn, job_id=lease.job_id, source_id=source.id)
+        reusable = (
+            None if own is not None else await runs.newest_reusable(conn, source_id=source.id)
+        )
+    if own is not None:
+        # This job already has a run for the source (a retry, or a takeover after a crash).
+        return await source_run.refresh(d, lease, source, spec, reason="resumed")
+
+    decision = freshness.decide(
+        force_refresh=force,
+        newest_succeeded_finished_at=reusable.finished_at if reusable else None,
+        now=now,
+        ttl=d.freshness_ttl,
+    )
+    if decision.action is freshness.Action.REFRESH or reusable is None:
+        return await source_run.refresh(d, lease, source, spec, reason=decision.reason)
+
+    facts = source_run.facts(reusable)
+    if reusable.normalized_at is None:
+        cap = reusable.item_cap or registry.cap_for(source.platform, source.capability, d.env)
+        counts = await store.renormalize(
+            d.engine,
+            lease,
+            reusable,
+            platform=source.platform,
+            capability=source.capability,
+            cap=cap,
+        )
+        facts = dataclasses.replace(
+            facts,
+            normalized_created=counts.created,
+            normalized_updated=counts.updated,
+            items_skipped=counts.skipped,
+        )
+    else:
+        # Nothing was normalized by this job: the counts describe this job's work.
+        facts = dataclasses.replace(facts, normalized_created=0, normalized_updated=0)
+    return entry(
+        statuses.EvidenceBucket.REUSED,
+        decision.reason,
+        run=facts,
+        run_age_hours=decision.run_age_hours,
+    )

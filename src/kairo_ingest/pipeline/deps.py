@@ -1,0 +1,29 @@
+"""What the pipeline needs from the outside, gathered once by the composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest import clock
+from kairo_ingest.apify import client as apify_client
+
+
+@dataclasses.dataclass(frozen=True)
+class Deps:
+    engine: sa_async.AsyncEngine
+    apify: apify_client.ApifyClient
+    env: Mapping[str, str]
+    """Environment for per-capability caps and flags (``KAIRO_CAP_*``, ``KAIRO_FEATURE_*``)."""
+    disabled_capabilities: frozenset[str]
+    freshness_ttl: dt.timedelta
+    run_deadline_seconds: float
+    source_concurrency: int
+    run_slots: asyncio.Semaphore
+    """Bounds concurrent Apify runs across every job of this process."""
+    page_size: int = 1000
+    clock: clock.Clock = clock.SYSTEM

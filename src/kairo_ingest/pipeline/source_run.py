@@ -1,0 +1,287 @@
+"""One source through one Apify run: intent, start or adopt, wait, fetch, normalize.
+
+The run row is written *before* Apify hears of the run (status STARTING, with the
+exact input and the intent's time), so a crash at any point can be resumed without
+paying twice:
+
+* no row, or the last attempt ended badly -> a new intent, then start;
+* STARTING -> reconcile: adopt the Apify run whose INPUT matches, start only if none;
+* READY / RUNNING / ... -> wait on the same run again;
+* SUCCEEDED without stored items -> fetch (idempotent inserts);
+* SUCCEEDED with stored items -> nothing to do.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from kairo_ingest import clock, errors, logs, metrics
+from kairo_ingest.apify import models as apify_models
+from kairo_ingest.apify import reconcile
+from kairo_ingest.db import runs, sources, tables
+from kairo_ingest.domain import evidence, registry, statuses
+from kairo_ingest.pipeline import deps as deps_module
+from kairo_ingest.pipeline import store
+from kairo_ingest.queue import jobs as queue_jobs
+
+log = logs.get(__name__)
+
+_RESTART_AFTER = frozenset(
+    {
+        statuses.RunStatus.START_FAILED,
+        statuses.RunStatus.FAILED,
+        statuses.RunStatus.TIMED_OUT,
+        statuses.RunStatus.ABORTED,
+    }
+)
+
+
+def facts(run: runs.Run) -> evidence.RunFacts:
+    return evidence.RunFacts(
+        run_id=str(run.id),
+        apify_run_id=run.apify_run_id,
+        apify_status=run.status,
+        dataset_id=run.dataset_id,
+        raw_items=run.raw_item_count or 0,
+        normalized_created=run.normalized_created or 0,
+        normalized_updated=run.normalized_updated or 0,
+        items_skipped=run.items_skipped or 0,
+    )
+
+
+class SourceRunError(Exception):
+    """Carries the run a failure happened on, so the evidence entry can name it."""
+
+    def __init__(self, cause: BaseException, run: runs.Run | None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.run = run
+
+
+async def _write(
+    d: deps_module.Deps, lease: queue_jobs.Lease, run_id: uuid.UUID, **values: Any
+) -> runs.Run:
+    async with d.engine.begin() as conn:
+        await queue_jobs.fence(conn, lease)
+        return await runs.update(conn, run_id, **values)
+
+
+async def _record_started(
+    d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, info: apify_models.RunInfo
+) -> runs.Run:
+    with logs.bind(apify_run_id=info.id):
+        log.info("apify_run_recorded", actor_id=run.actor_id, status=info.status)
+    return await _write(
+        d,
+        lease,
+        run.id,
+        apify_run_id=info.id,
+        dataset_id=info.default_dataset_id,
+        status=info.status,
+        started_at=info.started_at or sa.func.now(),
+    )
+
+
+async def _start(
+    d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, *, resuming: bool
+) -> runs.Run:
+    info: apify_models.RunInfo | None = None
+    try:
+        if resuming:
+            info = await reconcile.adopt_existing(
+                d.apify, run.actor_id, run.input, intent_at=run.intent_at
+            )
+            if info is not None:
+                log.info("apify_run_adopted", apify_run_id=info.id)
+        if info is None:
+            info = await reconcile.start_or_adopt(
+                d.apify,
+                run.actor_id,
+                run.input,
+                intent_at=run.intent_at,
+                timeout_secs=int(d.run_deadline_seconds),
+                max_items=run.item_cap,
+            )
+    except errors.ApifyError as exc:
+        if getattr(exc, "ambiguous", False):
+            raise  # the start may have reached Apify: keep STARTING, reconcile next time
+        await _write(
+            d,
+            lease,
+            run.id,
+            status=statuses.RunStatus.START_FAILED,
+            finished_at=sa.func.now(),
+            error_kind=exc.kind.value,
+            error_summary=exc.message,
+        )
+        raise
+    return await _record_started(d, lease, run, info)
+
+
+async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:
+    assert run.apify_run_id is not None
+    async with d.engine.connect() as conn:
+        elapsed = await runs.seconds_since_start(conn, run.id)
+    deadline = clock.Deadline.after(max(0.0, d.run_deadline_seconds - elapsed), d.clock)
+    try:
+        info = await d.apify.wait_or_abort(run.apify_run_id, deadline)
+    except errors.ApifyTimeoutError as exc:
+        metrics.APIFY_RUNS.labels(statuses.RunStatus.TIMED_OUT).inc()
+        run = await _write(
+            d,
+            lease,
+            run.id,
+            status=statuses.RunStatus.TIMED_OUT,
+            finished_at=sa.func.now(),
+            error_kind=errors.ErrorKind.TIMEOUT.value,
+            error_summary=exc.message,
+        )
+        raise SourceRunError(exc, run) from exc
+    metrics.APIFY_RUNS.labels(info.status).inc()
+    values: dict[str, Any] = {
+        "status": info.status,
+        "finished_at": info.finished_at or sa.func.now(),
+        "dataset_id": info.default_dataset_id or run.dataset_id,
+    }
+    if not info.succeeded:
+        failure = errors.ApifyRunFailedError(
+            f"Apify run {info.id} ended {info.status}"
+            + (f": {info.status_message}" if info.status_message else "")
+        )
+        values.update(error_kind=failure.kind.value, error_summary=failure.message)
+        run = await _write(d, lease, run.id, **values)
+        raise SourceRunError(failure, run)
+    return await _write(d, lease, run.id, **values)
+
+
+async def _fetch(
+    d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, source: sources.Source
+) -> runs.Run:
+    assert run.dataset_id is not None
+    cap = run.item_cap or registry.cap_for(source.platform, source.capability, d.env)
+    page: list[tuple[int, Any]] = []
+    async for index, item in d.apify.iter_dataset_items(
+        run.dataset_id, limit=cap, page_size=d.page_size
+    ):
+        page.append((index, item))
+        if len(page) >= d.page_size:
+            await store.store_page(
+                d.engine,
+                lease,
+                run,
+                platform=source.platform,
+                capability=source.capability,
+                page=page,
+            )
+            page = []
+    if page:
+        await store.store_page(
+            d.engine, lease, run, platform=source.platform, capability=source.capability, page=page
+        )
+    return await _write(
+        d,
+        lease,
+        run.id,
+        raw_stored_at=sa.func.now(),
+        normalized_at=sa.func.now(),
+        raw_item_count=sa.func.coalesce(tables.apify_runs.c.raw_item_count, 0),
+    )
+
+
+async def refresh(
+    d: deps_module.Deps,
+    lease: queue_jobs.Lease,
+    source: sources.Source,
+    spec: registry.ActorSpec,
+    *,
+    reason: str,
+) -> evidence.Entry:
+    """Take a source through its run for this job, resuming whatever a crash left behind."""
+    async with d.engine.connect() as conn:
+        run = await runs.latest_for(conn, job_id=lease.job_id, source_id=source.id)
+    try:
+        async with d.run_slots:
+            run = await _advance(d, lease, source, spec, run)
+    except SourceRunError as exc:
+        return _failed(source, reason, exc.cause, exc.run)
+    except (errors.LeaseLostError, errors.ConfigError):
+        raise
+    except errors.KairoError as exc:
+        async with d.engine.connect() as conn:
+            latest = await runs.latest_for(conn, job_id=lease.job_id, source_id=source.id)
+        return _failed(source, reason, exc, latest)
+    return evidence.Entry(
+        statuses.EvidenceBucket.REFRESHED,
+        str(source.id),
+        source.platform,
+        source.capability,
+        reason,
+        run=facts(run),
+    )
+
+
+async def _advance(
+    d: deps_module.Deps,
+    lease: queue_jobs.Lease,
+    source: sources.Source,
+    spec: registry.ActorSpec,
+    run: runs.Run | None,
+) -> runs.Run:
+    if run is None or run.status in _RESTART_AFTER:
+        cap = registry.cap_for(source.platform, source.capability, d.env)
+        async with d.engine.begin() as conn:
+            await queue_jobs.fence(conn, lease)
+            run = await runs.create_intent(
+                conn,
+                job_id=lease.job_id,
+                source_id=source.id,
+                brand_id=source.brand_id,
+                actor_id=spec.actor_id,
+                run_input=spec.build_input(source.identifier, source.settings, cap),
+                item_cap=cap,
+                attempt=(run.attempt + 1) if run is not None else 1,
+            )
+        log.info("apify_run_intent", run_id=str(run.id), actor_id=run.actor_id)
+        run = await _start(d, lease, run, resuming=False)
+    elif run.status == statuses.RunStatus.STARTING:
+        log.info("apify_run_intent_resumed", run_id=str(run.id))
+        run = await _start(d, lease, run, resuming=True)
+    with logs.bind(apify_run_id=run.apify_run_id):
+        if not statuses.is_terminal(run.status):
+            run = await _wait(d, lease, run)
+        if run.status != statuses.RunStatus.SUCCEEDED:
+            raise SourceRunError(
+                errors.ApifyRunFailedError(f"Apify run {run.apify_run_id} ended {run.status}"), run
+            )
+        if run.raw_stored_at is None:
+            run = await _fetch(d, lease, run, source)
+            log.info(
+                "apify_run_ingested",
+                raw_items=run.raw_item_count,
+                created=run.normalized_created,
+                updated=run.normalized_updated,
+                skipped=run.items_skipped,
+            )
+    return run
+
+
+def _failed(
+    source: sources.Source, reason: str, exc: BaseException, run: runs.Run | None
+) -> evidence.Entry:
+    log.warning(
+        "source_failed",
+        source_id=str(source.id),
+        error_kind=errors.classify(exc)[0].value,
+        error=errors.describe(exc),
+    )
+    return evidence.failed(
+        source_id=str(source.id),
+        platform=source.platform,
+        capability=source.capability,
+        reason=reason,
+        exc=exc,
+        run=facts(run) if run is not None else None,
+    )

@@ -1,0 +1,44 @@
+"""Job kinds this service runs, bound to their dependencies: the worker's handler table."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest import config
+from kairo_ingest.apify import client as apify_client
+from kairo_ingest.domain import statuses
+from kairo_ingest.pipeline import compile as compile_job
+from kairo_ingest.pipeline import deps as deps_module
+from kairo_ingest.worker import builtin
+from kairo_ingest.worker import runner as worker_runner
+
+
+def pipeline_deps(
+    settings: config.Settings, engine: sa_async.AsyncEngine, apify: apify_client.ApifyClient
+) -> deps_module.Deps:
+    return deps_module.Deps(
+        engine=engine,
+        apify=apify,
+        env=dict(os.environ),
+        disabled_capabilities=settings.disabled_capability_set,
+        freshness_ttl=settings.freshness_ttl,
+        run_deadline_seconds=settings.run_deadline_seconds,
+        source_concurrency=settings.source_concurrency,
+        run_slots=asyncio.Semaphore(settings.apify_max_concurrent_runs),
+    )
+
+
+def compile_handler(d: deps_module.Deps) -> worker_runner.Handler:
+    async def handle(ctx: worker_runner.JobContext) -> worker_runner.Outcome:
+        result = await compile_job.run(d, ctx.lease)
+        return worker_runner.Outcome(evidence_status=result.evidence_status, error=result.error)
+
+    return handle
+
+
+def table(d: deps_module.Deps) -> Mapping[str, worker_runner.Handler]:
+    return {statuses.JobKind.COMPILE: compile_handler(d), builtin.NOOP_KIND: builtin.noop}
