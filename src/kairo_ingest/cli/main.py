@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from kairo_ingest import __version__, config, errors, logs
-from kairo_ingest.cli import commands
 from kairo_ingest.domain import statuses
 
 EXIT_OK = 0
@@ -150,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=settings.log_level,
             json_format=settings.resolved_log_format is config.LogFormat.JSON,
         )
+        # Imported here so that --help and usage errors answer without loading the adapters.
+        from kairo_ingest.cli import commands
+
         return asyncio.run(commands.dispatch(args, settings))
     except (errors.ConfigError, errors.UsageError) as exc:
         sys.stderr.write(f"kairo-ingest: error: {exc.message}\n")

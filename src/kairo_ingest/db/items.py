@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -94,10 +95,25 @@ _UPSERT_BY_URL = sa.text(
 )
 
 
+# A JSON-escaped NUL (\u0000) not itself preceded by an escaping backslash.
+_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def dumps(value: Any) -> str:
-    """JSON for a jsonb column. PostgreSQL's jsonb rejects NUL characters, so they are dropped."""
+    """JSON text that a jsonb column accepts.
+
+    jsonb refuses NUL characters, so they are dropped; lone surrogates (not Unicode, so
+    not encodable as UTF-8) become U+FFFD. Everything else is kept as the actor sent it.
+    """
     text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
-    return text.replace("\\u0000", "") if "\\u0000" in text else text
+    if "\\u0000" in text:
+        text = _ESCAPED_NUL.sub(r"\1", text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -173,6 +173,24 @@ async def seconds_since_start(conn: sa_async.AsyncConnection, run_id: uuid.UUID)
     return float(value or 0)
 
 
+async def owned_apify_run_ids(
+    conn: sa_async.AsyncConnection, *, actor_id: str, since: dt.datetime
+) -> set[str]:
+    """Apify run ids already recorded for an actor since a time: never adopt these twice.
+
+    Two sources of different brands can send identical input; reconciliation must not
+    hand one brand's run to the other's intent.
+    """
+    rows = await conn.execute(
+        sa.select(_t.c.apify_run_id).where(
+            _t.c.actor_id == actor_id,
+            _t.c.apify_run_id.is_not(None),
+            _t.c.intent_at >= since,
+        )
+    )
+    return {r.apify_run_id for r in rows}
+
+
 async def db_now(conn: sa_async.AsyncConnection) -> dt.datetime:
     value = await conn.scalar(sa.select(sa.func.now()))
     assert isinstance(value, dt.datetime)

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kairo_ingest import clock, errors, logs, metrics
+from kairo_ingest.apify import mapping as apify_mapping
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.apify import reconcile
 from kairo_ingest.db import runs, sources, tables
@@ -89,10 +90,14 @@ async def _start(
     d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, *, resuming: bool
 ) -> runs.Run:
     info: apify_models.RunInfo | None = None
+    async with d.engine.connect() as conn:
+        owned = await runs.owned_apify_run_ids(
+            conn, actor_id=run.actor_id, since=run.intent_at - reconcile.DEFAULT_CLOCK_SLACK
+        )
     try:
         if resuming:
             info = await reconcile.adopt_existing(
-                d.apify, run.actor_id, run.input, intent_at=run.intent_at
+                d.apify, run.actor_id, run.input, intent_at=run.intent_at, exclude_run_ids=owned
             )
             if info is not None:
                 log.info("apify_run_adopted", apify_run_id=info.id)
@@ -102,12 +107,13 @@ async def _start(
                 run.actor_id,
                 run.input,
                 intent_at=run.intent_at,
+                exclude_run_ids=owned,
                 timeout_secs=int(d.run_deadline_seconds),
                 max_items=run.item_cap,
             )
     except errors.ApifyError as exc:
-        if getattr(exc, "ambiguous", False):
-            raise  # the start may have reached Apify: keep STARTING, reconcile next time
+        if isinstance(exc, apify_mapping.ApifyStartUnknownError):
+            raise  # the start may have reached Apify: stay STARTING, reconcile next time
         await _write(
             d,
             lease,
