@@ -8,22 +8,27 @@ from collections.abc import Mapping
 
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import config
+from kairo_ingest import config, logs
 from kairo_ingest.apify import client as apify_client
-from kairo_ingest.domain import statuses
+from kairo_ingest.domain import registry, statuses
 from kairo_ingest.pipeline import compile as compile_job
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.worker import builtin
 from kairo_ingest.worker import runner as worker_runner
 
+log = logs.get(__name__)
+
 
 def pipeline_deps(
     settings: config.Settings, engine: sa_async.AsyncEngine, apify: apify_client.ApifyClient
 ) -> deps_module.Deps:
+    env = dict(os.environ)
+    for variable in registry.invalid_cap_variables(env):
+        log.warning("cap_variable_ignored", variable=variable, reason="not a positive integer")
     return deps_module.Deps(
         engine=engine,
         apify=apify,
-        env=dict(os.environ),
+        env=env,
         disabled_capabilities=settings.disabled_capability_set,
         freshness_ttl=settings.freshness_ttl,
         run_deadline_seconds=settings.run_deadline_seconds,

@@ -1,0 +1,704 @@
+"""The job queue's API: enqueue, claim, heartbeat, complete/fail/release, fence, maintenance.
+
+A claimed job is a :class:`Lease`: the row's id plus a fencing token that only this
+claim holds. Every write a lease holder makes is fenced by that token and by
+``status = 'running'``; when the row has moved on (reclaimed by the reaper after the
+lease expired, cancelled by an operator, completed by a newer owner) the write changes
+nothing, is logged as ``lease_lost`` and counted in ``kairo_fenced_writes_rejected_total``,
+and the caller gets ``False`` / ``None`` / an empty set, never an exception that could
+lead to an overwrite. Inside a caller's own transaction, :func:`fence` raises
+:class:`~kairo_ingest.errors.LeaseLostError` instead, so the transaction rolls back.
+
+Operations take an engine (a pooled connection in AUTOCOMMIT mode per call: each is one
+statement, its own transaction) or a connection the caller holds: the worker's dedicated
+AUTOCOMMIT connections, or a transaction the caller commits (enqueue inside a caller's
+transaction commits the job, and its NOTIFY, together with the caller's other writes).
+
+All SQL lives in :mod:`kairo_ingest.queue.sql`. Lease instants come from the database
+clock; the only times this module handles are durations in seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import random
+import uuid
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest import errors, logs, metrics
+from kairo_ingest.domain import retry as retry_rules
+from kairo_ingest.domain import statuses
+from kairo_ingest.queue import dberrors, sql
+
+_log = logs.get("kairo_ingest.queue")
+
+# Where an operation runs: an engine (a pooled connection per call), or a connection the
+# caller holds (a worker's dedicated AUTOCOMMIT connection, or the caller's transaction).
+Bind = sa_async.AsyncEngine | sa_async.AsyncConnection
+
+ACTIVE_PER_BRAND_INDEX = "uq_jobs_active_per_brand"
+PRUNE_BATCH = 1000
+# How often enqueue retries when the brand's active job finished between its INSERT and
+# its SELECT (two rounds in a row are already very unlikely).
+_ENQUEUE_TRIES = 5
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Lease:
+    """A claimed job. ``token`` fences every write; ``attempts`` counts this attempt.
+
+    Key collections by ``job_id``: ``params`` is a dict, so a Lease is not hashable.
+    """
+
+    job_id: uuid.UUID
+    token: uuid.UUID
+    owner: str
+    kind: str
+    brand_id: uuid.UUID | None
+    attempts: int
+    max_attempts: int
+    params: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobRow:
+    """Every column of one ``jobs`` row."""
+
+    id: uuid.UUID
+    kind: str
+    brand_id: uuid.UUID | None
+    status: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    available_at: dt.datetime
+    lease_owner: str | None
+    lease_token: uuid.UUID | None
+    lease_expires_at: dt.datetime | None
+    params: dict[str, Any]
+    evidence_status: dict[str, Any] | None
+    last_error: str | None
+    last_error_kind: str | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> JobRow:
+        return cls(**{name: row._mapping[name] for name in sql.JOB_COLUMNS})
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: UUIDs and timestamps (ISO 8601) as strings."""
+        out: dict[str, Any] = {}
+        for name in sql.JOB_COLUMNS:
+            value = getattr(self, name)
+            if isinstance(value, uuid.UUID):
+                value = str(value)
+            elif isinstance(value, dt.datetime):
+                value = value.isoformat()
+            out[name] = value
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Beat:
+    """One heartbeat's result, by job id.
+
+    ``extended``: the lease now runs ``lease_seconds`` from the database's now().
+    ``busy``: still ours, but another transaction held the row (a fenced pipeline
+    transaction, a cancel in progress); not extended this time, try on the next beat.
+    ``lost``: the row is no longer ours (reclaimed, cancelled, finished or deleted).
+    """
+
+    extended: frozenset[uuid.UUID]
+    busy: frozenset[uuid.UUID]
+    lost: frozenset[uuid.UUID]
+
+
+@contextlib.asynccontextmanager
+async def _statement(bind: Bind) -> AsyncIterator[sa_async.AsyncConnection]:
+    """A connection for an operation that is one statement.
+
+    From an engine: a pooled connection in AUTOCOMMIT mode, so the statement is its own
+    transaction (one round trip, no BEGIN/COMMIT). A caller's connection is used as it
+    is: in AUTOCOMMIT mode each statement commits itself; inside a transaction the
+    caller commits.
+    """
+    if isinstance(bind, sa_async.AsyncConnection):
+        yield bind
+        return
+    async with bind.connect() as conn:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _json(value: Mapping[str, Any] | None) -> str | None:
+    if value is None:
+        return None
+    # default=str: UUIDs and datetimes become strings; allow_nan=False: NaN and Infinity,
+    # which PostgreSQL's jsonb rejects, fail here with a clear error instead.
+    return json.dumps(value, default=str, separators=(",", ":"), allow_nan=False)
+
+
+def _lease(row: sa.Row[Any]) -> Lease:
+    m = row._mapping
+    return Lease(
+        job_id=m["id"],
+        token=m["lease_token"],
+        owner=m["lease_owner"],
+        kind=m["kind"],
+        brand_id=m["brand_id"],
+        attempts=m["attempts"],
+        max_attempts=m["max_attempts"],
+        params=m["params"] or {},
+    )
+
+
+def _lease_lost(operation: str, lease: Lease) -> None:
+    metrics.FENCED_WRITES.labels(operation=operation).inc()
+    _log.warning(
+        "lease_lost",
+        operation=operation,
+        job_id=str(lease.job_id),
+        owner=lease.owner,
+        attempt=lease.attempts,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Enqueue
+
+
+async def enqueue(
+    engine: Bind,
+    *,
+    kind: str,
+    brand_id: uuid.UUID | None,
+    params: Mapping[str, Any] | None = None,
+    priority: int = 0,
+    max_attempts: int = 3,
+) -> tuple[JobRow, bool]:
+    """Add a job, or return the brand's pending/running job of this kind.
+
+    Returns ``(job, created)``. A created job is announced with NOTIFY by the same
+    statement. Lower ``priority`` values are claimed first. Given a connection inside a
+    transaction, the job (and its NOTIFY) commit with the caller's other writes.
+    """
+    if max_attempts < 1:
+        raise errors.UsageError("max_attempts must be at least 1")
+    values = {
+        "kind": kind,
+        "brand_id": brand_id,
+        "params": _json(params or {}),
+        "priority": priority,
+        "max_attempts": max_attempts,
+    }
+    with dberrors.mapped("enqueue"):
+        for _ in range(_ENQUEUE_TRIES):
+            async with _statement(engine) as conn:
+                row = (await conn.execute(sql.ENQUEUE, values)).first()
+                if row is not None:
+                    return JobRow.from_row(row), True
+                # The brand's active job won the conflict. It may finish before we read it;
+                # then the next round inserts.
+                existing = (
+                    await conn.execute(
+                        sql.SELECT_ACTIVE_FOR_BRAND, {"kind": kind, "brand_id": brand_id}
+                    )
+                ).first()
+                if existing is not None:
+                    return JobRow.from_row(existing), False
+    raise errors.DatabaseError(f"enqueue: the active {kind} job of brand {brand_id} kept changing")
+
+
+async def enqueue_many(
+    engine: Bind,
+    *,
+    kind: str,
+    count: int,
+    params: Mapping[str, Any] | None = None,
+    priority: int = 0,
+    max_attempts: int = 3,
+) -> int:
+    """Add ``count`` identical brand-less jobs in one statement and one NOTIFY."""
+    if count <= 0:
+        return 0
+    with dberrors.mapped("enqueue_many"):
+        async with _statement(engine) as conn:
+            created = (
+                await conn.execute(
+                    sql.ENQUEUE_MANY,
+                    {
+                        "kind": kind,
+                        "count": count,
+                        "params": _json(params or {}),
+                        "priority": priority,
+                        "max_attempts": max_attempts,
+                    },
+                )
+            ).one()
+    return int(created.created)
+
+
+# ---------------------------------------------------------------------------------------
+# The lease holder's operations
+
+
+async def claim(
+    engine: Bind,
+    *,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    kinds: Collection[str] | None = None,
+) -> list[Lease]:
+    """Claim up to ``limit`` ready jobs (of ``kinds``, when given) in one statement."""
+    if limit <= 0:
+        return []
+    with dberrors.mapped("claim"):
+        async with _statement(engine) as conn:
+            rows = (
+                await conn.execute(
+                    sql.CLAIM,
+                    {
+                        "owner": owner,
+                        "limit": limit,
+                        "lease_seconds": lease_seconds,
+                        "kinds": None if kinds is None else list(kinds),
+                    },
+                )
+            ).all()
+    leases = [_lease(row) for row in rows]
+    for kind, n in _count_by_kind(leases).items():
+        metrics.JOBS_CLAIMED.labels(kind=kind).inc(n)
+    return leases
+
+
+def _count_by_kind(leases: Sequence[Lease]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for lease in leases:
+        counts[lease.kind] = counts.get(lease.kind, 0) + 1
+    return counts
+
+
+async def beat(engine: Bind, leases: Collection[Lease], lease_seconds: float) -> Beat:
+    """Extend every given lease in one statement; report extended, busy and lost ids."""
+    if not leases:
+        return Beat(frozenset(), frozenset(), frozenset())
+    ids = [lease.job_id for lease in leases]
+    tokens = [lease.token for lease in leases]
+    with dberrors.mapped("heartbeat"):
+        async with _statement(engine) as conn:
+            rows = (
+                await conn.execute(
+                    sql.HEARTBEAT, {"ids": ids, "tokens": tokens, "lease_seconds": lease_seconds}
+                )
+            ).all()
+    extended: set[uuid.UUID] = set()
+    busy: set[uuid.UUID] = set()
+    lost: set[uuid.UUID] = set()
+    for row in rows:
+        if row.extended:
+            extended.add(row.id)
+        elif row.held:
+            busy.add(row.id)
+        else:
+            lost.add(row.id)
+    return Beat(frozenset(extended), frozenset(busy), frozenset(lost))
+
+
+async def heartbeat(
+    engine: Bind, leases: Collection[Lease], lease_seconds: float
+) -> set[uuid.UUID]:
+    """Extend every given lease in one statement; return the ids that were extended.
+
+    A lease missing from the result is either lost or momentarily busy (its row locked
+    by a fenced transaction); :func:`beat` tells the two apart.
+    """
+    return set((await beat(engine, leases, lease_seconds)).extended)
+
+
+async def complete(
+    engine: Bind,
+    lease: Lease,
+    *,
+    evidence_status: Mapping[str, Any] | None = None,
+) -> bool:
+    """Mark the job succeeded (fenced). False when the lease was lost."""
+    return lease.job_id in await complete_many(engine, [(lease, evidence_status)])
+
+
+async def complete_many(
+    engine: Bind,
+    items: Sequence[tuple[Lease, Mapping[str, Any] | None]],
+) -> set[uuid.UUID]:
+    """Mark a batch of jobs succeeded in one statement, fenced per lease.
+
+    Each item is ``(lease, evidence_status or None to keep the stored one)``. Returns
+    the ids completed; each other lease is reported as lost.
+    """
+    if not items:
+        return set()
+    params = {
+        "ids": [lease.job_id for lease, _ in items],
+        "tokens": [lease.token for lease, _ in items],
+        "evidence": [_json(evidence) for _, evidence in items],
+    }
+    with dberrors.mapped("complete"):
+        async with _statement(engine) as conn:
+            done = {row.id for row in (await conn.execute(sql.COMPLETE, params)).all()}
+    succeeded = [lease for lease, _ in items if lease.job_id in done]
+    for kind, n in _count_by_kind(succeeded).items():
+        metrics.JOBS_FINISHED.labels(kind=kind, outcome="succeeded").inc(n)
+    for lease, _ in items:
+        if lease.job_id not in done:
+            _lease_lost("complete", lease)
+    return done
+
+
+_OUTCOME = {
+    retry_rules.Action.RETRY: "retried",
+    retry_rules.Action.SNOOZE: "snoozed",
+    retry_rules.Action.FAIL: "failed",
+}
+_STATEMENT = {
+    retry_rules.Action.RETRY: sql.RETRY_LATER,
+    retry_rules.Action.SNOOZE: sql.SNOOZE,
+    retry_rules.Action.FAIL: sql.FAIL,
+}
+
+
+async def fail(
+    engine: Bind,
+    lease: Lease,
+    error: BaseException,
+    *,
+    evidence_status: Mapping[str, Any] | None = None,
+    base_seconds: float,
+    cap_seconds: float,
+    snooze_seconds: float,
+    rng: random.Random | None = None,
+) -> retry_rules.Action | None:
+    """Record a failed attempt (fenced): retry after a backoff, snooze, or fail for good.
+
+    The error is classified (:func:`errors.classify`) and the retry rules decide. Returns
+    the action taken, or None when the lease was lost and nothing was written.
+    """
+    kind, retryable, snooze = errors.classify(error)
+    decision = retry_rules.plan(
+        retryable=retryable,
+        snooze=snooze,
+        attempts=lease.attempts,
+        max_attempts=lease.max_attempts,
+        base_seconds=base_seconds,
+        cap_seconds=cap_seconds,
+        snooze_seconds=snooze_seconds,
+        rng=rng,
+    )
+    values = {
+        "id": lease.job_id,
+        "token": lease.token,
+        "delay_seconds": decision.delay_seconds,
+        "error": errors.describe(error),
+        "error_kind": kind.value,
+        "evidence": _json(evidence_status),
+    }
+    statement = _STATEMENT[decision.action]
+    if decision.action is retry_rules.Action.FAIL:
+        values.pop("delay_seconds")
+    with dberrors.mapped("fail"):
+        async with _statement(engine) as conn:
+            row = (await conn.execute(statement, values)).first()
+    if row is None:
+        _lease_lost("fail", lease)
+        return None
+    metrics.JOBS_FINISHED.labels(kind=lease.kind, outcome=_OUTCOME[decision.action]).inc()
+    _log.info(
+        "job_attempt_failed",
+        job_id=str(lease.job_id),
+        attempt=lease.attempts,
+        max_attempts=lease.max_attempts,
+        action=decision.action.value,
+        delay_seconds=round(decision.delay_seconds, 3),
+        error_kind=kind.value,
+        error=values["error"],
+    )
+    return decision.action
+
+
+async def release(engine: Bind, leases: Collection[Lease]) -> int:
+    """Shutdown: return the leases' jobs to pending, ready now, attempt refunded (fenced).
+
+    Returns how many were released; the others had already been lost.
+    """
+    if not leases:
+        return 0
+    params = {
+        "ids": [lease.job_id for lease in leases],
+        "tokens": [lease.token for lease in leases],
+    }
+    with dberrors.mapped("release"):
+        async with _statement(engine) as conn:
+            released = {row.id for row in (await conn.execute(sql.RELEASE, params)).all()}
+    for lease in leases:
+        if lease.job_id in released:
+            metrics.JOBS_FINISHED.labels(kind=lease.kind, outcome="released").inc()
+        else:
+            _lease_lost("release", lease)
+    return len(released)
+
+
+async def fence(conn: sa_async.AsyncConnection, lease: Lease) -> None:
+    """Inside the caller's transaction: hold the job row FOR SHARE while it is still ours.
+
+    Raises :class:`errors.LeaseLostError` when it is not, so the caller's transaction
+    rolls back. A reclaim, cancel or completion of the job waits until the caller's
+    transaction ends, so the caller's writes never commit after the lease moved on.
+    """
+    with dberrors.mapped("fence"):
+        row = (await conn.execute(sql.FENCE, {"id": lease.job_id, "token": lease.token})).first()
+    if row is None:
+        _lease_lost("fence", lease)
+        raise errors.LeaseLostError(f"job {lease.job_id}: lease of {lease.owner} was lost")
+
+
+async def fenced_update_evidence(
+    conn: sa_async.AsyncConnection, lease: Lease, evidence_status: Mapping[str, Any]
+) -> None:
+    """Inside the caller's transaction: store evidence_status on the running job, fenced.
+
+    Raises :class:`errors.LeaseLostError` when the lease was lost.
+    """
+    with dberrors.mapped("update_evidence"):
+        row = (
+            await conn.execute(
+                sql.UPDATE_EVIDENCE,
+                {"id": lease.job_id, "token": lease.token, "evidence": _json(evidence_status)},
+            )
+        ).first()
+    if row is None:
+        _lease_lost("update_evidence", lease)
+        raise errors.LeaseLostError(f"job {lease.job_id}: lease of {lease.owner} was lost")
+
+
+# ---------------------------------------------------------------------------------------
+# Maintenance
+
+
+async def reap(
+    engine: Bind,
+    *,
+    base_seconds: float,
+    cap_seconds: float,
+    limit: int = 1000,
+) -> tuple[int, int]:
+    """Reclaim up to ``limit`` expired leases in one statement: ``(requeued, failed)``.
+
+    Requeued jobs wait a full-jitter backoff; jobs out of attempts fail with the
+    ``lease_lost`` kind. Safe to run from every worker at once.
+    """
+    with dberrors.mapped("reap"):
+        async with _statement(engine) as conn:
+            rows = (
+                await conn.execute(
+                    sql.REAP,
+                    {
+                        "limit": limit,
+                        "base_seconds": base_seconds,
+                        "cap_seconds": cap_seconds,
+                        "error_kind": errors.ErrorKind.LEASE_LOST.value,
+                    },
+                )
+            ).all()
+    failed = sum(1 for row in rows if row.status == statuses.JobStatus.FAILED)
+    requeued = len(rows) - failed
+    if requeued:
+        metrics.REAPED.labels(outcome="requeued").inc(requeued)
+    if failed:
+        metrics.REAPED.labels(outcome="failed").inc(failed)
+    if rows:
+        _log.warning("expired_leases_reaped", requeued=requeued, failed=failed)
+    return requeued, failed
+
+
+async def cancel(engine: Bind, job_id: uuid.UUID) -> JobRow | None:
+    """Cancel a pending or running job; its owner stops at its next heartbeat.
+
+    None when the job does not exist; an already cancelled job is returned as it is;
+    a succeeded or failed job raises :class:`errors.UsageError`.
+    """
+    with dberrors.mapped("cancel"):
+        async with _statement(engine) as conn:
+            row = (
+                await conn.execute(
+                    sql.CANCEL, {"id": job_id, "error_kind": errors.ErrorKind.CANCELLED.value}
+                )
+            ).first()
+            if row is None:
+                row = (await conn.execute(sql.SELECT_JOB, {"id": job_id})).first()
+                if row is None:
+                    return None
+                job = JobRow.from_row(row)
+                if job.status != statuses.JobStatus.CANCELLED:
+                    raise errors.UsageError(
+                        f"job {job_id} is {job.status}; only pending or running jobs can be "
+                        "cancelled"
+                    )
+                return job
+    job = JobRow.from_row(row)
+    _log.info("job_cancelled", job_id=str(job_id))
+    return job
+
+
+async def retry(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> JobRow | None:
+    """Put a failed or cancelled job back to pending, ready now, with attempts reset.
+
+    None when the job does not exist. Raises :class:`errors.UsageError` when the job is
+    not failed or cancelled, or when its brand already has another active job of the kind.
+    """
+    try:
+        with dberrors.mapped("retry"):
+            async with engine.begin() as conn:
+                row = (await conn.execute(sql.RETRY_JOB, {"id": job_id})).first()
+                if row is not None:
+                    job = JobRow.from_row(row)
+                    await conn.execute(sql.NOTIFY, {"kind": job.kind})
+                    _log.info("job_retried", job_id=str(job_id))
+                    return job
+    except errors.DatabaseError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, sa.exc.IntegrityError) and (
+            dberrors.constraint_name(cause) == ACTIVE_PER_BRAND_INDEX
+            or ACTIVE_PER_BRAND_INDEX in str(cause)
+        ):
+            await _raise_active_conflict(engine, job_id)
+        raise
+    current = await get(engine, job_id)
+    if current is None:
+        return None
+    raise errors.UsageError(
+        f"job {job_id} is {current.status}; only failed or cancelled jobs can be retried"
+    )
+
+
+async def _raise_active_conflict(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> None:
+    job = await get(engine, job_id)
+    other: JobRow | None = None
+    if job is not None and job.brand_id is not None:
+        with dberrors.mapped("retry"):
+            async with engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        sql.SELECT_ACTIVE_FOR_BRAND, {"kind": job.kind, "brand_id": job.brand_id}
+                    )
+                ).first()
+        other = JobRow.from_row(row) if row is not None else None
+    brand = job.brand_id if job is not None else "?"
+    which = f"job {other.id} ({other.status})" if other is not None else "another job"
+    raise errors.UsageError(
+        f"cannot retry job {job_id}: brand {brand} already has an active "
+        f"{job.kind if job else ''} job, {which}; wait for it or cancel it first"
+    )
+
+
+async def get(engine: Bind, job_id: uuid.UUID) -> JobRow | None:
+    with dberrors.mapped("get"):
+        async with _statement(engine) as conn:
+            row = (await conn.execute(sql.SELECT_JOB, {"id": job_id})).first()
+    return JobRow.from_row(row) if row is not None else None
+
+
+async def list_jobs(
+    engine: Bind,
+    *,
+    status: str | None = None,
+    brand_id: uuid.UUID | None = None,
+    limit: int = 100,
+) -> list[JobRow]:
+    """Jobs, newest first, optionally filtered by status and brand."""
+    if status is not None and status not in {s.value for s in statuses.JobStatus}:
+        known = ", ".join(s.value for s in statuses.JobStatus)
+        raise errors.UsageError(f"unknown job status {status!r}; use one of {known}")
+    with dberrors.mapped("list_jobs"):
+        async with _statement(engine) as conn:
+            rows = (
+                await conn.execute(
+                    sql.LIST_JOBS, {"status": status, "brand_id": brand_id, "limit": limit}
+                )
+            ).all()
+    return [JobRow.from_row(row) for row in rows]
+
+
+async def stats(engine: Bind) -> dict[str, Any]:
+    """``{"counts": {status: n, ...}, "ready": n, "oldest_ready_age_seconds": s | None}``.
+
+    Every status appears in ``counts``; ages use the database clock.
+    """
+    with dberrors.mapped("stats"):
+        async with _statement(engine) as conn:
+            row = (await conn.execute(sql.STATS)).one()
+    counts = {status.value: 0 for status in statuses.JobStatus}
+    counts.update({str(k): int(v) for k, v in (row.counts or {}).items()})
+    age = row.oldest_ready_age_seconds
+    return {
+        "counts": counts,
+        "ready": int(row.ready),
+        "oldest_ready_age_seconds": None if age is None else max(0.0, float(age)),
+    }
+
+
+async def depth(engine: Bind) -> dict[str, Any]:
+    """``{"pending", "ready", "running", "oldest_ready_age_seconds"}``: the cheap sample of
+    the active part of the queue (partial indexes only), for the worker's gauges."""
+    with dberrors.mapped("depth"):
+        async with _statement(engine) as conn:
+            row = (await conn.execute(sql.DEPTH)).one()
+    age = row.oldest_ready_age_seconds
+    return {
+        "pending": int(row.pending),
+        "ready": int(row.ready),
+        "running": int(row.running),
+        "oldest_ready_age_seconds": None if age is None else max(0.0, float(age)),
+    }
+
+
+async def prune(engine: Bind, *, older_than: dt.timedelta, batch_size: int = PRUNE_BATCH) -> int:
+    """Delete finished jobs that finished more than ``older_than`` ago, in bounded batches.
+
+    Each batch is its own short transaction. Returns how many rows were deleted.
+    """
+    total = 0
+    while True:
+        with dberrors.mapped("prune"):
+            async with _statement(engine) as conn:
+                result = await conn.execute(
+                    sql.PRUNE,
+                    {"older_than_seconds": older_than.total_seconds(), "batch": batch_size},
+                )
+        deleted = int(result.rowcount)
+        total += deleted
+        if deleted < batch_size:
+            break
+    if total:
+        _log.info("finished_jobs_pruned", deleted=total)
+    return total
+
+
+async def has_ready_or_running(engine: Bind, *, kinds: Collection[str] | None = None) -> bool:
+    """Is any job (of ``kinds``) ready to claim now, or running anywhere? (``--drain``)"""
+    with dberrors.mapped("has_ready_or_running"):
+        async with _statement(engine) as conn:
+            busy = (
+                await conn.execute(
+                    sql.HAS_READY_OR_RUNNING,
+                    {"kinds": None if kinds is None else list(kinds)},
+                )
+            ).scalar_one()
+    return bool(busy)

@@ -1,0 +1,199 @@
+"""The final status writes of a worker's jobs, batched.
+
+A job task hands its outcome to :meth:`Finisher.submit` and awaits the returned future
+(shielded, so a cancel during shutdown does not lose the write). One background task
+writes whatever has accumulated: every success in the batch in a single fenced
+``complete_many`` statement, and each failure through ``fail`` (retry, snooze or fail
+for good). Batching is natural, with no timer: while one write is in flight the next
+batch collects, so an idle worker writes at once and a busy one writes in bulk.
+
+A write that fails because the database is unavailable is retried with backoff until it
+lands (the lease keeps being extended meanwhile) or the finisher is closed; a fenced
+write that finds the lease lost is logged and counted by the queue and not retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest import errors, logs
+from kairo_ingest.domain import retry as retry_rules
+from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.worker import dedicated
+
+_log = logs.get("kairo_ingest.worker")
+
+_T = TypeVar("_T")
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Pending:
+    lease: queue_jobs.Lease
+    evidence_status: dict[str, Any] | None
+    error: BaseException | None
+    done: asyncio.Future[bool]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_seconds: float
+    cap_seconds: float
+    snooze_seconds: float
+
+
+def write_backoff(failures: int, rng: random.Random) -> float:
+    """Seconds before retrying a failed write: 0.1 s doubling to 5 s, half of it jittered."""
+    ceiling = retry_rules.ceiling_seconds(failures, 0.1, 5.0)
+    return ceiling * (0.5 + rng.random() / 2)
+
+
+class Finisher:
+    def __init__(
+        self,
+        engine: sa_async.AsyncEngine,
+        policy: RetryPolicy,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._conn = dedicated.DedicatedConnection(engine)
+        self._policy = policy
+        self._rng = rng or random.Random()
+        self._queue: list[_Pending] = []
+        self._ready = asyncio.Event()
+        self._closing = False
+        self.batches = 0  # statements written, for tests and benchmarks
+
+    def submit(
+        self,
+        lease: queue_jobs.Lease,
+        *,
+        evidence_status: dict[str, Any] | None,
+        error: BaseException | None,
+    ) -> asyncio.Future[bool]:
+        """Queue the job's final write; the future resolves to True once it is stored
+        (False when the lease had been lost and nothing was written)."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(lease, evidence_status, error, done))
+        self._ready.set()
+        return done
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def run(self) -> None:
+        """Write batches until closed and empty."""
+        try:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        return
+                    self._ready.clear()
+                    await self._ready.wait()
+                    continue
+                batch, self._queue = self._queue, []
+                await self._write(batch)
+        finally:
+            await self._conn.close()
+
+    def close(self) -> None:
+        """Finish what is queued, then let :meth:`run` return."""
+        self._closing = True
+        self._ready.set()
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        successes = [p for p in batch if p.error is None]
+        failures = [p for p in batch if p.error is not None]
+        if successes:
+            done = await self._complete(successes)
+            if done is None:
+                # The batch was refused as a whole (not for want of a database): find the
+                # job whose result cannot be stored, so it alone fails.
+                done = set()
+                for p in successes:
+                    one = await self._complete([p])
+                    if one is None:
+                        p.error = errors.JobError(
+                            "the job's result could not be stored (evidence_status is not "
+                            "valid JSON?)",
+                            kind=errors.ErrorKind.INTERNAL,
+                            retryable=False,
+                        )
+                        p.evidence_status = None
+                        failures.append(p)
+                    else:
+                        done |= one
+            for p in successes:
+                if p.error is None:
+                    _resolve(p.done, p.lease.job_id in done)
+        for p in failures:
+            assert p.error is not None
+            action = await self._persist(
+                functools.partial(
+                    queue_jobs.fail,
+                    lease=p.lease,
+                    error=p.error,
+                    evidence_status=p.evidence_status,
+                    base_seconds=self._policy.base_seconds,
+                    cap_seconds=self._policy.cap_seconds,
+                    snooze_seconds=self._policy.snooze_seconds,
+                    rng=self._rng,
+                ),
+                "fail",
+            )
+            _resolve(p.done, action is not None)
+
+    async def _complete(self, pending: list[_Pending]) -> set[uuid.UUID] | None:
+        items = [(p.lease, p.evidence_status) for p in pending]
+        self.batches += 1
+        return await self._persist(
+            functools.partial(queue_jobs.complete_many, items=items), "complete"
+        )
+
+    async def _persist(
+        self, write: Callable[[sa_async.AsyncConnection], Awaitable[_T]], operation: str
+    ) -> _T | None:
+        """Run ``write(connection)``; while the database is unavailable keep retrying with backoff
+        (the job stays in flight and its lease keeps being extended). Any other error is
+        logged and the write abandoned (None): the lease then expires and the reaper
+        requeues the job, so the outcome is at-least-once, never lost."""
+        failures = 0
+        while True:
+            try:
+                return await write(await self._conn.get())
+            except Exception as exc:  # noqa: BLE001 - classified below; the task must survive
+                await self._conn.discard()
+                kind, retryable, _ = errors.classify(exc)
+                if not retryable or not isinstance(exc, errors.DatabaseError):
+                    _log.error(
+                        "final_write_abandoned",
+                        operation=operation,
+                        error_kind=kind.value,
+                        error=errors.describe(exc),
+                    )
+                    return None
+                failures += 1
+                delay = write_backoff(failures, self._rng)
+                _log.warning(
+                    "final_write_failed",
+                    operation=operation,
+                    error_kind=kind.value,
+                    error=errors.describe(exc),
+                    failures=failures,
+                    retry_in_seconds=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    with contextlib.suppress(asyncio.InvalidStateError):
+        future.set_result(value)

@@ -1,0 +1,75 @@
+"""A worker process for the process-level queue tests (run as a script, not collected).
+
+    python queue_worker_proc.py URL --mode drain --record FILE [--concurrency N]
+    python queue_worker_proc.py URL --mode block --owner NAME [--lease S] [--grace S]
+
+``drain``: runs the ``noop`` kind in drain mode and, on exit, writes the id of every job
+its handler ran to FILE, one per line. ``block``: runs the ``block`` kind, whose handler
+never returns; SIGTERM stops the worker gracefully (a second one skips the grace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import pathlib
+import signal
+import uuid
+
+from kairo_ingest import logs
+from kairo_ingest.db import engine as db_engine
+from kairo_ingest.worker import runner
+
+
+async def main(args: argparse.Namespace) -> None:
+    engine = db_engine.create(args.url, pool_size=4)
+    ran: list[uuid.UUID] = []
+
+    async def noop(ctx: runner.JobContext) -> runner.Outcome:
+        ran.append(ctx.lease.job_id)
+        return runner.Outcome()
+
+    async def block(ctx: runner.JobContext) -> runner.Outcome:
+        await asyncio.Event().wait()
+        return runner.Outcome()
+
+    handlers: dict[str, runner.Handler] = (
+        {"noop": noop} if args.mode == "drain" else {"block": block}
+    )
+    worker = runner.Worker(
+        engine,
+        handlers,
+        owner=args.owner,
+        concurrency=args.concurrency,
+        lease_seconds=args.lease,
+        poll_interval_seconds=0.1,
+        listen=True,
+        dsn_for_listen=args.url,
+        retry_base_seconds=0.01,
+        retry_cap_seconds=0.05,
+        snooze_seconds=0.01,
+        reap_interval_seconds=0.2,
+        retention=None,
+        shutdown_grace_seconds=args.grace,
+    )
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, worker.request_stop)
+    try:
+        await worker.run(drain=args.mode == "drain")
+    finally:
+        await engine.dispose()
+        if args.record:
+            pathlib.Path(args.record).write_text("".join(f"{job_id}\n" for job_id in ran))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--mode", choices=["drain", "block"], required=True)
+    parser.add_argument("--owner", default=f"proc-{uuid.uuid4().hex[:6]}")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--lease", type=float, default=30.0)
+    parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("--record", default=None)
+    logs.configure(level="WARNING", json_format=True)
+    asyncio.run(main(parser.parse_args()))

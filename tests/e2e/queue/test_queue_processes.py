@@ -1,0 +1,166 @@
+"""The queue across real worker processes: concurrent drain, kill -9 and SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import pathlib
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest.queue import jobs
+from kairo_ingest.worker import runner
+
+SCRIPT = pathlib.Path(__file__).with_name("queue_worker_proc.py")
+BOUND_SECONDS = 60.0
+
+
+async def spawn(url: str, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(SCRIPT),
+        url,
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def finished(proc: asyncio.subprocess.Process) -> int:
+    _, stderr = await asyncio.wait_for(proc.communicate(), BOUND_SECONDS)
+    assert proc.returncode is not None
+    if proc.returncode != 0:
+        sys.stderr.write(stderr.decode(errors="replace"))
+    return proc.returncode
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]]) -> None:
+    async with asyncio.timeout(BOUND_SECONDS):
+        while not await condition():
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def killer() -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """Processes registered here are killed at the end of the test, whatever happened."""
+    procs: list[asyncio.subprocess.Process] = []
+    yield procs
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_several_worker_processes_run_every_job_exactly_once(
+    engine: sa_async.AsyncEngine,
+    db_url: str,
+    tmp_path: pathlib.Path,
+    killer: list[asyncio.subprocess.Process],
+) -> None:
+    total = 3000
+    await jobs.enqueue_many(engine, kind="noop", count=total)
+    records = [tmp_path / f"worker-{i}.txt" for i in range(4)]
+    procs = [
+        await spawn(db_url, "--mode", "drain", "--concurrency", "16", "--record", str(record))
+        for record in records
+    ]
+    killer.extend(procs)
+    codes = await asyncio.gather(*(finished(p) for p in procs))
+    assert codes == [0, 0, 0, 0]
+    runs = collections.Counter(
+        line for record in records for line in record.read_text().split() if line
+    )
+    assert len(runs) == total
+    assert set(runs.values()) == {1}
+    # Work was shared: no process drained the queue alone.
+    assert all(record.read_text().strip() for record in records)
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(sa.text("SELECT status, attempts, count(*) FROM jobs GROUP BY 1, 2"))
+        ).all()
+    assert [tuple(r) for r in rows] == [("succeeded", 1, total)]
+
+
+async def test_a_killed_worker_s_job_is_picked_up_after_its_lease_expires_and_completes_once(
+    engine: sa_async.AsyncEngine,
+    db_url: str,
+    killer: list[asyncio.subprocess.Process],
+) -> None:
+    job, _ = await jobs.enqueue(engine, kind="block", brand_id=uuid.uuid4())
+    doomed = await spawn(db_url, "--mode", "block", "--owner", "doomed", "--lease", "2")
+    killer.append(doomed)
+
+    async def running_in_doomed() -> bool:
+        row = await jobs.get(engine, job.id)
+        assert row is not None
+        return row.status == "running" and row.lease_owner == "doomed"
+
+    await wait_until(running_in_doomed)
+    os.kill(doomed.pid, signal.SIGKILL)
+    assert await doomed.wait() == -signal.SIGKILL
+
+    completions: list[uuid.UUID] = []
+
+    async def block(ctx: runner.JobContext) -> runner.Outcome:
+        completions.append(ctx.lease.job_id)
+        return runner.Outcome(evidence_status={"by": "rescuer"})
+
+    rescuer = runner.Worker(
+        engine,
+        {"block": block},
+        owner="rescuer",
+        concurrency=2,
+        lease_seconds=30,
+        poll_interval_seconds=0.1,
+        listen=False,
+        dsn_for_listen=None,
+        retry_base_seconds=0.01,  # the reclaim backoff stays short in this test
+        retry_cap_seconds=0.05,
+        snooze_seconds=0.01,
+        reap_interval_seconds=0.1,
+        retention=None,
+        shutdown_grace_seconds=5,
+    )
+    task = asyncio.create_task(rescuer.run())
+    try:
+
+        async def succeeded() -> bool:
+            row = await jobs.get(engine, job.id)
+            assert row is not None
+            return row.status == "succeeded"
+
+        await wait_until(succeeded)
+    finally:
+        rescuer.request_stop()
+        await asyncio.wait_for(task, BOUND_SECONDS)
+    row = await jobs.get(engine, job.id)
+    assert row is not None
+    assert completions == [job.id]
+    assert (row.attempts, row.lease_owner, row.evidence_status) == (2, "rescuer", {"by": "rescuer"})
+    assert row.last_error == "lease of doomed expired during attempt 1"
+
+
+async def test_sigterm_releases_in_flight_jobs_with_the_attempt_restored(
+    engine: sa_async.AsyncEngine,
+    db_url: str,
+    killer: list[asyncio.subprocess.Process],
+) -> None:
+    await jobs.enqueue_many(engine, kind="block", count=3)
+    proc = await spawn(db_url, "--mode", "block", "--owner", "graceful", "--grace", "0.3")
+    killer.append(proc)
+
+    async def all_running() -> bool:
+        return (await jobs.stats(engine))["counts"]["running"] == 3
+
+    await wait_until(all_running)
+    proc.send_signal(signal.SIGTERM)
+    assert await finished(proc) == 0
+    rows = await jobs.list_jobs(engine)
+    assert {(r.status, r.attempts, r.lease_token) for r in rows} == {("pending", 0, None)}

@@ -1,0 +1,179 @@
+"""Fencing (A3): a worker that lost its lease cannot change the job any more."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+import queue_testkit as kit
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest import errors
+from kairo_ingest.queue import jobs
+
+RETRY = {"base_seconds": 1.0, "cap_seconds": 10.0, "snooze_seconds": 5.0}
+
+
+async def _reclaimed(engine: sa_async.AsyncEngine) -> tuple[jobs.Lease, jobs.Lease]:
+    """A job claimed by 'old', whose lease expired and was reaped, then claimed by 'new'."""
+    await jobs.enqueue(engine, kind="k", brand_id=None)
+    [old] = await jobs.claim(engine, owner="old", limit=1, lease_seconds=30)
+    await kit.expire_lease(engine, old.job_id)
+    assert await jobs.reap(engine, base_seconds=0.0, cap_seconds=0.0) == (1, 0)
+    [new] = await jobs.claim(engine, owner="new", limit=1, lease_seconds=30)
+    assert new.job_id == old.job_id
+    assert new.token != old.token
+    assert new.attempts == 2
+    return old, new
+
+
+async def test_stale_worker_late_complete_leaves_the_rerun_job_untouched(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    old, new = await _reclaimed(engine)
+    before = await kit.row(engine, old.job_id)
+    rejected = kit.sample("kairo_fenced_writes_rejected_total", operation="complete")
+
+    assert await jobs.complete(engine, old, evidence_status={"from": "old"}) is False
+
+    assert await kit.row(engine, old.job_id) == before
+    assert before.status == "running"
+    assert before.lease_token == new.token
+    assert kit.sample("kairo_fenced_writes_rejected_total", operation="complete") == rejected + 1
+    # The new owner's complete still lands.
+    assert await jobs.complete(engine, new, evidence_status={"from": "new"}) is True
+    done = await kit.row(engine, new.job_id)
+    assert (done.status, done.evidence_status) == ("succeeded", {"from": "new"})
+
+
+async def test_stale_worker_late_fail_leaves_the_rerun_job_untouched(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    old, new = await _reclaimed(engine)
+    before = await kit.row(engine, old.job_id)
+    for error in (errors.ApifyTransientError("502"), errors.ApifyAuthError("401")):
+        assert await jobs.fail(engine, old, error, **RETRY) is None
+    assert await jobs.release(engine, [old]) == 0
+    assert await kit.row(engine, old.job_id) == before
+    assert (before.status, before.lease_token, before.attempts) == ("running", new.token, 2)
+
+
+async def test_stale_worker_heartbeat_reports_the_lease_lost(engine: sa_async.AsyncEngine) -> None:
+    old, new = await _reclaimed(engine)
+    stale = await jobs.beat(engine, [old], 30)
+    assert (stale.extended, stale.busy, stale.lost) == (set(), set(), {old.job_id})
+    assert await jobs.heartbeat(engine, [old], 30) == set()
+    assert await jobs.heartbeat(engine, [new], 30) == {new.job_id}
+
+
+async def test_heartbeat_extends_all_held_leases_in_one_statement_matching_pairs(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    await jobs.enqueue_many(engine, kind="k", count=3)
+    a, b, c = await jobs.claim(engine, owner="w", limit=3, lease_seconds=1)
+    # A lease with a's id but b's token must not extend anything: pairs are matched as pairs.
+    crossed = jobs.Lease(a.job_id, b.token, "w", "k", None, 1, 3, {})
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        beat = await jobs.beat(engine, [crossed, b, c], 60)
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert len(statements) == 1
+    assert beat.extended == {b.job_id, c.job_id}
+    async with engine.connect() as conn:
+        lengths = dict(
+            (
+                await conn.execute(
+                    sa.text(
+                        "SELECT id, extract(epoch FROM lease_expires_at - updated_at)::float8 "
+                        "FROM jobs"
+                    )
+                )
+            ).all()
+        )
+    assert lengths[b.job_id] == lengths[c.job_id] == 60.0
+    assert lengths[a.job_id] == 1.0
+
+
+async def test_heartbeat_skips_a_row_held_by_a_fenced_transaction_without_calling_it_lost(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    await jobs.enqueue_many(engine, kind="k", count=2)
+    a, b = await jobs.claim(engine, owner="w", limit=2, lease_seconds=30)
+    async with engine.connect() as conn:
+        trans = await conn.begin()
+        await jobs.fence(conn, a)
+        async with asyncio.timeout(kit.BOUND_SECONDS):
+            beat = await jobs.beat(engine, [a, b], 30)
+        await trans.commit()
+    assert (beat.extended, beat.busy, beat.lost) == ({b.job_id}, {a.job_id}, set())
+
+
+async def test_fence_raises_lease_lost_inside_the_callers_transaction(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    old, new = await _reclaimed(engine)
+    async with engine.begin() as conn:
+        await jobs.fence(conn, new)
+    with pytest.raises(errors.LeaseLostError):
+        async with engine.begin() as conn:
+            await jobs.fence(conn, old)
+    with pytest.raises(errors.LeaseLostError):
+        async with engine.begin() as conn:
+            await jobs.fenced_update_evidence(conn, old, {"from": "old"})
+    async with engine.begin() as conn:
+        await jobs.fenced_update_evidence(conn, new, {"refreshed": []})
+    assert (await kit.row(engine, new.job_id)).evidence_status == {"refreshed": []}
+
+
+async def test_fence_makes_a_cancel_wait_for_the_fenced_transaction(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    """While a pipeline transaction holds the fence, a cancel (or reclaim) waits for it,
+    so the pipeline's writes can never commit after the lease moved on."""
+    job, _ = await jobs.enqueue(engine, kind="k", brand_id=None)
+    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    async with engine.connect() as conn:
+        trans = await conn.begin()
+        await jobs.fence(conn, lease)
+        cancelling = asyncio.create_task(jobs.cancel(engine, job.id))
+        done, _ = await asyncio.wait([cancelling], timeout=0.3)
+        assert not done  # blocked behind the fence
+        await trans.commit()
+    cancelled = await asyncio.wait_for(cancelling, kit.BOUND_SECONDS)
+    assert cancelled is not None
+    assert cancelled.status == "cancelled"
+
+
+async def test_release_returns_jobs_ready_now_with_the_attempt_refunded(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    await jobs.enqueue_many(engine, kind="k", count=2)
+    leases = await jobs.claim(engine, owner="w", limit=2, lease_seconds=30)
+    assert await jobs.release(engine, leases) == 2
+    for lease in leases:
+        job = await kit.row(engine, lease.job_id)
+        assert (job.status, job.attempts, job.lease_token, job.lease_expires_at) == (
+            "pending",
+            0,
+            None,
+            None,
+        )
+        assert await kit.delay_of(engine, lease.job_id) == 0.0
+    again = await jobs.claim(engine, owner="w2", limit=2, lease_seconds=30)
+    assert sorted(lease.attempts for lease in again) == [1, 1]
+
+
+async def test_fail_uses_the_given_rng_for_its_jitter(engine: sa_async.AsyncEngine) -> None:
+    await jobs.enqueue_many(engine, kind="k", count=2)
+    a, b = await jobs.claim(engine, owner="w", limit=2, lease_seconds=30)
+    for lease in (a, b):
+        await jobs.fail(engine, lease, RuntimeError("x"), rng=random.Random(1), **RETRY)
+    assert await kit.delay_of(engine, a.job_id) == await kit.delay_of(engine, b.job_id)
