@@ -13,6 +13,7 @@ Every error we raise, and every third-party error we translate at a boundary
     └── JobError                       an error that is stored on a job or a run
         ├── ApifyError                 anything Apify said or did not say
         │   ├── ApifyTransientError    network error, 5xx, unparsable body      retryable
+        │   │   └── ApifyStartUnknownError a start that may have reached Apify: reconcile
         │   ├── ApifyNotNowError       429, concurrency/memory limit, 402       snooze
         │   ├── ApifyAuthError         401, 403                                 permanent
         │   ├── ApifyNotFoundError     404                                      permanent
@@ -166,6 +167,14 @@ class ApifyError(JobError):
 class ApifyTransientError(ApifyError):
     kind = ErrorKind.APIFY_TRANSIENT
     retryable = True
+
+
+class ApifyStartUnknownError(ApifyTransientError):
+    """A start request failed after it may have reached Apify: the run may or may not exist.
+
+    Retryable, but only through reconciliation (list the actor's runs, compare INPUT
+    records), never by sending the start again.
+    """
 
 
 class ApifyNotNowError(ApifyError):

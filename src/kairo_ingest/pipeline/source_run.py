@@ -19,7 +19,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from kairo_ingest import clock, errors, logs, metrics
-from kairo_ingest.apify import mapping as apify_mapping
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.apify import reconcile
 from kairo_ingest.db import runs, sources, tables
@@ -112,7 +111,7 @@ async def _start(
                 max_items=run.item_cap,
             )
     except errors.ApifyError as exc:
-        if isinstance(exc, apify_mapping.ApifyStartUnknownError):
+        if isinstance(exc, errors.ApifyStartUnknownError):
             raise  # the start may have reached Apify: stay STARTING, reconcile next time
         await _write(
             d,

@@ -1,0 +1,473 @@
+"""``ApifyClient``: the async Apify API v2 client the pipeline calls.
+
+Every method is bounded by a monotonic :class:`~kairo_ingest.clock.Deadline`: the one the
+caller passes, or ``default_budget_seconds`` from now. Each attempt is bounded by the time
+left, retries (see :mod:`~kairo_ingest.apify.retrying`) stop before the deadline, and the
+whole call sits in an ``asyncio.timeout`` of the time left plus ``deadline_slack_seconds``.
+
+Waiting uses Apify's long-poll, ``GET /v2/actor-runs/{id}?waitForFinish=N`` with
+``N = min(60, whole seconds left)``, so a run that ends is known within one round trip.
+
+The pipeline-facing calls::
+
+    async with ApifyClient(base_url, token) as api:
+        run = await reconcile.start_or_adopt(api, actor_id, run_input, intent_at=intent_at)
+        run = await api.wait_or_abort(run.id, clock.Deadline.after(900))
+        async for index, item in api.iter_dataset_items(run.default_dataset_id, limit=None):
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import functools
+import json
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+import structlog
+
+from kairo_ingest import clock, errors, redaction
+from kairo_ingest.apify import models, retrying
+from kairo_ingest.apify import transport as _transport_module
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+MAX_WAIT_FOR_FINISH = 60  # seconds, Apify's ceiling for waitForFinish
+LONG_POLL_MARGIN = 10.0  # seconds an answer may take beyond the waitForFinish we asked for
+REQUEST_TIMEOUT = 30.0  # seconds, cap for one ordinary attempt
+PAGE_TIMEOUT = 60.0  # seconds, cap for one dataset page attempt
+MAX_ATTEMPTS = 6  # per ordinary call; waits retry until their deadline instead
+MAX_PAGE_SIZE = 250_000  # Apify's own cap on a dataset page
+
+
+def _segment(value: str) -> str:
+    """A path segment; actor names ``user/actor`` become ``user~actor`` as Apify expects."""
+    return urllib.parse.quote(value.replace("/", "~"), safe="~")
+
+
+class ApifyClient:
+    """Async client for the Apify API v2 on one shared ``httpx.AsyncClient``.
+
+    Args:
+        base_url: ``https://api.apify.com`` (a trailing ``/v2`` is accepted).
+        token: sent only as ``Authorization: Bearer``; ``None`` sends no credentials.
+        clock: the monotonic clock deadlines are read from.
+        deadline_slack_seconds: how far past a deadline a call may run, at most.
+        backoff_base_seconds, backoff_cap_seconds: jittered exponential backoff.
+        transport: an httpx transport (tests pass a mock).
+        default_budget_seconds: the deadline of a call that is not given one.
+        long_poll_max_seconds: the largest ``waitForFinish`` we ask for (Apify allows 60).
+        min_poll_interval_seconds: the least time between two status requests of one wait
+            (guards against a server that answers long-polls early).
+        sleep: the coroutine used to back off (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        clock: clock.Clock = clock.SYSTEM,
+        deadline_slack_seconds: float = 1.0,
+        backoff_base_seconds: float = 0.5,
+        backoff_cap_seconds: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        default_budget_seconds: float = 60.0,
+        long_poll_max_seconds: int = MAX_WAIT_FOR_FINISH,
+        min_poll_interval_seconds: float = 1.0,
+        sleep: retrying.Sleep = asyncio.sleep,
+    ) -> None:
+        redaction.register_secret(token)
+        base = base_url.rstrip("/")
+        base = base.removesuffix("/v2")
+        self.base_url = base
+        self._clock = clock
+        self._slack = deadline_slack_seconds
+        self._backoff_base = backoff_base_seconds
+        self._backoff_cap = backoff_cap_seconds
+        self._default_budget = default_budget_seconds
+        self._long_poll_max = max(0, min(MAX_WAIT_FOR_FINISH, long_poll_max_seconds))
+        self._min_poll_interval = min_poll_interval_seconds
+        self._sleep = sleep
+        self._http = _transport_module.build_http_client(base, token, transport=transport)
+
+    def __repr__(self) -> str:
+        return f"ApifyClient(base_url={self.base_url!r})"
+
+    async def __aenter__(self) -> ApifyClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _deadline(self, deadline: clock.Deadline | None) -> clock.Deadline:
+        return (
+            deadline
+            if deadline is not None
+            else clock.Deadline.after(self._default_budget, self._clock)
+        )
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        deadline: clock.Deadline,
+        parse: Callable[[_transport_module.Reply], T],
+        params: Mapping[str, str | int] | None = None,
+        json_body: Any = None,
+        side_effect: bool = False,
+        attempt_cap_seconds: float = REQUEST_TIMEOUT,
+        max_attempts: int | None = MAX_ATTEMPTS,
+    ) -> T:
+        """One logical call: attempts with backoff, all inside ``deadline`` (+ slack)."""
+        if deadline.expired():
+            raise errors.ApifyTimeoutError(f"{operation}: deadline passed before the request")
+
+        async def attempt() -> T:
+            budget = min(attempt_cap_seconds, deadline.remaining() + self._slack / 2)
+            reply = await _transport_module.request_json(
+                self._http,
+                method,
+                path,
+                operation=operation,
+                timeout_seconds=budget,
+                params=params,
+                json_body=json_body,
+                side_effect=side_effect,
+            )
+            return parse(reply)
+
+        controller = retrying.policy(
+            operation=operation,
+            deadline=deadline,
+            backoff_base_seconds=self._backoff_base,
+            backoff_cap_seconds=self._backoff_cap,
+            max_attempts=max_attempts,
+            sleep=self._sleep,
+        )
+        try:
+            async with asyncio.timeout(deadline.remaining() + self._slack):
+                return await controller(attempt)
+        except TimeoutError as exc:
+            raise errors.ApifyTimeoutError(f"{operation}: deadline passed") from exc
+
+    # ------------------------------------------------------------------ runs
+
+    async def start_run(
+        self,
+        actor_id: str,
+        input: Mapping[str, Any] | None,
+        *,
+        timeout_secs: int | None = None,
+        memory_mbytes: int | None = None,
+        max_items: int | None = None,
+        webhooks: Sequence[Mapping[str, Any]] | None = None,
+        deadline: clock.Deadline | None = None,
+    ) -> models.RunInfo:
+        """``POST /v2/actors/{actorId}/runs`` with ``input`` as the body; the new run.
+
+        Retried only when the request provably never reached Apify (connect errors) or was
+        rejected with 429. Any failure after the request may have reached Apify raises
+        :class:`~kairo_ingest.errors.ApifyStartUnknownError`: reconcile, do not
+        resend (see :func:`kairo_ingest.apify.reconcile.start_or_adopt`). Concurrency and
+        memory limits raise :class:`~kairo_ingest.errors.ApifyNotNowError` (snooze).
+        """
+        operation = "start_run"
+        params: dict[str, str | int] = {}
+        if timeout_secs is not None:
+            params["timeout"] = int(timeout_secs)
+        if memory_mbytes is not None:
+            params["memory"] = int(memory_mbytes)
+        if max_items is not None:
+            params["maxItems"] = int(max_items)
+        if webhooks:
+            encoded = json.dumps(list(webhooks), separators=(",", ":")).encode()
+            params["webhooks"] = base64.b64encode(encoded).decode("ascii")
+
+        def parse(reply: _transport_module.Reply) -> models.RunInfo:
+            try:
+                return models.parse_run(
+                    models.unwrap_data(reply.body, operation=operation), operation=operation
+                )
+            except errors.ApifyTransientError as exc:
+                raise errors.ApifyStartUnknownError(exc.message) from exc
+
+        run = await self._call(
+            "POST",
+            f"/v2/actors/{_segment(actor_id)}/runs",
+            operation=operation,
+            deadline=self._deadline(deadline),
+            parse=parse,
+            params=params,
+            json_body=dict(input) if input is not None else {},
+            side_effect=True,
+        )
+        log.info("apify.run_started", actor_id=actor_id, run_id=run.id, status=run.status)
+        return run
+
+    async def get_run(
+        self, run_id: str, wait_secs: int = 0, *, deadline: clock.Deadline | None = None
+    ) -> models.RunInfo:
+        """``GET /v2/actor-runs/{runId}?waitForFinish=N``: the run, after at most N seconds."""
+        wait_secs = max(0, min(MAX_WAIT_FOR_FINISH, int(wait_secs)))
+        return await self._get_run(run_id, wait_secs, self._deadline(deadline), MAX_ATTEMPTS)
+
+    async def _get_run(
+        self, run_id: str, wait_secs: int, deadline: clock.Deadline, max_attempts: int | None
+    ) -> models.RunInfo:
+        operation = "get_run"
+        return await self._call(
+            "GET",
+            f"/v2/actor-runs/{_segment(run_id)}",
+            operation=operation,
+            deadline=deadline,
+            parse=lambda reply: models.parse_run(
+                models.unwrap_data(reply.body, operation=operation), operation=operation
+            ),
+            params={"waitForFinish": wait_secs},
+            attempt_cap_seconds=wait_secs + LONG_POLL_MARGIN,
+            max_attempts=max_attempts,
+        )
+
+    async def wait_for_run(self, run_id: str, deadline: clock.Deadline) -> models.RunInfo:
+        """Long-poll until the run is terminal; :class:`~kairo_ingest.errors.ApifyTimeoutError`
+        when ``deadline`` passes first.
+
+        Never runs past ``deadline`` by more than ``deadline_slack_seconds``. Transient
+        errors (network, 5xx, 429, garbled bodies) are retried with backoff until the
+        deadline. Unknown statuses are logged and treated as still running.
+        """
+        last_status = "unknown"
+        try:
+            async with asyncio.timeout(deadline.remaining() + self._slack):
+                while not deadline.expired():
+                    wait_secs = min(self._long_poll_max, int(deadline.remaining()))
+                    poll_started = self._clock.monotonic()
+                    try:
+                        run = await self._get_run(run_id, wait_secs, deadline, None)
+                    except errors.ApifyError as exc:
+                        if retrying.is_retryable(exc) or isinstance(exc, errors.ApifyTimeoutError):
+                            raise errors.ApifyTimeoutError(
+                                f"wait_for_run: run {run_id} not finished before the deadline; "
+                                f"last error: {exc.message}"
+                            ) from exc
+                        raise
+                    if run.terminal:
+                        return run
+                    last_status = run.status
+                    if not run.known_status:
+                        log.warning("apify.unknown_status", run_id=run_id, status=run.status)
+                    elapsed = self._clock.monotonic() - poll_started
+                    pause = min(self._min_poll_interval - elapsed, deadline.remaining())
+                    if pause > 0:
+                        await self._sleep(pause)
+        except TimeoutError as exc:
+            raise errors.ApifyTimeoutError(
+                f"wait_for_run: run {run_id} not finished before the deadline (still {last_status})"
+            ) from exc
+        raise errors.ApifyTimeoutError(
+            f"wait_for_run: run {run_id} not finished before the deadline (still {last_status})"
+        )
+
+    async def wait_or_abort(
+        self,
+        run_id: str,
+        deadline: clock.Deadline,
+        *,
+        gracefully: bool = True,
+        abort_timeout_seconds: float = 10.0,
+    ) -> models.RunInfo:
+        """:meth:`wait_for_run`; on the deadline, abort the run so it stops costing money.
+
+        The abort is itself bounded by ``abort_timeout_seconds`` and best effort: a failed
+        abort is logged. If the abort answer shows the run had already ended, that run is
+        returned; otherwise the :class:`~kairo_ingest.errors.ApifyTimeoutError` is raised.
+        """
+        try:
+            return await self.wait_for_run(run_id, deadline)
+        except errors.ApifyTimeoutError:
+            run = await self._abort_quietly(run_id, gracefully, abort_timeout_seconds)
+            if run is not None and run.terminal and run.status != "ABORTED":
+                log.info("apify.run_ended_at_deadline", run_id=run_id, status=run.status)
+                return run
+            raise
+
+    async def _abort_quietly(
+        self, run_id: str, gracefully: bool, timeout_seconds: float
+    ) -> models.RunInfo | None:
+        try:
+            run = await self.abort_run(run_id, gracefully, timeout_seconds=timeout_seconds)
+        except errors.ApifyError as exc:
+            log.warning("apify.abort_failed", run_id=run_id, error=errors.describe(exc))
+            return None
+        log.warning("apify.abort_at_deadline", run_id=run_id, status=run.status)
+        return run
+
+    async def abort_run(
+        self, run_id: str, gracefully: bool = True, *, timeout_seconds: float = 10.0
+    ) -> models.RunInfo:
+        """``POST /v2/actor-runs/{runId}/abort``; the run as Apify reports it (ABORTING...).
+
+        Bounded by ``timeout_seconds``; a no-op for a run that already ended.
+        """
+        operation = "abort_run"
+        run = await self._call(
+            "POST",
+            f"/v2/actor-runs/{_segment(run_id)}/abort",
+            operation=operation,
+            deadline=clock.Deadline.after(timeout_seconds, self._clock),
+            parse=lambda reply: models.parse_run(
+                models.unwrap_data(reply.body, operation=operation), operation=operation
+            ),
+            params={"gracefully": "true" if gracefully else "false"},
+        )
+        log.info("apify.run_abort_requested", run_id=run_id, status=run.status)
+        return run
+
+    async def list_runs(
+        self,
+        actor_id: str,
+        *,
+        started_after: dt.datetime | None = None,
+        started_before: dt.datetime | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+        desc: bool = True,
+        deadline: clock.Deadline | None = None,
+    ) -> list[models.RunInfo]:
+        """One page of ``GET /v2/actors/{actorId}/runs`` (Apify caps ``limit`` at 1000)."""
+        params: dict[str, str | int] = {
+            "limit": max(1, min(1000, limit)),
+            "offset": max(0, offset),
+            "desc": "true" if desc else "false",
+        }
+        if started_after is not None:
+            params["startedAfter"] = models.format_datetime(started_after)
+        if started_before is not None:
+            params["startedBefore"] = models.format_datetime(started_before)
+        if status is not None:
+            params["status"] = status
+        operation = "list_runs"
+        return await self._call(
+            "GET",
+            f"/v2/actors/{_segment(actor_id)}/runs",
+            operation=operation,
+            deadline=self._deadline(deadline),
+            parse=lambda reply: models.parse_run_list(reply.body, operation=operation),
+            params=params,
+        )
+
+    async def get_run_input(
+        self, run_id: str, *, deadline: clock.Deadline | None = None
+    ) -> dict[str, Any] | None:
+        """The run's stored INPUT record, or ``None`` when the run or the record is missing."""
+        operation = "get_run_input"
+        try:
+            body = await self._call(
+                "GET",
+                f"/v2/actor-runs/{_segment(run_id)}/key-value-store/records/INPUT",
+                operation=operation,
+                deadline=self._deadline(deadline),
+                parse=lambda reply: reply.body,
+            )
+        except errors.ApifyNotFoundError:
+            return None
+        if not isinstance(body, dict):
+            log.info("apify.input_not_an_object", run_id=run_id)
+            return None
+        return body
+
+    # ------------------------------------------------------------------ datasets
+
+    async def iter_dataset_items(
+        self,
+        dataset_id: str,
+        *,
+        limit: int | None = None,
+        page_size: int = 1000,
+        start_index: int = 0,
+        page_deadline_seconds: float | None = None,
+    ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+        """Yield ``(absolute_index, item)`` from ``GET /v2/datasets/{id}/items``, page by page.
+
+        ``clean=true``; the offset advances by ``max(X-Apify-Pagination-Count, len(items))``
+        (with ``clean`` Apify may skip empty rows it still counts); stops at a page that
+        scanned nothing or once ``limit`` items were yielded. Only one page is held.
+
+        The index is the page's offset plus the item's position in the page: unique and
+        increasing, and equal to the dataset row when ``clean`` skipped nothing, so
+        ``start_index=last_index + 1`` resumes. A page that is not a JSON array, or holds a
+        non-object item, raises :class:`~kairo_ingest.errors.ApifyTransientError` once its
+        retries are spent. Each page has its own deadline (``default_budget_seconds``).
+        """
+        operation = "iter_dataset_items"
+        page_size = max(1, min(MAX_PAGE_SIZE, page_size))
+        path = f"/v2/datasets/{_segment(dataset_id)}/items"
+        budget = page_deadline_seconds or self._default_budget
+        offset = max(0, start_index)
+        yielded = 0
+        while limit is None or yielded < limit:
+            page_limit = page_size if limit is None else min(page_size, limit - yielded)
+            page_offset = offset
+            items, scanned = await self._call(
+                "GET",
+                path,
+                operation=operation,
+                deadline=clock.Deadline.after(budget, self._clock),
+                parse=functools.partial(_parse_page, page_limit=page_limit, operation=operation),
+                params={
+                    "format": "json",
+                    "clean": "true",
+                    "offset": page_offset,
+                    "limit": page_limit,
+                },
+                attempt_cap_seconds=PAGE_TIMEOUT,
+            )
+            if scanned == 0:
+                return
+            offset = page_offset + scanned
+            for position, item in enumerate(items):
+                yield page_offset + position, item
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+            del items
+
+
+def _parse_page(
+    reply: _transport_module.Reply, page_limit: int, *, operation: str
+) -> tuple[list[dict[str, Any]], int]:
+    """A dataset page: the items and how many rows Apify scanned for them."""
+    body = reply.body
+    if not isinstance(body, list):
+        raise errors.ApifyTransientError(
+            f"{operation}: page is not a JSON array", status_code=reply.status_code
+        )
+    for position, item in enumerate(body):
+        if not isinstance(item, dict):
+            raise errors.ApifyTransientError(
+                f"{operation}: item {position} of the page is a {type(item).__name__}, "
+                "not an object",
+                status_code=reply.status_code,
+            )
+    try:
+        count = int(reply.headers.get("x-apify-pagination-count", len(body)))
+    except ValueError:
+        count = len(body)
+    scanned = max(len(body), min(max(count, 0), page_limit))
+    return body, scanned

@@ -1,0 +1,418 @@
+"""Simulated runs, their lifecycle, and the counters tests assert on.
+
+A run is planned once, deterministically from the seed and its id (:func:`plan_run`):
+how long it runs, how it ends and how many items it yields. It then moves READY ->
+RUNNING -> SUCCEEDED / FAILED / TIMED-OUT on event-loop timers, or to ABORTING / ABORTED
+when aborted. Each run has an :class:`asyncio.Event` set when it ends, which is what
+a ``waitForFinish`` long-poll waits on: it answers the moment the run ends.
+
+All of it lives on one event loop; nothing here is thread-safe except reading counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import datetime as dt
+import itertools
+import random
+import string
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from kairo_ingest.domain import statuses
+from kairo_ingest.simulator import config as sim_config
+from kairo_ingest.simulator import datasets
+
+ID_ALPHABET = string.ascii_letters + string.digits
+USER_ID = "kairoSimUser00001"
+MESSAGES = {
+    "READY": "Starting the Actor run",
+    "RUNNING": "Crawling",
+    "SUCCEEDED": "Finished! Total {items} items",
+    "FAILED": "The Actor process exited with code 1",
+    "TIMED-OUT": "The Actor run timed out",
+    "ABORTING": "Aborting the Actor run",
+    "ABORTED": "The Actor run was aborted",
+}
+
+
+def make_id(*parts: object) -> str:
+    """A 17-character Apify-style id, deterministic in ``parts``."""
+    rng = random.Random(":".join(map(str, parts)))
+    return "".join(rng.choice(ID_ALPHABET) for _ in range(17))
+
+
+def iso(value: dt.datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunPlan:
+    """How a run will go. ``duration_seconds`` is simulated (multiply by the time factor)."""
+
+    duration_seconds: float
+    outcome: str
+    item_count: int
+
+
+def plan_run(
+    cfg: sim_config.SimConfig,
+    *,
+    run_id: str,
+    run_input: object,
+    max_items: int | None = None,
+    timeout_secs: int | None = None,
+) -> RunPlan:
+    """The deterministic plan of a run: same seed and run id, same plan.
+
+    The item count is the least of ``maxItems`` and the input's limit fields, else
+    ``default_item_count``; a FAILED or TIMED-OUT run yields only part of it. A run whose
+    duration exceeds its ``timeout`` ends TIMED-OUT at the timeout.
+    """
+    rng = random.Random(f"{cfg.seed}:plan:{run_id}")
+    low = min(cfg.duration_min_seconds, cfg.duration_max_seconds)
+    duration = rng.uniform(low, max(low, cfg.duration_max_seconds))
+    weights = {k: w for k, w in cfg.outcome_weights.items() if w > 0} or {"SUCCEEDED": 1.0}
+    outcome = rng.choices(list(weights), weights=list(weights.values()))[0]
+    if timeout_secs is not None and timeout_secs > 0 and duration > timeout_secs:
+        duration, outcome = float(timeout_secs), "TIMED-OUT"
+    cap = datasets.item_cap(run_input, max_items)
+    count = cap if cap is not None else cfg.default_item_count
+    if outcome == "FAILED":
+        count = int(count * rng.random() * 0.5)
+    elif outcome == "TIMED-OUT":
+        count = int(count * rng.uniform(0.3, 1.0))
+    return RunPlan(duration_seconds=duration, outcome=outcome, item_count=max(0, count))
+
+
+class SimRun:
+    """One simulated actor run."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        actor: str,
+        act_id: str,
+        run_input: Any,
+        options: dict[str, Any],
+        plan: RunPlan,
+        sequence: int,
+    ) -> None:
+        self.id = run_id
+        self.actor = actor
+        self.act_id = act_id
+        self.input = run_input
+        self.options = options
+        self.plan = plan
+        self.sequence = sequence
+        self.status = "READY"
+        self.status_message = MESSAGES["READY"]
+        self.exit_code: int | None = None
+        self.started_at = dt.datetime.now(dt.UTC)
+        self.finished_at: dt.datetime | None = None
+        self.finished_epoch: float | None = None
+        self.running_since: float | None = None  # loop time
+        self.run_seconds = 0.0  # real seconds of RUNNING
+        self.final_item_count: int | None = None
+        self.dataset_id = make_id(run_id, "dataset")
+        self.kvs_id = make_id(run_id, "kvs")
+        self.rq_id = make_id(run_id, "rq")
+        self.build_id = make_id(actor, "build")
+        self.done = asyncio.Event()
+        self.timers: list[asyncio.TimerHandle] = []
+        self.log_lines: list[str] = [f"{iso(self.started_at)} ACTOR: Run started"]
+
+    @property
+    def terminal(self) -> bool:
+        return statuses.is_terminal(self.status)
+
+    def available_items(self, now: float) -> int:
+        """Items pushed so far: all of them once ended, a share of them while running."""
+        if self.final_item_count is not None:
+            return self.final_item_count
+        if self.running_since is None:
+            return 0
+        progress = (now - self.running_since) / self.run_seconds if self.run_seconds > 0 else 1
+        return int(self.plan.item_count * max(0.0, min(1.0, progress)))
+
+    def to_json(self, *, short: bool = False) -> dict[str, Any]:
+        finished = iso(self.finished_at) if self.finished_at else None
+        meta = {"origin": "API", "userAgent": "kairo-simulator"}
+        common: dict[str, Any] = {
+            "id": self.id,
+            "actId": self.act_id,
+            "actorTaskId": None,
+            "status": self.status,
+            "startedAt": iso(self.started_at),
+            "finishedAt": finished,
+            "buildId": self.build_id,
+            "buildNumber": "0.0.1",
+            "meta": meta,
+            "usageTotalUsd": 0.01,
+            "defaultKeyValueStoreId": self.kvs_id,
+            "defaultDatasetId": self.dataset_id,
+            "defaultRequestQueueId": self.rq_id,
+        }
+        if short:
+            return common
+        return common | {
+            "userId": USER_ID,
+            "statusMessage": self.status_message,
+            "isStatusMessageTerminal": self.terminal,
+            "exitCode": self.exit_code,
+            "stats": {
+                "inputBodyLen": len(str(self.input)),
+                "restartCount": 0,
+                "resurrectCount": 0,
+                "computeUnits": 0.01,
+            },
+            "options": self.options,
+            "containerUrl": f"https://{self.id.lower()}.runs.apify.net",
+        }
+
+
+@dataclasses.dataclass(slots=True)
+class Counters:
+    requests: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    faults: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    rejected: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    starts: int = 0
+    aborts: int = 0
+    abort_requests: int = 0
+    input_reads: int = 0
+    long_polls_active: int = 0
+    long_polls_peak: int = 0
+
+
+class SimState:
+    """All runs and counters of one simulator, plus the fault RNG."""
+
+    def __init__(self, cfg: sim_config.SimConfig | None = None) -> None:
+        self.config = cfg or sim_config.SimConfig()
+        self.runs: dict[str, SimRun] = {}
+        self.by_dataset: dict[str, SimRun] = {}
+        self.actor_names: dict[str, str] = {}  # actId -> normalized name
+        self.active: set[str] = set()
+        self.counters = Counters()
+        self.fault_rng = random.Random(f"{self.config.seed}:faults")
+        self._sequence = itertools.count()
+
+    # ------------------------------------------------------------------ runs
+
+    def resolve_actor(self, actor_id: str) -> tuple[str, str]:
+        """``(name, actId)`` for a path's actor id, which may be either."""
+        if actor_id in self.actor_names:
+            return self.actor_names[actor_id], actor_id
+        name = datasets.normalize_actor(actor_id)
+        act_id = make_id("actor", name)
+        self.actor_names[act_id] = name
+        return name, act_id
+
+    def capacity_error(self, memory_mbytes: int) -> str | None:
+        """Apify's "not now" error type if the account cannot start a run now."""
+        cfg = self.config
+        if cfg.max_concurrent_runs is not None and len(self.active) >= cfg.max_concurrent_runs:
+            return "concurrent-runs-limit-exceeded"
+        if cfg.max_total_memory_mbytes is not None:
+            used = sum(int(self.runs[r].options["memoryMbytes"]) for r in self.active)
+            if used + memory_mbytes > cfg.max_total_memory_mbytes:
+                return "actor-memory-limit-exceeded"
+        return None
+
+    def create_run(
+        self,
+        actor_id: str,
+        run_input: Any,
+        *,
+        timeout_secs: int | None = None,
+        memory_mbytes: int | None = None,
+        max_items: int | None = None,
+        build: str | None = None,
+    ) -> SimRun:
+        cfg = self.config
+        sequence = next(self._sequence)
+        run_id = make_id(cfg.seed, "run", sequence)
+        name, act_id = self.resolve_actor(actor_id)
+        options = {
+            "build": build or "latest",
+            "timeoutSecs": timeout_secs if timeout_secs is not None else cfg.default_timeout_secs,
+            "memoryMbytes": memory_mbytes or cfg.default_memory_mbytes,
+            "diskMbytes": 2 * (memory_mbytes or cfg.default_memory_mbytes),
+            "maxItems": max_items,
+        }
+        plan = plan_run(
+            cfg,
+            run_id=run_id,
+            run_input=run_input,
+            max_items=max_items,
+            timeout_secs=timeout_secs,
+        )
+        run = SimRun(
+            run_id=run_id,
+            actor=name,
+            act_id=act_id,
+            run_input=run_input,
+            options=options,
+            plan=plan,
+            sequence=sequence,
+        )
+        self.runs[run_id] = run
+        self.by_dataset[run.dataset_id] = run
+        self.active.add(run_id)
+        self.counters.starts += 1
+        loop = asyncio.get_running_loop()
+        ready = cfg.scaled(min(cfg.ready_seconds, plan.duration_seconds))
+        run.run_seconds = cfg.scaled(plan.duration_seconds) - ready
+        run.timers.append(loop.call_later(ready, self._to_running, run))
+        run.timers.append(
+            loop.call_later(cfg.scaled(plan.duration_seconds), self._finish, run, plan.outcome)
+        )
+        return run
+
+    def _to_running(self, run: SimRun) -> None:
+        if run.status != "READY":
+            return
+        run.status = "RUNNING"
+        run.status_message = MESSAGES["RUNNING"]
+        run.running_since = asyncio.get_running_loop().time()
+        run.log_lines.append(f"{iso(dt.datetime.now(dt.UTC))} ACTOR: Run is running")
+
+    def _finish(self, run: SimRun, outcome: str) -> None:
+        if run.terminal:
+            return
+        now = asyncio.get_running_loop().time()
+        items = run.available_items(now) if outcome == "ABORTED" else run.plan.item_count
+        for timer in run.timers:
+            timer.cancel()
+        run.timers.clear()
+        run.final_item_count = items
+        run.status = outcome
+        run.status_message = MESSAGES[outcome].format(items=items)
+        run.exit_code = 0 if outcome == "SUCCEEDED" else 1
+        run.finished_at = dt.datetime.now(dt.UTC)
+        run.finished_epoch = time.time()
+        run.log_lines.append(f"{iso(run.finished_at)} ACTOR: {run.status_message}")
+        self.active.discard(run.id)
+        run.done.set()
+
+    def abort(self, run: SimRun, *, gracefully: bool) -> None:
+        """Abort a run that is READY or RUNNING; a no-op for ABORTING and ended runs."""
+        self.counters.abort_requests += 1
+        if run.status not in statuses.APIFY_ABORTABLE:
+            return
+        self.counters.aborts += 1
+        for timer in run.timers:
+            timer.cancel()
+        run.timers.clear()
+        if not gracefully:
+            self._finish(run, "ABORTED")
+            return
+        run.status = "ABORTING"
+        run.status_message = MESSAGES["ABORTING"]
+        loop = asyncio.get_running_loop()
+        run.timers.append(
+            loop.call_later(self.config.abort_grace_seconds, self._finish, run, "ABORTED")
+        )
+
+    async def wait_for_finish(self, run: SimRun, seconds: float) -> None:
+        """Return when the run ends or after ``seconds``, whichever comes first."""
+        if run.terminal or seconds <= 0:
+            return
+        counters = self.counters
+        counters.long_polls_active += 1
+        counters.long_polls_peak = max(counters.long_polls_peak, counters.long_polls_active)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await run.done.wait()
+        finally:
+            counters.long_polls_active -= 1
+
+    def list_runs(
+        self,
+        actor_id: str,
+        *,
+        status: set[str] | None = None,
+        started_after: dt.datetime | None = None,
+        started_before: dt.datetime | None = None,
+        desc: bool = False,
+    ) -> list[SimRun]:
+        name, _ = self.resolve_actor(actor_id)
+        found = [
+            run
+            for run in self.runs.values()
+            if run.actor == name
+            and (status is None or run.status in status)
+            and (started_after is None or run.started_at >= started_after)
+            and (started_before is None or run.started_at <= started_before)
+        ]
+        found.sort(key=lambda run: (run.started_at, run.sequence), reverse=desc)
+        return found
+
+    # ------------------------------------------------------------------ what was served
+
+    def served_plan(self, run_id: str) -> datasets.DatasetPlan:
+        """What the run's dataset holds now (all of it once the run ended)."""
+        run = self.runs[run_id]
+        now = asyncio.get_running_loop().time()
+        return datasets.served_plan(
+            self.config, run.actor, run.id, run.input, run.available_items(now)
+        )
+
+    # ------------------------------------------------------------------ control
+
+    def stats(self) -> dict[str, Any]:
+        counters = self.counters
+        by_status = collections.Counter(run.status for run in list(self.runs.values()))
+        return {
+            "requests": dict(counters.requests),
+            "starts": counters.starts,
+            "aborts": counters.aborts,
+            "abortRequests": counters.abort_requests,
+            "inputReads": counters.input_reads,
+            "faults": dict(counters.faults),
+            "rejected": dict(counters.rejected),
+            "runs": {"total": len(self.runs), "active": len(self.active), "byStatus": by_status},
+            "longPolls": {"active": counters.long_polls_active, "peak": counters.long_polls_peak},
+        }
+
+    def run_summaries(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": run.id,
+                "actor": run.actor,
+                "status": run.status,
+                "plannedOutcome": run.plan.outcome,
+                "durationSeconds": run.plan.duration_seconds,
+                "itemCount": run.final_item_count,
+                "startedAt": iso(run.started_at),
+                "finishedAt": iso(run.finished_at) if run.finished_at else None,
+                "finishedAtEpoch": run.finished_epoch,
+            }
+            for run in list(self.runs.values())
+        ]
+
+    def reset(self) -> None:
+        """Forget every run and zero the counters; the configuration stays."""
+        self.wake_all()
+        for run in self.runs.values():
+            for timer in run.timers:
+                timer.cancel()
+        self.runs.clear()
+        self.by_dataset.clear()
+        self.active.clear()
+        self.counters = Counters()
+        self.fault_rng = random.Random(f"{self.config.seed}:faults")
+
+    def wake_all(self) -> None:
+        """Answer every pending long-poll now (shutdown, reset)."""
+        for run in self.runs.values():
+            run.done.set()
+
+    def apply_config(self, patch: Mapping[str, Any]) -> None:
+        self.config.apply(patch)
