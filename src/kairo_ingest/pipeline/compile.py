@@ -43,8 +43,15 @@ async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
             with logs.bind(source_id=source.id):
                 return await _source(d, lease, source, force=force, now=now)
 
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(one(s), name=f"source-{s.id}") for s in enabled]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(s), name=f"source-{s.id}") for s in enabled]
+    except BaseExceptionGroup as group_error:
+        # Per-source failures are entries, so what escapes is a lost lease or an outage
+        # (the database). Surface it unwrapped: the worker treats a lost lease as a loss,
+        # not as a failure to record.
+        lost = group_error.subgroup(errors.LeaseLostError)
+        raise (lost.exceptions[0] if lost else group_error.exceptions[0]) from None
     entries = [t.result() for t in tasks]
     verdict, error = evidence.verdict(entries)
     status = evidence.status(entries)

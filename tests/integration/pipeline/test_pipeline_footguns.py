@@ -462,3 +462,14 @@ async def test_stale_worker_cannot_write_pipeline_results(kit: Kit) -> None:
 
 def test_items_dumps_is_jsonb_safe() -> None:
     assert items.dumps({"a": "x\u0000y"}) == '{"a":"xy"}'
+
+
+async def test_a_lost_lease_surfaces_as_lease_lost_not_as_a_job_failure(kit: Kit) -> None:
+    """Sources run in a TaskGroup; a lost lease must not come out wrapped in a group."""
+    brand, _ = await kit.brand()
+    lease = await kit.lease(brand)
+    await kit.reclaim(lease)
+
+    with pytest.raises(errors.LeaseLostError):
+        await compile_job.run(kit.deps(), lease)
+    assert kit.sim.stats()["starts"] == 0
