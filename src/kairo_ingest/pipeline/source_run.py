@@ -74,15 +74,23 @@ async def _record_started(
 ) -> runs.Run:
     with logs.bind(apify_run_id=info.id):
         log.info("apify_run_recorded", actor_id=run.actor_id, status=info.status)
-    return await _write(
-        d,
-        lease,
-        run.id,
-        apify_run_id=info.id,
-        dataset_id=info.default_dataset_id,
-        status=info.status,
-        started_at=info.started_at or sa.func.now(),
-    )
+    try:
+        return await _write(
+            d,
+            lease,
+            run.id,
+            apify_run_id=info.id,
+            dataset_id=info.default_dataset_id,
+            status=info.status,
+            started_at=info.started_at or sa.func.now(),
+        )
+    except sa.exc.IntegrityError as exc:
+        # Two intents with identical input adopted the same run at the same moment; the
+        # other one recorded it first. Stay STARTING: the next attempt reconciles again and
+        # excludes that run.
+        raise errors.ApifyStartUnknownError(
+            f"Apify run {info.id} is already recorded for another intent"
+        ) from exc
 
 
 async def _start(

@@ -125,6 +125,8 @@ class SimulatorApp:
         if scope["type"] != "http":
             return None
         request = await _read_request(scope, receive)
+        if request is None:
+            return None  # the client left before its request was complete: Apify ignores it
         if request.path.startswith("/_sim/"):
             await _send(send, await self._control(request))
             return None
@@ -382,12 +384,13 @@ def _route(request: Request) -> tuple[str | None, str | None]:
     return None, "method" if path_matched else "path"
 
 
-async def _read_request(scope: Scope, receive: Receive) -> Request:
+async def _read_request(scope: Scope, receive: Receive) -> Request | None:
+    """The whole request, or None when the client disconnected before sending all of it."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break

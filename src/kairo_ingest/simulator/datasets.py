@@ -255,7 +255,10 @@ def render_item(actor_id: str, source: Source, row: Row) -> dict[str, Any]:
     item = _content_item(actor, source, content_row)
     if row.kind == "no_id":
         for key in _ID_FIELDS.get(actor, ("id",)):
-            item.pop(key, None)
+            parent, _, child = key.rpartition(".")
+            holder = item.get(parent) if parent else item
+            if isinstance(holder, dict):
+                holder.pop(child, None)
     return item
 
 
@@ -268,7 +271,7 @@ _ID_FIELDS: dict[str, tuple[str, ...]] = {
     YOUTUBE: ("id", "url"),
     LINKEDIN_COMPANY: ("activity_urn", "full_urn", "post_url"),
     LINKEDIN_PROFILE: ("activity_urn", "full_urn", "post_url"),
-    WEBSITE: ("url",),
+    WEBSITE: ("url", "metadata.canonicalUrl"),
 }
 
 
