@@ -200,14 +200,12 @@ def url(value: object, name: str) -> str | None:
     return candidate
 
 
+_HTTP_URL = re.compile(r"https?://[^/?#\s]\S*", re.IGNORECASE)
+
+
 def is_http_url(candidate: str) -> bool:
     """True for ``http://host...`` or ``https://host...`` without whitespace."""
-    lowered = candidate.lower()
-    for prefix in ("https://", "http://"):
-        if lowered.startswith(prefix):
-            rest = lowered[len(prefix) :]
-            return bool(rest) and rest[0] not in "/?#" and not any(ch.isspace() for ch in rest)
-    return False
+    return _HTTP_URL.fullmatch(candidate) is not None
 
 
 # --- Lenient readers (wrong type reads as unknown) -----------------------------------------
