@@ -13,7 +13,6 @@ thousand items costs one round trip and one prepared statement, whatever its siz
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import re
 import uuid
@@ -22,6 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest.domain import normalize
 
 _INSERT_RAW = sa.text(
     """
@@ -125,26 +126,10 @@ class RawRow:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EvidenceRow:
-    platform: str
-    content_type: str
-    external_id: str | None
-    canonical_url: str
-    published_at: dt.datetime | None
-    author_ref: str
-    title: str | None
-    text_primary: str
-    text_secondary: str | None
-    hashtags: list[str]
-    metrics: dict[str, Any]
-    media: dict[str, Any]
-    flags: dict[str, Any]
-    raw_refs: list[dict[str, Any]]
+    """A normalized item and the raw items it came from, ready to upsert for a brand."""
 
-    @property
-    def key(self) -> tuple[str, str, str]:
-        """The uniqueness rule's key (brand aside): external id, or the URL for web pages."""
-        ident = self.canonical_url if self.platform == "web" else (self.external_id or "")
-        return (self.platform, self.content_type, ident)
+    item: normalize.NormalizedItem
+    raw_refs: list[dict[str, Any]]
 
 
 async def insert_raw(
@@ -193,25 +178,20 @@ def merge_duplicates(rows: Sequence[EvidenceRow]) -> tuple[list[EvidenceRow], in
     """Fold rows that share a key (duplicates inside one dataset page) into one.
 
     ``ON CONFLICT DO UPDATE`` cannot touch one row twice in a statement, so the batch is
-    deduplicated first: the later item wins, the earlier one's empty-keeping fields and
-    raw refs are merged. Returns the rows sorted by key and how many were folded.
+    deduplicated first with the same update rule the database applies. Returns the rows
+    sorted by key (so concurrent batches lock rows in one order) and how many were folded.
     """
     merged: dict[tuple[str, str, str], EvidenceRow] = {}
-    folded = 0
     for row in rows:
-        previous = merged.get(row.key)
+        key = row.item.dedupe_key
+        previous = merged.get(key)
         if previous is not None:
-            folded += 1
-            refs = previous.raw_refs + [r for r in row.raw_refs if r not in previous.raw_refs]
-            row = dataclasses.replace(
-                row,
-                published_at=row.published_at or previous.published_at,
-                title=row.title or previous.title,
-                text_secondary=row.text_secondary or previous.text_secondary,
-                raw_refs=refs,
+            row = EvidenceRow(
+                normalize.merge_update(previous.item, row.item),
+                normalize.merge_raw_refs(previous.raw_refs, row.raw_refs),
             )
-        merged[row.key] = row
-    return [merged[k] for k in sorted(merged)], folded
+        merged[key] = row
+    return [merged[k] for k in sorted(merged)], len(rows) - len(merged)
 
 
 async def upsert_evidence(
@@ -225,8 +205,8 @@ async def upsert_evidence(
     unique, folded = merge_duplicates(rows)
     updated += folded
     for statement, part in (
-        (_UPSERT_BY_EXTERNAL_ID, [r for r in unique if r.platform != "web"]),
-        (_UPSERT_BY_URL, [r for r in unique if r.platform == "web"]),
+        (_UPSERT_BY_EXTERNAL_ID, [r for r in unique if r.item.platform != "web"]),
+        (_UPSERT_BY_URL, [r for r in unique if r.item.platform == "web"]),
     ):
         if not part:
             continue
@@ -234,19 +214,19 @@ async def upsert_evidence(
             statement,
             {
                 "brand_id": brand_id,
-                "platform": [r.platform for r in part],
-                "content_type": [r.content_type for r in part],
-                "external_id": [r.external_id for r in part],
-                "canonical_url": [r.canonical_url for r in part],
-                "published_at": [r.published_at for r in part],
-                "author_ref": [r.author_ref for r in part],
-                "title": [r.title for r in part],
-                "text_primary": [r.text_primary for r in part],
-                "text_secondary": [r.text_secondary for r in part],
-                "hashtags": [dumps(r.hashtags) for r in part],
-                "metrics": [dumps(r.metrics) for r in part],
-                "media": [dumps(r.media) for r in part],
-                "flags": [dumps(r.flags) for r in part],
+                "platform": [r.item.platform.value for r in part],
+                "content_type": [r.item.content_type.value for r in part],
+                "external_id": [r.item.external_id for r in part],
+                "canonical_url": [r.item.canonical_url for r in part],
+                "published_at": [r.item.published_at for r in part],
+                "author_ref": [r.item.author_ref for r in part],
+                "title": [r.item.title for r in part],
+                "text_primary": [r.item.text_primary for r in part],
+                "text_secondary": [r.item.text_secondary for r in part],
+                "hashtags": [dumps(list(r.item.hashtags)) for r in part],
+                "metrics": [dumps(r.item.metrics) for r in part],
+                "media": [dumps(r.item.media) for r in part],
+                "flags": [dumps(r.item.flags) for r in part],
                 "raw_refs": [dumps(r.raw_refs) for r in part],
             },
         )

@@ -57,22 +57,7 @@ def _normalize(
 def _evidence_row(
     item: normalize.NormalizedItem, run_id: uuid.UUID, raw_id: int
 ) -> items.EvidenceRow:
-    return items.EvidenceRow(
-        platform=item.platform.value,
-        content_type=item.content_type.value,
-        external_id=item.external_id,
-        canonical_url=item.canonical_url,
-        published_at=item.published_at,
-        author_ref=item.author_ref,
-        title=item.title,
-        text_primary=item.text_primary,
-        text_secondary=item.text_secondary,
-        hashtags=list(item.hashtags),
-        metrics=dict(item.metrics),
-        media=dict(item.media),
-        flags=dict(item.flags),
-        raw_refs=[{"apify_run_id": str(run_id), "raw_item_id": raw_id}],
-    )
+    return items.EvidenceRow(item, [{"apify_run_id": str(run_id), "raw_item_id": raw_id}])
 
 
 async def _write_page(

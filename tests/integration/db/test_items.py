@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.db import items, runs, tables
+from kairo_ingest.domain import normalize, registry, statuses
 
 UTC = dt.UTC
 
@@ -50,22 +51,23 @@ def _row(
     platform: str = "tiktok",
     url: str | None = None,
 ) -> items.EvidenceRow:
-    return items.EvidenceRow(
-        platform=platform,
-        content_type="short_video" if platform != "web" else "web_page",
-        external_id=ext if platform != "web" else None,
+    web = platform == "web"
+    item = normalize.NormalizedItem(
+        platform=statuses.Platform(platform),
+        content_type=registry.ContentType.WEB_PAGE if web else registry.ContentType.SHORT_VIDEO,
+        external_id=None if web else ext,
         canonical_url=url or f"https://www.tiktok.com/@acme/video/{ext}",
         published_at=published,
         author_ref="acme",
         title=title,
         text_primary="t",
         text_secondary=None,
-        hashtags=["a"],
+        hashtags=("a",),
         metrics={"plays": 1},
         media={},
         flags={},
-        raw_refs=[{"apify_run_id": run, "raw_item_id": raw_id}],
     )
+    return items.EvidenceRow(item, [{"apify_run_id": run, "raw_item_id": raw_id}])
 
 
 async def test_raw_insert_is_idempotent_and_drops_nul(engine: sa_async.AsyncEngine) -> None:
