@@ -189,11 +189,10 @@ async def streamed(
     return total
 
 
-def evidence_row(item: normalize.NormalizedItem, run_id: uuid.UUID, raw_id: int) -> Any:
-    return items.EvidenceRow(
-        **item.as_record(),  # type: ignore[arg-type]
-        raw_refs=[{"apify_run_id": str(run_id), "raw_item_id": raw_id}],
-    )
+def evidence_row(
+    item: normalize.NormalizedItem, run_id: uuid.UUID, raw_id: int
+) -> items.EvidenceRow:
+    return items.EvidenceRow(item, [{"apify_run_id": str(run_id), "raw_item_id": raw_id}])
 
 
 async def child_copy(args: argparse.Namespace, url: str, timer: Timer) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+"""The benchmarks at toy sizes: they must keep running as the code changes.
+
+These check that each benchmark completes and prints its comparison, not any figure:
+performance is measured by running the benchmarks themselves (see the README).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[3] / "bench"
+pytestmark = pytest.mark.slow
+
+
+def _bench(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_queue_benchmark_runs(pg_server_url: str) -> None:
+    out = _bench(
+        "queue_throughput.py",
+        "--dsn",
+        pg_server_url,
+        "--jobs",
+        "300",
+        "--concurrency",
+        "20",
+        "--latency-samples",
+        "5",
+        "--rounds",
+        "1",
+    )
+    assert "ours/pgqueuer" in out
+    assert "ours/procrastinate" in out
+    assert "pickup latency" in out
+
+
+def test_ingest_benchmark_runs(pg_server_url: str) -> None:
+    out = _bench(
+        "ingest_throughput.py",
+        "--dsn",
+        pg_server_url,
+        "--items",
+        "400",
+        "--small",
+        "0",
+        "--page-size",
+        "100",
+        "--old-normalize-items",
+        "50",
+    )
+    assert "normalization ours/old" in out
+    assert "COPY/ours" in out
+
+
+def test_poll_benchmark_runs() -> None:
+    out = _bench(
+        "poll_efficiency.py",
+        "--waits",
+        "20",
+        "--time-factor",
+        "0.02",
+        "--duration-min",
+        "5",
+        "--duration-max",
+        "10",
+        "--start-rate",
+        "50",
+    )
+    assert "baseline / long-poll" in out
