@@ -93,11 +93,6 @@ class Settings(pydantic_settings.BaseSettings):
         return dt.timedelta(seconds=self.lease_seconds)
 
     @property
-    def heartbeat_interval_seconds(self) -> float:
-        """Heartbeats run at most every third of the lease."""
-        return self.lease_seconds / 3.0
-
-    @property
     def finished_job_retention(self) -> dt.timedelta | None:
         """None (keep forever) when KAIRO_FINISHED_JOB_RETENTION_DAYS is 0."""
         days = self.finished_job_retention_days
@@ -116,10 +111,6 @@ class Settings(pydantic_settings.BaseSettings):
         if self.log_format is not None:
             return self.log_format
         return LogFormat.CONSOLE if sys.stderr.isatty() else LogFormat.JSON
-
-    @property
-    def uses_embedded_database(self) -> bool:
-        return self.database_url is None
 
     @property
     def uses_simulator(self) -> bool:

@@ -45,12 +45,6 @@ def create(
     )
 
 
-def sessionmaker(
-    engine: sa_async.AsyncEngine,
-) -> sa_async.async_sessionmaker[sa_async.AsyncSession]:
-    return sa_async.async_sessionmaker(engine, expire_on_commit=False)
-
-
 def describe_url(url: str) -> str:
     """The URL with its password hidden, for logs and messages."""
     return asyncpg_url(url).set(drivername="postgresql").render_as_string(hide_password=True)
