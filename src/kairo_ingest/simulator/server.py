@@ -100,7 +100,15 @@ def _uvicorn_config(application: sim_app.SimulatorApp, host: str, port: int) -> 
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    """A listening socket created as IPPROTO_TCP, with TCP_NODELAY.
+
+    asyncio turns Nagle off only on accepted sockets whose ``proto`` is IPPROTO_TCP, which a
+    socket made with the default proto (0) is not. With Nagle on, each response (headers and
+    body written apart) stalled for the client's 40 ms delayed ACK.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(BACKLOG)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import urllib.parse
 
 from kairo_ingest.simulator import server
@@ -34,3 +35,14 @@ async def test_a_start_whose_body_never_arrived_creates_no_run() -> None:
         await writer.wait_closed()
         assert answer.startswith(b"HTTP/1.1 201")
         assert sim.stats()["starts"] == 1
+
+
+def test_the_listening_socket_turns_nagle_off_for_every_connection() -> None:
+    """asyncio disables Nagle only on accepted sockets whose proto is IPPROTO_TCP; with Nagle
+    on, every answer stalled ~40 ms on the client's delayed ACK (the header and body writes)."""
+    sock = server._bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        sock.close()
