@@ -102,7 +102,7 @@ async def _source(
         )
     if own is not None:
         # This job already has a run for the source (a retry, or a takeover after a crash).
-        return await source_run.refresh(d, lease, source, spec, reason="resumed")
+        return await source_run.refresh(d, lease, source, spec, reason="resumed", run=own)
 
     decision = freshness.decide(
         force_refresh=force,
@@ -111,7 +111,7 @@ async def _source(
         ttl=d.freshness_ttl,
     )
     if decision.action is freshness.Action.REFRESH or reusable is None:
-        return await source_run.refresh(d, lease, source, spec, reason=decision.reason)
+        return await source_run.refresh(d, lease, source, spec, reason=decision.reason, run=None)
 
     facts = source_run.facts(reusable)
     if reusable.normalized_at is None:

@@ -211,10 +211,12 @@ async def refresh(
     spec: registry.ActorSpec,
     *,
     reason: str,
+    run: runs.Run | None,
 ) -> evidence.Entry:
-    """Take a source through its run for this job, resuming whatever a crash left behind."""
-    async with d.engine.connect() as conn:
-        run = await runs.latest_for(conn, job_id=lease.job_id, source_id=source.id)
+    """Take a source through its run for this job, resuming whatever a crash left behind.
+
+    ``run`` is the job's latest run for the source (``runs.latest_for``), or None.
+    """
     try:
         async with d.run_slots:
             run = await _advance(d, lease, source, spec, run)
