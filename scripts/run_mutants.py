@@ -107,19 +107,22 @@ def run_one(mutant: Mutant, python: str) -> Result:
         if not where.stdout.strip().startswith(str(tree)):
             return Result(mutant, "broken", 0.0, f"imports the real tree: {where.stdout.strip()}")
         tests = subprocess.run(
-            [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *mutant.tests],
+            [python, "-m", "pytest", "-q", "-x", "-rf", "-p", "no:cacheprovider", *mutant.tests],
             cwd=tree,
             env=env,
             capture_output=True,
             text=True,
         )
     seconds = time.monotonic() - started
-    last = (tests.stdout.strip().splitlines() or ["(no output)"])[-1]
-    if tests.returncode == 1:
-        return Result(mutant, "killed", seconds, last)
+    # Name the test that caught it, never echo pytest's own summary line: CI reads the
+    # suite's closing "N passed, N failed" line, and a mutant's is not the suite's.
+    failed = [ln[len("FAILED ") :] for ln in tests.stdout.splitlines() if ln.startswith("FAILED ")]
+    if tests.returncode == 1 and failed:
+        return Result(mutant, "killed", seconds, f"caught by {failed[0].split(' - ')[0]}")
     if tests.returncode == 0:
-        return Result(mutant, "survived", seconds, last)
-    return Result(mutant, "broken", seconds, f"pytest exit {tests.returncode}: {last}")
+        return Result(mutant, "survived", seconds, "every named test passed")
+    tail = (tests.stdout.strip().splitlines() or ["(no output)"])[-1]
+    return Result(mutant, "broken", seconds, f"pytest exit {tests.returncode}: {tail!r}")
 
 
 def main() -> int:
@@ -153,7 +156,7 @@ def main() -> int:
             print(f"{r.verdict:8} {r.seconds:6.1f}s  {r.mutant.name}: {r.detail}", flush=True)
     bad = [r for r in results if r.verdict != "killed"]
     total = time.monotonic() - started
-    print(f"{len(results) - len(bad)} killed, {len(bad)} not killed, in {total:.0f} s")
+    print(f"mutants: {len(results) - len(bad)} killed, {len(bad)} not killed, in {total:.0f} s")
     return 1 if bad else 0
 
 
