@@ -89,10 +89,6 @@ class Settings(pydantic_settings.BaseSettings):
         return value.rstrip("/")
 
     @property
-    def lease(self) -> dt.timedelta:
-        return dt.timedelta(seconds=self.lease_seconds)
-
-    @property
     def finished_job_retention(self) -> dt.timedelta | None:
         """None (keep forever) when KAIRO_FINISHED_JOB_RETENTION_DAYS is 0."""
         days = self.finished_job_retention_days

@@ -46,10 +46,6 @@ class Run:
     error_kind: str | None
     error_summary: str | None
 
-    @property
-    def apify_terminal(self) -> bool:
-        return statuses.is_terminal(self.status)
-
 
 _FIELDS = [f.name for f in dataclasses.fields(Run)]
 
