@@ -138,10 +138,12 @@ async def cmd_simulator(args: argparse.Namespace, settings: config.Settings) -> 
 
 
 async def cmd_console(args: argparse.Namespace, settings: config.Settings) -> int:
-    from kairo_ingest.console import server
+    from kairo_ingest.console import security, server
 
     host = args.host or settings.console_host
     port = args.port if args.port is not None else (settings.console_port or server.DEFAULT_PORT)
+    token = settings.console_token.get_secret_value() if settings.console_token else None
+    security.check_bind(host, token)  # before opening any database
     async with resources.database(settings) as db:
         console = server.build(settings, db.engine, host=host, port=port)
         task, url = await server.start(console)
@@ -151,11 +153,11 @@ async def cmd_console(args: argparse.Namespace, settings: config.Settings) -> in
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        waiting = asyncio.create_task(stop.wait())
         try:
-            await asyncio.wait(
-                [task, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            waiting.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await server.stop(console, task)

@@ -9,16 +9,21 @@ identifier, job error, evidence error and run error are all ``<script>alert(1)</
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import pathlib
+import re
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 
+import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import config
+from kairo_ingest.console import server as console_server
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import jobs as queue_jobs
@@ -41,13 +46,13 @@ class Seeded:
 
 
 def settings(url: str, **extra: object) -> config.Settings:
-    return config.load(
-        database_url=url,
-        apify_token=None,
-        apify_base_url=config.DEFAULT_APIFY_BASE_URL,
-        data_dir=pathlib.Path(tempfile.mkdtemp(prefix="kairo-console-")),
-        **extra,
-    )
+    values: dict[str, object] = {
+        "database_url": url,
+        "apify_token": None,
+        "apify_base_url": config.DEFAULT_APIFY_BASE_URL,
+        "data_dir": pathlib.Path(tempfile.mkdtemp(prefix="kairo-console-")),
+    }
+    return config.load(**(values | extra))
 
 
 async def seed(url: str) -> Seeded:
@@ -130,3 +135,25 @@ async def add_xss_rows(engine: sa_async.AsyncEngine) -> None:
 
 def seed_sync(url: str) -> Seeded:
     return asyncio.run(seed(url))
+
+
+@contextlib.asynccontextmanager
+async def client(
+    url: str, *, host: str = "127.0.0.1:8081", **extra: object
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the console app in this process (no socket), on ``url``."""
+    engine = db_engine.create(url, pool_size=2)
+    app = console_server.app(settings(url, **extra), engine)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=f"http://{host}"
+        ) as http:
+            yield http
+    finally:
+        await engine.dispose()
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match is not None, "no CSRF field on the page"
+    return match.group(1)
