@@ -31,13 +31,17 @@ async def _admin(server_url: str, statement: str) -> None:
         await conn.close()
 
 
-@pytest.fixture
-def seeded(pg_server_url: str, template_db: str) -> Iterator[console_seed.Seeded]:
+@pytest.fixture(params=[True], ids=["with-xss-rows"])
+def seeded(
+    request: pytest.FixtureRequest, pg_server_url: str, template_db: str
+) -> Iterator[console_seed.Seeded]:
+    """A demo-seeded database; ``@pytest.mark.parametrize("seeded", [False], indirect=True)``
+    leaves out the rows with script text (the browser test adds them after screenshots)."""
     name = f"kairo_console_e2e_{uuid.uuid4().hex[:10]}"
     asyncio.run(_admin(pg_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
     url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
     try:
-        yield asyncio.run(console_seed.seed(url))
+        yield asyncio.run(console_seed.seed(url, xss=request.param))
     finally:
         asyncio.run(_admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

@@ -8,7 +8,6 @@ identifier, job error, evidence error and run error are all ``<script>alert(1)</
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import json
@@ -55,7 +54,7 @@ def settings(url: str, **extra: object) -> config.Settings:
     return config.load(**(values | extra))
 
 
-async def seed(url: str) -> Seeded:
+async def seed(url: str, *, xss: bool = True) -> Seeded:
     await demo.run(settings(url))
     engine = db_engine.create(url, pool_size=2)
     try:
@@ -67,7 +66,8 @@ async def seed(url: str) -> Seeded:
             brand_id=demo.brand_id("acme"),
             params={"force_refresh": True},
         )
-        await add_xss_rows(engine)
+        if xss:
+            await add_xss_rows(engine)
     finally:
         await engine.dispose()
     return Seeded(url, pending.id, demo_jobs)
@@ -133,8 +133,12 @@ async def add_xss_rows(engine: sa_async.AsyncEngine) -> None:
         )
 
 
-def seed_sync(url: str) -> Seeded:
-    return asyncio.run(seed(url))
+async def add_xss_rows_at(url: str) -> None:
+    engine = db_engine.create(url, pool_size=1)
+    try:
+        await add_xss_rows(engine)
+    finally:
+        await engine.dispose()
 
 
 @contextlib.asynccontextmanager
