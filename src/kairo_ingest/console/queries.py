@@ -173,7 +173,9 @@ async def overview(engine: sa_async.AsyncEngine, *, window_seconds: float) -> di
 async def throughput(
     engine: sa_async.AsyncEngine, *, buckets: int, bucket_seconds: int
 ) -> list[dict[str, Any]]:
-    return await _rows(engine, THROUGHPUT, {"buckets": buckets, "bucket_seconds": bucket_seconds})
+    params: dict[str, Any] = {"buckets": buckets, "bucket_seconds": bucket_seconds}
+    origin = await _rows(engine, THROUGHPUT_ORIGIN, params)
+    return await _rows(engine, THROUGHPUT, params | {"t0": origin[0]["t0"]})
 
 
 # --- jobs -----------------------------------------------------------------------------
