@@ -60,6 +60,8 @@ def _ago(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     s = max(0.0, float(seconds))
+    if s < 10:
+        return f"{s:.1f} s"
     if s < 90:
         return f"{s:.0f} s"
     if s < 90 * 60:

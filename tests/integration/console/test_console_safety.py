@@ -58,6 +58,18 @@ async def test_login_form_sets_an_httponly_samesite_strict_session(seeded: Seede
         assert forged.status_code == 401
 
 
+async def test_cookies_are_secure_behind_tls(seeded: Seeded) -> None:
+    async with client(seeded.url, console_token=CONSOLE_TOKEN, host="10.1.2.3:8081") as http:
+        plain = await http.post("/login", data={"token": CONSOLE_TOKEN})
+        behind_tls = await http.post(
+            "/login", data={"token": CONSOLE_TOKEN}, headers={"X-Forwarded-Proto": "https"}
+        )
+    assert all("Secure" not in v for k, v in plain.headers.multi_items() if k == "set-cookie")
+    cookies = [v for k, v in behind_tls.headers.multi_items() if k == "set-cookie"]
+    assert cookies
+    assert all(v.endswith("; Secure") for v in cookies)
+
+
 async def test_post_without_csrf_token_is_refused_and_changes_nothing(seeded: Seeded) -> None:
     async with client(seeded.url) as http:
         page = await http.get(f"/jobs/{seeded.pending_job}")
