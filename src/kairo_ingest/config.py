@@ -20,6 +20,7 @@ from kairo_ingest.domain import registry
 
 ENV_PREFIX = "KAIRO_"
 DEFAULT_APIFY_BASE_URL = "https://api.apify.com"
+CONSOLE_TOKEN_MIN_LENGTH = 16
 
 
 class LogFormat(enum.StrEnum):
@@ -63,6 +64,11 @@ class Settings(pydantic_settings.BaseSettings):
     source_concurrency: int = pydantic.Field(8, ge=1)
     apify_max_concurrent_runs: int = pydantic.Field(200, ge=1)
 
+    # The operator console (kairo_ingest.console): off unless a port is set.
+    console_port: int | None = pydantic.Field(None, ge=0, le=65535)
+    console_host: str = "127.0.0.1"
+    console_token: pydantic.SecretStr | None = None
+
     @pydantic.field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -87,6 +93,20 @@ class Settings(pydantic_settings.BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @pydantic.field_validator("console_port", mode="before")
+    @classmethod
+    def _blank_port_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @pydantic.field_validator("console_token")
+    @classmethod
+    def _strong_token(cls, value: pydantic.SecretStr | None) -> pydantic.SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().strip()) < CONSOLE_TOKEN_MIN_LENGTH:
+            raise ValueError(f"must be at least {CONSOLE_TOKEN_MIN_LENGTH} characters")
+        return pydantic.SecretStr(value.get_secret_value().strip())
 
     @property
     def finished_job_retention(self) -> dt.timedelta | None:
@@ -128,4 +148,6 @@ def load(**overrides: object) -> Settings:
     settings.disabled_capability_set  # noqa: B018 - ConfigError naming the variable when bad
     if settings.apify_token is not None:
         redaction.register_secret(settings.apify_token.get_secret_value())
+    if settings.console_token is not None:
+        redaction.register_secret(settings.console_token.get_secret_value())
     return settings

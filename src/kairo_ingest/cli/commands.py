@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -135,6 +137,33 @@ async def cmd_simulator(args: argparse.Namespace, settings: config.Settings) -> 
     return 0
 
 
+async def cmd_console(args: argparse.Namespace, settings: config.Settings) -> int:
+    from kairo_ingest.console import security, server
+
+    host = args.host or settings.console_host
+    port = args.port if args.port is not None else (settings.console_port or server.DEFAULT_PORT)
+    token = settings.console_token.get_secret_value() if settings.console_token else None
+    security.check_bind(host, token)  # before opening any database
+    async with resources.database(settings) as db:
+        console = server.build(settings, db.engine, host=host, port=port)
+        task, url = await server.start(console)
+        sys.stdout.write(f"console: {url}\n")
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        waiting = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await server.stop(console, task)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "run": cmd_run,
     "migrate": cmd_migrate,
@@ -144,6 +173,7 @@ COMMANDS: dict[str, Command] = {
     "stats": cmd_stats,
     "demo": cmd_demo,
     "simulator": cmd_simulator,
+    "console": cmd_console,
 }
 
 

@@ -40,6 +40,7 @@ examples:
   kairo-ingest sources add --brand B --platform instagram --capability posts --identifier @acme
   kairo-ingest enqueue --brand B
   kairo-ingest run                        # worker + health server; SIGTERM drains
+  kairo-ingest console                    # the operator console on http://127.0.0.1:8081/
 """
 
 
@@ -67,6 +68,16 @@ def _positive(value: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _port(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535")
     return number
 
 
@@ -135,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim = cmd("simulator", "serve the Apify simulator on its own")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8765)
+    con = cmd("console", "serve the operator console (web UI) against the database")
+    con.add_argument("--host", help="listen address (KAIRO_CONSOLE_HOST, default 127.0.0.1)")
+    con.add_argument("--port", type=_port, help="port (KAIRO_CONSOLE_PORT, default 8081)")
     return parser
 
 

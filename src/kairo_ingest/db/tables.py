@@ -96,6 +96,9 @@ jobs = sa.Table(
         postgresql_where=sa.text("status IN ('pending', 'running') AND brand_id IS NOT NULL"),
     ),
     sa.Index("ix_jobs_brand_created", "brand_id", "created_at"),
+    # The console's keyset pages, newest first, unfiltered or by status (migration 0003).
+    sa.Index("ix_jobs_created_id", "created_at", "id"),
+    sa.Index("ix_jobs_status_created_id", "status", "created_at", "id"),
     # Retention prunes finished rows by age.
     sa.Index(
         "ix_jobs_finished",
@@ -150,6 +153,15 @@ apify_runs = sa.Table(
     ),
     # Resume: the run of a (job, source).
     sa.Index("ix_apify_runs_job_source", "job_id", "source_connection_id"),
+    # The console: keyset pages, each source's newest run, runs finished lately (0003).
+    sa.Index("ix_apify_runs_created_id", "created_at", "id"),
+    sa.Index("ix_apify_runs_status_created_id", "status", "created_at", "id"),
+    sa.Index("ix_apify_runs_source_created", "source_connection_id", "created_at"),
+    sa.Index(
+        "ix_apify_runs_finished",
+        "finished_at",
+        postgresql_where=sa.text("finished_at IS NOT NULL"),
+    ),
 )
 
 raw_apify_items = sa.Table(

@@ -18,6 +18,7 @@ import uuid
 import uvicorn
 
 from kairo_ingest import config, errors, logs
+from kairo_ingest.console import server as console_server
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.service import apify_access, handlers, http, resources
 from kairo_ingest.worker import runner as worker_runner
@@ -65,6 +66,11 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
         )
         health = http.Health(db.engine)
         server = http.server(health, host=settings.http_host, port=settings.http_port)
+        console = None
+        if settings.console_port is not None:  # the operator console, off unless a port is set
+            console = console_server.build(
+                settings, db.engine, host=settings.console_host, port=settings.console_port
+            )
 
         def on_signal(signame: str) -> None:
             log.info("signal_received", signal=signame, draining=health.draining)
@@ -80,6 +86,10 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
         ticker = asyncio.create_task(health.tick_forever(), name="health-ticker")
         serving = asyncio.create_task(http.serve(server), name="http-server")
         address = await _listening(server, serving, settings)
+        console_url = None
+        if console is not None:
+            console_task, console_url = await console_server.start(console)
+            stack.push_async_callback(console_server.stop, console, console_task)
         log.info(
             "service_started",
             http=address,
@@ -88,6 +98,7 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
             apify=apify.base_url,
             concurrency=slots,
             drain=drain,
+            console=console_url,
         )
         try:
             await worker.run(drain=drain)
