@@ -40,6 +40,9 @@ class Settings(pydantic_settings.BaseSettings):
     data_dir: pathlib.Path = pathlib.Path(".kairo")
     apify_token: pydantic.SecretStr | None = None
     apify_base_url: str = DEFAULT_APIFY_BASE_URL
+    # The only way, besides `demo`, to use the built-in Apify simulator (issue 9): a
+    # missing token must never silently turn into fake evidence in a real database.
+    apify_simulator: bool = False
 
     concurrency: int = pydantic.Field(50, ge=1, le=10_000)
     lease_seconds: float = pydantic.Field(60.0, ge=1.0)
@@ -114,8 +117,8 @@ class Settings(pydantic_settings.BaseSettings):
 
     @property
     def uses_simulator(self) -> bool:
-        """No token and the default base URL: the built-in simulator stands in for Apify."""
-        return self.apify_token is None and self.apify_base_url == DEFAULT_APIFY_BASE_URL
+        """KAIRO_APIFY_SIMULATOR=true: the built-in simulator stands in for Apify."""
+        return self.apify_simulator
 
 
 def load(**overrides: object) -> Settings:

@@ -29,8 +29,9 @@ sources it runs an Apify actor, stores every raw dataset item and normalizes the
 deduplicated evidence items, then records per-source evidence status on the job.
 
 Settings come from KAIRO_* environment variables and .env (see the README). With no
-KAIRO_DATABASE_URL an embedded PostgreSQL under KAIRO_DATA_DIR is used; with no
-KAIRO_APIFY_TOKEN the built-in Apify simulator stands in for Apify.
+KAIRO_DATABASE_URL an embedded PostgreSQL under KAIRO_DATA_DIR is used. `run` needs
+KAIRO_APIFY_TOKEN; the built-in Apify simulator stands in for Apify only in `demo` or
+with KAIRO_APIFY_SIMULATOR=true.
 """
 
 EPILOG = """\

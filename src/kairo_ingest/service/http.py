@@ -35,8 +35,11 @@ DB_CHECK_TIMEOUT_SECONDS = 2.0
 class Health:
     """What the probes report; the service flips ``draining`` on the first SIGTERM."""
 
-    def __init__(self, engine: sa_async.AsyncEngine, *, tick_seconds: float = 0.5) -> None:
+    def __init__(
+        self, engine: sa_async.AsyncEngine, *, apify: str, tick_seconds: float = 0.5
+    ) -> None:
         self.engine = engine
+        self.apify = apify
         self.draining = False
         self._tick_seconds = tick_seconds
         self._last_tick = time.monotonic()
@@ -82,8 +85,9 @@ def app(health: Health) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _json(send: Send, ok: bool, reason: str) -> None:
-        body = json.dumps({"status": "ok" if ok else "unavailable", "reason": reason}).encode()
+    async def _json(send: Send, ok: bool, reason: str, **extra: object) -> None:
+        answer = {"status": "ok" if ok else "unavailable", "reason": reason, **extra}
+        body = json.dumps(answer).encode()
         await _send(send, 200 if ok else 503, body, "application/json")
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,7 +107,7 @@ def app(health: Health) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         elif path == "/livez":
             await _json(send, *health.live())
         elif path == "/readyz":
-            await _json(send, *(await health.ready()))
+            await _json(send, *(await health.ready()), apify=health.apify)
         elif path == "/metrics":
             await _send(send, 200, metrics.render(), metrics.CONTENT_TYPE)
         else:

@@ -55,6 +55,7 @@ def make_worker(
 
 async def run(settings: config.Settings, *, concurrency: int | None, drain: bool) -> int:
     slots = concurrency or settings.concurrency
+    apify_access.require_token(settings)  # before anything is opened or written
     async with contextlib.AsyncExitStack() as stack:
         db = await stack.enter_async_context(
             resources.database(settings, pool_size=min(max(slots // 4, 5), 30))
@@ -63,7 +64,7 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
         worker = make_worker(
             settings, db, handlers.pipeline_deps(settings, db.engine, apify), slots
         )
-        health = http.Health(db.engine)
+        health = http.Health(db.engine, apify=apify_access.label(settings))
         server = http.server(health, host=settings.http_host, port=settings.http_port)
 
         def on_signal(signame: str) -> None:
