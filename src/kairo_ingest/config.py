@@ -62,7 +62,7 @@ class Settings(pydantic_settings.BaseSettings):
     retry_cap_seconds: float = pydantic.Field(900.0, gt=0)
     snooze_seconds: float = pydantic.Field(60.0, gt=0)
     reap_interval_seconds: float = pydantic.Field(10.0, gt=0)
-    finished_job_retention_days: float = pydantic.Field(14.0, ge=0)
+    finished_job_retention_days: float = pydantic.Field(14.0, ge=0, le=36_500, allow_inf_nan=False)
     source_concurrency: int = pydantic.Field(8, ge=1)
     apify_max_concurrent_runs: int = pydantic.Field(200, ge=1)
 
