@@ -15,11 +15,9 @@ import signal
 import socket
 import uuid
 
-import uvicorn
-
-from kairo_ingest import config, errors, logs
+from kairo_ingest import config, logs
 from kairo_ingest.pipeline import deps as deps_module
-from kairo_ingest.service import apify_access, handlers, http, resources
+from kairo_ingest.service import apify_access, handlers, health_server, http, resources
 from kairo_ingest.worker import runner as worker_runner
 
 log = logs.get(__name__)
@@ -64,8 +62,8 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
         worker = make_worker(
             settings, db, handlers.pipeline_deps(settings, db.engine, apify), slots
         )
-        health = http.Health(db.engine, apify=apify_access.label(settings))
-        server = http.server(health, host=settings.http_host, port=settings.http_port)
+        health = http.Health(db.url, apify=apify_access.label(settings))
+        front = health_server.HealthServer(health, host=settings.http_host, port=settings.http_port)
 
         def on_signal(signame: str) -> None:
             log.info("signal_received", signal=signame, draining=health.draining)
@@ -73,14 +71,20 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
             worker.request_stop()
 
         loop = asyncio.get_running_loop()
+        # The worker's loop gets the same guard as the health server's: running out of
+        # descriptors logs once per interval, not a traceback per failed callback.
+        front.descriptor_log.install(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)
         stack.callback(loop.remove_signal_handler, signal.SIGINT)
         stack.callback(loop.remove_signal_handler, signal.SIGTERM)
 
         ticker = asyncio.create_task(health.tick_forever(), name="health-ticker")
-        serving = asyncio.create_task(http.serve(server), name="http-server")
-        address = await _listening(server, serving, settings)
+        try:
+            address = await asyncio.to_thread(front.start)
+        except BaseException:
+            ticker.cancel()
+            raise
         log.info(
             "service_started",
             http=address,
@@ -94,26 +98,7 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
             await worker.run(drain=drain)
         finally:
             health.draining = True
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(serving, timeout=5)
+            await asyncio.to_thread(front.stop)
             ticker.cancel()
         log.info("service_stopped")
     return 0
-
-
-async def _listening(
-    server: uvicorn.Server, serving: asyncio.Task[None], settings: config.Settings
-) -> str:
-    """Wait until the health server listens; a port in use is a clear error, not a hang."""
-    async with asyncio.timeout(10):
-        while not server.started:
-            if serving.done():
-                raise errors.ConfigError(
-                    f"cannot listen on {settings.http_host}:{settings.http_port} "
-                    "(KAIRO_HTTP_HOST / KAIRO_HTTP_PORT): address in use or not available",
-                    variable="KAIRO_HTTP_PORT",
-                )
-            await asyncio.sleep(0.01)
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
-    return f"{host}:{port}"
