@@ -42,6 +42,25 @@ examples:
 """
 
 
+RUN_EPILOG = """\
+Apify: KAIRO_APIFY_TOKEN is required; without it `run` exits 2. The built-in
+simulator is used only with KAIRO_APIFY_SIMULATOR=true (or by `demo`).
+
+Health server on KAIRO_HTTP_HOST:KAIRO_HTTP_PORT (default 127.0.0.1:8080), on its
+own thread, so it answers while the worker's event loop is busy:
+  /livez    200, or 503 once the worker's loop has not run for 5 s (with the lag)
+  /readyz   200 when the database answers (over one connection of its own, 1.5 s
+            timeout), the schema is at head and no SIGTERM arrived; the JSON names
+            the Apify in use ("simulator" or the API host)
+  /metrics  Prometheus text format
+Limits: 64 concurrent requests, 128 open connections, a 16 KiB request head that
+must arrive within 5 s, 5 s keep-alive.
+
+Signals: the first SIGTERM/SIGINT turns /readyz to 503 and finishes in-flight jobs
+within KAIRO_SHUTDOWN_GRACE_SECONDS (default 30); a second one skips the grace.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argtypes.Parser(
         prog="kairo-ingest",
@@ -67,7 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"jobs in flight, 1 to {argtypes.MAX_CONCURRENCY} "
         "(default: KAIRO_CONCURRENCY, which defaults to 50)",
     )
-    run.add_argument("--drain", action="store_true", help="exit 0 once no job is ready or running")
+    run.add_argument(
+        "--drain",
+        action="store_true",
+        help="exit 0 once no job is ready or running (default: run until SIGTERM)",
+    )
+    run.formatter_class = argparse.RawDescriptionHelpFormatter
+    run.epilog = RUN_EPILOG
 
     cmd("migrate", "upgrade the database schema to head (idempotent, replica-safe)")
 
@@ -122,8 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = cmd("jobs", "inspect and steer jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     jl = with_json(jsub.add_parser("list", help="list jobs, newest first"))
-    jl.add_argument("--status", choices=[s.value for s in statuses.JobStatus])
-    jl.add_argument("--brand", type=argtypes.uuid_arg)
+    jl.add_argument(
+        "--status",
+        choices=[s.value for s in statuses.JobStatus],
+        help="only jobs in this status (default: all)",
+    )
+    jl.add_argument("--brand", type=argtypes.uuid_arg, help="only this brand (default: all)")
     jl.add_argument(
         "--limit",
         type=argtypes.int_range(1, argtypes.MAX_LIST_LIMIT),

@@ -127,6 +127,20 @@ def test_help_describes_every_command() -> None:
         assert command in done.stdout
     for args in (["run"], ["sources", "add"], ["jobs", "retry"], ["enqueue"]):
         assert cli(*args, "--help", environ=env()).returncode == 0
+    # Every option of the commands issue 9 touched states its range or unit and default.
+    expected = {
+        ("run",): ["1 to 10000", "default: KAIRO_CONCURRENCY", "KAIRO_APIFY_SIMULATOR"],
+        ("enqueue",): ["-2147483648 to", "1 to 100", "(default: 0)", "(default: 3)"],
+        ("jobs", "list"): ["1 to 100000", "(default: 50)"],
+        ("jobs", "prune"): ["0 to 36500", "KAIRO_FINISHED_JOB_RETENTION_DAYS", "kept"],
+        ("sources", "add"): ["64 KiB", "32 levels"],
+        ("simulator",): ["0 to 65535", "(default: 8765)"],
+    }
+    for args, phrases in expected.items():
+        done = cli(*args, "--help", environ=env())
+        text = " ".join(done.stdout.split())
+        for phrase in phrases:
+            assert phrase in text, (args, phrase)
 
 
 def test_run_without_a_token_exits_2_naming_the_variable(
