@@ -150,19 +150,34 @@ class HealthServer:
         )
         self._thread = threading.Thread(target=self._run, name="kairo-health", daemon=True)
         self._failure: str | None = None
+        self._socket: socket.socket | None = None
 
     def start(self, timeout_seconds: float = 10.0) -> str:
-        """Listen; return ``host:port``. A port in use is a ConfigError (exit 2)."""
+        """Listen; return ``host:port``. A port in use is a ConfigError (exit 2).
+
+        The socket is bound here, in the caller's thread, so a bind failure is one
+        clear error instead of uvicorn's log line and ``sys.exit``.
+        """
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        try:
+            self._socket = socket.create_server(
+                (self._host, self._port), family=family, backlog=self.limits.backlog
+            )
+        except OSError as exc:
+            raise errors.ConfigError(
+                f"cannot listen on {self._host}:{self._port} "
+                f"(KAIRO_HTTP_HOST / KAIRO_HTTP_PORT): {exc.strerror or exc}",
+                variable="KAIRO_HTTP_PORT",
+            ) from None
         self._thread.start()
         if not self._settled.wait(timeout_seconds) or not self._server.started:
             self.stop()
             raise errors.ConfigError(
-                f"cannot listen on {self._host}:{self._port} "
-                "(KAIRO_HTTP_HOST / KAIRO_HTTP_PORT): "
-                f"{self._failure or 'address in use or not available'}",
+                f"cannot serve on {self._host}:{self._port} (KAIRO_HTTP_HOST / "
+                f"KAIRO_HTTP_PORT): {self._failure or 'the health server did not start'}",
                 variable="KAIRO_HTTP_PORT",
             )
-        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
+        host, port = self._socket.getsockname()[:2]
         return f"{host}:{port}"
 
     def stop(self, timeout_seconds: float = 5.0) -> None:
@@ -177,7 +192,7 @@ class HealthServer:
     async def _serve(self) -> None:
         self.descriptor_log.install(asyncio.get_running_loop())
         try:
-            await self._server.serve()
+            await self._server.serve(sockets=[self._socket] if self._socket else None)
         except SystemExit as exc:  # uvicorn exits on a failed bind
             self._failure = f"health server failed to start (exit {exc.code})"
         except Exception as exc:  # noqa: BLE001 - reported through start()

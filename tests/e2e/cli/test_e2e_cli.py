@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -158,6 +159,25 @@ def test_run_without_a_token_exits_2_naming_the_variable(
     bare = cli("run", environ=env(KAIRO_DATA_DIR=str(tmp_path / "none")), timeout=30)
     assert bare.returncode == 2, bare.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_run_on_a_port_in_use_exits_2_with_one_line(environ: dict[str, str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = cli(
+            "run",
+            environ={
+                **environ,
+                "KAIRO_APIFY_SIMULATOR": "true",
+                "KAIRO_HTTP_PORT": str(port),
+                "KAIRO_LOG_LEVEL": "ERROR",  # no start-up log lines: only the error
+            },
+        )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "KAIRO_HTTP_PORT" in lines[0]
+    assert "in use" in lines[0]
 
 
 def _start_run(environ: dict[str, str], port: int) -> subprocess.Popen[str]:
