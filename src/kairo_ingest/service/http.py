@@ -29,8 +29,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 LOOP_LAG_LIMIT_SECONDS = 5.0
 TICK_SECONDS = 0.5
-# Below Kubernetes' default probe timeout (1 s) is not possible with a reconnect; keep
-# the probe's timeoutSeconds at 2 or more.
+# A check that reconnects needs more than Kubernetes' default probe timeout (1 s): give
+# /readyz a timeoutSeconds of 2 or more.
 DB_CHECK_TIMEOUT_SECONDS = 1.5
 
 
