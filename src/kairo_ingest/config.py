@@ -41,6 +41,9 @@ class Settings(pydantic_settings.BaseSettings):
     data_dir: pathlib.Path = pathlib.Path(".kairo")
     apify_token: pydantic.SecretStr | None = None
     apify_base_url: str = DEFAULT_APIFY_BASE_URL
+    # The only way, besides `demo`, to use the built-in Apify simulator (issue 9): a
+    # missing token must never silently turn into fake evidence in a real database.
+    apify_simulator: bool = False
 
     concurrency: int = pydantic.Field(50, ge=1, le=10_000)
     lease_seconds: float = pydantic.Field(60.0, ge=1.0)
@@ -60,7 +63,7 @@ class Settings(pydantic_settings.BaseSettings):
     retry_cap_seconds: float = pydantic.Field(900.0, gt=0)
     snooze_seconds: float = pydantic.Field(60.0, gt=0)
     reap_interval_seconds: float = pydantic.Field(10.0, gt=0)
-    finished_job_retention_days: float = pydantic.Field(14.0, ge=0)
+    finished_job_retention_days: float = pydantic.Field(14.0, ge=0, le=36_500, allow_inf_nan=False)
     source_concurrency: int = pydantic.Field(8, ge=1)
     apify_max_concurrent_runs: int = pydantic.Field(200, ge=1)
 
@@ -130,8 +133,8 @@ class Settings(pydantic_settings.BaseSettings):
 
     @property
     def uses_simulator(self) -> bool:
-        """No token and the default base URL: the built-in simulator stands in for Apify."""
-        return self.apify_token is None and self.apify_base_url == DEFAULT_APIFY_BASE_URL
+        """KAIRO_APIFY_SIMULATOR=true: the built-in simulator stands in for Apify."""
+        return self.apify_simulator
 
 
 def load(**overrides: object) -> Settings:

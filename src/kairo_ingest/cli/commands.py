@@ -89,12 +89,7 @@ async def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
             )
             return 0
         if action == "prune":
-            days = args.older_than_days
-            if days is None:
-                days = settings.finished_job_retention_days
-            deleted = await queue_jobs.prune(db.engine, older_than=dt.timedelta(days=days))
-            output.emit({"deleted": deleted}, as_json=args.json)
-            return 0
+            return await _prune(db, args, settings)
         operation = {
             "show": queue_jobs.get,
             "retry": queue_jobs.retry,
@@ -109,6 +104,30 @@ async def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
         }[action]
         raise errors.UsageError(f"{verb} with id {args.id}")
     output.emit(job, as_json=args.json)
+    return 0
+
+
+async def _prune(
+    db: resources.Database, args: argparse.Namespace, settings: config.Settings
+) -> int:
+    """``jobs prune``: an explicit ``--older-than-days`` (checked by argtypes.days), else
+    the retention setting, where 0 means "keep every finished job" (README, contract)."""
+    if args.older_than_days is not None:
+        older_than = dt.timedelta(days=args.older_than_days)
+    else:
+        retention = settings.finished_job_retention
+        if retention is None:
+            output.emit(
+                {
+                    "deleted": 0,
+                    "kept": "all finished jobs (KAIRO_FINISHED_JOB_RETENTION_DAYS is 0)",
+                },
+                as_json=args.json,
+            )
+            return 0
+        older_than = retention
+    deleted = await queue_jobs.prune(db.engine, older_than=older_than)
+    output.emit({"deleted": deleted}, as_json=args.json)
     return 0
 
 

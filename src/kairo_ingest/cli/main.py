@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import traceback
-import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from kairo_ingest import __version__, config, errors, logs
+from kairo_ingest.cli import argtypes
 from kairo_ingest.domain import statuses
 
 EXIT_OK = 0
@@ -29,8 +27,9 @@ sources it runs an Apify actor, stores every raw dataset item and normalizes the
 deduplicated evidence items, then records per-source evidence status on the job.
 
 Settings come from KAIRO_* environment variables and .env (see the README). With no
-KAIRO_DATABASE_URL an embedded PostgreSQL under KAIRO_DATA_DIR is used; with no
-KAIRO_APIFY_TOKEN the built-in Apify simulator stands in for Apify.
+KAIRO_DATABASE_URL an embedded PostgreSQL under KAIRO_DATA_DIR is used. `run` needs
+KAIRO_APIFY_TOKEN; the built-in Apify simulator stands in for Apify only in `demo` or
+with KAIRO_APIFY_SIMULATOR=true.
 """
 
 EPILOG = """\
@@ -44,45 +43,27 @@ examples:
 """
 
 
-def _uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
+RUN_EPILOG = """\
+Apify: KAIRO_APIFY_TOKEN is required; without it `run` exits 2. The built-in
+simulator is used only with KAIRO_APIFY_SIMULATOR=true (or by `demo`).
 
+Health server on KAIRO_HTTP_HOST:KAIRO_HTTP_PORT (default 127.0.0.1:8080), on its
+own thread, so it answers while the worker's event loop is busy:
+  /livez    200, or 503 once the worker's loop has not run for 5 s (with the lag)
+  /readyz   200 when the database answers (over one connection of its own, 1.5 s
+            timeout), the schema is at head and no SIGTERM arrived; the JSON names
+            the Apify in use ("simulator" or the API host)
+  /metrics  Prometheus text format
+Limits: 64 concurrent requests, 128 open connections, a 16 KiB request head that
+must arrive within 5 s, 5 s keep-alive.
 
-def _json_object(value: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg}") from None
-    if not isinstance(parsed, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return parsed
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
-
-
-def _port(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError("must be between 0 and 65535")
-    return number
+Signals: the first SIGTERM/SIGINT turns /readyz to 503 and finishes in-flight jobs
+within KAIRO_SHUTDOWN_GRACE_SECONDS (default 30); a second one skips the grace.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = argtypes.Parser(
         prog="kairo-ingest",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -99,8 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     run = cmd("run", "run the worker and the health/metrics server (the default command)")
-    run.add_argument("--concurrency", type=_positive, help="jobs in flight (KAIRO_CONCURRENCY)")
-    run.add_argument("--drain", action="store_true", help="exit 0 once no job is ready or running")
+    run.add_argument(
+        "--concurrency",
+        type=argtypes.int_range(1, argtypes.MAX_CONCURRENCY),
+        metavar="N",
+        help=f"jobs in flight, 1 to {argtypes.MAX_CONCURRENCY} "
+        "(default: KAIRO_CONCURRENCY, which defaults to 50)",
+    )
+    run.add_argument(
+        "--drain",
+        action="store_true",
+        help="exit 0 once no job is ready or running (default: run until SIGTERM)",
+    )
+    run.formatter_class = argparse.RawDescriptionHelpFormatter
+    run.epilog = RUN_EPILOG
 
     cmd("migrate", "upgrade the database schema to head (idempotent, replica-safe)")
 
@@ -109,46 +102,110 @@ def build_parser() -> argparse.ArgumentParser:
     add = with_json(
         ssub.add_parser("add", help="add a source (returns the existing one if present)")
     )
-    add.add_argument("--brand", type=_uuid, required=True, help="brand UUID")
-    add.add_argument("--platform", required=True, help="instagram, tiktok, youtube, linkedin, web")
-    add.add_argument("--capability", required=True, help="e.g. posts, reels, crawl_pages")
-    add.add_argument("--identifier", required=True, help="handle, URL or slug; normalized")
-    add.add_argument("--settings", type=_json_object, default=None, help="JSON object")
+    add.add_argument("--brand", type=argtypes.uuid_arg, required=True, help="brand UUID")
+    add.add_argument(
+        "--platform", type=argtypes.text, required=True, help="instagram, tiktok, youtube, ..."
+    )
+    add.add_argument(
+        "--capability", type=argtypes.text, required=True, help="e.g. posts, reels, crawl_pages"
+    )
+    add.add_argument(
+        "--identifier", type=argtypes.text, required=True, help="handle, URL or slug; normalized"
+    )
+    add.add_argument(
+        "--settings",
+        type=argtypes.json_object,
+        default=None,
+        metavar="JSON",
+        help=f"actor settings, a JSON object (default: none): at most "
+        f"{argtypes.MAX_JSON_BYTES // 1024} KiB and {argtypes.MAX_JSON_DEPTH} levels deep; "
+        "no NaN/Infinity, no \\u0000, no lone surrogates",
+    )
     lst = with_json(ssub.add_parser("list", help="list sources"))
-    lst.add_argument("--brand", type=_uuid, help="only this brand")
+    lst.add_argument("--brand", type=argtypes.uuid_arg, help="only this brand")
     dis = with_json(ssub.add_parser("disable", help="disable a source"))
-    dis.add_argument("id", type=_uuid, help="source id")
+    dis.add_argument("id", type=argtypes.uuid_arg, help="source id")
 
     enqueue = with_json(cmd("enqueue", "enqueue a compile job for a brand (deduplicated)"))
-    enqueue.add_argument("--brand", type=_uuid, required=True, help="brand UUID")
+    enqueue.add_argument("--brand", type=argtypes.uuid_arg, required=True, help="brand UUID")
     enqueue.add_argument("--force-refresh", action="store_true", help="ignore fresh runs")
-    enqueue.add_argument("--priority", type=int, default=0, help="lower runs first (default 0)")
-    enqueue.add_argument("--max-attempts", type=_positive, default=3, help="default 3")
+    enqueue.add_argument(
+        "--priority",
+        type=argtypes.int_range(argtypes.PG_INT_MIN, argtypes.PG_INT_MAX),
+        default=0,
+        metavar="N",
+        help=f"lower runs first; an integer from {argtypes.PG_INT_MIN} to "
+        f"{argtypes.PG_INT_MAX} (default: 0)",
+    )
+    enqueue.add_argument(
+        "--max-attempts",
+        type=argtypes.int_range(1, argtypes.MAX_ATTEMPTS),
+        default=3,
+        metavar="N",
+        help=f"attempts before the job fails for good, 1 to {argtypes.MAX_ATTEMPTS} (default: 3)",
+    )
 
     jobs = cmd("jobs", "inspect and steer jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     jl = with_json(jsub.add_parser("list", help="list jobs, newest first"))
-    jl.add_argument("--status", choices=[s.value for s in statuses.JobStatus])
-    jl.add_argument("--brand", type=_uuid)
-    jl.add_argument("--limit", type=_positive, default=50)
+    jl.add_argument(
+        "--status",
+        choices=[s.value for s in statuses.JobStatus],
+        help="only jobs in this status (default: all)",
+    )
+    jl.add_argument("--brand", type=argtypes.uuid_arg, help="only this brand (default: all)")
+    jl.add_argument(
+        "--limit",
+        type=argtypes.int_range(1, argtypes.MAX_LIST_LIMIT),
+        default=50,
+        metavar="N",
+        help=f"at most N jobs, 1 to {argtypes.MAX_LIST_LIMIT} (default: 50)",
+    )
     for name, text in (
         ("show", "show one job, with its evidence_status"),
         ("retry", "put a failed or cancelled job back in the queue"),
         ("cancel", "cancel a pending or running job (its owner stops at the next heartbeat)"),
     ):
         p = with_json(jsub.add_parser(name, help=text))
-        p.add_argument("id", type=_uuid, help="job id")
+        p.add_argument("id", type=argtypes.uuid_arg, help="job id")
     prune = with_json(jsub.add_parser("prune", help="delete finished jobs older than N days"))
-    prune.add_argument("--older-than-days", type=float, default=None, help="default: retention")
+    prune.add_argument(
+        "--older-than-days",
+        type=argtypes.days,
+        default=None,
+        metavar="DAYS",
+        help=f"delete jobs that finished more than DAYS days ago, a number from 0 to "
+        f"{argtypes.MAX_DAYS:g} (fractions allowed). Default: KAIRO_FINISHED_JOB_RETENTION_DAYS "
+        "(14); when that is 0, finished jobs are kept and nothing is deleted",
+    )
 
     with_json(cmd("stats", "jobs per status and the age of the oldest ready job"))
     cmd("demo", "embedded PostgreSQL + simulator: sample brands, a worker run, a summary")
     sim = cmd("simulator", "serve the Apify simulator on its own")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument(
+        "--host",
+        type=argtypes.text,
+        default="127.0.0.1",
+        help="address to bind (default: %(default)s)",
+    )
+    sim.add_argument(
+        "--port",
+        type=argtypes.int_range(0, 65535),
+        default=8765,
+        help="TCP port, 0 to 65535; 0 picks a free one (default: %(default)s)",
+    )
     con = cmd("console", "serve the operator console (web UI) against the database")
-    con.add_argument("--host", help="listen address (KAIRO_CONSOLE_HOST, default 127.0.0.1)")
-    con.add_argument("--port", type=_port, help="port (KAIRO_CONSOLE_PORT, default 8081)")
+    con.add_argument(
+        "--host",
+        type=argtypes.text,
+        help="listen address (KAIRO_CONSOLE_HOST, default 127.0.0.1); any other needs "
+        "KAIRO_CONSOLE_TOKEN",
+    )
+    con.add_argument(
+        "--port",
+        type=argtypes.int_range(0, 65535),
+        help="TCP port, 0 to 65535 (KAIRO_CONSOLE_PORT, default 8081)",
+    )
     return parser
 
 

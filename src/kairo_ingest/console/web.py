@@ -47,6 +47,7 @@ class Request:
     cookies: dict[str, str]
     body: bytes = b""
     bearer: bool = False  # authenticated by an Authorization header, not a cookie
+    behind_tls: bool = False  # https, directly or per X-Forwarded-Proto
 
     def form(self) -> dict[str, str]:
         if not self.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
@@ -76,6 +77,8 @@ def _parse(scope: Scope, body: bytes) -> Request:
         headers=headers,
         cookies={k: m.value for k, m in jar.items()},
         body=body,
+        behind_tls=scope.get("scheme") == "https"
+        or headers.get("x-forwarded-proto", "").strip().lower() == "https",
     )
 
 
@@ -137,6 +140,12 @@ class Console:
         response = await self._route(request, ctx)
         if fresh_nonce:
             response.set_cookie(security.CSRF_COOKIE, nonce)
+        if request.behind_tls:
+            # Behind TLS (ours or a proxy's), cookies never travel over plain HTTP. Trusting a
+            # client's X-Forwarded-Proto here is harmless: it can only make cookies stricter.
+            response.headers = [
+                (k, f"{v}; Secure" if k == "set-cookie" else v) for k, v in response.headers
+            ]
         response.headers.extend(SECURITY_HEADERS)
         return response
 

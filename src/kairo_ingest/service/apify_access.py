@@ -1,22 +1,27 @@
 """Which Apify the service talks to: the real API, a configured URL, or the built-in simulator.
 
-With no KAIRO_APIFY_TOKEN and the default base URL there is nothing real to talk to,
-so the simulator runs in this process and the client points at it. Its runs are
-quick (durations scaled by ``time_factor``) and its datasets carry the real item shapes,
-with some error items, items without ids and duplicates, as real actors produce.
+The built-in simulator is used only when asked for: by ``demo`` (which has no token to
+offer on a fresh machine) or with KAIRO_APIFY_SIMULATOR=true. ``run`` without
+KAIRO_APIFY_TOKEN is a configuration error (exit 2), never a silent fake: a secret that
+was not mounted must not fill a real database with simulated evidence. The simulator's
+runs are quick (durations scaled by ``time_factor``) and its datasets carry the real item
+shapes, with some error items, items without ids and duplicates, as real actors produce.
 """
 
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
-from kairo_ingest import config, logs
+from kairo_ingest import config, errors, logs
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.simulator import server as sim_server
 
 log = logs.get(__name__)
+
+SIMULATOR_LABEL = "simulator"
 
 BUILTIN_SIMULATOR: dict[str, Any] = {
     "seed": 7,
@@ -30,20 +35,48 @@ BUILTIN_SIMULATOR: dict[str, Any] = {
 }
 
 
+def wants_builtin(settings: config.Settings, *, demo: bool = False) -> bool:
+    """The built-in simulator: asked for explicitly, or ``demo`` with no token."""
+    return settings.uses_simulator or (demo and settings.apify_token is None)
+
+
+def require_token(settings: config.Settings) -> None:
+    """Refuse to start without a token unless the simulator was asked for (exit 2)."""
+    if settings.uses_simulator or settings.apify_token is not None:
+        return
+    raise errors.ConfigError(
+        "KAIRO_APIFY_TOKEN is not set: `run` needs an Apify API token "
+        "(set KAIRO_APIFY_SIMULATOR=true to use the built-in simulator instead)",
+        variable="KAIRO_APIFY_TOKEN",
+    )
+
+
+def label(settings: config.Settings, *, demo: bool = False) -> str:
+    """What ``/readyz`` reports: ``simulator`` or the API's host (never the token)."""
+    if wants_builtin(settings, demo=demo):
+        return SIMULATOR_LABEL
+    parts = urllib.parse.urlsplit(settings.apify_base_url)
+    return parts.hostname or settings.apify_base_url
+
+
 @contextlib.asynccontextmanager
 async def client(
-    settings: config.Settings, *, simulator: dict[str, Any] | None = None
+    settings: config.Settings,
+    *,
+    simulator: dict[str, Any] | None = None,
+    demo: bool = False,
 ) -> AsyncIterator[apify_client.ApifyClient]:
-    if settings.uses_simulator:
+    if wants_builtin(settings, demo=demo):
         async with sim_server.running(simulator or BUILTIN_SIMULATOR) as sim:
             log.warning(
                 "apify_simulator_in_use",
-                reason="KAIRO_APIFY_TOKEN is unset",
+                reason="demo" if not settings.uses_simulator else "KAIRO_APIFY_SIMULATOR=true",
                 base_url=sim.base_url,
             )
             async with apify_client.ApifyClient(sim.base_url, None) as api:
                 yield api
         return
+    require_token(settings)
     token = settings.apify_token.get_secret_value() if settings.apify_token else None
     async with apify_client.ApifyClient(settings.apify_base_url, token) as api:
         yield api

@@ -93,10 +93,14 @@ async def run(settings: config.Settings) -> int:
         _say(
             f"kairo-ingest demo: database {db.display_url}" + (" (embedded)" if db.embedded else "")
         )
-        async with apify_access.client(settings) as apify:
+        async with apify_access.client(settings, demo=True) as apify:
             _say(
                 f"Apify: {apify.base_url}"
-                + (" (built-in simulator)" if settings.uses_simulator else "")
+                + (
+                    " (built-in simulator)"
+                    if apify_access.wants_builtin(settings, demo=True)
+                    else ""
+                )
             )
             job_ids: list[uuid.UUID] = []
             for name in BRANDS:

@@ -1,26 +1,25 @@
-"""The health and metrics server: a bare ASGI app served by uvicorn.
+"""The health and metrics endpoints: a bare ASGI app, served by :mod:`.health_server`.
 
-* ``/livez``: 200 while the event loop is responsive (a ticker task measures its lag).
-* ``/readyz``: 200 when the database answers, the schema is at head and the worker is
-  not shutting down; otherwise 503 with a JSON reason.
+* ``/livez``: 200 while the worker's event loop is responsive. A ticker task on that
+  loop stamps a heartbeat; the endpoint itself is served from another thread and loop
+  (see :mod:`.health_server`), so it can answer 503 with the lag while the worker's
+  loop is blocked, which it could not do when it was served on that loop.
+* ``/readyz``: 200 when the database answers (over the probe's own single connection,
+  :mod:`.readiness`), the schema is at head and the worker is not shutting down;
+  otherwise 503 with a JSON reason. Both answers name the Apify in use (``apify``).
 * ``/metrics``: the Prometheus text format.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import sqlalchemy as sa
-import uvicorn
-from sqlalchemy.ext import asyncio as sa_async
-
-from kairo_ingest import errors, logs, metrics
+from kairo_ingest import clock, errors, logs, metrics
 from kairo_ingest.db import migrate
+from kairo_ingest.service import readiness
 
 log = logs.get(__name__)
 
@@ -29,27 +28,54 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 LOOP_LAG_LIMIT_SECONDS = 5.0
-DB_CHECK_TIMEOUT_SECONDS = 2.0
+TICK_SECONDS = 0.5
+# A check that reconnects needs more than Kubernetes' default probe timeout (1 s): give
+# /readyz a timeoutSeconds of 2 or more.
+DB_CHECK_TIMEOUT_SECONDS = 1.5
 
 
 class Health:
-    """What the probes report; the service flips ``draining`` on the first SIGTERM."""
+    """What the probes report; the service flips ``draining`` on the first SIGTERM.
 
-    def __init__(self, engine: sa_async.AsyncEngine, *, tick_seconds: float = 0.5) -> None:
-        self.engine = engine
+    ``beat``/``tick_forever`` run on the worker's loop; ``live`` and ``ready`` run on
+    the health server's loop. They share only floats and a bool (atomic under the GIL).
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        apify: str,
+        lag_limit_seconds: float = LOOP_LAG_LIMIT_SECONDS,
+        tick_seconds: float = TICK_SECONDS,
+        db_timeout_seconds: float = DB_CHECK_TIMEOUT_SECONDS,
+        clock_: clock.Clock = clock.SYSTEM,
+    ) -> None:
+        self.apify = apify
         self.draining = False
+        self._lag_limit_seconds = lag_limit_seconds
         self._tick_seconds = tick_seconds
-        self._last_tick = time.monotonic()
+        self._clock = clock_
+        self._last_beat = clock_.monotonic()
+        self._probe = readiness.ReadyProbe(database_url, timeout_seconds=db_timeout_seconds)
         self._head = migrate.head_revision()
 
+    def beat(self) -> None:
+        self._last_beat = self._clock.monotonic()
+
     async def tick_forever(self) -> None:
+        """Run on the worker's loop: the heartbeat ``/livez`` measures."""
         while True:
-            self._last_tick = time.monotonic()
+            self.beat()
             await asyncio.sleep(self._tick_seconds)
 
+    def loop_lag_seconds(self) -> float:
+        """How late the worker's loop is beyond one tick (0 while it keeps up)."""
+        return max(0.0, self._clock.monotonic() - self._last_beat - self._tick_seconds)
+
     def live(self) -> tuple[bool, str]:
-        lag = time.monotonic() - self._last_tick
-        if lag > LOOP_LAG_LIMIT_SECONDS:
+        lag = self.loop_lag_seconds()
+        if lag > self._lag_limit_seconds:
             return False, f"event loop stalled for {lag:.1f}s"
         return True, "ok"
 
@@ -57,15 +83,16 @@ class Health:
         if self.draining:
             return False, "shutting down"
         try:
-            async with asyncio.timeout(DB_CHECK_TIMEOUT_SECONDS):
-                async with self.engine.connect() as conn:
-                    await conn.execute(sa.text("SELECT 1"))
-                current = await migrate.current_revision(self.engine)
-        except (TimeoutError, OSError, sa.exc.SQLAlchemyError) as exc:
-            return False, f"database unavailable: {errors.describe(exc)}"
+            current = await self._probe.schema_revision()
+        except errors.DatabaseUnavailableError as exc:
+            return False, f"database unavailable: {exc.message}"
         if current != self._head:
             return False, f"schema at {current or 'nothing'}, expected {self._head}"
         return True, "ok"
+
+    async def close(self) -> None:
+        """Close the probe's connection (on the loop that used it)."""
+        await self._probe.close()
 
 
 def app(health: Health) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
@@ -82,8 +109,9 @@ def app(health: Health) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _json(send: Send, ok: bool, reason: str) -> None:
-        body = json.dumps({"status": "ok" if ok else "unavailable", "reason": reason}).encode()
+    async def _json(send: Send, ok: bool, reason: str, **extra: object) -> None:
+        answer = {"status": "ok" if ok else "unavailable", "reason": reason, **extra}
+        body = json.dumps(answer).encode()
         await _send(send, 200 if ok else 503, body, "application/json")
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,41 +129,13 @@ def app(health: Health) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         if scope["method"] not in ("GET", "HEAD"):
             await _send(send, 405, b"method not allowed\n", "text/plain")
         elif path == "/livez":
-            await _json(send, *health.live())
+            lag = round(health.loop_lag_seconds(), 3)
+            await _json(send, *health.live(), loop_lag_seconds=lag)
         elif path == "/readyz":
-            await _json(send, *(await health.ready()))
+            await _json(send, *(await health.ready()), apify=health.apify)
         elif path == "/metrics":
             await _send(send, 200, metrics.render(), metrics.CONTENT_TYPE)
         else:
             await _send(send, 404, b"not found\n", "text/plain")
 
     return asgi
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the service owns SIGTERM and SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def server(health: Health, *, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app(health),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-    )
-    return _Server(config)
-
-
-async def serve(srv: uvicorn.Server) -> None:
-    """Run the server; uvicorn's ``sys.exit`` on a failed bind becomes an ordinary error."""
-    try:
-        await srv.serve()
-    except SystemExit as exc:
-        raise OSError(f"health server failed to start (exit {exc.code})") from None

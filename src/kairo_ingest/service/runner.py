@@ -15,12 +15,10 @@ import signal
 import socket
 import uuid
 
-import uvicorn
-
-from kairo_ingest import config, errors, logs
+from kairo_ingest import config, logs
 from kairo_ingest.console import server as console_server
 from kairo_ingest.pipeline import deps as deps_module
-from kairo_ingest.service import apify_access, handlers, http, resources
+from kairo_ingest.service import apify_access, handlers, health_server, http, resources
 from kairo_ingest.worker import runner as worker_runner
 
 log = logs.get(__name__)
@@ -56,6 +54,7 @@ def make_worker(
 
 async def run(settings: config.Settings, *, concurrency: int | None, drain: bool) -> int:
     slots = concurrency or settings.concurrency
+    apify_access.require_token(settings)  # before anything is opened or written
     async with contextlib.AsyncExitStack() as stack:
         db = await stack.enter_async_context(
             resources.database(settings, pool_size=min(max(slots // 4, 5), 30))
@@ -64,8 +63,8 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
         worker = make_worker(
             settings, db, handlers.pipeline_deps(settings, db.engine, apify), slots
         )
-        health = http.Health(db.engine)
-        server = http.server(health, host=settings.http_host, port=settings.http_port)
+        health = http.Health(db.url, apify=apify_access.label(settings))
+        front = health_server.HealthServer(health, host=settings.http_host, port=settings.http_port)
         console = None
         if settings.console_port is not None:  # the operator console, off unless a port is set
             console = console_server.build(
@@ -78,17 +77,28 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
             worker.request_stop()
 
         loop = asyncio.get_running_loop()
+        # The worker's loop gets the same guard as the health server's: running out of
+        # descriptors logs once per interval, not a traceback per failed callback.
+        front.descriptor_log.install(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)
         stack.callback(loop.remove_signal_handler, signal.SIGINT)
         stack.callback(loop.remove_signal_handler, signal.SIGTERM)
 
         ticker = asyncio.create_task(health.tick_forever(), name="health-ticker")
-        serving = asyncio.create_task(http.serve(server), name="http-server")
-        address = await _listening(server, serving, settings)
+        try:
+            address = await asyncio.to_thread(front.start)
+        except BaseException:
+            ticker.cancel()
+            raise
         console_url = None
         if console is not None:
-            console_task, console_url = await console_server.start(console)
+            try:
+                console_task, console_url = await console_server.start(console)
+            except BaseException:
+                await asyncio.to_thread(front.stop)
+                ticker.cancel()
+                raise
             stack.push_async_callback(console_server.stop, console, console_task)
         log.info(
             "service_started",
@@ -96,34 +106,15 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
             database=db.display_url,
             embedded_database=db.embedded,
             apify=apify.base_url,
+            console=console_url,
             concurrency=slots,
             drain=drain,
-            console=console_url,
         )
         try:
             await worker.run(drain=drain)
         finally:
             health.draining = True
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(serving, timeout=5)
+            await asyncio.to_thread(front.stop)
             ticker.cancel()
         log.info("service_stopped")
     return 0
-
-
-async def _listening(
-    server: uvicorn.Server, serving: asyncio.Task[None], settings: config.Settings
-) -> str:
-    """Wait until the health server listens; a port in use is a clear error, not a hang."""
-    async with asyncio.timeout(10):
-        while not server.started:
-            if serving.done():
-                raise errors.ConfigError(
-                    f"cannot listen on {settings.http_host}:{settings.http_port} "
-                    "(KAIRO_HTTP_HOST / KAIRO_HTTP_PORT): address in use or not available",
-                    variable="KAIRO_HTTP_PORT",
-                )
-            await asyncio.sleep(0.01)
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
-    return f"{host}:{port}"

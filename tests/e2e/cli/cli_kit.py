@@ -12,7 +12,12 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-BASE_ENV_DROP = ("KAIRO_DATABASE_URL", "KAIRO_APIFY_TOKEN", "KAIRO_APIFY_BASE_URL")
+BASE_ENV_DROP = (
+    "KAIRO_DATABASE_URL",
+    "KAIRO_APIFY_TOKEN",
+    "KAIRO_APIFY_BASE_URL",
+    "KAIRO_APIFY_SIMULATOR",
+)
 
 
 def env(**values: str) -> dict[str, str]:

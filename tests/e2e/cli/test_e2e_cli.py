@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -110,7 +111,12 @@ def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
 
 def test_run_refuses_a_schema_that_is_not_at_head(pg_server_url: str) -> None:
     # The server's maintenance database has no kairo schema.
-    done = cli("run", environ=env(KAIRO_DATABASE_URL=pg_server_url, KAIRO_HTTP_PORT="0"))
+    done = cli(
+        "run",
+        environ=env(
+            KAIRO_DATABASE_URL=pg_server_url, KAIRO_HTTP_PORT="0", KAIRO_APIFY_SIMULATOR="true"
+        ),
+    )
     assert done.returncode == 1
     assert "kairo-ingest migrate" in done.stderr
 
@@ -122,6 +128,56 @@ def test_help_describes_every_command() -> None:
         assert command in done.stdout
     for args in (["run"], ["sources", "add"], ["jobs", "retry"], ["enqueue"]):
         assert cli(*args, "--help", environ=env()).returncode == 0
+    # Every option of the commands issue 9 touched states its range or unit and default.
+    expected = {
+        ("run",): ["1 to 10000", "default: KAIRO_CONCURRENCY", "KAIRO_APIFY_SIMULATOR"],
+        ("enqueue",): ["-2147483648 to", "1 to 100", "(default: 0)", "(default: 3)"],
+        ("jobs", "list"): ["1 to 100000", "(default: 50)"],
+        ("jobs", "prune"): ["0 to 36500", "KAIRO_FINISHED_JOB_RETENTION_DAYS", "kept"],
+        ("sources", "add"): ["64 KiB", "32 levels"],
+        ("simulator",): ["0 to 65535", "(default: 8765)"],
+    }
+    for args, phrases in expected.items():
+        done = cli(*args, "--help", environ=env())
+        text = " ".join(done.stdout.split())
+        for phrase in phrases:
+            assert phrase in text, (args, phrase)
+
+
+def test_run_without_a_token_exits_2_naming_the_variable(
+    environ: dict[str, str], tmp_path: Path
+) -> None:
+    """A secret that was not mounted must not turn into a silent fake Apify (issue 9)."""
+    before = cli_json("stats", environ=environ)
+    done = cli("run", "--drain", environ={**environ, "KAIRO_HTTP_PORT": "0"}, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "KAIRO_APIFY_TOKEN" in done.stderr
+    assert "KAIRO_APIFY_SIMULATOR" in done.stderr
+    assert cli_json("stats", environ=environ) == before
+    # With no database configured either, nothing is created on disk.
+    bare = cli("run", environ=env(KAIRO_DATA_DIR=str(tmp_path / "none")), timeout=30)
+    assert bare.returncode == 2, bare.stderr
+    assert not (tmp_path / "none").exists()
+
+
+def test_run_on_a_port_in_use_exits_2_with_one_line(environ: dict[str, str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = cli(
+            "run",
+            environ={
+                **environ,
+                "KAIRO_APIFY_SIMULATOR": "true",
+                "KAIRO_HTTP_PORT": str(port),
+                "KAIRO_LOG_LEVEL": "ERROR",  # no start-up log lines: only the error
+            },
+        )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "KAIRO_HTTP_PORT" in lines[0]
+    assert "in use" in lines[0]
 
 
 def _start_run(environ: dict[str, str], port: int) -> subprocess.Popen[str]:
@@ -152,10 +208,14 @@ def _kill(proc: subprocess.Popen[str]) -> None:
 
 def test_run_answers_probes_and_stops_on_sigterm(environ: dict[str, str]) -> None:
     port = free_port()
-    proc = _start_run(environ, port)
+    token = "apify_api_probe0123456789abcdef"
+    # Nothing is enqueued, so the worker never calls this (unreachable) Apify.
+    apify = {"KAIRO_APIFY_TOKEN": token, "KAIRO_APIFY_BASE_URL": "http://127.0.0.9:9/"}
+    proc = _start_run({**environ, **apify}, port)
     try:
         body = wait_for(f"http://127.0.0.1:{port}/readyz", 200, proc=proc, within=30)
-        assert json.loads(body)["status"] == "ok"
+        assert json.loads(body) == {"status": "ok", "reason": "ok", "apify": "127.0.0.9"}
+        assert token not in body
         assert get(f"http://127.0.0.1:{port}/livez")[0] == 200
         code, metrics = get(f"http://127.0.0.1:{port}/metrics")
         assert code == 200
@@ -171,10 +231,11 @@ def test_run_answers_probes_and_stops_on_sigterm(environ: dict[str, str]) -> Non
 
 def test_run_with_no_configuration_uses_the_embedded_database(tmp_path: Path) -> None:
     port = free_port()
-    environ = env(KAIRO_DATA_DIR=str(tmp_path / "kairo-data"))
+    environ = env(KAIRO_DATA_DIR=str(tmp_path / "kairo-data"), KAIRO_APIFY_SIMULATOR="true")
     proc = _start_run(environ, port)
     try:
-        wait_for(f"http://127.0.0.1:{port}/readyz", 200, proc=proc, within=90)
+        body = wait_for(f"http://127.0.0.1:{port}/readyz", 200, proc=proc, within=90)
+        assert json.loads(body)["apify"] == "simulator"
         exit_code, took, stderr = _stop(proc, within=1)
     finally:
         _kill(proc)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "cli"))
 sys.path.insert(0, str(HERE.parents[1] / "integration" / "console"))
 
-import cli_kit  # noqa: E402
 import console_seed  # noqa: E402
 
 
@@ -44,34 +42,3 @@ def seeded(
         yield asyncio.run(console_seed.seed(url, xss=request.param))
     finally:
         asyncio.run(_admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def start_console(
-    url: str, *args: str, token: str | None = None, **env: str
-) -> tuple[subprocess.Popen[str], str]:
-    """Start ``kairo-ingest console`` on a free port; return it and its base URL."""
-    port = cli_kit.free_port()
-    values = {"KAIRO_DATABASE_URL": url, **env}
-    if token is not None:
-        values["KAIRO_CONSOLE_TOKEN"] = token
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kairo_ingest", "console", "--port", str(port), *args],
-        env=cli_kit.env(**values),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    cli_kit.wait_for(f"{base}/login", 200 if token else 303, proc=proc, within=60)
-    return proc, base
-
-
-def stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    """SIGTERM, then its exit code, stdout and stderr (the pipes are closed)."""
-    proc.terminate()
-    try:
-        out, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate(timeout=5)
-    return proc.returncode, out, err

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import asyncpg
 import console_seed
 import pytest
+from console_e2e_kit import start_console, stop
 
-from conftest import start_console, stop
 from kairo_ingest.db import engine as db_engine
 
 CHROMIUM = os.environ.get("KAIRO_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

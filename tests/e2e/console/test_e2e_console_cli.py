@@ -9,8 +9,7 @@ import urllib.request
 
 import cli_kit
 import console_seed
-
-from conftest import start_console, stop
+from console_e2e_kit import start_console, stop
 
 
 def _get(url: str, token: str | None = None) -> int:

@@ -87,6 +87,7 @@ def test_dockerfile_install_steps_produce_a_working_service(tmp_path: Path, db_u
         "KAIRO_HTTP_HOST": "127.0.0.1",
         "KAIRO_HTTP_PORT": str(port),
         "KAIRO_LOG_FORMAT": "json",
+        "KAIRO_APIFY_SIMULATOR": "true",
         "KAIRO_MIGRATIONS_DIR": str(app / "migrations"),
     }
     assert "schema at" in _run(python, "-m", "kairo_ingest", "migrate", cwd=app, env=env)

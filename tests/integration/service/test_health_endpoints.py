@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.service import http
+from kairo_ingest.service import http, readiness
 
 
 async def _get(health: http.Health, path: str) -> httpx.Response:
@@ -14,39 +17,103 @@ async def _get(health: http.Health, path: str) -> httpx.Response:
         return await client.get(path)
 
 
-async def test_readyz_is_200_until_draining_then_503_with_a_reason(
-    engine: sa_async.AsyncEngine,
+async def test_readyz_is_200_until_draining_then_503_with_a_reason(db_url: str) -> None:
+    health = http.Health(db_url, apify="simulator")
+    try:
+        assert (await _get(health, "/readyz")).status_code == 200
+        assert (await _get(health, "/livez")).status_code == 200
+        health.draining = True
+        answer = await _get(health, "/readyz")
+        assert answer.status_code == 503
+        assert answer.json() == {
+            "status": "unavailable",
+            "reason": "shutting down",
+            "apify": "simulator",
+        }
+        assert (await _get(health, "/livez")).status_code == 200
+    finally:
+        await health.close()
+
+
+async def test_readyz_is_503_when_the_schema_is_behind(
+    db_url: str, engine: sa_async.AsyncEngine
 ) -> None:
-    health = http.Health(engine)
-    assert (await _get(health, "/readyz")).status_code == 200
-    assert (await _get(health, "/livez")).status_code == 200
-    health.draining = True
-    answer = await _get(health, "/readyz")
-    assert answer.status_code == 503
-    assert answer.json() == {"status": "unavailable", "reason": "shutting down"}
-    assert (await _get(health, "/livez")).status_code == 200
-
-
-async def test_readyz_is_503_when_the_schema_is_behind(engine: sa_async.AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.execute(sa.text("UPDATE alembic_version SET version_num = 'older'"))
-    answer = await _get(http.Health(engine), "/readyz")
+    health = http.Health(db_url, apify="api.apify.com")
+    try:
+        answer = await _get(health, "/readyz")
+    finally:
+        await health.close()
     assert answer.status_code == 503
     assert "schema at older" in answer.json()["reason"]
+    assert answer.json()["apify"] == "api.apify.com"
 
 
 async def test_readyz_is_503_when_the_database_is_gone() -> None:
-    dead = db_engine.create("postgresql://postgres@127.0.0.1:1/none")
-    try:
-        answer = await _get(http.Health(dead), "/readyz")
-    finally:
-        await dead.dispose()
+    health = http.Health("postgresql://postgres:pw0rd@127.0.0.1:1/none", apify="simulator")
+    answer = await _get(health, "/readyz")
     assert answer.status_code == 503
     assert answer.json()["reason"].startswith("database unavailable")
+    assert "pw0rd" not in answer.text
 
 
-async def test_metrics_serves_the_prometheus_text_format(engine: sa_async.AsyncEngine) -> None:
-    answer = await _get(http.Health(engine), "/metrics")
+async def _probe_connections(url: str) -> list[int]:
+    conn = await asyncpg.connect(db_engine.plain_dsn(url))
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
+            "AND datname = current_database()",
+            readiness.APPLICATION_NAME,
+        )
+        return [r["pid"] for r in rows]
+    finally:
+        await conn.close()
+
+
+async def test_readyz_keeps_one_connection_of_its_own_and_reconnects(db_url: str) -> None:
+    """Not the worker's pool: one kept connection, replaced after it is killed."""
+    health = http.Health(db_url, apify="simulator")
+    try:
+        answers = await asyncio.gather(*(_get(health, "/readyz") for _ in range(20)))
+        assert [a.status_code for a in answers] == [200] * 20
+        pids = await _probe_connections(db_url)
+        assert len(pids) == 1, pids
+
+        killer = await asyncpg.connect(db_engine.plain_dsn(db_url))
+        try:
+            await killer.execute("SELECT pg_terminate_backend($1)", pids[0])
+        finally:
+            await killer.close()
+        # The next check may see the dead connection (503); a later one reconnects.
+        statuses = [(await _get(health, "/readyz")).status_code for _ in range(3)]
+        assert statuses[-1] == 200, statuses
+        new_pids = await _probe_connections(db_url)
+        assert len(new_pids) == 1, new_pids
+        assert new_pids != pids
+    finally:
+        await health.close()
+    for _ in range(200):  # a closed backend leaves pg_stat_activity shortly after
+        if not await _probe_connections(db_url):
+            break
+        await asyncio.sleep(0.05)
+    assert await _probe_connections(db_url) == []
+
+
+async def test_readyz_answers_while_the_workers_pool_is_exhausted(db_url: str) -> None:
+    pool = db_engine.create(db_url, pool_size=1, max_overflow=0)
+    health = http.Health(db_url, apify="simulator")
+    try:
+        async with pool.connect() as held:
+            await held.execute(sa.text("SELECT 1"))
+            assert (await _get(health, "/readyz")).status_code == 200
+    finally:
+        await health.close()
+        await pool.dispose()
+
+
+async def test_metrics_serves_the_prometheus_text_format(db_url: str) -> None:
+    answer = await _get(http.Health(db_url, apify="simulator"), "/metrics")
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain")
     assert "kairo_jobs_claimed_total" in answer.text
