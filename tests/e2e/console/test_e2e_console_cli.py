@@ -63,6 +63,7 @@ def test_run_serves_the_console_when_its_port_is_set(seeded: console_seed.Seeded
             KAIRO_DATABASE_URL=seeded.url,
             KAIRO_CONSOLE_PORT=str(port),
             KAIRO_HTTP_PORT=str(cli_kit.free_port()),
+            KAIRO_APIFY_SIMULATOR="true",
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
