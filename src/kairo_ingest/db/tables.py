@@ -96,6 +96,9 @@ jobs = sa.Table(
         postgresql_where=sa.text("status IN ('pending', 'running') AND brand_id IS NOT NULL"),
     ),
     sa.Index("ix_jobs_brand_created", "brand_id", "created_at"),
+    # The lease token is a key (plain unique index), so changing it conflicts with the
+    # fence's FOR KEY SHARE while a heartbeat does not (queue/sql.py explains).
+    sa.Index("uq_jobs_lease_token", "lease_token", unique=True),
     # Retention prunes finished rows by age.
     sa.Index(
         "ix_jobs_finished",

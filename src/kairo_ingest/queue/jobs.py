@@ -139,6 +139,25 @@ async def _statement(bind: Bind) -> AsyncIterator[sa_async.AsyncConnection]:
         yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
+@contextlib.asynccontextmanager
+async def _transaction(bind: Bind) -> AsyncIterator[sa_async.AsyncConnection]:
+    """A connection inside a transaction, for operations that need ``SET LOCAL``-style
+    settings. From an engine: a pooled connection, committed at the end. A caller's
+    connection already in a transaction is used as it is (the caller commits); otherwise a
+    transaction is begun on it and committed here. (A connection in AUTOCOMMIT mode has no
+    transaction to scope a local setting to: give these operations a normal connection.)
+    """
+    if isinstance(bind, sa_async.AsyncConnection):
+        if bind.in_transaction():
+            yield bind
+            return
+        async with bind.begin():
+            yield bind
+        return
+    async with bind.begin() as conn:
+        yield conn
+
+
 def _json(value: Mapping[str, Any] | None) -> str | None:
     if value is None:
         return None
@@ -288,19 +307,33 @@ def _count_by_kind(leases: Sequence[Lease]) -> dict[str, int]:
     return counts
 
 
-async def beat(engine: Bind, leases: Collection[Lease], lease_seconds: float) -> Beat:
-    """Extend every given lease in one statement; report extended, busy and lost ids."""
+async def beat(
+    engine: Bind,
+    leases: Collection[Lease],
+    lease_seconds: float,
+    *,
+    statement_timeout_seconds: float | None = None,
+) -> Beat:
+    """Extend every given lease in one statement; report extended, busy and lost ids.
+
+    With ``statement_timeout_seconds`` the statement runs in a short transaction whose
+    ``statement_timeout`` is set locally (nothing stays on the session, so this is safe
+    behind a transaction-mode pooler).
+    """
     if not leases:
         return Beat(frozenset(), frozenset(), frozenset())
     ids = [lease.job_id for lease in leases]
     tokens = [lease.token for lease in leases]
+    values = {"ids": ids, "tokens": tokens, "lease_seconds": lease_seconds}
     with dberrors.mapped("heartbeat"):
-        async with _statement(engine) as conn:
-            rows = (
-                await conn.execute(
-                    sql.HEARTBEAT, {"ids": ids, "tokens": tokens, "lease_seconds": lease_seconds}
-                )
-            ).all()
+        if statement_timeout_seconds is None:
+            async with _statement(engine) as conn:
+                rows = (await conn.execute(sql.HEARTBEAT, values)).all()
+        else:
+            async with _transaction(engine) as conn:
+                ms = max(1, int(statement_timeout_seconds * 1000))
+                await conn.execute(sql.BEAT_TIMEOUT, {"ms": str(ms)})
+                rows = (await conn.execute(sql.HEARTBEAT, values)).all()
     extended: set[uuid.UUID] = set()
     busy: set[uuid.UUID] = set()
     lost: set[uuid.UUID] = set()
@@ -455,12 +488,33 @@ async def release(engine: Bind, leases: Collection[Lease]) -> int:
     return len(released)
 
 
+async def give_up(engine: Bind, leases: Collection[Lease]) -> int:
+    """Hand back jobs whose leases this worker gave up on (its heartbeats could not extend
+    them in time), at once and fenced: ready now, the attempt spent (a job out of attempts
+    fails with kind ``lease_lost``). Returns how many rows changed; the others had
+    already moved on (reclaimed, cancelled or finished)."""
+    if not leases:
+        return 0
+    params = {
+        "ids": [lease.job_id for lease in leases],
+        "tokens": [lease.token for lease in leases],
+        "error_kind": errors.ErrorKind.LEASE_LOST.value,
+    }
+    with dberrors.mapped("give_up"):
+        async with _statement(engine) as conn:
+            rows = (await conn.execute(sql.GIVE_UP, params)).all()
+    for row in rows:
+        _log.warning("lease_given_up", job_id=str(row.id), status=row.status)
+    return len(rows)
+
+
 async def fence(conn: sa_async.AsyncConnection, lease: Lease) -> None:
-    """Inside the caller's transaction: hold the job row FOR SHARE while it is still ours.
+    """Inside the caller's transaction: hold the job row FOR KEY SHARE while it is still ours.
 
     Raises :class:`errors.LeaseLostError` when it is not, so the caller's transaction
     rolls back. A reclaim, cancel or completion of the job waits until the caller's
-    transaction ends, so the caller's writes never commit after the lease moved on.
+    transaction ends, so the caller's writes never commit after the lease moved on; the
+    lease holder's heartbeat does not wait (see :mod:`kairo_ingest.queue.sql`).
     """
     with dberrors.mapped("fence"):
         row = (await conn.execute(sql.FENCE, {"id": lease.job_id, "token": lease.token})).first()

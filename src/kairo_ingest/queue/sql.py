@@ -8,10 +8,40 @@ Rules that every statement here follows:
   fail, release, evidence, fence) is *fenced*: it matches ``lease_token`` and
   ``status = 'running'``, so a worker whose lease was reclaimed, cancelled or
   expired changes nothing. Zero rows is the caller's signal that the lease was lost.
-* Multi-row writes are set-based, over rows picked with ``FOR NO KEY UPDATE SKIP
-  LOCKED``: concurrent workers never wait on each other's rows, and nothing is done
-  as a read-modify-write loop in Python. ``NO KEY`` (rather than ``FOR UPDATE``) lets
-  foreign-key checks from ``apify_runs`` inserts proceed while a row is locked.
+* Multi-row writes are set-based, over rows picked with ``SKIP LOCKED``: concurrent
+  workers never wait on each other's rows, and nothing is done as a read-modify-write
+  loop in Python.
+
+Fencing and heartbeats (why they cannot starve each other)
+----------------------------------------------------------
+A lease holder's page transactions take the fence (:data:`FENCE`) first. The fence must
+guarantee that nothing such a transaction writes commits after another worker took the
+job over, and the lease holder's own heartbeat must extend the lease however many page
+transactions are open. PostgreSQL's four row-lock strengths give both at once:
+
+* ``lease_token`` has a plain unique index (``uq_jobs_lease_token``, migration 0002), so
+  PostgreSQL counts it as a key column. Every statement that moves a lease on (claim,
+  reap, cancel, complete, retry, snooze, fail, release, give-up) changes the token and
+  therefore locks the row ``FOR UPDATE``, the strongest mode.
+* The fence takes ``FOR KEY SHARE``. It conflicts with ``FOR UPDATE`` only: a takeover
+  waits until every open page transaction of the old holder has committed or rolled
+  back, and a fence that comes after the takeover re-reads the row, sees a new token and
+  raises ``LeaseLostError``. A page transaction therefore never commits after its lease
+  moved on.
+* The heartbeat changes only ``lease_expires_at``, a non-key column, so it takes
+  ``FOR NO KEY UPDATE``, which does not conflict with ``FOR KEY SHARE``: open page
+  transactions never stop it (the old fence took ``FOR SHARE``, which does conflict, and
+  a heartbeat that skipped busy rows never extended a job that was always ingesting).
+* The claim's and the reaper's pickers lock ``FOR UPDATE SKIP LOCKED``, the mode their
+  UPDATE needs anyway: a job with an open page transaction is skipped, not waited for.
+
+Alternatives considered: a heartbeat that waits under ``lock_timeout`` for ``FOR SHARE``
+holders can still starve when page transactions overlap back to back (there is always a
+share lock); lease state on its own row (a ``job_leases`` table) works too but moves a
+contract column (``jobs.lease_expires_at``) and doubles every lease write. The key-lock
+design changes one lock clause and adds one index; the integration tests pin the
+PostgreSQL behaviour it relies on (a token change waits for the fence, a heartbeat
+does not).
 * Parameters are cast in SQL and JSON travels as text cast to ``jsonb``, so the
   statements do not depend on driver type inference.
 * The result columns are typed with the table's own columns, so rows come back
@@ -152,7 +182,7 @@ CLAIM = _typed(
           AND (CAST(:kinds AS text[]) IS NULL OR kind = ANY(CAST(:kinds AS text[])))
         ORDER BY priority, available_at, id
         LIMIT CAST(:limit AS integer)
-        FOR NO KEY UPDATE SKIP LOCKED
+        FOR UPDATE SKIP LOCKED
     )
     UPDATE jobs AS j
     SET status = 'running',
@@ -180,11 +210,12 @@ CLAIM_SESSION_SETUP = sa.text("SET enable_bitmapscan = off")
 CLAIM_SESSION_RESET = sa.text("RESET enable_bitmapscan")
 
 # Extend every lease a process holds, in one statement. (id, token) pairs are matched as
-# pairs (unnest of two arrays), and only running rows are extended. Rows locked by someone
-# else right now (a fenced pipeline transaction holding FOR SHARE, a cancel in progress)
-# are skipped rather than waited for, so one busy row never stalls the others; the final
-# SELECT reports, per pair, whether it was extended and whether the row, as of this
-# statement's snapshot, is still ours (held but not extended = busy; try next beat).
+# pairs (unnest of two arrays), and only running rows are extended. FOR NO KEY UPDATE does
+# not conflict with the fence's FOR KEY SHARE, so the holder's own page transactions never
+# block it. Rows locked FOR UPDATE right now (a takeover, cancel or the holder's own final
+# write in progress) are skipped rather than waited for, so one busy row never stalls the
+# others; the final SELECT reports, per pair, whether it was extended and whether the row,
+# as of this statement's snapshot, is still ours (held but not extended = busy).
 HEARTBEAT = sa.text(
     """
     WITH held AS (
@@ -317,17 +348,45 @@ RELEASE = _typed(
     ("id",),
 )
 
-# The pipeline's fence, inside its own transaction: the row must still be ours. FOR SHARE
-# lets a job's concurrent source transactions proceed together, while a reclaim, cancel
-# or completion (which need a row lock that conflicts with SHARE) waits for them to commit,
-# so nothing a stale worker writes can commit after its lease has moved on.
+# A lease holder gives a job up (its heartbeat could not extend the lease in time): hand it
+# back at once, fenced per pair, instead of letting it wait for expiry and the reaper. The
+# attempt stays spent (unlike RELEASE at shutdown); a job out of attempts fails with the
+# lease_lost kind, as the reaper would fail it.
+GIVE_UP = sa.text(
+    """
+    UPDATE jobs AS j
+    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END,
+        available_at = CASE WHEN j.attempts >= j.max_attempts THEN j.available_at ELSE now() END,
+        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+        lease_token = NULL,
+        lease_expires_at = NULL,
+        last_error = 'lease of ' || coalesce(j.lease_owner, 'unknown worker')
+            || ' given up during attempt ' || j.attempts
+            || ': heartbeats could not extend it in time',
+        last_error_kind = CAST(:error_kind AS text),
+        updated_at = now()
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[])) AS r(id, token)
+    WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'running'
+    RETURNING j.id, j.status
+    """
+).columns(tables.jobs.c.id, tables.jobs.c.status)
+
+# The pipeline's fence, inside its own transaction: the row must still be ours. FOR KEY
+# SHARE lets a job's concurrent source transactions and its heartbeat proceed together,
+# while a reclaim, cancel or completion (which change the key column lease_token and so
+# lock FOR UPDATE) waits for them to end, so nothing a stale worker writes can commit after
+# its lease has moved on (see the module docstring).
 FENCE = sa.text(
     """
     SELECT 1 FROM jobs
     WHERE id = CAST(:id AS uuid) AND lease_token = CAST(:token AS uuid) AND status = 'running'
-    FOR SHARE
+    FOR KEY SHARE
     """
 )
+
+# The heartbeat runs in a short transaction of its own on its dedicated connection, with a
+# statement timeout shorter than the beat interval (milliseconds, as text).
+BEAT_TIMEOUT = sa.text("SELECT set_config('statement_timeout', CAST(:ms AS text), true)")
 
 # Replace evidence_status while the job runs, fenced, inside the caller's transaction.
 UPDATE_EVIDENCE = _typed(
@@ -356,7 +415,7 @@ REAP = sa.text(
         WHERE status = 'running' AND lease_expires_at < now()
         ORDER BY lease_expires_at
         LIMIT CAST(:limit AS integer)
-        FOR NO KEY UPDATE SKIP LOCKED
+        FOR UPDATE SKIP LOCKED
     )
     UPDATE jobs AS j
     SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END,

@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
-import enum
-import functools
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -45,8 +42,9 @@ from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.queue import sql as queue_sql
-from kairo_ingest.worker import dedicated
+from kairo_ingest.worker import context, dedicated
 from kairo_ingest.worker import finisher as finisher_module
+from kairo_ingest.worker import lease_keeper as lease_keeper_module
 from kairo_ingest.worker import listener as listener_module
 
 _log = logs.get("kairo_ingest.worker")
@@ -54,50 +52,11 @@ _log = logs.get("kairo_ingest.worker")
 FULL_STATS_EVERY = 20  # samples: finished-job counts refresh every 20 stats intervals
 
 
-@dataclasses.dataclass
-class Outcome:
-    """What a handler returns. ``error`` set: the attempt failed (classified for retry)."""
-
-    evidence_status: dict[str, Any] | None = None
-    error: BaseException | None = None
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class JobContext:
-    """What a handler gets. ``lease_lost`` is set (and the task cancelled) when the job's
-    lease is lost; every write the handler makes should be fenced with
-    :func:`kairo_ingest.queue.jobs.fence` inside its transaction. ``log`` is a structlog
-    logger bound to the job (built on first use; the task's log context carries job_id
-    and brand_id as well, so module loggers name the job too)."""
-
-    lease: queue_jobs.Lease
-    engine: sa_async.AsyncEngine
-    lease_lost: asyncio.Event
-    base_log: Any = dataclasses.field(default=None, repr=False)
-
-    @functools.cached_property
-    def log(self) -> Any:
-        base = self.base_log if self.base_log is not None else _log
-        return base.bind(job_id=str(self.lease.job_id), brand_id=str(self.lease.brand_id))
-
-
-Handler = Callable[[JobContext], Awaitable[Outcome]]
-
-
-class _State(enum.Enum):
-    RUNNING = "running"  # the handler runs
-    FINISHING = "finishing"  # the handler returned; its final write is queued
-    LOST = "lost"  # the lease was lost; nothing more is written
-    ABANDONED = "abandoned"  # cancelled at shutdown; released by the worker
-
-
-@dataclasses.dataclass(eq=False)
-class _Slot:
-    lease: queue_jobs.Lease
-    context: JobContext
-    extended_at: float  # monotonic instant at or before the database last set the expiry
-    state: _State = _State.RUNNING
-    task: asyncio.Task[None] | None = None
+Outcome = context.Outcome
+JobContext = context.JobContext
+Handler = context.Handler
+_State = context.SlotState
+_Slot = context.Slot
 
 
 class Worker:
@@ -120,6 +79,7 @@ class Worker:
         shutdown_grace_seconds: float,
         clock: clock_module.Clock = clock_module.SYSTEM,
         heartbeat_interval_seconds: float | None = None,
+        heartbeat_timeout_seconds: float | None = None,
         stats_interval_seconds: float = 15.0,
         prune_interval_seconds: float = 3600.0,
         cancel_timeout_seconds: float = 10.0,
@@ -132,12 +92,17 @@ class Worker:
         if lease_seconds <= 0:
             raise errors.ConfigError("lease must be positive", variable="KAIRO_LEASE_SECONDS")
         beat = (
-            lease_seconds / 3.0
+            lease_seconds / 6.0
             if heartbeat_interval_seconds is None
             else heartbeat_interval_seconds
         )
         if not 0 < beat <= lease_seconds / 3.0:
             raise errors.ConfigError("heartbeats must run at least every third of the lease")
+        beat_timeout = (
+            beat / 2.0 if heartbeat_timeout_seconds is None else heartbeat_timeout_seconds
+        )
+        if not 0 < beat_timeout < beat:
+            raise errors.ConfigError("a heartbeat's timeout must be shorter than its interval")
         self._engine = engine
         self._handlers = dict(handlers)
         self._kinds = sorted(self._handlers)
@@ -175,6 +140,16 @@ class Worker:
         self._finisher = finisher_module.Finisher(engine, self._retry, rng=self._rng)
         self._claim_conn = dedicated.DedicatedConnection(
             engine, setup=[queue_sql.CLAIM_SESSION_SETUP], reset=[queue_sql.CLAIM_SESSION_RESET]
+        )
+        self._keeper = lease_keeper_module.LeaseKeeper(
+            engine,
+            self._slots,
+            self._lose,
+            lease_seconds=lease_seconds,
+            interval_seconds=beat,
+            timeout_seconds=beat_timeout,
+            clock=clock,
+            rng=self._rng,
         )
         self._listener: listener_module.Listener | None = None
         if self._listen_dsn is not None:
@@ -242,8 +217,11 @@ class Worker:
         def spawn(name: str, coro: Coroutine[Any, Any, None]) -> None:
             background.append(asyncio.create_task(coro, name=f"kairo-worker-{name}"))
 
+        await self._keeper.connect()
         finishing = asyncio.create_task(self._finisher.run(), name="kairo-worker-finisher")
-        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="kairo-worker-heartbeat")
+        heartbeat = asyncio.create_task(
+            self._keeper.run(self._heartbeat_stop), name="kairo-worker-heartbeat"
+        )
         spawn("reaper", self._every("reap", self._reap_interval, self._reap_once))
         spawn("sampler", self._every("stats", self._stats_interval, self._sample_stats))
         if self._retention is not None:
@@ -363,9 +341,7 @@ class Worker:
     # ---------------------------------------------------------------- running jobs
 
     def _context(self, lease: queue_jobs.Lease) -> JobContext:
-        return JobContext(
-            lease=lease, engine=self._engine, lease_lost=asyncio.Event(), base_log=self._job_log
-        )
+        return JobContext(lease=lease, engine=self._engine, lease_lost=asyncio.Event())
 
     def _start(self, lease: queue_jobs.Lease, claimed_at: float) -> None:
         slot = _Slot(lease, self._context(lease), claimed_at)
@@ -435,7 +411,7 @@ class Worker:
         self._running -= 1
         self._wake.set()
 
-    def _lose(self, slot: _Slot, reason: str, *, cancel: bool = True) -> None:
+    def _lose(self, slot: _Slot, reason: str, cancel: bool = True) -> None:
         """The lease is gone: tell the handler, cancel its task, write nothing more."""
         if slot.state is not _State.RUNNING:
             return  # a finishing job's write is fenced; an abandoned one is being released
@@ -451,43 +427,9 @@ class Worker:
             attempt=slot.lease.attempts,
         )
 
-    # ---------------------------------------------------------------- heartbeats
-
-    async def _heartbeat_loop(self) -> None:
-        failures = 0
-        while not self._heartbeat_stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._heartbeat_interval):
-                    await self._heartbeat_stop.wait()
-            if self._heartbeat_stop.is_set():
-                return
-            held = [
-                s for s in self._slots.values() if s.state in (_State.RUNNING, _State.FINISHING)
-            ]
-            if held:
-                sent_at = self._clock.monotonic()
-                try:
-                    # A beat that cannot finish within its interval is a failed beat: the
-                    # local expiry check below must get to run.
-                    async with asyncio.timeout(self._heartbeat_interval):
-                        beat = await queue_jobs.beat(
-                            self._engine, [s.lease for s in held], self._lease_seconds
-                        )
-                except Exception as exc:  # noqa: BLE001 - keep beating through outages
-                    failures += 1
-                    _log_loop_error("heartbeat", exc, failures, self._heartbeat_interval)
-                else:
-                    failures = 0
-                    for slot in held:
-                        if slot.lease.job_id in beat.extended:
-                            slot.extended_at = sent_at
-                        elif slot.lease.job_id in beat.lost:
-                            self._lose(slot, "not extended: reclaimed, cancelled or finished")
-            # Whatever the database said (or could not say): past its lease, a job is lost.
-            now = self._clock.monotonic()
-            for slot in list(self._slots.values()):
-                if now - slot.extended_at >= self._lease_seconds:
-                    self._lose(slot, "lease expired before a heartbeat could extend it")
+    @property
+    def lease_keeper(self) -> lease_keeper_module.LeaseKeeper:
+        return self._keeper
 
     # ---------------------------------------------------------------- shutdown
 
