@@ -87,13 +87,21 @@ jobs = sa.Table(
         "lease_expires_at",
         postgresql_where=sa.text("status = 'running'"),
     ),
-    # One active job of a kind per brand: enqueue dedupes on it.
+    # One pending job of a kind per brand (enqueue coalesces into it) and one running
+    # (never two at once; a follow-up waits while the brand's job runs).
     sa.Index(
-        "uq_jobs_active_per_brand",
+        "uq_jobs_pending_per_brand",
         "kind",
         "brand_id",
         unique=True,
-        postgresql_where=sa.text("status IN ('pending', 'running') AND brand_id IS NOT NULL"),
+        postgresql_where=sa.text("status = 'pending' AND brand_id IS NOT NULL"),
+    ),
+    sa.Index(
+        "uq_jobs_running_per_brand",
+        "kind",
+        "brand_id",
+        unique=True,
+        postgresql_where=sa.text("status = 'running' AND brand_id IS NOT NULL"),
     ),
     sa.Index("ix_jobs_brand_created", "brand_id", "created_at"),
     # The lease token is a key (plain unique index), so changing it conflicts with the

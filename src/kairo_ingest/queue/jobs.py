@@ -43,11 +43,8 @@ _log = logs.get("kairo_ingest.queue")
 # caller holds (a worker's dedicated AUTOCOMMIT connection, or the caller's transaction).
 Bind = sa_async.AsyncEngine | sa_async.AsyncConnection
 
-ACTIVE_PER_BRAND_INDEX = "uq_jobs_active_per_brand"
+PENDING_PER_BRAND_INDEX = "uq_jobs_pending_per_brand"
 PRUNE_BATCH = 1000
-# How often enqueue retries when the brand's active job finished between its INSERT and
-# its SELECT (two rounds in a row are already very unlikely).
-_ENQUEUE_TRIES = 5
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -204,11 +201,14 @@ async def enqueue(
     priority: int = 0,
     max_attempts: int = 3,
 ) -> tuple[JobRow, bool]:
-    """Add a job, or return the brand's pending/running job of this kind.
+    """Add a job, or coalesce into the brand's *pending* job of this kind.
 
-    Returns ``(job, created)``. A created job is announced with NOTIFY by the same
-    statement. Lower ``priority`` values are claimed first. Given a connection inside a
-    transaction, the job (and its NOTIFY) commit with the caller's other writes.
+    Returns ``(job, created)``. Coalescing merges ``force_refresh`` with OR and keeps the
+    pending job's other parameters. While the brand's job of this kind runs, a new pending
+    job is created: its follow-up (claimed once the running one has finished); further
+    enqueues coalesce into that follow-up. A created job is announced with NOTIFY by the
+    same statement. Lower ``priority`` values are claimed first. Given a connection inside
+    a transaction, the job (and its NOTIFY) commit with the caller's other writes.
     """
     if max_attempts < 1:
         raise errors.UsageError("max_attempts must be at least 1")
@@ -220,21 +220,9 @@ async def enqueue(
         "max_attempts": max_attempts,
     }
     with dberrors.mapped("enqueue"):
-        for _ in range(_ENQUEUE_TRIES):
-            async with _statement(engine) as conn:
-                row = (await conn.execute(sql.ENQUEUE, values)).first()
-                if row is not None:
-                    return JobRow.from_row(row), True
-                # The brand's active job won the conflict. It may finish before we read it;
-                # then the next round inserts.
-                existing = (
-                    await conn.execute(
-                        sql.SELECT_ACTIVE_FOR_BRAND, {"kind": kind, "brand_id": brand_id}
-                    )
-                ).first()
-                if existing is not None:
-                    return JobRow.from_row(existing), False
-    raise errors.DatabaseError(f"enqueue: the active {kind} job of brand {brand_id} kept changing")
+        async with _statement(engine) as conn:
+            row = (await conn.execute(sql.ENQUEUE, values)).one()
+    return JobRow.from_row(row), bool(row.inserted)
 
 
 async def enqueue_many(
@@ -448,7 +436,7 @@ async def fail(
         values.pop("delay_seconds")
     with dberrors.mapped("fail"):
         async with _statement(engine) as conn:
-            row = (await conn.execute(statement, values)).first()
+            row = next(iter(await _back_to_pending(conn, statement, values)), None)
     if row is None:
         _lease_lost("fail", lease)
         return None
@@ -476,10 +464,11 @@ async def release(engine: Bind, leases: Collection[Lease]) -> int:
     params = {
         "ids": [lease.job_id for lease in leases],
         "tokens": [lease.token for lease in leases],
+        "cancelled_kind": errors.ErrorKind.CANCELLED.value,
     }
     with dberrors.mapped("release"):
         async with _statement(engine) as conn:
-            released = {row.id for row in (await conn.execute(sql.RELEASE, params)).all()}
+            released = {row.id for row in await _back_to_pending(conn, sql.RELEASE, params)}
     for lease in leases:
         if lease.job_id in released:
             metrics.JOBS_FINISHED.labels(kind=lease.kind, outcome="released").inc()
@@ -502,10 +491,39 @@ async def give_up(engine: Bind, leases: Collection[Lease]) -> int:
     }
     with dberrors.mapped("give_up"):
         async with _statement(engine) as conn:
-            rows = (await conn.execute(sql.GIVE_UP, params)).all()
+            rows = await _back_to_pending(conn, sql.GIVE_UP, params)
     for row in rows:
         _log.warning("lease_given_up", job_id=str(row.id), status=row.status)
     return len(rows)
+
+
+def _is_pending_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, sa.exc.IntegrityError) and (
+        dberrors.constraint_name(exc) == PENDING_PER_BRAND_INDEX
+        or PENDING_PER_BRAND_INDEX in str(exc)
+    )
+
+
+async def _back_to_pending(
+    conn: sa_async.AsyncConnection, statement: sa.Executable, values: Mapping[str, Any]
+) -> Sequence[sa.Row[Any]]:
+    """Run a statement that may return running jobs to pending. If a follow-up job of the
+    brand was enqueued while it ran (its insert committed between our snapshot and our
+    index check), the pending index refuses the row: run it once more, and this time the
+    statement sees the follow-up and supersedes the job instead."""
+    try:
+        return (await conn.execute(statement, values)).all()
+    except sa.exc.IntegrityError as exc:
+        if not _is_pending_conflict(exc) or (conn.in_transaction() and not _autocommit(conn)):
+            raise
+    return (await conn.execute(statement, values)).all()
+
+
+def _autocommit(conn: sa_async.AsyncConnection) -> bool:
+    return conn.sync_connection is not None and (
+        conn.sync_connection.get_isolation_level() == "AUTOCOMMIT"
+        or conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    )
 
 
 async def fence(conn: sa_async.AsyncConnection, lease: Lease) -> None:
@@ -560,17 +578,16 @@ async def reap(
     """
     with dberrors.mapped("reap"):
         async with _statement(engine) as conn:
-            rows = (
-                await conn.execute(
-                    sql.REAP,
-                    {
-                        "limit": limit,
-                        "base_seconds": base_seconds,
-                        "cap_seconds": cap_seconds,
-                        "error_kind": errors.ErrorKind.LEASE_LOST.value,
-                    },
-                )
-            ).all()
+            rows = await _back_to_pending(
+                conn,
+                sql.REAP,
+                {
+                    "limit": limit,
+                    "base_seconds": base_seconds,
+                    "cap_seconds": cap_seconds,
+                    "error_kind": errors.ErrorKind.LEASE_LOST.value,
+                },
+            )
     failed = sum(1 for row in rows if row.status == statuses.JobStatus.FAILED)
     requeued = len(rows) - failed
     if requeued:
@@ -615,7 +632,8 @@ async def retry(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> JobRow | Non
     """Put a failed or cancelled job back to pending, ready now, with attempts reset.
 
     None when the job does not exist. Raises :class:`errors.UsageError` when the job is
-    not failed or cancelled, or when its brand already has another active job of the kind.
+    not failed or cancelled, or when its brand already has a pending job of the kind (with
+    only a running one, the retried job becomes its follow-up).
     """
     try:
         with dberrors.mapped("retry"):
@@ -628,10 +646,7 @@ async def retry(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> JobRow | Non
                     return job
     except errors.DatabaseError as exc:
         cause = exc.__cause__
-        if isinstance(cause, sa.exc.IntegrityError) and (
-            dberrors.constraint_name(cause) == ACTIVE_PER_BRAND_INDEX
-            or ACTIVE_PER_BRAND_INDEX in str(cause)
-        ):
+        if cause is not None and _is_pending_conflict(cause):
             await _raise_active_conflict(engine, job_id)
         raise
     current = await get(engine, job_id)
@@ -650,14 +665,14 @@ async def _raise_active_conflict(engine: sa_async.AsyncEngine, job_id: uuid.UUID
             async with engine.connect() as conn:
                 row = (
                     await conn.execute(
-                        sql.SELECT_ACTIVE_FOR_BRAND, {"kind": job.kind, "brand_id": job.brand_id}
+                        sql.SELECT_PENDING_FOR_BRAND, {"kind": job.kind, "brand_id": job.brand_id}
                     )
                 ).first()
         other = JobRow.from_row(row) if row is not None else None
     brand = job.brand_id if job is not None else "?"
     which = f"job {other.id} ({other.status})" if other is not None else "another job"
     raise errors.UsageError(
-        f"cannot retry job {job_id}: brand {brand} already has an active "
+        f"cannot retry job {job_id}: brand {brand} already has a pending "
         f"{job.kind if job else ''} job, {which}; wait for it or cancel it first"
     )
 

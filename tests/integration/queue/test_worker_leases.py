@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import time
 import uuid
 
@@ -28,8 +29,10 @@ class ManualClock:
         return self.now
 
 
-async def _expiry(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> object:
-    return (await kit.row(engine, job_id)).lease_expires_at
+async def _expiry(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> dt.datetime:
+    expiry = (await kit.row(engine, job_id)).lease_expires_at
+    assert expiry is not None
+    return expiry
 
 
 async def test_a_job_inside_long_fenced_transactions_keeps_its_lease(
