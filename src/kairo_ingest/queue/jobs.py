@@ -514,16 +514,10 @@ async def _back_to_pending(
     try:
         return (await conn.execute(statement, values)).all()
     except sa.exc.IntegrityError as exc:
-        if not _is_pending_conflict(exc) or (conn.in_transaction() and not _autocommit(conn)):
+        if not _is_pending_conflict(exc):
             raise
+    # (Inside a caller's transaction the first error aborted it, and this fails as well.)
     return (await conn.execute(statement, values)).all()
-
-
-def _autocommit(conn: sa_async.AsyncConnection) -> bool:
-    return conn.sync_connection is not None and (
-        conn.sync_connection.get_isolation_level() == "AUTOCOMMIT"
-        or conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
-    )
 
 
 async def fence(conn: sa_async.AsyncConnection, lease: Lease) -> None:
