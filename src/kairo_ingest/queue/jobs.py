@@ -120,6 +120,22 @@ class Beat:
     lost: frozenset[uuid.UUID]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Waiting:
+    """Pending jobs that wait on a backoff or snooze: how many, and when the first is ready."""
+
+    jobs: int
+    next_at: dt.datetime | None
+
+    def describe(self) -> str:
+        if not self.jobs or self.next_at is None:
+            return "no job waits on a backoff"
+        return (
+            f"{self.jobs} job{'s' if self.jobs != 1 else ''} wait{'' if self.jobs != 1 else 's'} "
+            f"on a backoff; the first is ready at {self.next_at.isoformat()}"
+        )
+
+
 @contextlib.asynccontextmanager
 async def _statement(bind: Bind) -> AsyncIterator[sa_async.AsyncConnection]:
     """A connection for an operation that is one statement.
@@ -765,3 +781,15 @@ async def has_ready_or_running(engine: Bind, *, kinds: Collection[str] | None = 
                 )
             ).scalar_one()
     return bool(busy)
+
+
+async def waiting_on_backoff(engine: Bind, *, kinds: Collection[str] | None = None) -> Waiting:
+    """How many pending jobs (of ``kinds``) wait on a backoff, and until when (``--drain``)."""
+    with dberrors.mapped("waiting_on_backoff"):
+        async with _statement(engine) as conn:
+            row = (
+                await conn.execute(
+                    sql.WAITING_ON_BACKOFF, {"kinds": None if kinds is None else list(kinds)}
+                )
+            ).one()
+    return Waiting(jobs=int(row.waiting), next_at=row.next_at)

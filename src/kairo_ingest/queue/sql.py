@@ -604,6 +604,17 @@ HAS_READY_OR_RUNNING = sa.text(
     """
 ).columns(sa.column("busy", sa.Boolean))
 
+# Drain mode's report on exit: how many pending jobs (of the given kinds) wait on a backoff
+# or snooze, and when the first of them becomes ready (by the database clock).
+WAITING_ON_BACKOFF = sa.text(
+    """
+    SELECT count(*) AS waiting, min(available_at) AS next_at
+    FROM jobs
+    WHERE status = 'pending' AND available_at > now()
+      AND (CAST(:kinds AS text[]) IS NULL OR kind = ANY(CAST(:kinds AS text[])))
+    """
+).columns(sa.column("waiting", sa.BigInteger), tables.jobs.c.available_at.label("next_at"))
+
 # The LISTEN connection's liveness probe (a plain string: it runs on a raw asyncpg
 # connection, not through SQLAlchemy).
 LISTENER_PING = "SELECT 1"

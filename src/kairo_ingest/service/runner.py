@@ -91,6 +91,8 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
         )
         try:
             await worker.run(drain=drain)
+            if worker.drain_report is not None:
+                print(f"drained: {worker.drain_report.describe()}", flush=True)
         finally:
             health.draining = True
             server.should_exit = True

@@ -161,6 +161,8 @@ class Worker:
         self._durations = {kind: metrics.JOB_DURATION.labels(kind=kind) for kind in self._kinds}
         self.ready = asyncio.Event()  # set while run() is claiming
         self.idle = asyncio.Event()  # set while caught up and waiting for work
+        # Set when drain mode ends: pending jobs that wait on a backoff, and until when.
+        self.drain_report: queue_jobs.Waiting | None = None
         self.claims = 0  # claim statements issued (tests check the NOTIFY debounce with it)
         self._samples = 0
 
@@ -313,12 +315,28 @@ class Worker:
                     await self._pause_after_error("drain_check", exc, failures)
                     continue
                 if not busy:
-                    _log.info("queue_drained", owner=self.owner)
+                    await self._report_drained()
                     return
             # Caught up: nothing more is ready. Sleep until a NOTIFY, a freed slot or the poll.
             self.idle.set()
             await self._wait_for_wake(self._poll_interval)
             self.idle.clear()
+
+    async def _report_drained(self) -> None:
+        """Drain mode's last word: what still waits on a backoff, and until when."""
+        try:
+            self.drain_report = await queue_jobs.waiting_on_backoff(self._engine, kinds=self._kinds)
+        except Exception as exc:  # noqa: BLE001 - the report is best effort
+            _log_loop_error("drain_report", exc, 1, 0.0)
+            _log.info("queue_drained", owner=self.owner)
+            return
+        next_at = self.drain_report.next_at
+        _log.info(
+            "queue_drained",
+            owner=self.owner,
+            waiting_on_backoff=self.drain_report.jobs,
+            next_available_at=None if next_at is None else next_at.isoformat(),
+        )
 
     def _free_slots(self) -> int:
         # A job whose handler returned no longer takes a slot while its final write is

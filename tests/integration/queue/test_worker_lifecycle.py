@@ -228,6 +228,31 @@ async def test_drain_returns_once_nothing_is_ready_or_running(
     assert (counts["succeeded"], counts["pending"], counts["running"]) == (60, 1, 0)
 
 
+async def test_drain_reports_how_many_jobs_wait_on_a_backoff_and_until_when(
+    engine: sa_async.AsyncEngine, make_worker: kit.WorkerFactory
+) -> None:
+    """`run --drain` exits while snoozed jobs wait: it says how many, and until when."""
+
+    async def not_now(ctx: runner.JobContext) -> runner.Outcome:
+        return runner.Outcome(error=errors.ApifyNotNowError("429 rate limited"))
+
+    first, _ = await jobs.enqueue(engine, kind="limited", brand_id=uuid.uuid4())
+    second, _ = await jobs.enqueue(engine, kind="limited", brand_id=uuid.uuid4())
+    await jobs.enqueue_many(engine, kind="noop", count=3)
+    worker = make_worker(
+        {"limited": not_now, **builtin.HANDLERS}, snooze_seconds=3600.0, poll_interval_seconds=5
+    )
+    await asyncio.wait_for(worker.run(drain=True), kit.BOUND_SECONDS)
+    report = worker.drain_report
+    assert report is not None
+    rows = [await kit.row(engine, first.id), await kit.row(engine, second.id)]
+    assert [row.status for row in rows] == ["pending", "pending"]
+    assert report.jobs == 2
+    assert report.next_at == min(row.available_at for row in rows)
+    assert report.describe().startswith("2 jobs wait on a backoff; the first is ready at ")
+    assert jobs.Waiting(0, None).describe() == "no job waits on a backoff"
+
+
 async def _is(engine: sa_async.AsyncEngine, job_id: uuid.UUID, status: str) -> bool:
     return await _status(engine, job_id) == status
 
