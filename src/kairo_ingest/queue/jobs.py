@@ -140,7 +140,7 @@ class Waiting:
 async def _statement(bind: Bind) -> AsyncIterator[sa_async.AsyncConnection]:
     """A connection for an operation that is one statement.
 
-    From an engine: a pooled connection in AUTOCOMMIT mode, so the statement is its own
+    From an bind: a pooled connection in AUTOCOMMIT mode, so the statement is its own
     transaction (one round trip, no BEGIN/COMMIT). A caller's connection is used as it
     is: in AUTOCOMMIT mode each statement commits itself; inside a transaction the
     caller commits.
@@ -155,7 +155,7 @@ async def _statement(bind: Bind) -> AsyncIterator[sa_async.AsyncConnection]:
 @contextlib.asynccontextmanager
 async def _transaction(bind: Bind) -> AsyncIterator[sa_async.AsyncConnection]:
     """A connection inside a transaction, for operations that need ``SET LOCAL``-style
-    settings. From an engine: a pooled connection, committed at the end. A caller's
+    settings. From an bind: a pooled connection, committed at the end. A caller's
     connection already in a transaction is used as it is (the caller commits); otherwise a
     transaction is begun on it and committed here. (A connection in AUTOCOMMIT mode has no
     transaction to scope a local setting to: give these operations a normal connection.)
@@ -209,7 +209,7 @@ def _lease_lost(operation: str, lease: Lease) -> None:
 
 
 async def enqueue(
-    engine: Bind,
+    bind: Bind,
     *,
     kind: str,
     brand_id: uuid.UUID | None,
@@ -236,13 +236,13 @@ async def enqueue(
         "max_attempts": max_attempts,
     }
     with dberrors.mapped("enqueue"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             row = (await conn.execute(sql.ENQUEUE, values)).one()
     return JobRow.from_row(row), bool(row.inserted)
 
 
 async def enqueue_many(
-    engine: Bind,
+    bind: Bind,
     *,
     kind: str,
     count: int,
@@ -254,7 +254,7 @@ async def enqueue_many(
     if count <= 0:
         return 0
     with dberrors.mapped("enqueue_many"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             created = (
                 await conn.execute(
                     sql.ENQUEUE_MANY,
@@ -275,7 +275,7 @@ async def enqueue_many(
 
 
 async def claim(
-    engine: Bind,
+    bind: Bind,
     *,
     owner: str,
     limit: int,
@@ -286,7 +286,7 @@ async def claim(
     if limit <= 0:
         return []
     with dberrors.mapped("claim"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             rows = (
                 await conn.execute(
                     sql.CLAIM,
@@ -312,7 +312,7 @@ def _count_by_kind(leases: Sequence[Lease]) -> dict[str, int]:
 
 
 async def beat(
-    engine: Bind,
+    bind: Bind,
     leases: Collection[Lease],
     lease_seconds: float,
     *,
@@ -331,10 +331,10 @@ async def beat(
     values = {"ids": ids, "tokens": tokens, "lease_seconds": lease_seconds}
     with dberrors.mapped("heartbeat"):
         if statement_timeout_seconds is None:
-            async with _statement(engine) as conn:
+            async with _statement(bind) as conn:
                 rows = (await conn.execute(sql.HEARTBEAT, values)).all()
         else:
-            async with _transaction(engine) as conn:
+            async with _transaction(bind) as conn:
                 ms = max(1, int(statement_timeout_seconds * 1000))
                 await conn.execute(sql.BEAT_TIMEOUT, {"ms": str(ms)})
                 rows = (await conn.execute(sql.HEARTBEAT, values)).all()
@@ -351,29 +351,18 @@ async def beat(
     return Beat(frozenset(extended), frozenset(busy), frozenset(lost))
 
 
-async def heartbeat(
-    engine: Bind, leases: Collection[Lease], lease_seconds: float
-) -> set[uuid.UUID]:
-    """Extend every given lease in one statement; return the ids that were extended.
-
-    A lease missing from the result is either lost or momentarily busy (its row locked
-    by a fenced transaction); :func:`beat` tells the two apart.
-    """
-    return set((await beat(engine, leases, lease_seconds)).extended)
-
-
 async def complete(
-    engine: Bind,
+    bind: Bind,
     lease: Lease,
     *,
     evidence_status: Mapping[str, Any] | None = None,
 ) -> bool:
     """Mark the job succeeded (fenced). False when the lease was lost."""
-    return lease.job_id in await complete_many(engine, [(lease, evidence_status)])
+    return lease.job_id in await complete_many(bind, [(lease, evidence_status)])
 
 
 async def complete_many(
-    engine: Bind,
+    bind: Bind,
     items: Sequence[tuple[Lease, Mapping[str, Any] | None]],
 ) -> set[uuid.UUID]:
     """Mark a batch of jobs succeeded in one statement, fenced per lease.
@@ -389,7 +378,7 @@ async def complete_many(
         "evidence": [_json(evidence) for _, evidence in items],
     }
     with dberrors.mapped("complete"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             done = {row.id for row in (await conn.execute(sql.COMPLETE, params)).all()}
     succeeded = [lease for lease, _ in items if lease.job_id in done]
     for kind, n in _count_by_kind(succeeded).items():
@@ -413,7 +402,7 @@ _STATEMENT = {
 
 
 async def fail(
-    engine: Bind,
+    bind: Bind,
     lease: Lease,
     error: BaseException,
     *,
@@ -451,7 +440,7 @@ async def fail(
     if decision.action is retry_rules.Action.FAIL:
         values.pop("delay_seconds")
     with dberrors.mapped("fail"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             row = next(iter(await _back_to_pending(conn, statement, values)), None)
     if row is None:
         _lease_lost("fail", lease)
@@ -470,7 +459,7 @@ async def fail(
     return decision.action
 
 
-async def release(engine: Bind, leases: Collection[Lease]) -> int:
+async def release(bind: Bind, leases: Collection[Lease]) -> int:
     """Shutdown: return the leases' jobs to pending, ready now, attempt refunded (fenced).
 
     Returns how many were released; the others had already been lost.
@@ -483,7 +472,7 @@ async def release(engine: Bind, leases: Collection[Lease]) -> int:
         "cancelled_kind": errors.ErrorKind.CANCELLED.value,
     }
     with dberrors.mapped("release"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             released = {row.id for row in await _back_to_pending(conn, sql.RELEASE, params)}
     for lease in leases:
         if lease.job_id in released:
@@ -493,7 +482,7 @@ async def release(engine: Bind, leases: Collection[Lease]) -> int:
     return len(released)
 
 
-async def give_up(engine: Bind, leases: Collection[Lease]) -> int:
+async def give_up(bind: Bind, leases: Collection[Lease]) -> int:
     """Hand back jobs whose leases this worker gave up on (its heartbeats could not extend
     them in time), at once and fenced: ready now, the attempt spent (a job out of attempts
     fails with kind ``lease_lost``). Returns how many rows changed; the others had
@@ -506,7 +495,7 @@ async def give_up(engine: Bind, leases: Collection[Lease]) -> int:
         "error_kind": errors.ErrorKind.LEASE_LOST.value,
     }
     with dberrors.mapped("give_up"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             rows = await _back_to_pending(conn, sql.GIVE_UP, params)
     for row in rows:
         _log.warning("lease_given_up", job_id=str(row.id), status=row.status)
@@ -551,31 +540,12 @@ async def fence(conn: sa_async.AsyncConnection, lease: Lease) -> None:
         raise errors.LeaseLostError(f"job {lease.job_id}: lease of {lease.owner} was lost")
 
 
-async def fenced_update_evidence(
-    conn: sa_async.AsyncConnection, lease: Lease, evidence_status: Mapping[str, Any]
-) -> None:
-    """Inside the caller's transaction: store evidence_status on the running job, fenced.
-
-    Raises :class:`errors.LeaseLostError` when the lease was lost.
-    """
-    with dberrors.mapped("update_evidence"):
-        row = (
-            await conn.execute(
-                sql.UPDATE_EVIDENCE,
-                {"id": lease.job_id, "token": lease.token, "evidence": _json(evidence_status)},
-            )
-        ).first()
-    if row is None:
-        _lease_lost("update_evidence", lease)
-        raise errors.LeaseLostError(f"job {lease.job_id}: lease of {lease.owner} was lost")
-
-
 # ---------------------------------------------------------------------------------------
 # Maintenance
 
 
 async def reap(
-    engine: Bind,
+    bind: Bind,
     *,
     base_seconds: float,
     cap_seconds: float,
@@ -587,7 +557,7 @@ async def reap(
     ``lease_lost`` kind. Safe to run from every worker at once.
     """
     with dberrors.mapped("reap"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             rows = await _back_to_pending(
                 conn,
                 sql.REAP,
@@ -609,14 +579,14 @@ async def reap(
     return requeued, failed
 
 
-async def cancel(engine: Bind, job_id: uuid.UUID) -> JobRow | None:
+async def cancel(bind: Bind, job_id: uuid.UUID) -> JobRow | None:
     """Cancel a pending or running job; its owner stops at its next heartbeat.
 
     None when the job does not exist; an already cancelled job is returned as it is;
     a succeeded or failed job raises :class:`errors.UsageError`.
     """
     with dberrors.mapped("cancel"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             row = (
                 await conn.execute(
                     sql.CANCEL, {"id": job_id, "error_kind": errors.ErrorKind.CANCELLED.value}
@@ -687,15 +657,15 @@ async def _raise_active_conflict(engine: sa_async.AsyncEngine, job_id: uuid.UUID
     )
 
 
-async def get(engine: Bind, job_id: uuid.UUID) -> JobRow | None:
+async def get(bind: Bind, job_id: uuid.UUID) -> JobRow | None:
     with dberrors.mapped("get"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             row = (await conn.execute(sql.SELECT_JOB, {"id": job_id})).first()
     return JobRow.from_row(row) if row is not None else None
 
 
 async def list_jobs(
-    engine: Bind,
+    bind: Bind,
     *,
     status: str | None = None,
     brand_id: uuid.UUID | None = None,
@@ -706,7 +676,7 @@ async def list_jobs(
         known = ", ".join(s.value for s in statuses.JobStatus)
         raise errors.UsageError(f"unknown job status {status!r}; use one of {known}")
     with dberrors.mapped("list_jobs"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             rows = (
                 await conn.execute(
                     sql.LIST_JOBS, {"status": status, "brand_id": brand_id, "limit": limit}
@@ -715,13 +685,13 @@ async def list_jobs(
     return [JobRow.from_row(row) for row in rows]
 
 
-async def stats(engine: Bind) -> dict[str, Any]:
+async def stats(bind: Bind) -> dict[str, Any]:
     """``{"counts": {status: n, ...}, "ready": n, "oldest_ready_age_seconds": s | None}``.
 
     Every status appears in ``counts``; ages use the database clock.
     """
     with dberrors.mapped("stats"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             row = (await conn.execute(sql.STATS)).one()
     counts = {status.value: 0 for status in statuses.JobStatus}
     counts.update({str(k): int(v) for k, v in (row.counts or {}).items()})
@@ -733,11 +703,11 @@ async def stats(engine: Bind) -> dict[str, Any]:
     }
 
 
-async def depth(engine: Bind) -> dict[str, Any]:
+async def depth(bind: Bind) -> dict[str, Any]:
     """``{"pending", "ready", "running", "oldest_ready_age_seconds"}``: the cheap sample of
     the active part of the queue (partial indexes only), for the worker's gauges."""
     with dberrors.mapped("depth"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             row = (await conn.execute(sql.DEPTH)).one()
     age = row.oldest_ready_age_seconds
     return {
@@ -748,7 +718,7 @@ async def depth(engine: Bind) -> dict[str, Any]:
     }
 
 
-async def prune(engine: Bind, *, older_than: dt.timedelta, batch_size: int = PRUNE_BATCH) -> int:
+async def prune(bind: Bind, *, older_than: dt.timedelta, batch_size: int = PRUNE_BATCH) -> int:
     """Delete finished jobs that finished more than ``older_than`` ago, in bounded batches.
 
     Each batch is its own short transaction. Returns how many rows were deleted.
@@ -756,7 +726,7 @@ async def prune(engine: Bind, *, older_than: dt.timedelta, batch_size: int = PRU
     total = 0
     while True:
         with dberrors.mapped("prune"):
-            async with _statement(engine) as conn:
+            async with _statement(bind) as conn:
                 result = await conn.execute(
                     sql.PRUNE,
                     {"older_than_seconds": older_than.total_seconds(), "batch": batch_size},
@@ -770,10 +740,10 @@ async def prune(engine: Bind, *, older_than: dt.timedelta, batch_size: int = PRU
     return total
 
 
-async def has_ready_or_running(engine: Bind, *, kinds: Collection[str] | None = None) -> bool:
+async def has_ready_or_running(bind: Bind, *, kinds: Collection[str] | None = None) -> bool:
     """Is any job (of ``kinds``) ready to claim now, or running anywhere? (``--drain``)"""
     with dberrors.mapped("has_ready_or_running"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             busy = (
                 await conn.execute(
                     sql.HAS_READY_OR_RUNNING,
@@ -783,10 +753,10 @@ async def has_ready_or_running(engine: Bind, *, kinds: Collection[str] | None = 
     return bool(busy)
 
 
-async def waiting_on_backoff(engine: Bind, *, kinds: Collection[str] | None = None) -> Waiting:
+async def waiting_on_backoff(bind: Bind, *, kinds: Collection[str] | None = None) -> Waiting:
     """How many pending jobs (of ``kinds``) wait on a backoff, and until when (``--drain``)."""
     with dberrors.mapped("waiting_on_backoff"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             row = (
                 await conn.execute(
                     sql.WAITING_ON_BACKOFF, {"kinds": None if kinds is None else list(kinds)}

@@ -433,17 +433,6 @@ FENCE = sa.text(
 # statement timeout shorter than the beat interval (milliseconds, as text).
 BEAT_TIMEOUT = sa.text("SELECT set_config('statement_timeout', CAST(:ms AS text), true)")
 
-# Replace evidence_status while the job runs, fenced, inside the caller's transaction.
-UPDATE_EVIDENCE = _typed(
-    """
-    UPDATE jobs
-    SET evidence_status = CAST(:evidence AS jsonb), updated_at = now()
-    WHERE id = CAST(:id AS uuid) AND lease_token = CAST(:token AS uuid) AND status = 'running'
-    RETURNING id
-    """,
-    ("id",),
-)
-
 # ---------------------------------------------------------------------------------------
 # Maintenance
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.queue import jobs
-from kairo_ingest.worker import runner
+from kairo_ingest.worker import context
 
 
 @dataclasses.dataclass
@@ -43,7 +43,7 @@ async def test_a_job_inside_long_fenced_transactions_keeps_its_lease(
     inside = asyncio.Event()
     finish = asyncio.Event()
 
-    async def ingest(ctx: runner.JobContext) -> runner.Outcome:
+    async def ingest(ctx: context.JobContext) -> context.Outcome:
         async with contextlib.AsyncExitStack() as stack:
             for _ in range(7):
                 conn = await stack.enter_async_context(ctx.engine.connect())
@@ -51,7 +51,7 @@ async def test_a_job_inside_long_fenced_transactions_keeps_its_lease(
                 await jobs.fence(conn, ctx.lease)
             inside.set()
             await finish.wait()
-        return runner.Outcome(evidence_status={"sources": 7})
+        return context.Outcome(evidence_status={"sources": 7})
 
     job, _ = await jobs.enqueue(engine, kind="ingest", brand_id=uuid.uuid4())
     worker = make_worker(
@@ -78,11 +78,11 @@ async def test_handlers_that_exhaust_the_pool_do_not_starve_the_heartbeat(
     (and waiting for more) do not stop their leases from being extended."""
     finish = asyncio.Event()
 
-    async def hog(ctx: runner.JobContext) -> runner.Outcome:
+    async def hog(ctx: context.JobContext) -> context.Outcome:
         async with ctx.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
             await finish.wait()
-        return runner.Outcome()
+        return context.Outcome()
 
     await jobs.enqueue_many(engine, kind="hog", count=20)
     worker = make_worker(
@@ -126,14 +126,14 @@ async def test_a_stalled_heartbeat_gives_the_job_up_before_its_database_lease_en
     started = asyncio.Event()
     cancelled = asyncio.Event()
 
-    async def wait_forever(ctx: runner.JobContext) -> runner.Outcome:
+    async def wait_forever(ctx: context.JobContext) -> context.Outcome:
         started.set()
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
             cancelled.set()
             raise
-        return runner.Outcome()
+        return context.Outcome()
 
     job, _ = await jobs.enqueue(engine, kind="slow", brand_id=None, max_attempts=1)
     worker = make_worker(
