@@ -282,11 +282,17 @@ async def claim(
     lease_seconds: float,
     kinds: Collection[str] | None = None,
 ) -> list[Lease]:
-    """Claim up to ``limit`` ready jobs (of ``kinds``, when given) in one statement."""
+    """Claim up to ``limit`` ready jobs (of ``kinds``, when given) in one statement.
+
+    The statement runs in a transaction of its own with the planner setting it needs set
+    locally (:data:`sql.CLAIM_PLANNER`); give it an engine or a connection that is not in
+    AUTOCOMMIT mode.
+    """
     if limit <= 0:
         return []
     with dberrors.mapped("claim"):
-        async with _statement(bind) as conn:
+        async with _transaction(bind) as conn:
+            await conn.execute(sql.CLAIM_PLANNER)
             rows = (
                 await conn.execute(
                     sql.CLAIM,

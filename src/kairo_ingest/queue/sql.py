@@ -239,10 +239,10 @@ CLAIM = _typed(
 # analyze) the planner's default selectivities make it pick a bitmap scan of every ready
 # row plus a sort instead: O(ready rows) per claim, measured 170 ms at 200k ready jobs
 # against 1 ms for the index walk. A bitmap scan is never the right plan for a claim, so the
-# worker's dedicated claim connection turns it off for its session, and resets it before
-# the connection goes back to the pool.
-CLAIM_SESSION_SETUP = sa.text("SET enable_bitmapscan = off")
-CLAIM_SESSION_RESET = sa.text("RESET enable_bitmapscan")
+# claim turns it off with SET LOCAL inside its own transaction: no session state, so the
+# claim is safe behind a transaction-mode pooler (PgBouncer), and nothing leaks to other
+# users of the connection.
+CLAIM_PLANNER = sa.text("SET LOCAL enable_bitmapscan = off")
 
 # Extend every lease a process holds, in one statement. (id, token) pairs are matched as
 # pairs (unnest of two arrays), and only running rows are extended. FOR NO KEY UPDATE does

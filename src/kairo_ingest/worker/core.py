@@ -36,7 +36,6 @@ from kairo_ingest import errors, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.queue import sql as queue_sql
 from kairo_ingest.worker import config as config_module
 from kairo_ingest.worker import context, dedicated, maintenance, shutdown
 from kairo_ingest.worker import finisher as finisher_module
@@ -94,9 +93,8 @@ class Worker:
             engine, handlers, self._finisher, clock=clock, wake=self._wake.set
         )
         self._slots = self._tasks.slots
-        self._claim_conn = dedicated.DedicatedConnection(
-            engine, setup=[queue_sql.CLAIM_SESSION_SETUP], reset=[queue_sql.CLAIM_SESSION_RESET]
-        )
+        # Claims run in short transactions of their own (SET LOCAL, no session state).
+        self._claim_conn = dedicated.DedicatedConnection(engine, autocommit=False)
         self._keeper = lease_keeper_module.LeaseKeeper(
             engine,
             self._slots,
@@ -270,9 +268,7 @@ class Worker:
                 continue
             if self._drain and not leases and not self._slots:
                 try:
-                    busy = await queue_jobs.has_ready_or_running(
-                        await self._claim_conn.get(), kinds=self._kinds
-                    )
+                    busy = await queue_jobs.has_ready_or_running(self._engine, kinds=self._kinds)
                 except Exception as exc:  # noqa: BLE001 - the loop must outlive database outages
                     failures += 1
                     await self._claim_conn.discard()
