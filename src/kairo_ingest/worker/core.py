@@ -26,8 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Coroutine, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from sqlalchemy.ext import asyncio as sa_async
 
@@ -109,12 +108,6 @@ class Worker:
         if self._listen_dsn is not None:
             self._listener = listener_module.Listener(self._listen_dsn, self._on_notify)
 
-        self._reaper = maintenance.Reaper(
-            engine,
-            base_seconds=config.retry_base_seconds,
-            cap_seconds=config.retry_cap_seconds,
-            on_requeued=self._wake.set,
-        )
         self.ready = asyncio.Event()  # set while run() is claiming
         self.idle = asyncio.Event()  # set while caught up and waiting for work
         # Set when drain mode ends: pending jobs that wait on a backoff, and until when.
@@ -173,25 +166,18 @@ class Worker:
         """Claim and run jobs until stopped (or, with ``drain``, until the queue is idle)."""
         self._drain = drain
         self._tasks.job_log = _log.bind(owner=self.owner)
-        background: list[asyncio.Task[None]] = []
-
-        def spawn(name: str, coro: Coroutine[Any, Any, None]) -> None:
-            background.append(asyncio.create_task(coro, name=f"kairo-worker-{name}"))
-
         await self._keeper.connect()
         finishing = asyncio.create_task(self._finisher.run(), name="kairo-worker-finisher")
         heartbeat = asyncio.create_task(
             self._keeper.run(self._heartbeat_stop), name="kairo-worker-heartbeat"
         )
         cfg = self.config
-        spawn("reaper", self._every("reap", cfg.reap_interval_seconds, self._reaper))
-        sampler = maintenance.Sampler(self._engine)
-        spawn("sampler", self._every("stats", cfg.stats_interval_seconds, sampler))
-        if cfg.retention is not None:
-            pruner = maintenance.Pruner(self._engine, cfg.retention)
-            spawn("pruner", self._every("prune", cfg.prune_interval_seconds, pruner))
+        background = maintenance.start(
+            self._engine, cfg, self._stop, self._rng, on_requeued=self._wake.set
+        )
         if self._listener is not None:
-            spawn("listener", self._listener.run(self._stop))
+            listening = self._listener.run(self._stop)
+            background.append(asyncio.create_task(listening, name="kairo-worker-listener"))
         _log.info(
             "worker_started",
             owner=self.owner,
@@ -219,9 +205,9 @@ class Worker:
             await asyncio.gather(*background, return_exceptions=True)
             await self._shutdown()
             self._finisher.close()
-            await _bounded(finishing, cfg.cancel_timeout_seconds)
+            await shutdown.bounded(finishing, cfg.cancel_timeout_seconds)
             self._heartbeat_stop.set()
-            await _bounded(heartbeat, cfg.cancel_timeout_seconds)
+            await shutdown.bounded(heartbeat, cfg.cancel_timeout_seconds)
             _log.info("worker_stopped", owner=self.owner)
 
     # ---------------------------------------------------------------- claiming
@@ -275,28 +261,14 @@ class Worker:
                     await self._pause_after_error("drain_check", exc, failures)
                     continue
                 if not busy:
-                    await self._report_drained()
+                    self.drain_report = await maintenance.report_drained(
+                        self._engine, self._kinds, self.owner
+                    )
                     return
             # Caught up: nothing more is ready. Sleep until a NOTIFY, a freed slot or the poll.
             self.idle.set()
             await self._wait_for_wake(self.config.poll_interval_seconds)
             self.idle.clear()
-
-    async def _report_drained(self) -> None:
-        """Drain mode's last word: what still waits on a backoff, and until when."""
-        try:
-            self.drain_report = await queue_jobs.waiting_on_backoff(self._engine, kinds=self._kinds)
-        except Exception as exc:  # noqa: BLE001 - the report is best effort
-            maintenance.log_loop_error("drain_report", exc, 1, 0.0)
-            _log.info("queue_drained", owner=self.owner)
-            return
-        next_at = self.drain_report.next_at
-        _log.info(
-            "queue_drained",
-            owner=self.owner,
-            waiting_on_backoff=self.drain_report.jobs,
-            next_available_at=None if next_at is None else next_at.isoformat(),
-        )
 
     def _free_slots(self) -> int:
         # A job whose handler returned no longer takes a slot while its final write is
@@ -332,34 +304,7 @@ class Worker:
             cfg.shutdown_grace_seconds,
             self._clock,
         )
-        remaining = [s for s in self._slots.values() if s.state is _State.RUNNING]
-        for slot in remaining:
-            self._tasks.leave_running(slot, _State.ABANDONED)
-            if slot.task is not None:
-                slot.task.cancel()
-        tasks = [s.task for s in self._slots.values() if s.task is not None]
-        if remaining:
-            # Handlers get a moment to unwind their own cleanup before the release.
-            cancelled = [s.task for s in remaining if s.task is not None]
-            await asyncio.wait(cancelled, timeout=cfg.cancel_timeout_seconds)
-            await asyncio.shield(self._release(remaining))
-        if tasks:
-            # Jobs whose final write is in flight: let the finisher land it.
-            await asyncio.wait(tasks, timeout=cfg.cancel_timeout_seconds)
+        await shutdown.stop_jobs(self._tasks, self._release, cfg.cancel_timeout_seconds)
 
     async def _release(self, slots: list[_Slot]) -> None:
         await shutdown.release(self._engine, slots, self._rng)
-
-    async def _every(self, name: str, interval: float, work: maintenance.Work) -> None:
-        await maintenance.every(name, interval, work, self._stop, self._rng)
-
-
-async def _bounded(task: asyncio.Task[None], seconds: float) -> None:
-    """Await a background task for at most ``seconds``, then cancel it."""
-    done, _ = await asyncio.wait([task], timeout=seconds)
-    if not done:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    elif not task.cancelled() and (exc := task.exception()) is not None:
-        _log.error("worker_task_crashed", task=task.get_name(), error=errors.describe(exc))

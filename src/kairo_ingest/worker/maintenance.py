@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext import asyncio as sa_async
 
@@ -20,6 +20,7 @@ from kairo_ingest import errors, logs, metrics
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.worker import config as config_module
 
 _log = logs.get("kairo_ingest.worker")
 
@@ -50,6 +51,36 @@ async def every(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(pause):
                 await stop.wait()
+
+
+def start(
+    engine: sa_async.AsyncEngine,
+    config: config_module.WorkerConfig,
+    stop: asyncio.Event,
+    rng: random.Random,
+    *,
+    on_requeued: Callable[[], None],
+) -> list[asyncio.Task[None]]:
+    """Start the reaper, the sampler and (with a retention) the pruner, each in a task."""
+    units: list[tuple[str, float, Work]] = [
+        (
+            "reap",
+            config.reap_interval_seconds,
+            Reaper(
+                engine,
+                base_seconds=config.retry_base_seconds,
+                cap_seconds=config.retry_cap_seconds,
+                on_requeued=on_requeued,
+            ),
+        ),
+        ("stats", config.stats_interval_seconds, Sampler(engine)),
+    ]
+    if config.retention is not None:
+        units.append(("prune", config.prune_interval_seconds, Pruner(engine, config.retention)))
+    return [
+        asyncio.create_task(every(name, interval, unit, stop, rng), name=f"kairo-worker-{name}")
+        for name, interval, unit in units
+    ]
 
 
 class Reaper:
@@ -107,6 +138,26 @@ class Pruner:
 
     async def __call__(self) -> None:
         await queue_jobs.prune(self._engine, older_than=self._retention)
+
+
+async def report_drained(
+    engine: sa_async.AsyncEngine, kinds: Sequence[str], owner: str
+) -> queue_jobs.Waiting | None:
+    """Drain mode's last word: how many jobs still wait on a backoff, and until when
+    (logged, and returned for ``run`` to print; None when the database cannot say)."""
+    try:
+        waiting = await queue_jobs.waiting_on_backoff(engine, kinds=kinds)
+    except Exception as exc:  # noqa: BLE001 - the report is best effort
+        log_loop_error("drain_report", exc, 1, 0.0)
+        _log.info("queue_drained", owner=owner)
+        return None
+    _log.info(
+        "queue_drained",
+        owner=owner,
+        waiting_on_backoff=waiting.jobs,
+        next_available_at=None if waiting.next_at is None else waiting.next_at.isoformat(),
+    )
+    return waiting
 
 
 def log_loop_error(loop: str, exc: BaseException, failures: int, retry_in: float) -> None:

@@ -12,15 +12,16 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import clock as clock_module
-from kairo_ingest import logs
+from kairo_ingest import errors, logs
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.worker import context, maintenance
+from kairo_ingest.worker import tasks as tasks_module
 
 _log = logs.get("kairo_ingest.worker")
 
@@ -65,3 +66,37 @@ async def release(
         _log.info("jobs_released", released=released, cancelled=len(slots))
         return
     _log.error("release_failed", jobs=len(slots))
+
+
+async def stop_jobs(
+    tasks: tasks_module.JobTasks,
+    release_slots: Callable[[list[context.Slot]], Awaitable[None]],
+    cancel_timeout_seconds: float,
+) -> None:
+    """After the grace: cancel the handlers still running and release their jobs; let the
+    finisher land the final writes already in flight."""
+    slots = tasks.slots
+    remaining = [s for s in slots.values() if s.state is context.SlotState.RUNNING]
+    for slot in remaining:
+        tasks.leave_running(slot, context.SlotState.ABANDONED)
+        if slot.task is not None:
+            slot.task.cancel()
+    in_flight = [s.task for s in slots.values() if s.task is not None]
+    if remaining:
+        # Handlers get a moment to unwind their own cleanup before the release.
+        cancelled = [s.task for s in remaining if s.task is not None]
+        await asyncio.wait(cancelled, timeout=cancel_timeout_seconds)
+        await asyncio.shield(release_slots(remaining))
+    if in_flight:
+        await asyncio.wait(in_flight, timeout=cancel_timeout_seconds)
+
+
+async def bounded(task: asyncio.Task[None], seconds: float) -> None:
+    """Await a background task for at most ``seconds``, then cancel it."""
+    done, _ = await asyncio.wait([task], timeout=seconds)
+    if not done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    elif not task.cancelled() and (exc := task.exception()) is not None:
+        _log.error("worker_task_crashed", task=task.get_name(), error=errors.describe(exc))
