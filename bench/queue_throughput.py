@@ -40,11 +40,12 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from kairo_ingest import logs
+from kairo_ingest import config, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import builtin, runner
+from kairo_ingest.worker import builtin, context, core
+from kairo_ingest.worker import config as worker_config_module
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYSTEMS = ("ours", "pgqueuer", "procrastinate")
@@ -108,23 +109,13 @@ async def count(url: str, query: str) -> int:
 # ------------------------------------------------------------------------------ ours
 
 
-def our_worker(engine: Any, handlers: dict[str, Any], url: str, concurrency: int) -> runner.Worker:
-    return runner.Worker(
-        engine,
-        handlers,
-        owner=f"bench-{os.getpid()}",
-        concurrency=concurrency,
-        lease_seconds=60.0,
-        poll_interval_seconds=1.0,
-        listen=True,
-        dsn_for_listen=url,
-        retry_base_seconds=15.0,
-        retry_cap_seconds=900.0,
-        snooze_seconds=60.0,
-        reap_interval_seconds=10.0,
-        retention=None,
-        shutdown_grace_seconds=30.0,
+def our_worker(engine: Any, handlers: dict[str, Any], url: str, concurrency: int) -> core.Worker:
+    # The service's defaults (60 s lease, LISTEN on), as `run` builds them.
+    settings = config.Settings(listen_notify=True, finished_job_retention_days=0)
+    worker_config = worker_config_module.WorkerConfig.from_settings(
+        settings, owner=f"bench-{os.getpid()}", concurrency=concurrency, dsn_for_listen=url
     )
+    return core.Worker(engine, handlers, worker_config)
 
 
 async def ours_throughput(url: str, n: int, concurrency: int) -> float:
@@ -151,9 +142,9 @@ async def ours_latency(url: str, samples: int, concurrency: int) -> list[float]:
     producer = db_engine.create(url, pool_size=2)
     probe = Probe()
 
-    async def handler(ctx: runner.JobContext) -> runner.Outcome:
+    async def handler(ctx: context.JobContext) -> context.Outcome:
         probe.hit()
-        return runner.Outcome()
+        return context.Outcome()
 
     worker = our_worker(engine, {"probe": handler}, url, concurrency)
     running = asyncio.create_task(worker.run())

@@ -11,7 +11,7 @@ database, build them first by hand with ``CREATE INDEX CONCURRENTLY`` under the 
 names; ``IF NOT EXISTS`` then makes this migration a no-op.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-29 18:30:00
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

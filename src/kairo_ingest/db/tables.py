@@ -87,18 +87,29 @@ jobs = sa.Table(
         "lease_expires_at",
         postgresql_where=sa.text("status = 'running'"),
     ),
-    # One active job of a kind per brand: enqueue dedupes on it.
+    # One pending job of a kind per brand (enqueue coalesces into it) and one running
+    # (never two at once; a follow-up waits while the brand's job runs).
     sa.Index(
-        "uq_jobs_active_per_brand",
+        "uq_jobs_pending_per_brand",
         "kind",
         "brand_id",
         unique=True,
-        postgresql_where=sa.text("status IN ('pending', 'running') AND brand_id IS NOT NULL"),
+        postgresql_where=sa.text("status = 'pending' AND brand_id IS NOT NULL"),
+    ),
+    sa.Index(
+        "uq_jobs_running_per_brand",
+        "kind",
+        "brand_id",
+        unique=True,
+        postgresql_where=sa.text("status = 'running' AND brand_id IS NOT NULL"),
     ),
     sa.Index("ix_jobs_brand_created", "brand_id", "created_at"),
     # The console's keyset pages, newest first, unfiltered or by status (migration 0003).
     sa.Index("ix_jobs_created_id", "created_at", "id"),
     sa.Index("ix_jobs_status_created_id", "status", "created_at", "id"),
+    # The lease token is a key (plain unique index), so changing it conflicts with the
+    # fence's FOR KEY SHARE while a heartbeat does not (queue/sql.py explains).
+    sa.Index("uq_jobs_lease_token", "lease_token", unique=True),
     # Retention prunes finished rows by age.
     sa.Index(
         "ix_jobs_finished",

@@ -55,10 +55,40 @@ def backoff_seconds(
     base_seconds: float,
     cap_seconds: float,
     rng: random.Random | None = None,
+    floor: float = 0.0,
 ) -> float:
-    """A full-jitter backoff after the given attempt: uniform over ``[0, ceiling]`` (seconds)."""
+    """The one backoff formula: uniform over ``[floor * ceiling, ceiling]`` (seconds), with
+    ``ceiling = min(cap, base * 2**(attempt-1))``.
+
+    ``floor=0`` is "full jitter" (job retries: a burst of failures spreads out the most);
+    ``floor=0.5`` keeps at least half the ceiling (loops that retry a failed database
+    write or reconnect: never a hot loop, still spread out). A ``[D, 2D]`` wait with
+    ``D = base * 2**(attempt-1)`` is ``base_seconds=2*base, floor=0.5``.
+    """
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError("floor must be within [0, 1]")
     ceiling = ceiling_seconds(attempt, base_seconds, cap_seconds)
-    return (rng or random).uniform(0.0, ceiling)
+    return (rng or random).uniform(floor * ceiling, ceiling)
+
+
+# The worker's retries of its own database statements (claims, final writes, heartbeats,
+# maintenance, releases) and of the LISTEN connection: 0.1 s doubling to 5 s, at least half.
+LOOP_BASE_SECONDS = 0.1
+LOOP_CAP_SECONDS = 5.0
+LOOP_FLOOR = 0.5
+
+
+def retry_delay_seconds(
+    failures: int,
+    rng: random.Random | None = None,
+    *,
+    base_seconds: float = LOOP_BASE_SECONDS,
+    cap_seconds: float = LOOP_CAP_SECONDS,
+) -> float:
+    """Seconds before a worker loop retries after ``failures`` failures in a row."""
+    return backoff_seconds(
+        failures, base_seconds=base_seconds, cap_seconds=cap_seconds, rng=rng, floor=LOOP_FLOOR
+    )
 
 
 def decide(*, retryable: bool, snooze: bool, attempts: int, max_attempts: int) -> Action:

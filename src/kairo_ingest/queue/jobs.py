@@ -43,11 +43,8 @@ _log = logs.get("kairo_ingest.queue")
 # caller holds (a worker's dedicated AUTOCOMMIT connection, or the caller's transaction).
 Bind = sa_async.AsyncEngine | sa_async.AsyncConnection
 
-ACTIVE_PER_BRAND_INDEX = "uq_jobs_active_per_brand"
+PENDING_PER_BRAND_INDEX = "uq_jobs_pending_per_brand"
 PRUNE_BATCH = 1000
-# How often enqueue retries when the brand's active job finished between its INSERT and
-# its SELECT (two rounds in a row are already very unlikely).
-_ENQUEUE_TRIES = 5
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -123,11 +120,27 @@ class Beat:
     lost: frozenset[uuid.UUID]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Waiting:
+    """Pending jobs that wait on a backoff or snooze: how many, and when the first is ready."""
+
+    jobs: int
+    next_at: dt.datetime | None
+
+    def describe(self) -> str:
+        if not self.jobs or self.next_at is None:
+            return "no job waits on a backoff"
+        return (
+            f"{self.jobs} job{'s' if self.jobs != 1 else ''} wait{'' if self.jobs != 1 else 's'} "
+            f"on a backoff; the first is ready at {self.next_at.isoformat()}"
+        )
+
+
 @contextlib.asynccontextmanager
 async def _statement(bind: Bind) -> AsyncIterator[sa_async.AsyncConnection]:
     """A connection for an operation that is one statement.
 
-    From an engine: a pooled connection in AUTOCOMMIT mode, so the statement is its own
+    From an bind: a pooled connection in AUTOCOMMIT mode, so the statement is its own
     transaction (one round trip, no BEGIN/COMMIT). A caller's connection is used as it
     is: in AUTOCOMMIT mode each statement commits itself; inside a transaction the
     caller commits.
@@ -137,6 +150,25 @@ async def _statement(bind: Bind) -> AsyncIterator[sa_async.AsyncConnection]:
         return
     async with bind.connect() as conn:
         yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextlib.asynccontextmanager
+async def _transaction(bind: Bind) -> AsyncIterator[sa_async.AsyncConnection]:
+    """A connection inside a transaction, for operations that need ``SET LOCAL``-style
+    settings. From an bind: a pooled connection, committed at the end. A caller's
+    connection already in a transaction is used as it is (the caller commits); otherwise a
+    transaction is begun on it and committed here. (A connection in AUTOCOMMIT mode has no
+    transaction to scope a local setting to: give these operations a normal connection.)
+    """
+    if isinstance(bind, sa_async.AsyncConnection):
+        if bind.in_transaction():
+            yield bind
+            return
+        async with bind.begin():
+            yield bind
+        return
+    async with bind.begin() as conn:
+        yield conn
 
 
 def _json(value: Mapping[str, Any] | None) -> str | None:
@@ -177,7 +209,7 @@ def _lease_lost(operation: str, lease: Lease) -> None:
 
 
 async def enqueue(
-    engine: Bind,
+    bind: Bind,
     *,
     kind: str,
     brand_id: uuid.UUID | None,
@@ -185,11 +217,14 @@ async def enqueue(
     priority: int = 0,
     max_attempts: int = 3,
 ) -> tuple[JobRow, bool]:
-    """Add a job, or return the brand's pending/running job of this kind.
+    """Add a job, or coalesce into the brand's *pending* job of this kind.
 
-    Returns ``(job, created)``. A created job is announced with NOTIFY by the same
-    statement. Lower ``priority`` values are claimed first. Given a connection inside a
-    transaction, the job (and its NOTIFY) commit with the caller's other writes.
+    Returns ``(job, created)``. Coalescing merges ``force_refresh`` with OR and keeps the
+    pending job's other parameters. While the brand's job of this kind runs, a new pending
+    job is created: its follow-up (claimed once the running one has finished); further
+    enqueues coalesce into that follow-up. A created job is announced with NOTIFY by the
+    same statement. Lower ``priority`` values are claimed first. Given a connection inside
+    a transaction, the job (and its NOTIFY) commit with the caller's other writes.
     """
     if max_attempts < 1:
         raise errors.UsageError("max_attempts must be at least 1")
@@ -201,25 +236,13 @@ async def enqueue(
         "max_attempts": max_attempts,
     }
     with dberrors.mapped("enqueue"):
-        for _ in range(_ENQUEUE_TRIES):
-            async with _statement(engine) as conn:
-                row = (await conn.execute(sql.ENQUEUE, values)).first()
-                if row is not None:
-                    return JobRow.from_row(row), True
-                # The brand's active job won the conflict. It may finish before we read it;
-                # then the next round inserts.
-                existing = (
-                    await conn.execute(
-                        sql.SELECT_ACTIVE_FOR_BRAND, {"kind": kind, "brand_id": brand_id}
-                    )
-                ).first()
-                if existing is not None:
-                    return JobRow.from_row(existing), False
-    raise errors.DatabaseError(f"enqueue: the active {kind} job of brand {brand_id} kept changing")
+        async with _statement(bind) as conn:
+            row = (await conn.execute(sql.ENQUEUE, values)).one()
+    return JobRow.from_row(row), bool(row.inserted)
 
 
 async def enqueue_many(
-    engine: Bind,
+    bind: Bind,
     *,
     kind: str,
     count: int,
@@ -231,7 +254,7 @@ async def enqueue_many(
     if count <= 0:
         return 0
     with dberrors.mapped("enqueue_many"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             created = (
                 await conn.execute(
                     sql.ENQUEUE_MANY,
@@ -252,18 +275,24 @@ async def enqueue_many(
 
 
 async def claim(
-    engine: Bind,
+    bind: Bind,
     *,
     owner: str,
     limit: int,
     lease_seconds: float,
     kinds: Collection[str] | None = None,
 ) -> list[Lease]:
-    """Claim up to ``limit`` ready jobs (of ``kinds``, when given) in one statement."""
+    """Claim up to ``limit`` ready jobs (of ``kinds``, when given) in one statement.
+
+    The statement runs in a transaction of its own with the planner setting it needs set
+    locally (:data:`sql.CLAIM_PLANNER`); give it an engine or a connection that is not in
+    AUTOCOMMIT mode.
+    """
     if limit <= 0:
         return []
     with dberrors.mapped("claim"):
-        async with _statement(engine) as conn:
+        async with _transaction(bind) as conn:
+            await conn.execute(sql.CLAIM_PLANNER)
             rows = (
                 await conn.execute(
                     sql.CLAIM,
@@ -288,19 +317,33 @@ def _count_by_kind(leases: Sequence[Lease]) -> dict[str, int]:
     return counts
 
 
-async def beat(engine: Bind, leases: Collection[Lease], lease_seconds: float) -> Beat:
-    """Extend every given lease in one statement; report extended, busy and lost ids."""
+async def beat(
+    bind: Bind,
+    leases: Collection[Lease],
+    lease_seconds: float,
+    *,
+    statement_timeout_seconds: float | None = None,
+) -> Beat:
+    """Extend every given lease in one statement; report extended, busy and lost ids.
+
+    With ``statement_timeout_seconds`` the statement runs in a short transaction whose
+    ``statement_timeout`` is set locally (nothing stays on the session, so this is safe
+    behind a transaction-mode pooler).
+    """
     if not leases:
         return Beat(frozenset(), frozenset(), frozenset())
     ids = [lease.job_id for lease in leases]
     tokens = [lease.token for lease in leases]
+    values = {"ids": ids, "tokens": tokens, "lease_seconds": lease_seconds}
     with dberrors.mapped("heartbeat"):
-        async with _statement(engine) as conn:
-            rows = (
-                await conn.execute(
-                    sql.HEARTBEAT, {"ids": ids, "tokens": tokens, "lease_seconds": lease_seconds}
-                )
-            ).all()
+        if statement_timeout_seconds is None:
+            async with _statement(bind) as conn:
+                rows = (await conn.execute(sql.HEARTBEAT, values)).all()
+        else:
+            async with _transaction(bind) as conn:
+                ms = max(1, int(statement_timeout_seconds * 1000))
+                await conn.execute(sql.BEAT_TIMEOUT, {"ms": str(ms)})
+                rows = (await conn.execute(sql.HEARTBEAT, values)).all()
     extended: set[uuid.UUID] = set()
     busy: set[uuid.UUID] = set()
     lost: set[uuid.UUID] = set()
@@ -314,29 +357,18 @@ async def beat(engine: Bind, leases: Collection[Lease], lease_seconds: float) ->
     return Beat(frozenset(extended), frozenset(busy), frozenset(lost))
 
 
-async def heartbeat(
-    engine: Bind, leases: Collection[Lease], lease_seconds: float
-) -> set[uuid.UUID]:
-    """Extend every given lease in one statement; return the ids that were extended.
-
-    A lease missing from the result is either lost or momentarily busy (its row locked
-    by a fenced transaction); :func:`beat` tells the two apart.
-    """
-    return set((await beat(engine, leases, lease_seconds)).extended)
-
-
 async def complete(
-    engine: Bind,
+    bind: Bind,
     lease: Lease,
     *,
     evidence_status: Mapping[str, Any] | None = None,
 ) -> bool:
     """Mark the job succeeded (fenced). False when the lease was lost."""
-    return lease.job_id in await complete_many(engine, [(lease, evidence_status)])
+    return lease.job_id in await complete_many(bind, [(lease, evidence_status)])
 
 
 async def complete_many(
-    engine: Bind,
+    bind: Bind,
     items: Sequence[tuple[Lease, Mapping[str, Any] | None]],
 ) -> set[uuid.UUID]:
     """Mark a batch of jobs succeeded in one statement, fenced per lease.
@@ -352,7 +384,7 @@ async def complete_many(
         "evidence": [_json(evidence) for _, evidence in items],
     }
     with dberrors.mapped("complete"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             done = {row.id for row in (await conn.execute(sql.COMPLETE, params)).all()}
     succeeded = [lease for lease, _ in items if lease.job_id in done]
     for kind, n in _count_by_kind(succeeded).items():
@@ -376,7 +408,7 @@ _STATEMENT = {
 
 
 async def fail(
-    engine: Bind,
+    bind: Bind,
     lease: Lease,
     error: BaseException,
     *,
@@ -414,8 +446,8 @@ async def fail(
     if decision.action is retry_rules.Action.FAIL:
         values.pop("delay_seconds")
     with dberrors.mapped("fail"):
-        async with _statement(engine) as conn:
-            row = (await conn.execute(statement, values)).first()
+        async with _statement(bind) as conn:
+            row = next(iter(await _back_to_pending(conn, statement, values)), None)
     if row is None:
         _lease_lost("fail", lease)
         return None
@@ -433,7 +465,7 @@ async def fail(
     return decision.action
 
 
-async def release(engine: Bind, leases: Collection[Lease]) -> int:
+async def release(bind: Bind, leases: Collection[Lease]) -> int:
     """Shutdown: return the leases' jobs to pending, ready now, attempt refunded (fenced).
 
     Returns how many were released; the others had already been lost.
@@ -443,10 +475,11 @@ async def release(engine: Bind, leases: Collection[Lease]) -> int:
     params = {
         "ids": [lease.job_id for lease in leases],
         "tokens": [lease.token for lease in leases],
+        "cancelled_kind": errors.ErrorKind.CANCELLED.value,
     }
     with dberrors.mapped("release"):
-        async with _statement(engine) as conn:
-            released = {row.id for row in (await conn.execute(sql.RELEASE, params)).all()}
+        async with _statement(bind) as conn:
+            released = {row.id for row in await _back_to_pending(conn, sql.RELEASE, params)}
     for lease in leases:
         if lease.job_id in released:
             metrics.JOBS_FINISHED.labels(kind=lease.kind, outcome="released").inc()
@@ -455,12 +488,56 @@ async def release(engine: Bind, leases: Collection[Lease]) -> int:
     return len(released)
 
 
+async def give_up(bind: Bind, leases: Collection[Lease]) -> int:
+    """Hand back jobs whose leases this worker gave up on (its heartbeats could not extend
+    them in time), at once and fenced: ready now, the attempt spent (a job out of attempts
+    fails with kind ``lease_lost``). Returns how many rows changed; the others had
+    already moved on (reclaimed, cancelled or finished)."""
+    if not leases:
+        return 0
+    params = {
+        "ids": [lease.job_id for lease in leases],
+        "tokens": [lease.token for lease in leases],
+        "error_kind": errors.ErrorKind.LEASE_LOST.value,
+    }
+    with dberrors.mapped("give_up"):
+        async with _statement(bind) as conn:
+            rows = await _back_to_pending(conn, sql.GIVE_UP, params)
+    for row in rows:
+        _log.warning("lease_given_up", job_id=str(row.id), status=row.status)
+    return len(rows)
+
+
+def _is_pending_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, sa.exc.IntegrityError) and (
+        dberrors.constraint_name(exc) == PENDING_PER_BRAND_INDEX
+        or PENDING_PER_BRAND_INDEX in str(exc)
+    )
+
+
+async def _back_to_pending(
+    conn: sa_async.AsyncConnection, statement: sa.Executable, values: Mapping[str, Any]
+) -> Sequence[sa.Row[Any]]:
+    """Run a statement that may return running jobs to pending. If a follow-up job of the
+    brand was enqueued while it ran (its insert committed between our snapshot and our
+    index check), the pending index refuses the row: run it once more, and this time the
+    statement sees the follow-up and supersedes the job instead."""
+    try:
+        return (await conn.execute(statement, values)).all()
+    except sa.exc.IntegrityError as exc:
+        if not _is_pending_conflict(exc):
+            raise
+    # (Inside a caller's transaction the first error aborted it, and this fails as well.)
+    return (await conn.execute(statement, values)).all()
+
+
 async def fence(conn: sa_async.AsyncConnection, lease: Lease) -> None:
-    """Inside the caller's transaction: hold the job row FOR SHARE while it is still ours.
+    """Inside the caller's transaction: hold the job row FOR KEY SHARE while it is still ours.
 
     Raises :class:`errors.LeaseLostError` when it is not, so the caller's transaction
     rolls back. A reclaim, cancel or completion of the job waits until the caller's
-    transaction ends, so the caller's writes never commit after the lease moved on.
+    transaction ends, so the caller's writes never commit after the lease moved on; the
+    lease holder's heartbeat does not wait (see :mod:`kairo_ingest.queue.sql`).
     """
     with dberrors.mapped("fence"):
         row = (await conn.execute(sql.FENCE, {"id": lease.job_id, "token": lease.token})).first()
@@ -469,31 +546,12 @@ async def fence(conn: sa_async.AsyncConnection, lease: Lease) -> None:
         raise errors.LeaseLostError(f"job {lease.job_id}: lease of {lease.owner} was lost")
 
 
-async def fenced_update_evidence(
-    conn: sa_async.AsyncConnection, lease: Lease, evidence_status: Mapping[str, Any]
-) -> None:
-    """Inside the caller's transaction: store evidence_status on the running job, fenced.
-
-    Raises :class:`errors.LeaseLostError` when the lease was lost.
-    """
-    with dberrors.mapped("update_evidence"):
-        row = (
-            await conn.execute(
-                sql.UPDATE_EVIDENCE,
-                {"id": lease.job_id, "token": lease.token, "evidence": _json(evidence_status)},
-            )
-        ).first()
-    if row is None:
-        _lease_lost("update_evidence", lease)
-        raise errors.LeaseLostError(f"job {lease.job_id}: lease of {lease.owner} was lost")
-
-
 # ---------------------------------------------------------------------------------------
 # Maintenance
 
 
 async def reap(
-    engine: Bind,
+    bind: Bind,
     *,
     base_seconds: float,
     cap_seconds: float,
@@ -505,18 +563,17 @@ async def reap(
     ``lease_lost`` kind. Safe to run from every worker at once.
     """
     with dberrors.mapped("reap"):
-        async with _statement(engine) as conn:
-            rows = (
-                await conn.execute(
-                    sql.REAP,
-                    {
-                        "limit": limit,
-                        "base_seconds": base_seconds,
-                        "cap_seconds": cap_seconds,
-                        "error_kind": errors.ErrorKind.LEASE_LOST.value,
-                    },
-                )
-            ).all()
+        async with _statement(bind) as conn:
+            rows = await _back_to_pending(
+                conn,
+                sql.REAP,
+                {
+                    "limit": limit,
+                    "base_seconds": base_seconds,
+                    "cap_seconds": cap_seconds,
+                    "error_kind": errors.ErrorKind.LEASE_LOST.value,
+                },
+            )
     failed = sum(1 for row in rows if row.status == statuses.JobStatus.FAILED)
     requeued = len(rows) - failed
     if requeued:
@@ -528,14 +585,14 @@ async def reap(
     return requeued, failed
 
 
-async def cancel(engine: Bind, job_id: uuid.UUID) -> JobRow | None:
+async def cancel(bind: Bind, job_id: uuid.UUID) -> JobRow | None:
     """Cancel a pending or running job; its owner stops at its next heartbeat.
 
     None when the job does not exist; an already cancelled job is returned as it is;
     a succeeded or failed job raises :class:`errors.UsageError`.
     """
     with dberrors.mapped("cancel"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             row = (
                 await conn.execute(
                     sql.CANCEL, {"id": job_id, "error_kind": errors.ErrorKind.CANCELLED.value}
@@ -561,7 +618,8 @@ async def retry(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> JobRow | Non
     """Put a failed or cancelled job back to pending, ready now, with attempts reset.
 
     None when the job does not exist. Raises :class:`errors.UsageError` when the job is
-    not failed or cancelled, or when its brand already has another active job of the kind.
+    not failed or cancelled, or when its brand already has a pending job of the kind (with
+    only a running one, the retried job becomes its follow-up).
     """
     try:
         with dberrors.mapped("retry"):
@@ -574,10 +632,7 @@ async def retry(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> JobRow | Non
                     return job
     except errors.DatabaseError as exc:
         cause = exc.__cause__
-        if isinstance(cause, sa.exc.IntegrityError) and (
-            dberrors.constraint_name(cause) == ACTIVE_PER_BRAND_INDEX
-            or ACTIVE_PER_BRAND_INDEX in str(cause)
-        ):
+        if cause is not None and _is_pending_conflict(cause):
             await _raise_active_conflict(engine, job_id)
         raise
     current = await get(engine, job_id)
@@ -596,27 +651,27 @@ async def _raise_active_conflict(engine: sa_async.AsyncEngine, job_id: uuid.UUID
             async with engine.connect() as conn:
                 row = (
                     await conn.execute(
-                        sql.SELECT_ACTIVE_FOR_BRAND, {"kind": job.kind, "brand_id": job.brand_id}
+                        sql.SELECT_PENDING_FOR_BRAND, {"kind": job.kind, "brand_id": job.brand_id}
                     )
                 ).first()
         other = JobRow.from_row(row) if row is not None else None
     brand = job.brand_id if job is not None else "?"
     which = f"job {other.id} ({other.status})" if other is not None else "another job"
     raise errors.UsageError(
-        f"cannot retry job {job_id}: brand {brand} already has an active "
+        f"cannot retry job {job_id}: brand {brand} already has a pending "
         f"{job.kind if job else ''} job, {which}; wait for it or cancel it first"
     )
 
 
-async def get(engine: Bind, job_id: uuid.UUID) -> JobRow | None:
+async def get(bind: Bind, job_id: uuid.UUID) -> JobRow | None:
     with dberrors.mapped("get"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             row = (await conn.execute(sql.SELECT_JOB, {"id": job_id})).first()
     return JobRow.from_row(row) if row is not None else None
 
 
 async def list_jobs(
-    engine: Bind,
+    bind: Bind,
     *,
     status: str | None = None,
     brand_id: uuid.UUID | None = None,
@@ -627,7 +682,7 @@ async def list_jobs(
         known = ", ".join(s.value for s in statuses.JobStatus)
         raise errors.UsageError(f"unknown job status {status!r}; use one of {known}")
     with dberrors.mapped("list_jobs"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             rows = (
                 await conn.execute(
                     sql.LIST_JOBS, {"status": status, "brand_id": brand_id, "limit": limit}
@@ -636,13 +691,13 @@ async def list_jobs(
     return [JobRow.from_row(row) for row in rows]
 
 
-async def stats(engine: Bind) -> dict[str, Any]:
+async def stats(bind: Bind) -> dict[str, Any]:
     """``{"counts": {status: n, ...}, "ready": n, "oldest_ready_age_seconds": s | None}``.
 
     Every status appears in ``counts``; ages use the database clock.
     """
     with dberrors.mapped("stats"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             row = (await conn.execute(sql.STATS)).one()
     counts = {status.value: 0 for status in statuses.JobStatus}
     counts.update({str(k): int(v) for k, v in (row.counts or {}).items()})
@@ -654,11 +709,11 @@ async def stats(engine: Bind) -> dict[str, Any]:
     }
 
 
-async def depth(engine: Bind) -> dict[str, Any]:
+async def depth(bind: Bind) -> dict[str, Any]:
     """``{"pending", "ready", "running", "oldest_ready_age_seconds"}``: the cheap sample of
     the active part of the queue (partial indexes only), for the worker's gauges."""
     with dberrors.mapped("depth"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             row = (await conn.execute(sql.DEPTH)).one()
     age = row.oldest_ready_age_seconds
     return {
@@ -669,7 +724,7 @@ async def depth(engine: Bind) -> dict[str, Any]:
     }
 
 
-async def prune(engine: Bind, *, older_than: dt.timedelta, batch_size: int = PRUNE_BATCH) -> int:
+async def prune(bind: Bind, *, older_than: dt.timedelta, batch_size: int = PRUNE_BATCH) -> int:
     """Delete finished jobs that finished more than ``older_than`` ago, in bounded batches.
 
     Each batch is its own short transaction. Returns how many rows were deleted.
@@ -677,7 +732,7 @@ async def prune(engine: Bind, *, older_than: dt.timedelta, batch_size: int = PRU
     total = 0
     while True:
         with dberrors.mapped("prune"):
-            async with _statement(engine) as conn:
+            async with _statement(bind) as conn:
                 result = await conn.execute(
                     sql.PRUNE,
                     {"older_than_seconds": older_than.total_seconds(), "batch": batch_size},
@@ -691,10 +746,10 @@ async def prune(engine: Bind, *, older_than: dt.timedelta, batch_size: int = PRU
     return total
 
 
-async def has_ready_or_running(engine: Bind, *, kinds: Collection[str] | None = None) -> bool:
+async def has_ready_or_running(bind: Bind, *, kinds: Collection[str] | None = None) -> bool:
     """Is any job (of ``kinds``) ready to claim now, or running anywhere? (``--drain``)"""
     with dberrors.mapped("has_ready_or_running"):
-        async with _statement(engine) as conn:
+        async with _statement(bind) as conn:
             busy = (
                 await conn.execute(
                     sql.HAS_READY_OR_RUNNING,
@@ -702,3 +757,15 @@ async def has_ready_or_running(engine: Bind, *, kinds: Collection[str] | None = 
                 )
             ).scalar_one()
     return bool(busy)
+
+
+async def waiting_on_backoff(bind: Bind, *, kinds: Collection[str] | None = None) -> Waiting:
+    """How many pending jobs (of ``kinds``) wait on a backoff, and until when (``--drain``)."""
+    with dberrors.mapped("waiting_on_backoff"):
+        async with _statement(bind) as conn:
+            row = (
+                await conn.execute(
+                    sql.WAITING_ON_BACKOFF, {"kinds": None if kinds is None else list(kinds)}
+                )
+            ).one()
+    return Waiting(jobs=int(row.waiting), next_at=row.next_at)

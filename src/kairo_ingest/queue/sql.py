@@ -8,10 +8,40 @@ Rules that every statement here follows:
   fail, release, evidence, fence) is *fenced*: it matches ``lease_token`` and
   ``status = 'running'``, so a worker whose lease was reclaimed, cancelled or
   expired changes nothing. Zero rows is the caller's signal that the lease was lost.
-* Multi-row writes are set-based, over rows picked with ``FOR NO KEY UPDATE SKIP
-  LOCKED``: concurrent workers never wait on each other's rows, and nothing is done
-  as a read-modify-write loop in Python. ``NO KEY`` (rather than ``FOR UPDATE``) lets
-  foreign-key checks from ``apify_runs`` inserts proceed while a row is locked.
+* Multi-row writes are set-based, over rows picked with ``SKIP LOCKED``: concurrent
+  workers never wait on each other's rows, and nothing is done as a read-modify-write
+  loop in Python.
+
+Fencing and heartbeats (why they cannot starve each other)
+----------------------------------------------------------
+A lease holder's page transactions take the fence (:data:`FENCE`) first. The fence must
+guarantee that nothing such a transaction writes commits after another worker took the
+job over, and the lease holder's own heartbeat must extend the lease however many page
+transactions are open. PostgreSQL's four row-lock strengths give both at once:
+
+* ``lease_token`` has a plain unique index (``uq_jobs_lease_token``, migration 0002), so
+  PostgreSQL counts it as a key column. Every statement that moves a lease on (claim,
+  reap, cancel, complete, retry, snooze, fail, release, give-up) changes the token and
+  therefore locks the row ``FOR UPDATE``, the strongest mode.
+* The fence takes ``FOR KEY SHARE``. It conflicts with ``FOR UPDATE`` only: a takeover
+  waits until every open page transaction of the old holder has committed or rolled
+  back, and a fence that comes after the takeover re-reads the row, sees a new token and
+  raises ``LeaseLostError``. A page transaction therefore never commits after its lease
+  moved on.
+* The heartbeat changes only ``lease_expires_at``, a non-key column, so it takes
+  ``FOR NO KEY UPDATE``, which does not conflict with ``FOR KEY SHARE``: open page
+  transactions never stop it (the old fence took ``FOR SHARE``, which does conflict, and
+  a heartbeat that skipped busy rows never extended a job that was always ingesting).
+* The claim's and the reaper's pickers lock ``FOR UPDATE SKIP LOCKED``, the mode their
+  UPDATE needs anyway: a job with an open page transaction is skipped, not waited for.
+
+Alternatives considered: a heartbeat that waits under ``lock_timeout`` for ``FOR SHARE``
+holders can still starve when page transactions overlap back to back (there is always a
+share lock); lease state on its own row (a ``job_leases`` table) works too but moves a
+contract column (``jobs.lease_expires_at``) and doubles every lease write. The key-lock
+design changes one lock clause and adds one index; the integration tests pin the
+PostgreSQL behaviour it relies on (a token change waits for the fence, a heartbeat
+does not).
 * Parameters are cast in SQL and JSON travels as text cast to ``jsonb``, so the
   statements do not depend on driver type inference.
 * The result columns are typed with the table's own columns, so rows come back
@@ -78,39 +108,51 @@ _FINISHED = "('succeeded', 'failed', 'cancelled')"
 # ---------------------------------------------------------------------------------------
 # Enqueue
 
-# Insert one job and announce it, in one statement (one round trip, one transaction). When
-# the brand already has a pending or running job of this kind, the partial unique index
-# uq_jobs_active_per_brand turns the insert into a no-op (the conflict target repeats the
-# index predicate so PostgreSQL can infer the index): no row comes back and nothing is
-# notified. The NOTIFY goes out on commit, never for a rolled-back insert; the scalar
-# subquery over `notified` is what makes PostgreSQL run it.
+# Insert one job and announce it, or coalesce into the brand's *pending* job of this kind,
+# in one statement (one round trip, one transaction). The conflict target repeats the
+# predicate of uq_jobs_pending_per_brand so PostgreSQL infers that index; a running job of
+# the brand does not conflict, so enqueueing while it runs creates one follow-up job (and a
+# second enqueue coalesces into that follow-up). Coalescing merges force_refresh with OR and
+# changes nothing else. `inserted` (xmax = 0 on the returned row version) tells a new row
+# from a coalesced one; only a new row is announced. The NOTIFY goes out on commit, never for
+# a rolled-back insert; the scalar subquery over `notified` is what makes PostgreSQL run it.
 ENQUEUE = sa.text(
     f"""
-    WITH inserted AS (
+    WITH upserted AS (
         INSERT INTO jobs AS j (kind, brand_id, params, priority, max_attempts)
         VALUES (
             CAST(:kind AS text), CAST(:brand_id AS uuid), CAST(:params AS jsonb),
             CAST(:priority AS integer), CAST(:max_attempts AS integer)
         )
-        ON CONFLICT (kind, brand_id)
-            WHERE status IN ('pending', 'running') AND brand_id IS NOT NULL
-        DO NOTHING
-        RETURNING {_JOB}
+        ON CONFLICT (kind, brand_id) WHERE status = 'pending' AND brand_id IS NOT NULL
+        DO UPDATE SET
+            params = CASE
+                WHEN EXCLUDED.params -> 'force_refresh' = 'true'::jsonb
+                    THEN j.params || '{{"force_refresh": true}}'::jsonb
+                ELSE j.params
+            END,
+            updated_at = now()
+        RETURNING {_JOB}, (j.xmax = 0) AS inserted
     ),
     notified AS (
-        SELECT pg_notify('{CHANNEL}', i.kind) FROM inserted AS i
+        SELECT pg_notify('{CHANNEL}', u.kind) FROM upserted AS u WHERE u.inserted
     )
-    SELECT {_select_list(JOB_COLUMNS, "i")}, (SELECT count(*) FROM notified) AS notified
-    FROM inserted AS i
+    SELECT {_select_list(JOB_COLUMNS, "u")}, u.inserted,
+           (SELECT count(*) FROM notified) AS notified
+    FROM upserted AS u
     """
-).columns(*(tables.jobs.c[name] for name in JOB_COLUMNS), sa.column("notified", sa.BigInteger))
+).columns(
+    *(tables.jobs.c[name] for name in JOB_COLUMNS),
+    sa.column("inserted", sa.Boolean),
+    sa.column("notified", sa.BigInteger),
+)
 
-# The brand's active job of a kind: what ENQUEUE conflicted with.
-SELECT_ACTIVE_FOR_BRAND = _typed(
+# The brand's pending job of a kind (what an operator retry conflicted with).
+SELECT_PENDING_FOR_BRAND = _typed(
     f"""
     SELECT {_JOB} FROM jobs AS j
     WHERE j.kind = CAST(:kind AS text) AND j.brand_id = CAST(:brand_id AS uuid)
-      AND j.status IN ('pending', 'running')
+      AND j.status = 'pending'
     """,
     JOB_COLUMNS,
 )
@@ -137,22 +179,45 @@ ENQUEUE_MANY = sa.text(
 # it is delivered on commit and never for a rolled-back change.
 NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', CAST(:kind AS text))")
 
+# A job that goes back to pending while its brand already has a pending follow-up job
+# (enqueued while it ran) would make two pending jobs of the brand: the follow-up, which
+# lists the brand's sources afresh, supersedes it, so it ends as cancelled instead, its
+# error kept with a note. The statements that return a running job to pending (retry,
+# snooze, release, reap, give-up) all use these expressions over the alias j.
+_SUPERSEDED = (
+    "EXISTS (SELECT 1 FROM jobs AS s WHERE s.kind = j.kind AND s.brand_id = j.brand_id"
+    " AND s.status = 'pending' AND s.id <> j.id)"
+)
+_BACK_TO_PENDING = f"CASE WHEN {_SUPERSEDED} THEN 'cancelled' ELSE 'pending' END"
+_FINISHED_IF_SUPERSEDED = f"CASE WHEN {_SUPERSEDED} THEN now() END"
+SUPERSEDED_NOTE = "; superseded by the brand's pending follow-up job"
+_NOTE_IF_SUPERSEDED = (
+    f"CASE WHEN {_SUPERSEDED} THEN '{SUPERSEDED_NOTE.replace(chr(39), chr(39) * 2)}' ELSE '' END"
+)
+
 # ---------------------------------------------------------------------------------------
 # The lease holder's statements
 
 # Claim up to :limit ready jobs in one statement. The CTE walks ix_jobs_claimable in claim
 # order and skips rows another claimer has locked, so concurrent workers get disjoint
-# batches without waiting. Each claimed row gets a fresh fencing token and a lease that
-# ends :lease_seconds after the database's now().
+# batches without waiting. A follow-up job whose brand's job still runs is passed over (one
+# probe of uq_jobs_running_per_brand per candidate row; brand-less jobs match nothing), so
+# the claim never trips that index and the batch stays one index walk. Each claimed row
+# gets a fresh fencing token and a lease that ends :lease_seconds after the database's
+# now().
 CLAIM = _typed(
     f"""
     WITH picked AS (
         SELECT id FROM jobs
         WHERE status = 'pending' AND available_at <= now()
           AND (CAST(:kinds AS text[]) IS NULL OR kind = ANY(CAST(:kinds AS text[])))
+          AND NOT EXISTS (
+              SELECT 1 FROM jobs AS r
+              WHERE r.kind = jobs.kind AND r.brand_id = jobs.brand_id AND r.status = 'running'
+          )
         ORDER BY priority, available_at, id
         LIMIT CAST(:limit AS integer)
-        FOR NO KEY UPDATE SKIP LOCKED
+        FOR UPDATE SKIP LOCKED
     )
     UPDATE jobs AS j
     SET status = 'running',
@@ -174,17 +239,18 @@ CLAIM = _typed(
 # analyze) the planner's default selectivities make it pick a bitmap scan of every ready
 # row plus a sort instead: O(ready rows) per claim, measured 170 ms at 200k ready jobs
 # against 1 ms for the index walk. A bitmap scan is never the right plan for a claim, so the
-# worker's dedicated claim connection turns it off for its session, and resets it before
-# the connection goes back to the pool.
-CLAIM_SESSION_SETUP = sa.text("SET enable_bitmapscan = off")
-CLAIM_SESSION_RESET = sa.text("RESET enable_bitmapscan")
+# claim turns it off with SET LOCAL inside its own transaction: no session state, so the
+# claim is safe behind a transaction-mode pooler (PgBouncer), and nothing leaks to other
+# users of the connection.
+CLAIM_PLANNER = sa.text("SET LOCAL enable_bitmapscan = off")
 
 # Extend every lease a process holds, in one statement. (id, token) pairs are matched as
-# pairs (unnest of two arrays), and only running rows are extended. Rows locked by someone
-# else right now (a fenced pipeline transaction holding FOR SHARE, a cancel in progress)
-# are skipped rather than waited for, so one busy row never stalls the others; the final
-# SELECT reports, per pair, whether it was extended and whether the row, as of this
-# statement's snapshot, is still ours (held but not extended = busy; try next beat).
+# pairs (unnest of two arrays), and only running rows are extended. FOR NO KEY UPDATE does
+# not conflict with the fence's FOR KEY SHARE, so the holder's own page transactions never
+# block it. Rows locked FOR UPDATE right now (a takeover, cancel or the holder's own final
+# write in progress) are skipped rather than waited for, so one busy row never stalls the
+# others; the final SELECT reports, per pair, whether it was extended and whether the row,
+# as of this statement's snapshot, is still ours (held but not extended = busy).
 HEARTBEAT = sa.text(
     """
     WITH held AS (
@@ -245,18 +311,20 @@ COMPLETE = _typed(
 # A retryable failure: back to pending after :delay_seconds (the full-jitter backoff the
 # caller computed); the attempt stays spent. Fenced.
 RETRY_LATER = _typed(
-    """
-    UPDATE jobs
-    SET status = 'pending',
+    f"""
+    UPDATE jobs AS j
+    SET status = {_BACK_TO_PENDING},
         available_at = now() + make_interval(secs => CAST(:delay_seconds AS double precision)),
+        finished_at = {_FINISHED_IF_SUPERSEDED},
         lease_token = NULL,
         lease_expires_at = NULL,
-        last_error = CAST(:error AS text),
+        last_error = CAST(:error AS text) || {_NOTE_IF_SUPERSEDED},
         last_error_kind = CAST(:error_kind AS text),
-        evidence_status = coalesce(CAST(:evidence AS jsonb), evidence_status),
+        evidence_status = coalesce(CAST(:evidence AS jsonb), j.evidence_status),
         updated_at = now()
-    WHERE id = CAST(:id AS uuid) AND lease_token = CAST(:token AS uuid) AND status = 'running'
-    RETURNING id
+    WHERE j.id = CAST(:id AS uuid) AND j.lease_token = CAST(:token AS uuid)
+      AND j.status = 'running'
+    RETURNING j.id
     """,
     ("id",),
 )
@@ -264,19 +332,21 @@ RETRY_LATER = _typed(
 # "Not now" (rate limited, Apify concurrency or memory limit): back to pending after
 # :delay_seconds with the attempt refunded, so waiting never exhausts max_attempts. Fenced.
 SNOOZE = _typed(
-    """
-    UPDATE jobs
-    SET status = 'pending',
+    f"""
+    UPDATE jobs AS j
+    SET status = {_BACK_TO_PENDING},
         available_at = now() + make_interval(secs => CAST(:delay_seconds AS double precision)),
-        attempts = greatest(attempts - 1, 0),
+        finished_at = {_FINISHED_IF_SUPERSEDED},
+        attempts = greatest(j.attempts - 1, 0),
         lease_token = NULL,
         lease_expires_at = NULL,
-        last_error = CAST(:error AS text),
+        last_error = CAST(:error AS text) || {_NOTE_IF_SUPERSEDED},
         last_error_kind = CAST(:error_kind AS text),
-        evidence_status = coalesce(CAST(:evidence AS jsonb), evidence_status),
+        evidence_status = coalesce(CAST(:evidence AS jsonb), j.evidence_status),
         updated_at = now()
-    WHERE id = CAST(:id AS uuid) AND lease_token = CAST(:token AS uuid) AND status = 'running'
-    RETURNING id
+    WHERE j.id = CAST(:id AS uuid) AND j.lease_token = CAST(:token AS uuid)
+      AND j.status = 'running'
+    RETURNING j.id
     """,
     ("id",),
 )
@@ -302,13 +372,18 @@ FAIL = _typed(
 # Shutdown: hand the given leases back at once, ready now, with the interrupted attempt
 # refunded, so no job waits for its lease to expire after a deploy. Fenced per pair.
 RELEASE = _typed(
-    """
+    f"""
     UPDATE jobs AS j
-    SET status = 'pending',
+    SET status = {_BACK_TO_PENDING},
         available_at = now(),
+        finished_at = {_FINISHED_IF_SUPERSEDED},
         attempts = greatest(j.attempts - 1, 0),
         lease_token = NULL,
         lease_expires_at = NULL,
+        last_error = CASE WHEN {_SUPERSEDED}
+            THEN 'released at shutdown' || {_NOTE_IF_SUPERSEDED} ELSE j.last_error END,
+        last_error_kind = CASE WHEN {_SUPERSEDED}
+            THEN CAST(:cancelled_kind AS text) ELSE j.last_error_kind END,
         updated_at = now()
     FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[])) AS r(id, token)
     WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'running'
@@ -317,28 +392,46 @@ RELEASE = _typed(
     ("id",),
 )
 
-# The pipeline's fence, inside its own transaction: the row must still be ours. FOR SHARE
-# lets a job's concurrent source transactions proceed together, while a reclaim, cancel
-# or completion (which need a row lock that conflicts with SHARE) waits for them to commit,
-# so nothing a stale worker writes can commit after its lease has moved on.
+# A lease holder gives a job up (its heartbeat could not extend the lease in time): hand it
+# back at once, fenced per pair, instead of letting it wait for expiry and the reaper. The
+# attempt stays spent (unlike RELEASE at shutdown); a job out of attempts fails with the
+# lease_lost kind, as the reaper would fail it.
+GIVE_UP = sa.text(
+    f"""
+    UPDATE jobs AS j
+    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE {_BACK_TO_PENDING} END,
+        available_at = CASE WHEN j.attempts >= j.max_attempts THEN j.available_at ELSE now() END,
+        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now()
+            ELSE {_FINISHED_IF_SUPERSEDED} END,
+        lease_token = NULL,
+        lease_expires_at = NULL,
+        last_error = 'lease of ' || coalesce(j.lease_owner, 'unknown worker')
+            || ' given up during attempt ' || j.attempts
+            || ': heartbeats could not extend it in time' || {_NOTE_IF_SUPERSEDED},
+        last_error_kind = CAST(:error_kind AS text),
+        updated_at = now()
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[])) AS r(id, token)
+    WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'running'
+    RETURNING j.id, j.status
+    """
+).columns(tables.jobs.c.id, tables.jobs.c.status)
+
+# The pipeline's fence, inside its own transaction: the row must still be ours. FOR KEY
+# SHARE lets a job's concurrent source transactions and its heartbeat proceed together,
+# while a reclaim, cancel or completion (which change the key column lease_token and so
+# lock FOR UPDATE) waits for them to end, so nothing a stale worker writes can commit after
+# its lease has moved on (see the module docstring).
 FENCE = sa.text(
     """
     SELECT 1 FROM jobs
     WHERE id = CAST(:id AS uuid) AND lease_token = CAST(:token AS uuid) AND status = 'running'
-    FOR SHARE
+    FOR KEY SHARE
     """
 )
 
-# Replace evidence_status while the job runs, fenced, inside the caller's transaction.
-UPDATE_EVIDENCE = _typed(
-    """
-    UPDATE jobs
-    SET evidence_status = CAST(:evidence AS jsonb), updated_at = now()
-    WHERE id = CAST(:id AS uuid) AND lease_token = CAST(:token AS uuid) AND status = 'running'
-    RETURNING id
-    """,
-    ("id",),
-)
+# The heartbeat runs in a short transaction of its own on its dedicated connection, with a
+# statement timeout shorter than the beat interval (milliseconds, as text).
+BEAT_TIMEOUT = sa.text("SELECT set_config('statement_timeout', CAST(:ms AS text), true)")
 
 # ---------------------------------------------------------------------------------------
 # Maintenance
@@ -350,16 +443,16 @@ UPDATE_EVIDENCE = _typed(
 # (random() * least(cap, base * 2^(attempts-1))), so a job that crashes its worker every
 # time cannot loop hot; exhausted jobs fail with the lease_lost kind.
 REAP = sa.text(
-    """
+    f"""
     WITH expired AS (
         SELECT id FROM jobs
         WHERE status = 'running' AND lease_expires_at < now()
         ORDER BY lease_expires_at
         LIMIT CAST(:limit AS integer)
-        FOR NO KEY UPDATE SKIP LOCKED
+        FOR UPDATE SKIP LOCKED
     )
     UPDATE jobs AS j
-    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END,
+    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE {_BACK_TO_PENDING} END,
         available_at = CASE
             WHEN j.attempts >= j.max_attempts THEN j.available_at
             ELSE now() + make_interval(secs => random() * least(
@@ -368,11 +461,12 @@ REAP = sa.text(
                     * power(2.0, least(greatest(j.attempts, 1) - 1, 60))
             ))
         END,
-        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now()
+            ELSE {_FINISHED_IF_SUPERSEDED} END,
         lease_token = NULL,
         lease_expires_at = NULL,
         last_error = 'lease of ' || coalesce(j.lease_owner, 'unknown worker')
-            || ' expired during attempt ' || j.attempts,
+            || ' expired during attempt ' || j.attempts || {_NOTE_IF_SUPERSEDED},
         last_error_kind = CAST(:error_kind AS text),
         updated_at = now()
     FROM expired
@@ -399,7 +493,8 @@ CANCEL = _typed(
 )
 
 # Operator retry of a failed or cancelled job: pending, ready now, attempts reset. May
-# violate uq_jobs_active_per_brand when the brand has another active job of the kind.
+# violate uq_jobs_pending_per_brand when the brand already has a pending job of the kind
+# (with a running one it becomes that job's follow-up).
 RETRY_JOB = _typed(
     f"""
     UPDATE jobs AS j
@@ -497,6 +592,17 @@ HAS_READY_OR_RUNNING = sa.text(
     ) AS busy
     """
 ).columns(sa.column("busy", sa.Boolean))
+
+# Drain mode's report on exit: how many pending jobs (of the given kinds) wait on a backoff
+# or snooze, and when the first of them becomes ready (by the database clock).
+WAITING_ON_BACKOFF = sa.text(
+    """
+    SELECT count(*) AS waiting, min(available_at) AS next_at
+    FROM jobs
+    WHERE status = 'pending' AND available_at > now()
+      AND (CAST(:kinds AS text[]) IS NULL OR kind = ANY(CAST(:kinds AS text[])))
+    """
+).columns(sa.column("waiting", sa.BigInteger), tables.jobs.c.available_at.label("next_at"))
 
 # The LISTEN connection's liveness probe (a plain string: it runs on a raw asyncpg
 # connection, not through SQLAlchemy).

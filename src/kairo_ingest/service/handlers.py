@@ -14,7 +14,7 @@ from kairo_ingest.domain import registry, statuses
 from kairo_ingest.pipeline import compile as compile_job
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.worker import builtin
-from kairo_ingest.worker import runner as worker_runner
+from kairo_ingest.worker import context as worker_context
 
 log = logs.get(__name__)
 
@@ -37,13 +37,13 @@ def pipeline_deps(
     )
 
 
-def compile_handler(d: deps_module.Deps) -> worker_runner.Handler:
-    async def handle(ctx: worker_runner.JobContext) -> worker_runner.Outcome:
+def compile_handler(d: deps_module.Deps) -> worker_context.Handler:
+    async def handle(ctx: worker_context.JobContext) -> worker_context.Outcome:
         result = await compile_job.run(d, ctx.lease)
-        return worker_runner.Outcome(evidence_status=result.evidence_status, error=result.error)
+        return worker_context.Outcome(evidence_status=result.evidence_status, error=result.error)
 
     return handle
 
 
-def table(d: deps_module.Deps) -> Mapping[str, worker_runner.Handler]:
+def table(d: deps_module.Deps) -> Mapping[str, worker_context.Handler]:
     return {statuses.JobKind.COMPILE: compile_handler(d), builtin.NOOP_KIND: builtin.noop}

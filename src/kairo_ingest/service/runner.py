@@ -19,7 +19,8 @@ from kairo_ingest import config, logs
 from kairo_ingest.console import server as console_server
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.service import apify_access, handlers, health_server, http, resources
-from kairo_ingest.worker import runner as worker_runner
+from kairo_ingest.worker import config as worker_config_module
+from kairo_ingest.worker import core as worker_core
 
 log = logs.get(__name__)
 
@@ -33,23 +34,11 @@ def make_worker(
     db: resources.Database,
     deps: deps_module.Deps,
     concurrency: int,
-) -> worker_runner.Worker:
-    return worker_runner.Worker(
-        db.engine,
-        handlers.table(deps),
-        owner=owner_name(),
-        concurrency=concurrency,
-        lease_seconds=settings.lease_seconds,
-        poll_interval_seconds=settings.poll_interval_seconds,
-        listen=settings.listen_notify,
-        dsn_for_listen=db.url,
-        retry_base_seconds=settings.retry_base_seconds,
-        retry_cap_seconds=settings.retry_cap_seconds,
-        snooze_seconds=settings.snooze_seconds,
-        reap_interval_seconds=settings.reap_interval_seconds,
-        retention=settings.finished_job_retention,
-        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+) -> worker_core.Worker:
+    worker_config = worker_config_module.WorkerConfig.from_settings(
+        settings, owner=owner_name(), concurrency=concurrency, dsn_for_listen=db.url
     )
+    return worker_core.Worker(db.engine, handlers.table(deps), worker_config)
 
 
 async def run(settings: config.Settings, *, concurrency: int | None, drain: bool) -> int:
@@ -112,6 +101,8 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
         )
         try:
             await worker.run(drain=drain)
+            if worker.drain_report is not None:
+                print(f"drained: {worker.drain_report.describe()}", flush=True)
         finally:
             health.draining = True
             await asyncio.to_thread(front.stop)

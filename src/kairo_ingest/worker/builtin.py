@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from kairo_ingest.worker import runner
+from kairo_ingest.worker import context
 
 NOOP_KIND = "noop"
 
 
-async def noop(ctx: runner.JobContext) -> runner.Outcome:
+async def noop(ctx: context.JobContext) -> context.Outcome:
     """Succeed at once, storing nothing: measures the queue alone."""
-    return runner.Outcome()
+    return context.Outcome()
 
 
-HANDLERS: dict[str, runner.Handler] = {NOOP_KIND: noop}
+HANDLERS: dict[str, context.Handler] = {NOOP_KIND: noop}

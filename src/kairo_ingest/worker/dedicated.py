@@ -7,6 +7,9 @@ mode makes each of those single-statement operations one round trip. After any e
 the connection is invalidated and the next :meth:`get` checks out a fresh one, so a
 database restart costs one failed statement.
 
+With ``autocommit=False`` the caller scopes its own transactions (the heartbeat sets its
+statement timeout with ``SET LOCAL``-style settings that need one).
+
 Session settings a loop needs (``setup``) are undone (``reset``) before the connection
 goes back to the pool, so they never leak to other users of the pool.
 """
@@ -29,8 +32,10 @@ class DedicatedConnection:
         *,
         setup: Sequence[sa.Executable] = (),
         reset: Sequence[sa.Executable] = (),
+        autocommit: bool = True,
     ) -> None:
         self._engine = engine
+        self._autocommit = autocommit
         self._setup = tuple(setup)
         self._reset = tuple(reset)
         self._conn: sa_async.AsyncConnection | None = None
@@ -41,7 +46,8 @@ class DedicatedConnection:
             with dberrors.mapped("connect"):
                 conn = await self._engine.connect()
                 try:
-                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    if self._autocommit:
+                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                     for statement in self._setup:
                         await conn.execute(statement)
                 except BaseException:

@@ -50,12 +50,6 @@ class RetryPolicy:
     snooze_seconds: float
 
 
-def write_backoff(failures: int, rng: random.Random) -> float:
-    """Seconds before retrying a failed write: 0.1 s doubling to 5 s, half of it jittered."""
-    ceiling = retry_rules.ceiling_seconds(failures, 0.1, 5.0)
-    return ceiling * (0.5 + rng.random() / 2)
-
-
 class Finisher:
     def __init__(
         self,
@@ -70,7 +64,6 @@ class Finisher:
         self._queue: list[_Pending] = []
         self._ready = asyncio.Event()
         self._closing = False
-        self.batches = 0  # statements written, for tests and benchmarks
 
     def submit(
         self,
@@ -85,10 +78,6 @@ class Finisher:
         self._queue.append(_Pending(lease, evidence_status, error, done))
         self._ready.set()
         return done
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
 
     async def run(self) -> None:
         """Write batches until closed and empty."""
@@ -154,7 +143,6 @@ class Finisher:
 
     async def _complete(self, pending: list[_Pending]) -> set[uuid.UUID] | None:
         items = [(p.lease, p.evidence_status) for p in pending]
-        self.batches += 1
         return await self._persist(
             functools.partial(queue_jobs.complete_many, items=items), "complete"
         )
@@ -182,7 +170,7 @@ class Finisher:
                     )
                     return None
                 failures += 1
-                delay = write_backoff(failures, self._rng)
+                delay = retry_rules.retry_delay_seconds(failures, self._rng)
                 _log.warning(
                     "final_write_failed",
                     operation=operation,

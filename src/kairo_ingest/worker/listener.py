@@ -65,9 +65,12 @@ class Listener:
                 failures = 0
             except Exception as exc:  # noqa: BLE001 - any failure means: reconnect later
                 failures += 1
-                delay = retry_rules.ceiling_seconds(
-                    failures, self._reconnect_base, self._reconnect_cap
-                ) * (0.5 + self._rng.random() / 2)
+                delay = retry_rules.retry_delay_seconds(
+                    failures,
+                    self._rng,
+                    base_seconds=self._reconnect_base,
+                    cap_seconds=self._reconnect_cap,
+                )
                 kind, _, _ = errors.classify(exc)
                 _log.warning(
                     "listener_disconnected",

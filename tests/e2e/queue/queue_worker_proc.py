@@ -16,41 +16,44 @@ import pathlib
 import signal
 import uuid
 
-from kairo_ingest import logs
+from kairo_ingest import config, logs
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.worker import runner
+from kairo_ingest.worker import config as worker_config
+from kairo_ingest.worker import context, core
 
 
 async def main(args: argparse.Namespace) -> None:
     engine = db_engine.create(args.url, pool_size=4)
     ran: list[uuid.UUID] = []
 
-    async def noop(ctx: runner.JobContext) -> runner.Outcome:
+    async def noop(ctx: context.JobContext) -> context.Outcome:
         ran.append(ctx.lease.job_id)
-        return runner.Outcome()
+        return context.Outcome()
 
-    async def block(ctx: runner.JobContext) -> runner.Outcome:
+    async def block(ctx: context.JobContext) -> context.Outcome:
         await asyncio.Event().wait()
-        return runner.Outcome()
+        return context.Outcome()
 
-    handlers: dict[str, runner.Handler] = (
+    handlers: dict[str, context.Handler] = (
         {"noop": noop} if args.mode == "drain" else {"block": block}
     )
-    worker = runner.Worker(
-        engine,
-        handlers,
-        owner=args.owner,
-        concurrency=args.concurrency,
+    settings = config.Settings(
         lease_seconds=args.lease,
         poll_interval_seconds=0.1,
-        listen=True,
-        dsn_for_listen=args.url,
+        listen_notify=True,
         retry_base_seconds=0.01,
         retry_cap_seconds=0.05,
         snooze_seconds=0.01,
         reap_interval_seconds=0.2,
-        retention=None,
+        finished_job_retention_days=0,
         shutdown_grace_seconds=args.grace,
+    )
+    worker = core.Worker(
+        engine,
+        handlers,
+        worker_config.WorkerConfig.from_settings(
+            settings, owner=args.owner, concurrency=args.concurrency, dsn_for_listen=args.url
+        ),
     )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.request_stop)

@@ -15,8 +15,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_ingest import config
 from kairo_ingest.queue import jobs
-from kairo_ingest.worker import runner
+from kairo_ingest.worker import config as worker_config
+from kairo_ingest.worker import context, core
 
 SCRIPT = pathlib.Path(__file__).with_name("queue_worker_proc.py")
 BOUND_SECONDS = 60.0
@@ -108,25 +110,25 @@ async def test_a_killed_worker_s_job_is_picked_up_after_its_lease_expires_and_co
 
     completions: list[uuid.UUID] = []
 
-    async def block(ctx: runner.JobContext) -> runner.Outcome:
+    async def block(ctx: context.JobContext) -> context.Outcome:
         completions.append(ctx.lease.job_id)
-        return runner.Outcome(evidence_status={"by": "rescuer"})
+        return context.Outcome(evidence_status={"by": "rescuer"})
 
-    rescuer = runner.Worker(
-        engine,
-        {"block": block},
-        owner="rescuer",
-        concurrency=2,
+    settings = config.Settings(
         lease_seconds=30,
         poll_interval_seconds=0.1,
-        listen=False,
-        dsn_for_listen=None,
+        listen_notify=False,
         retry_base_seconds=0.01,  # the reclaim backoff stays short in this test
         retry_cap_seconds=0.05,
         snooze_seconds=0.01,
         reap_interval_seconds=0.1,
-        retention=None,
+        finished_job_retention_days=0,
         shutdown_grace_seconds=5,
+    )
+    rescuer = core.Worker(
+        engine,
+        {"block": block},
+        worker_config.WorkerConfig.from_settings(settings, owner="rescuer", concurrency=2),
     )
     task = asyncio.create_task(rescuer.run())
     try:

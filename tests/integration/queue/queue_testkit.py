@@ -12,40 +12,44 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import metrics
+from kairo_ingest import config, metrics
 from kairo_ingest.queue import jobs
-from kairo_ingest.worker import runner
+from kairo_ingest.worker import config as worker_config_module
+from kairo_ingest.worker import core
 
 # Every wait in these tests is on an event or a condition; this is only the bound after
 # which a test fails instead of hanging.
 BOUND_SECONDS = 15.0
 
-WorkerFactory = Callable[..., runner.Worker]
+WorkerFactory = Callable[..., core.Worker]
 
 
-def worker_options(db_url: str, **overrides: Any) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "owner": f"test-{uuid.uuid4().hex[:6]}",
-        "concurrency": 4,
-        "lease_seconds": 30.0,
-        "poll_interval_seconds": 0.1,
-        "listen": False,
-        "dsn_for_listen": db_url,
-        "retry_base_seconds": 0.01,
-        "retry_cap_seconds": 0.05,
-        "snooze_seconds": 0.01,
-        "reap_interval_seconds": 0.1,
-        "retention": None,
-        "shutdown_grace_seconds": 5.0,
-    }
-    options.update(overrides)
-    return options
+def worker_config(db_url: str, **overrides: Any) -> worker_config_module.WorkerConfig:
+    """The worker's settings as the service builds them, with short, test-friendly timings
+    (keyword overrides win; ``clock`` and ``rng`` are not settings, pass them to Worker)."""
+    settings = config.Settings(
+        database_url=db_url,
+        lease_seconds=30.0,
+        poll_interval_seconds=0.1,
+        listen_notify=False,
+        retry_base_seconds=0.01,
+        retry_cap_seconds=0.05,
+        snooze_seconds=0.01,
+        reap_interval_seconds=0.1,
+        finished_job_retention_days=0,
+        shutdown_grace_seconds=5.0,
+    )
+    return worker_config_module.WorkerConfig.from_settings(
+        settings,
+        owner=overrides.pop("owner", f"test-{uuid.uuid4().hex[:6]}"),
+        concurrency=overrides.pop("concurrency", 4),
+        dsn_for_listen=overrides.pop("dsn_for_listen", db_url),
+        **overrides,
+    )
 
 
 @contextlib.asynccontextmanager
-async def running(
-    worker: runner.Worker, *, drain: bool = False
-) -> AsyncIterator[asyncio.Task[None]]:
+async def running(worker: core.Worker, *, drain: bool = False) -> AsyncIterator[asyncio.Task[None]]:
     """Run the worker in a task; on exit stop it (skipping the grace) and await it."""
     task = asyncio.create_task(worker.run(drain=drain), name="test-worker")
     ready = asyncio.create_task(worker.ready.wait())

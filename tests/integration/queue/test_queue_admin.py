@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import uuid
 
@@ -15,23 +16,104 @@ from kairo_ingest import errors
 from kairo_ingest.queue import jobs
 
 
-async def test_enqueue_dedupes_per_brand(engine: sa_async.AsyncEngine) -> None:
+async def test_enqueue_coalesces_only_into_a_pending_job_merging_force_refresh(
+    engine: sa_async.AsyncEngine,
+) -> None:
     brand = uuid.uuid4()
-    first, created = await jobs.enqueue(engine, kind="compile", brand_id=brand, params={"x": 1})
+    first, created = await jobs.enqueue(
+        engine, kind="compile", brand_id=brand, params={"force_refresh": False, "x": 1}
+    )
     assert created
-    again, created_again = await jobs.enqueue(engine, kind="compile", brand_id=brand)
+    again, created_again = await jobs.enqueue(
+        engine, kind="compile", brand_id=brand, params={"force_refresh": True}
+    )
     assert (again.id, created_again) == (first.id, False)
+    assert again.params == {"force_refresh": True, "x": 1}
+    # OR: a later enqueue without force_refresh does not take it back.
+    third, _ = await jobs.enqueue(engine, kind="compile", brand_id=brand, params={"x": 2})
+    assert (third.id, third.params) == (first.id, {"force_refresh": True, "x": 1})
     # Another kind, or another brand, is another job.
     assert (await jobs.enqueue(engine, kind="noop", brand_id=brand))[1]
     assert (await jobs.enqueue(engine, kind="compile", brand_id=uuid.uuid4()))[1]
-    # Running still counts as active; a finished job does not.
+
+
+async def test_enqueue_while_the_brand_runs_creates_one_follow_up_claimed_after_it(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    """The running job already listed its sources: a new request (force_refresh here)
+    must become a follow-up job, not be folded into the running one and dropped."""
+    brand = uuid.uuid4()
+    running, _ = await jobs.enqueue(engine, kind="compile", brand_id=brand)
     [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30, kinds=["compile"])
-    assert lease.job_id == first.id
-    assert (await jobs.enqueue(engine, kind="compile", brand_id=brand))[0].id == first.id
+    assert lease.job_id == running.id
+    follow, created = await jobs.enqueue(
+        engine, kind="compile", brand_id=brand, params={"force_refresh": True}
+    )
+    assert created
+    assert follow.id != running.id
+    assert (follow.status, follow.params) == ("pending", {"force_refresh": True})
+    again, created_again = await jobs.enqueue(engine, kind="compile", brand_id=brand)
+    assert (again.id, created_again) == (follow.id, False)
+    # Never two running jobs of one brand: the follow-up waits for the running job.
+    assert await jobs.claim(engine, owner="w2", limit=5, lease_seconds=30) == []
     assert await jobs.complete(engine, lease)
+    [next_lease] = await jobs.claim(engine, owner="w2", limit=5, lease_seconds=30)
+    assert (next_lease.job_id, next_lease.params) == (follow.id, {"force_refresh": True})
+    # A finished job does not count: the next enqueue after it is a new job.
+    assert await jobs.complete(engine, next_lease)
     fresh, created_fresh = await jobs.enqueue(engine, kind="compile", brand_id=brand)
     assert created_fresh
-    assert fresh.id != first.id
+    assert fresh.id not in {running.id, follow.id}
+
+
+async def test_the_claim_skips_a_follow_up_but_claims_other_brands_in_the_same_batch(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    brand, other = uuid.uuid4(), uuid.uuid4()
+    await jobs.enqueue(engine, kind="compile", brand_id=brand)
+    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    follow, _ = await jobs.enqueue(engine, kind="compile", brand_id=brand, priority=-1)
+    second, _ = await jobs.enqueue(engine, kind="compile", brand_id=other)
+    brandless = await jobs.enqueue_many(engine, kind="compile", count=2)
+    claimed = await jobs.claim(engine, owner="w2", limit=10, lease_seconds=30)
+    assert brandless == 2
+    assert len(claimed) == 3
+    assert follow.id not in {c.job_id for c in claimed}
+    assert second.id in {c.job_id for c in claimed}
+    assert lease.job_id not in {c.job_id for c in claimed}
+
+
+@pytest.mark.parametrize("how", ["retry", "snooze", "release", "reap", "give_up"])
+async def test_a_job_going_back_to_pending_while_its_follow_up_waits_is_superseded(
+    engine: sa_async.AsyncEngine, how: str
+) -> None:
+    """One pending job per brand: a running job that would go back to pending while its
+    follow-up waits ends as cancelled instead (the follow-up does the work), with its
+    error kept and a note."""
+    brand = uuid.uuid4()
+    job, _ = await jobs.enqueue(engine, kind="compile", brand_id=brand)
+    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    follow, _ = await jobs.enqueue(engine, kind="compile", brand_id=brand)
+    retry = {"base_seconds": 0.0, "cap_seconds": 0.0, "snooze_seconds": 0.0}
+    if how == "retry":
+        assert await jobs.fail(engine, lease, errors.ApifyTransientError("502"), **retry)
+    elif how == "snooze":
+        assert await jobs.fail(engine, lease, errors.ApifyNotNowError("429"), **retry)
+    elif how == "release":
+        assert await jobs.release(engine, [lease]) == 1
+    elif how == "reap":
+        await kit.expire_lease(engine, job.id)
+        assert await jobs.reap(engine, base_seconds=0.0, cap_seconds=0.0) == (1, 0)
+    else:
+        assert await jobs.give_up(engine, [lease]) == 1
+    done = await kit.row(engine, job.id)
+    assert done.status == "cancelled"
+    assert done.finished_at is not None
+    assert done.last_error is not None
+    assert done.last_error.endswith("superseded by the brand's pending follow-up job")
+    assert (await kit.row(engine, follow.id)).status == "pending"
+    [next_lease] = await jobs.claim(engine, owner="w2", limit=5, lease_seconds=30)
+    assert next_lease.job_id == follow.id
 
 
 async def test_concurrent_enqueues_for_one_brand_create_one_job(
@@ -43,6 +125,58 @@ async def test_concurrent_enqueues_for_one_brand_create_one_job(
     )
     assert sum(created for _, created in results) == 1
     assert len({job.id for job, _ in results}) == 1
+
+
+async def test_racing_enqueues_and_claims_from_two_connections_never_run_two_jobs_of_a_brand(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    """Enqueues, claims and completions race over a few brands from three connections.
+    Every claim statement succeeds (none trips uq_jobs_running_per_brand), the jobs of a
+    brand run one after another (by the database's clock), and every brand ends with
+    nothing pending or running."""
+    brands = [uuid.uuid4() for _ in range(4)]
+    enqueued = asyncio.Event()
+
+    async def enqueuer() -> None:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            for round_ in range(15):
+                for brand in brands:
+                    await jobs.enqueue(
+                        conn, kind="compile", brand_id=brand, params={"force_refresh": round_ == 3}
+                    )
+                await asyncio.sleep(0)
+        enqueued.set()
+
+    async def worker(name: str) -> int:
+        ran = 0
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            while True:
+                leases = await jobs.claim(conn, owner=name, limit=3, lease_seconds=30)
+                if not leases:
+                    if enqueued.is_set() and not await jobs.has_ready_or_running(conn):
+                        return ran
+                    await asyncio.sleep(0.002)
+                    continue
+                await asyncio.sleep(0.01)  # hold the jobs while the enqueuer adds follow-ups
+                for lease in leases:
+                    assert await jobs.complete(conn, lease)
+                    ran += 1
+
+    async with asyncio.timeout(kit.BOUND_SECONDS * 4):
+        _, ran_a, ran_b = await asyncio.gather(enqueuer(), worker("a"), worker("b"))
+    assert ran_a + ran_b >= len(brands) * 2  # follow-ups were created and run
+    for brand in brands:
+        ran = sorted(
+            await jobs.list_jobs(engine, brand_id=brand, limit=1000),
+            key=lambda job: job.started_at or job.created_at,
+        )
+        assert {job.status for job in ran} == {"succeeded"}
+        for before, after in itertools.pairwise(ran):
+            assert before.finished_at is not None
+            assert after.started_at is not None
+            assert before.finished_at <= after.started_at, "two jobs of one brand overlapped"
 
 
 async def test_enqueue_validates_and_prints_as_json(engine: sa_async.AsyncEngine) -> None:

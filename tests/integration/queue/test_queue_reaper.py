@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.queue import jobs, sql
-from kairo_ingest.worker import runner
+from kairo_ingest.worker import context
 
 
 async def test_reaper_is_one_set_based_statement_with_backoff(engine: sa_async.AsyncEngine) -> None:
@@ -96,7 +96,7 @@ async def test_reaper_rechecks_expiry_when_a_heartbeat_lands_first(
     await jobs.enqueue(engine, kind="k", brand_id=None)
     [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
     await kit.expire_lease(engine, lease.job_id)
-    assert await jobs.heartbeat(engine, [lease], 30) == {lease.job_id}
+    assert (await jobs.beat(engine, [lease], 30)).extended == {lease.job_id}
     assert await jobs.reap(engine, base_seconds=0.0, cap_seconds=0.0) == (0, 0)
     assert (await kit.row(engine, lease.job_id)).lease_token == lease.token
 
@@ -111,12 +111,12 @@ async def test_a_long_job_whose_heartbeats_continue_is_never_reclaimed(
     finish = asyncio.Event()
     runs = 0
 
-    async def long_job(ctx: runner.JobContext) -> runner.Outcome:
+    async def long_job(ctx: context.JobContext) -> context.Outcome:
         nonlocal runs
         runs += 1
         started.set()
         await finish.wait()
-        return runner.Outcome()
+        return context.Outcome()
 
     job, _ = await jobs.enqueue(engine, kind="long", brand_id=None)
     worker = make_worker({"long": long_job}, lease_seconds=1.2, reap_interval_seconds=3600)

@@ -106,8 +106,11 @@ async def test_a_retry_keeps_the_stored_evidence_unless_given_new(
     engine: sa_async.AsyncEngine,
 ) -> None:
     lease = await _claimed(engine)
-    async with engine.begin() as conn:
-        await jobs.fenced_update_evidence(conn, lease, {"refreshed": ["a"]})
+    await kit.execute(
+        engine,
+        """UPDATE jobs SET evidence_status = '{"refreshed": ["a"]}' WHERE id = :id""",
+        id=lease.job_id,
+    )
     await _fail(engine, lease, RuntimeError("x"), base_seconds=0.0)
     assert (await kit.row(engine, lease.job_id)).evidence_status == {"refreshed": ["a"]}
 

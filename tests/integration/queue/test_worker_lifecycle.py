@@ -10,7 +10,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
 from kairo_ingest.queue import jobs
-from kairo_ingest.worker import builtin, runner
+from kairo_ingest.worker import builtin, context
 
 
 class Blocker:
@@ -20,10 +20,10 @@ class Blocker:
         self.release = asyncio.Event()
         self.started: list[uuid.UUID] = []
         self.interrupted: list[uuid.UUID] = []
-        self.contexts: list[runner.JobContext] = []
+        self.contexts: list[context.JobContext] = []
         self.changed = asyncio.Event()
 
-    async def __call__(self, ctx: runner.JobContext) -> runner.Outcome:
+    async def __call__(self, ctx: context.JobContext) -> context.Outcome:
         self.started.append(ctx.lease.job_id)
         self.contexts.append(ctx)
         self.changed.set()
@@ -33,7 +33,7 @@ class Blocker:
             self.interrupted.append(ctx.lease.job_id)
             self.changed.set()
             raise
-        return runner.Outcome(evidence_status={"done": True})
+        return context.Outcome(evidence_status={"done": True})
 
     async def wait_started(self, n: int) -> None:
         await self._until(lambda: len(self.started) >= n)
@@ -98,11 +98,11 @@ async def test_a_handler_exception_or_hang_never_kills_the_loop(
 ) -> None:
     hang = Blocker()
 
-    async def boom(ctx: runner.JobContext) -> runner.Outcome:
+    async def boom(ctx: context.JobContext) -> context.Outcome:
         raise ValueError("handler bug")
 
-    async def soft_fail(ctx: runner.JobContext) -> runner.Outcome:
-        return runner.Outcome(
+    async def soft_fail(ctx: context.JobContext) -> context.Outcome:
+        return context.Outcome(
             evidence_status={"failed": ["s1"]}, error=errors.ApifyInvalidInputError("bad url")
         )
 
@@ -228,6 +228,31 @@ async def test_drain_returns_once_nothing_is_ready_or_running(
     assert (counts["succeeded"], counts["pending"], counts["running"]) == (60, 1, 0)
 
 
+async def test_drain_reports_how_many_jobs_wait_on_a_backoff_and_until_when(
+    engine: sa_async.AsyncEngine, make_worker: kit.WorkerFactory
+) -> None:
+    """`run --drain` exits while snoozed jobs wait: it says how many, and until when."""
+
+    async def not_now(ctx: context.JobContext) -> context.Outcome:
+        return context.Outcome(error=errors.ApifyNotNowError("429 rate limited"))
+
+    first, _ = await jobs.enqueue(engine, kind="limited", brand_id=uuid.uuid4())
+    second, _ = await jobs.enqueue(engine, kind="limited", brand_id=uuid.uuid4())
+    await jobs.enqueue_many(engine, kind="noop", count=3)
+    worker = make_worker(
+        {"limited": not_now, **builtin.HANDLERS}, snooze_seconds=3600.0, poll_interval_seconds=5
+    )
+    await asyncio.wait_for(worker.run(drain=True), kit.BOUND_SECONDS)
+    report = worker.drain_report
+    assert report is not None
+    rows = [await kit.row(engine, first.id), await kit.row(engine, second.id)]
+    assert [row.status for row in rows] == ["pending", "pending"]
+    assert report.jobs == 2
+    assert report.next_at == min(row.available_at for row in rows)
+    assert report.describe().startswith("2 jobs wait on a backoff; the first is ready at ")
+    assert jobs.Waiting(0, None).describe() == "no job waits on a backoff"
+
+
 async def _is(engine: sa_async.AsyncEngine, job_id: uuid.UUID, status: str) -> bool:
     return await _status(engine, job_id) == status
 
@@ -237,7 +262,7 @@ async def test_a_handler_whose_fenced_write_finds_the_lease_lost_writes_nothing_
 ) -> None:
     taken: list[jobs.JobRow] = []
 
-    async def handler(ctx: runner.JobContext) -> runner.Outcome:
+    async def handler(ctx: context.JobContext) -> context.Outcome:
         # Someone else holds the job now (as after an expiry and a reclaim) ...
         await kit.execute(
             engine,
@@ -248,7 +273,7 @@ async def test_a_handler_whose_fenced_write_finds_the_lease_lost_writes_nothing_
         # ... so the pipeline's next fenced transaction fails, and the handler gives up.
         async with ctx.engine.begin() as conn:
             await jobs.fence(conn, ctx.lease)
-        return runner.Outcome()
+        return context.Outcome()
 
     lost = kit.sample("kairo_leases_lost_total", kind="fenced")
     worker = make_worker({"fenced": handler}, reap_interval_seconds=3600)
@@ -265,7 +290,7 @@ async def test_a_handler_whose_fenced_write_finds_the_lease_lost_writes_nothing_
 async def test_a_cancelled_error_escaping_a_handler_is_a_failed_attempt(
     engine: sa_async.AsyncEngine, make_worker: kit.WorkerFactory
 ) -> None:
-    async def handler(ctx: runner.JobContext) -> runner.Outcome:
+    async def handler(ctx: context.JobContext) -> context.Outcome:
         raise asyncio.CancelledError
 
     worker = make_worker({"odd": handler})
@@ -326,9 +351,9 @@ async def test_one_process_runs_up_to_its_concurrency_at_once_claimed_in_one_sta
 async def test_a_result_that_cannot_be_stored_fails_that_job_alone(
     engine: sa_async.AsyncEngine, make_worker: kit.WorkerFactory
 ) -> None:
-    async def handler(ctx: runner.JobContext) -> runner.Outcome:
+    async def handler(ctx: context.JobContext) -> context.Outcome:
         bad = ctx.lease.params.get("bad", False)
-        return runner.Outcome(evidence_status={"score": float("nan") if bad else 1.0})
+        return context.Outcome(evidence_status={"score": float("nan") if bad else 1.0})
 
     poisoned, _ = await jobs.enqueue(engine, kind="mixed", brand_id=None, params={"bad": True})
     for _ in range(5):

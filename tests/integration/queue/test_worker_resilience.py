@@ -12,7 +12,7 @@ from structlog import testing as structlog_testing
 
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.queue import jobs
-from kairo_ingest.worker import builtin, runner
+from kairo_ingest.worker import builtin, core
 
 
 async def test_the_worker_recovers_when_its_connections_are_killed(
@@ -53,10 +53,10 @@ async def test_claim_errors_are_logged_classified_and_retried(
 ) -> None:
     """With the database unreachable, the claim loop backs off and keeps going."""
     unreachable = db_engine.create("postgresql://postgres@127.0.0.1:1/nowhere", pool_size=1)
-    worker = runner.Worker(
+    worker = core.Worker(
         unreachable,
         builtin.HANDLERS,
-        **kit.worker_options(db_url, listen=False, owner=f"t-{uuid.uuid4().hex[:4]}"),
+        kit.worker_config(db_url, listen=False, owner=f"t-{uuid.uuid4().hex[:4]}"),
     )
     try:
         with structlog_testing.capture_logs() as logged:

@@ -13,17 +13,17 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.queue import jobs, sql
-from kairo_ingest.worker import runner
+from kairo_ingest.worker import context
 
 POLL_SECONDS = 30.0  # far longer than any wait below: a pickup can only come from NOTIFY
 
 
-def _starter() -> tuple[asyncio.Event, runner.Handler]:
+def _starter() -> tuple[asyncio.Event, context.Handler]:
     started = asyncio.Event()
 
-    async def handler(ctx: runner.JobContext) -> runner.Outcome:
+    async def handler(ctx: context.JobContext) -> context.Outcome:
         started.set()
-        return runner.Outcome()
+        return context.Outcome()
 
     return started, handler
 

@@ -128,3 +128,48 @@ def test_plan_gives_the_delay_for_each_action() -> None:
     assert retry.plan(retryable=False, snooze=False, attempts=1, max_attempts=3, **common) == (
         retry.Decision(retry.Action.FAIL, 0.0)
     )
+
+
+class _Bottom(random.Random):
+    """An rng whose uniform() always returns the bottom of the range."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+@given(st.integers(min_value=1, max_value=80))
+def test_the_worker_loops_wait_between_half_and_all_of_a_capped_doubling(failures: int) -> None:
+    ceiling = min(5.0, 0.1 * 2.0 ** min(failures - 1, retry.MAX_EXPONENT))
+    assert retry.retry_delay_seconds(failures, _Top()) == ceiling
+    assert retry.retry_delay_seconds(failures, _Bottom()) == ceiling / 2
+    delay = retry.retry_delay_seconds(failures, random.Random(failures))
+    assert ceiling / 2 <= delay <= ceiling
+
+
+def test_the_floor_of_the_one_formula_is_a_share_of_the_ceiling() -> None:
+    kwargs = {"base_seconds": 2.0, "cap_seconds": 100.0}
+    assert retry.backoff_seconds(3, rng=_Bottom(), **kwargs) == 0.0  # full jitter
+    assert retry.backoff_seconds(3, rng=_Bottom(), floor=0.5, **kwargs) == 4.0
+    assert retry.backoff_seconds(3, rng=_Top(), floor=0.5, **kwargs) == 8.0
+    with pytest.raises(ValueError, match="floor"):
+        retry.backoff_seconds(3, floor=1.5, **kwargs)
+
+
+def test_no_worker_or_queue_module_computes_a_backoff_of_its_own() -> None:
+    """One backoff formula (domain/retry.py): the worker's loops, final writes, give-ups
+    and LISTEN reconnects all call it instead of repeating the arithmetic."""
+    import pathlib
+
+    import kairo_ingest
+
+    root = pathlib.Path(kairo_ingest.__file__).parent
+    offenders = [
+        str(path.relative_to(root))
+        for package in ("worker", "queue")
+        for path in sorted((root / package).glob("*.py"))
+        if any(
+            pattern in path.read_text()
+            for pattern in (".random()", "2 **", "2.0**", "2.0 **", "ceiling_seconds(")
+        )
+    ]
+    assert offenders == []

@@ -1,0 +1,88 @@
+"""Every setting of a worker in one frozen value, built the same way everywhere."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from kairo_ingest import config, errors
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How one worker process claims, runs, keeps and hands back jobs.
+
+    ``heartbeat_interval_seconds`` defaults to a sixth of the lease and
+    ``heartbeat_timeout_seconds`` to half the interval: the keeper gives a lease up once
+    it is ``lease - (interval + timeout)`` (three quarters of the lease) old, which
+    tolerates two failed beats in a row and still ends the attempt before another worker
+    can claim the job.
+    """
+
+    owner: str
+    concurrency: int
+    lease_seconds: float
+    poll_interval_seconds: float
+    listen: bool
+    dsn_for_listen: str | None
+    retry_base_seconds: float
+    retry_cap_seconds: float
+    snooze_seconds: float
+    reap_interval_seconds: float
+    retention: dt.timedelta | None
+    shutdown_grace_seconds: float
+    heartbeat_interval_seconds: float | None = None
+    heartbeat_timeout_seconds: float | None = None
+    stats_interval_seconds: float = 15.0
+    prune_interval_seconds: float = 3600.0
+    cancel_timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: config.Settings,
+        *,
+        owner: str,
+        concurrency: int | None = None,
+        dsn_for_listen: str | None = None,
+        **overrides: Any,
+    ) -> WorkerConfig:
+        """The worker's settings from the process settings; keyword overrides win."""
+        built = cls(
+            owner=owner,
+            concurrency=concurrency or settings.concurrency,
+            lease_seconds=settings.lease_seconds,
+            poll_interval_seconds=settings.poll_interval_seconds,
+            listen=settings.listen_notify,
+            dsn_for_listen=dsn_for_listen,
+            retry_base_seconds=settings.retry_base_seconds,
+            retry_cap_seconds=settings.retry_cap_seconds,
+            snooze_seconds=settings.snooze_seconds,
+            reap_interval_seconds=settings.reap_interval_seconds,
+            retention=settings.finished_job_retention,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        )
+        return dataclasses.replace(built, **overrides)
+
+    @property
+    def beat_interval_seconds(self) -> float:
+        if self.heartbeat_interval_seconds is not None:
+            return self.heartbeat_interval_seconds
+        return self.lease_seconds / 6.0
+
+    @property
+    def beat_timeout_seconds(self) -> float:
+        if self.heartbeat_timeout_seconds is not None:
+            return self.heartbeat_timeout_seconds
+        return self.beat_interval_seconds / 2.0
+
+    def validate(self) -> None:
+        if self.concurrency < 1:
+            raise errors.ConfigError("concurrency must be at least 1", variable="KAIRO_CONCURRENCY")
+        if self.lease_seconds <= 0:
+            raise errors.ConfigError("lease must be positive", variable="KAIRO_LEASE_SECONDS")
+        if not 0 < self.beat_interval_seconds <= self.lease_seconds / 3.0:
+            raise errors.ConfigError("heartbeats must run at least every third of the lease")
+        if not 0 < self.beat_timeout_seconds < self.beat_interval_seconds:
+            raise errors.ConfigError("a heartbeat's timeout must be shorter than its interval")

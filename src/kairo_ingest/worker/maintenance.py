@@ -1,0 +1,174 @@
+"""The worker's periodic maintenance, one unit each: the reaper, the sampler, the pruner.
+
+Each unit does one round per call; :func:`every` runs a unit at its interval until the
+worker stops, retrying a failed round with the worker's loop backoff (never longer than
+the interval), so a database restart only delays maintenance. Every worker runs them;
+they are set-based and safe to run from many processes at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+from collections.abc import Awaitable, Callable, Sequence
+
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest import errors, logs, metrics
+from kairo_ingest.domain import retry as retry_rules
+from kairo_ingest.domain import statuses
+from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.worker import config as config_module
+
+_log = logs.get("kairo_ingest.worker")
+
+FULL_STATS_EVERY = 20  # samples: finished-job counts refresh every 20 stats intervals
+
+
+Work = Callable[[], Awaitable[None]]
+
+
+async def every(
+    name: str,
+    interval: float,
+    work: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+    rng: random.Random,
+) -> None:
+    """Run ``work`` every ``interval`` seconds until ``stop`` is set."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            await work()
+            failures = 0
+            pause = interval
+        except Exception as exc:  # noqa: BLE001 - periodic work retries with backoff
+            failures += 1
+            pause = min(interval, retry_rules.retry_delay_seconds(failures, rng))
+            log_loop_error(name, exc, failures, pause)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(pause):
+                await stop.wait()
+
+
+def start(
+    engine: sa_async.AsyncEngine,
+    config: config_module.WorkerConfig,
+    stop: asyncio.Event,
+    rng: random.Random,
+    *,
+    on_requeued: Callable[[], None],
+) -> list[asyncio.Task[None]]:
+    """Start the reaper, the sampler and (with a retention) the pruner, each in a task."""
+    units: list[tuple[str, float, Work]] = [
+        (
+            "reap",
+            config.reap_interval_seconds,
+            Reaper(
+                engine,
+                base_seconds=config.retry_base_seconds,
+                cap_seconds=config.retry_cap_seconds,
+                on_requeued=on_requeued,
+            ),
+        ),
+        ("stats", config.stats_interval_seconds, Sampler(engine)),
+    ]
+    if config.retention is not None:
+        units.append(("prune", config.prune_interval_seconds, Pruner(engine, config.retention)))
+    return [
+        asyncio.create_task(every(name, interval, unit, stop, rng), name=f"kairo-worker-{name}")
+        for name, interval, unit in units
+    ]
+
+
+class Reaper:
+    """Reclaims expired leases of any worker (with the retry backoff); wakes the claim
+    loop when it requeued something."""
+
+    def __init__(
+        self,
+        engine: sa_async.AsyncEngine,
+        *,
+        base_seconds: float,
+        cap_seconds: float,
+        on_requeued: Callable[[], None],
+    ) -> None:
+        self._engine = engine
+        self._base = base_seconds
+        self._cap = cap_seconds
+        self._on_requeued = on_requeued
+
+    async def __call__(self) -> None:
+        requeued, _failed = await queue_jobs.reap(
+            self._engine, base_seconds=self._base, cap_seconds=self._cap
+        )
+        if requeued:
+            self._on_requeued()
+
+
+class Sampler:
+    """Queue depth and the oldest ready job's age for the metrics: active counts every
+    time (cheap), counts of finished jobs (which scan more) every FULL_STATS_EVERY."""
+
+    def __init__(self, engine: sa_async.AsyncEngine) -> None:
+        self._engine = engine
+        self._samples = 0
+
+    async def __call__(self) -> None:
+        self._samples += 1
+        if self._samples % FULL_STATS_EVERY == 1:
+            sample = await queue_jobs.stats(self._engine)
+            for status in statuses.JobStatus:
+                metrics.QUEUE_DEPTH.labels(status=status.value).set(sample["counts"][status.value])
+        else:
+            sample = await queue_jobs.depth(self._engine)
+            for status in (statuses.JobStatus.PENDING, statuses.JobStatus.RUNNING):
+                metrics.QUEUE_DEPTH.labels(status=status.value).set(sample[status.value])
+        metrics.OLDEST_READY_AGE.set(sample["oldest_ready_age_seconds"] or 0.0)
+
+
+class Pruner:
+    """Deletes finished jobs past the retention, in bounded batches."""
+
+    def __init__(self, engine: sa_async.AsyncEngine, retention: dt.timedelta) -> None:
+        self._engine = engine
+        self._retention = retention
+
+    async def __call__(self) -> None:
+        await queue_jobs.prune(self._engine, older_than=self._retention)
+
+
+async def report_drained(
+    engine: sa_async.AsyncEngine, kinds: Sequence[str], owner: str
+) -> queue_jobs.Waiting | None:
+    """Drain mode's last word: how many jobs still wait on a backoff, and until when
+    (logged, and returned for ``run`` to print; None when the database cannot say)."""
+    try:
+        waiting = await queue_jobs.waiting_on_backoff(engine, kinds=kinds)
+    except Exception as exc:  # noqa: BLE001 - the report is best effort
+        log_loop_error("drain_report", exc, 1, 0.0)
+        _log.info("queue_drained", owner=owner)
+        return None
+    _log.info(
+        "queue_drained",
+        owner=owner,
+        waiting_on_backoff=waiting.jobs,
+        next_available_at=None if waiting.next_at is None else waiting.next_at.isoformat(),
+    )
+    return waiting
+
+
+def log_loop_error(loop: str, exc: BaseException, failures: int, retry_in: float) -> None:
+    """One line per failed round of a worker loop: its classified kind, never a traceback."""
+    kind, retryable, _ = errors.classify(exc)
+    _log.warning(
+        "worker_loop_error",
+        loop=loop,
+        error_kind=kind.value,
+        retryable=retryable,
+        error=errors.describe(exc),
+        failures=failures,
+        retry_in_seconds=round(retry_in, 3),
+    )

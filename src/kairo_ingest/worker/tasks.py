@@ -1,0 +1,150 @@
+"""The job tasks: one named task per claimed job, and the slots that track them.
+
+A handler's exception (or a ``CancelledError`` nobody asked for) becomes its job's failed
+attempt, never the worker's; its outcome goes to the finisher, and the task awaits the
+write shielded, so a cancel during shutdown does not lose it. A job whose lease is lost
+(the keeper's verdict, or a fenced write in the handler) is cancelled and writes nothing
+more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest import clock as clock_module
+from kairo_ingest import errors, logs, metrics
+from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.worker import context
+from kairo_ingest.worker import finisher as finisher_module
+
+_log = logs.get("kairo_ingest.worker")
+
+Outcome = context.Outcome
+_State = context.SlotState
+_Slot = context.Slot
+
+
+class JobTasks:
+    def __init__(
+        self,
+        engine: sa_async.AsyncEngine,
+        handlers: Mapping[str, context.Handler],
+        finisher: finisher_module.Finisher,
+        *,
+        clock: clock_module.Clock,
+        wake: Callable[[], None],
+    ) -> None:
+        self._engine = engine
+        self._handlers = dict(handlers)
+        self._finisher = finisher
+        self._clock = clock
+        self._wake = wake
+        self.slots: dict[uuid.UUID, context.Slot] = {}  # every job this process holds
+        self.running = 0  # of which handlers still run (these take the claim slots)
+        self.slot_freed = asyncio.Event()
+        # The structlog proxy re-resolves its configuration on every call; jobs log through
+        # a logger resolved once per run() instead (the hot path logs twice per job).
+        self.job_log: Any = _log
+        self._durations = {kind: metrics.JOB_DURATION.labels(kind=kind) for kind in handlers}
+
+    def context(self, lease: queue_jobs.Lease) -> context.JobContext:
+        return context.JobContext(lease=lease, engine=self._engine, lease_lost=asyncio.Event())
+
+    def start(self, lease: queue_jobs.Lease, claimed_at: float) -> None:
+        slot = _Slot(lease, self.context(lease), claimed_at)
+        self.slots[lease.job_id] = slot
+        self.running += 1
+        slot.task = asyncio.create_task(
+            self._run_job(slot), name=f"job-{lease.kind}-{lease.job_id}"
+        )
+        slot.task.add_done_callback(lambda task: self._job_done(slot, task))
+        metrics.JOBS_IN_FLIGHT.inc()
+
+    async def _run_job(self, slot: _Slot) -> None:
+        lease = slot.lease
+        with logs.bind(
+            job_id=lease.job_id, brand_id=lease.brand_id, kind=lease.kind, attempt=lease.attempts
+        ):
+            log = self.job_log
+            log.debug("job_started", max_attempts=lease.max_attempts)
+            started = self._clock.monotonic()
+            try:
+                result: object = await self._handlers[lease.kind](slot.context)
+                outcome = _as_outcome(result)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if slot.state is not _State.RUNNING or (task is not None and task.cancelling()):
+                    log.info("job_interrupted", reason=slot.state.value)
+                    raise
+                # Nobody cancelled this task: the handler let a CancelledError of its own escape.
+                outcome = Outcome(error=errors.HandlerError("the handler raised CancelledError"))
+            except Exception as exc:  # noqa: BLE001 - a handler's failure is its job's, not ours
+                outcome = Outcome(error=exc)
+            duration = self._clock.monotonic() - started
+            self._durations[lease.kind].observe(duration)
+            if isinstance(outcome.error, errors.LeaseLostError):
+                # A fenced write inside the handler found the lease gone: so is the job.
+                self.lose(slot, "a fenced write in the handler found it lost", cancel=False)
+            if slot.state is not _State.RUNNING:
+                # Lost, or abandoned at shutdown while the handler ignored its cancellation:
+                # nothing more is written for this attempt.
+                return
+            self.leave_running(slot, _State.FINISHING)
+            written = self._finisher.submit(
+                lease, evidence_status=outcome.evidence_status, error=outcome.error
+            )
+            # The write must land even if this task is cancelled while it is in flight.
+            stored = await asyncio.shield(written)
+            log.debug(
+                "job_finished",
+                ok=outcome.error is None,
+                stored=stored,
+                duration_seconds=round(duration, 4),
+            )
+
+    def _job_done(self, slot: _Slot, task: asyncio.Task[None]) -> None:
+        if self.slots.get(slot.lease.job_id) is slot:
+            del self.slots[slot.lease.job_id]
+            metrics.JOBS_IN_FLIGHT.dec()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            _log.error(
+                "job_task_crashed", job_id=str(slot.lease.job_id), error=errors.describe(exc)
+            )
+        self._wake()
+        self.slot_freed.set()
+
+    def leave_running(self, slot: _Slot, state: _State) -> None:
+        slot.state = state
+        self.running -= 1
+        self._wake()
+
+    def lose(self, slot: _Slot, reason: str, cancel: bool = True) -> None:
+        """The lease is gone: tell the handler, cancel its task, write nothing more."""
+        if slot.state is not _State.RUNNING:
+            return  # a finishing job's write is fenced; an abandoned one is being released
+        self.leave_running(slot, _State.LOST)
+        slot.context.lease_lost.set()
+        if cancel and slot.task is not None:
+            slot.task.cancel()
+        metrics.LEASES_LOST.labels(kind=slot.lease.kind).inc()
+        _log.warning(
+            "lease_lost",
+            job_id=str(slot.lease.job_id),
+            reason=reason,
+            attempt=slot.lease.attempts,
+        )
+
+
+def _as_outcome(result: object) -> Outcome:
+    if isinstance(result, Outcome):
+        return result
+    if result is None:
+        return Outcome()
+    return Outcome(
+        error=errors.HandlerError(f"handler returned {type(result).__name__}, not an Outcome")
+    )
