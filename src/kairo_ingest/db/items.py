@@ -12,16 +12,18 @@ thousand items costs one round trip and one prepared statement, whatever its siz
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_ingest import errors
 from kairo_ingest.domain import normalize
 
 _INSERT_RAW = sa.text(
@@ -101,13 +103,15 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def dumps(value: Any) -> str:
+def dumps(value: Any, *, allow_nan: bool = True) -> str:
     """JSON text that a jsonb column accepts.
 
     jsonb refuses NUL characters, so they are dropped; lone surrogates (not Unicode, so
     not encodable as UTF-8) become U+FFFD. Everything else is kept as the actor sent it.
     """
-    text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+    text = json.dumps(
+        value, ensure_ascii=False, default=str, separators=(",", ":"), allow_nan=allow_nan
+    )
     if "\\u0000" in text:
         text = _ESCAPED_NUL.sub(r"\1", text)
     try:
@@ -115,6 +119,53 @@ def dumps(value: Any) -> str:
     except UnicodeEncodeError:
         text = _SURROGATE.sub("\ufffd", text)
     return text
+
+
+EXCERPT_CHARS = 2000
+"""How much of an unstorable item its placeholder keeps."""
+
+TOO_DEEP = "too_deep"
+INVALID_JSON = "invalid_json"
+
+
+class Unencodable(Exception):
+    """A raw value that cannot become jsonb text; ``reason`` is ``too_deep`` or ``invalid_json``."""
+
+    def __init__(self, reason: str, excerpt: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.excerpt = excerpt
+
+
+def encode_raw(value: Any) -> str:
+    """:func:`dumps` for a raw dataset item, or :class:`Unencodable`.
+
+    Any JSON value is kept as it is (a string or a list is stored as that JSON value).
+    NaN and the infinities (Python's decoder accepts them, jsonb does not) raise
+    ``invalid_json``; a value nested past the encoder's recursion limit raises
+    ``too_deep`` (``json.dumps`` raises RecursionError there, which must never escape).
+    """
+    try:
+        return dumps(value, allow_nan=False)
+    except RecursionError:
+        raise Unencodable(TOO_DEEP, f"{type(value).__name__} nested too deep to encode") from None
+    except ValueError:
+        raise Unencodable(INVALID_JSON, excerpt(dumps(value))) from None
+
+
+def excerpt(text: str) -> str:
+    """A short prefix of ``text`` that jsonb accepts (no NUL, no lone surrogate)."""
+    return normalize.clean_text(text[:EXCERPT_CHARS])
+
+
+def placeholder(reason: str, text: str) -> str:
+    """The jsonb text stored in place of an item the database cannot hold as it is."""
+    return dumps({"kairo_unstorable": reason, "excerpt": excerpt(text)})
+
+
+def is_placeholder(raw_json: Any) -> bool:
+    """True for a stored :func:`placeholder` (its skip reason was set when it was stored)."""
+    return isinstance(raw_json, dict) and set(raw_json) == {"kairo_unstorable", "excerpt"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -143,16 +194,48 @@ async def insert_raw(
     """
     if not items:
         return {}
-    result = await conn.execute(
-        _INSERT_RAW,
-        {
-            "run_id": run_id,
-            "indexes": [i for i, _, _ in items],
-            "docs": [doc for _, doc, _ in items],
-            "reasons": [reason for _, _, reason in items],
-        },
-    )
+    with _refused_values("insert_raw"):
+        result = await conn.execute(
+            _INSERT_RAW,
+            {
+                "run_id": run_id,
+                "indexes": [i for i, _, _ in items],
+                "docs": [doc for _, doc, _ in items],
+                "reasons": [reason for _, _, reason in items],
+            },
+        )
     return {row.item_index: row.id for row in result}
+
+
+# SQLSTATEs of a value the database refuses: class 22 (data exception), 54000 (an index
+# row too big), 54001 (JSON nested past max_stack_depth).
+_REFUSED_VALUE = ("22", "54000", "54001")
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+@contextlib.contextmanager
+def _refused_values(operation: str) -> Iterator[None]:
+    """Translate "the database refused a value" into :class:`errors.DatabaseValueError`.
+
+    Other driver errors pass through to the engine's error boundary.
+    """
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        code = _sqlstate(exc)
+        if code is None or not code.startswith(_REFUSED_VALUE):
+            raise
+        raise errors.DatabaseValueError(
+            f"{operation}: the database refused a value (SQLSTATE {code})", sqlstate=code
+        ) from exc
 
 
 async def set_skip_reasons(
@@ -210,26 +293,27 @@ async def upsert_evidence(
     ):
         if not part:
             continue
-        result = await conn.execute(
-            statement,
-            {
-                "brand_id": brand_id,
-                "platform": [r.item.platform.value for r in part],
-                "content_type": [r.item.content_type.value for r in part],
-                "external_id": [r.item.external_id for r in part],
-                "canonical_url": [r.item.canonical_url for r in part],
-                "published_at": [r.item.published_at for r in part],
-                "author_ref": [r.item.author_ref for r in part],
-                "title": [r.item.title for r in part],
-                "text_primary": [r.item.text_primary for r in part],
-                "text_secondary": [r.item.text_secondary for r in part],
-                "hashtags": [dumps(list(r.item.hashtags)) for r in part],
-                "metrics": [dumps(r.item.metrics) for r in part],
-                "media": [dumps(r.item.media) for r in part],
-                "flags": [dumps(r.item.flags) for r in part],
-                "raw_refs": [dumps(r.raw_refs) for r in part],
-            },
-        )
+        with _refused_values("upsert_evidence"):
+            result = await conn.execute(
+                statement,
+                {
+                    "brand_id": brand_id,
+                    "platform": [r.item.platform.value for r in part],
+                    "content_type": [r.item.content_type.value for r in part],
+                    "external_id": [r.item.external_id for r in part],
+                    "canonical_url": [r.item.canonical_url for r in part],
+                    "published_at": [r.item.published_at for r in part],
+                    "author_ref": [r.item.author_ref for r in part],
+                    "title": [r.item.title for r in part],
+                    "text_primary": [r.item.text_primary for r in part],
+                    "text_secondary": [r.item.text_secondary for r in part],
+                    "hashtags": [dumps(list(r.item.hashtags)) for r in part],
+                    "metrics": [dumps(r.item.metrics) for r in part],
+                    "media": [dumps(r.item.media) for r in part],
+                    "flags": [dumps(r.item.flags) for r in part],
+                    "raw_refs": [dumps(r.raw_refs) for r in part],
+                },
+            )
         for row in result:
             if row.inserted:
                 created += 1

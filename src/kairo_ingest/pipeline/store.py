@@ -16,14 +16,24 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import logs, metrics
+from kairo_ingest import errors, logs, metrics
+from kairo_ingest.apify import models as apify_models
 from kairo_ingest.db import items, runs
 from kairo_ingest.domain import normalize
 from kairo_ingest.queue import jobs as queue_jobs
 
 log = logs.get(__name__)
 
-UNSTORABLE = "invalid_field:raw_json"
+UNPARSABLE_PREFIX = "unparsable:"
+"""Skip reason prefix of an item the Apify client could not decode (``unparsable:too_deep``)."""
+UNSTORABLE_PREFIX = "unstorable:"
+"""Skip reason prefix of an item that cannot be stored as it is (``unstorable:invalid_json``)."""
+UNSTORABLE = UNSTORABLE_PREFIX + "refused"
+"""Skip reason of an item the database refused; its placeholder keeps an excerpt."""
+
+Result = normalize.NormalizedItem | normalize.Skip
+Prepared = tuple[int, str, Result]
+"""``(item_index, raw jsonb text, normalization)`` of one item, ready to write."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,6 +64,31 @@ def _normalize(
         return normalize.Skip("invalid_field:item")
 
 
+def _prepare_one(platform: str, capability: str, index: int, raw: Any) -> Prepared:
+    """Encode and normalize one item; never raises, whatever the item is."""
+    if isinstance(raw, apify_models.UnparsableItem):
+        return (
+            index,
+            items.placeholder(raw.reason, raw.excerpt),
+            normalize.Skip(UNPARSABLE_PREFIX + raw.reason),
+        )
+    try:
+        doc = items.encode_raw(raw)
+    except items.Unencodable as exc:
+        log.warning("raw_item_unencodable", item_index=index, reason=exc.reason)
+        return (
+            index,
+            items.placeholder(exc.reason, exc.excerpt),
+            normalize.Skip(UNSTORABLE_PREFIX + exc.reason),
+        )
+    return index, doc, _normalize(platform, capability, raw)
+
+
+def prepare(platform: str, capability: str, page: Sequence[tuple[int, Any]]) -> list[Prepared]:
+    """Encode and normalize a page (CPU only, no I/O)."""
+    return [_prepare_one(platform, capability, index, raw) for index, raw in page]
+
+
 def _evidence_row(
     item: normalize.NormalizedItem, run_id: uuid.UUID, raw_id: int
 ) -> items.EvidenceRow:
@@ -65,7 +100,7 @@ async def _write_page(
     lease: queue_jobs.Lease,
     run: runs.Run,
     platform: str,
-    results: Sequence[tuple[int, str, normalize.NormalizedItem | normalize.Skip]],
+    results: Sequence[Prepared],
 ) -> Counts:
     async with engine.begin() as conn:
         await queue_jobs.fence(conn, lease)
@@ -104,13 +139,18 @@ async def store_page(
 ) -> Counts:
     """Store one page of ``(item_index, raw_item)``; items already stored are left alone.
 
-    A page the database refuses (a value jsonb cannot hold) is split in halves until
-    the poison item is alone; that item is stored as a placeholder with a skip reason,
-    so nothing else is lost and the run goes on.
+    ``raw_item`` is any JSON value, or an :class:`~kairo_ingest.apify.models.UnparsableItem`.
+    Nothing in one item costs the rest of its page:
+
+    * a non-object is stored as that JSON value, skipped as ``invalid_field:item``;
+    * an :class:`UnparsableItem` is stored as a placeholder
+      ``{"kairo_unstorable": reason, "excerpt": ...}``, skipped as ``unparsable:<reason>``;
+    * a value that cannot be encoded (nested past the encoder's limit, NaN) becomes a
+      placeholder, skipped as ``unstorable:too_deep`` / ``unstorable:invalid_json``;
+    * a page the database refuses (:class:`errors.DatabaseValueError`) is split in halves
+      until the poison item is alone; it becomes a placeholder, skipped as ``unstorable:refused``.
     """
-    results = [
-        (index, items.dumps(raw), _normalize(platform, capability, raw)) for index, raw in page
-    ]
+    results = prepare(platform, capability, page)
     counts = await _store_results(engine, lease, run, platform, results)
     metrics.ITEMS.labels(platform, "stored").inc(counts.raw)
     metrics.ITEMS.labels(platform, "created").inc(counts.created)
@@ -124,32 +164,22 @@ async def _store_results(
     lease: queue_jobs.Lease,
     run: runs.Run,
     platform: str,
-    results: Sequence[tuple[int, str, normalize.NormalizedItem | normalize.Skip]],
+    results: Sequence[Prepared],
 ) -> Counts:
     try:
         return await _write_page(engine, lease, run, platform, results)
-    except sa.exc.DBAPIError as exc:
-        if not _is_data_error(exc):
-            raise
+    except errors.DatabaseValueError as exc:
         if len(results) > 1:
             middle = len(results) // 2
             return await _store_results(engine, lease, run, platform, results[:middle]) + (
                 await _store_results(engine, lease, run, platform, results[middle:])
             )
         index, doc, _ = results[0]
-        log.warning("raw_item_unstorable", item_index=index, error=str(exc.orig)[:200])
-        placeholder = items.dumps({"_kairo_unstorable": doc[:10_000]})
+        log.warning("raw_item_unstorable", item_index=index, sqlstate=exc.sqlstate)
+        placeholder = items.placeholder("refused", doc)
         return await _write_page(
             engine, lease, run, platform, [(index, placeholder, normalize.Skip(UNSTORABLE))]
         )
-
-
-def _is_data_error(exc: sa.exc.DBAPIError) -> bool:
-    """asyncpg's data exceptions (SQLSTATE class 22): a value the column cannot hold."""
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(
-        getattr(exc.orig, "__cause__", None), "sqlstate", None
-    )
-    return isinstance(sqlstate, str) and sqlstate.startswith("22")
 
 
 async def renormalize(
@@ -174,7 +204,12 @@ async def renormalize(
         if not batch:
             break
         after = batch[-1].item_index + 1
-        results = [(r, _normalize(platform, capability, r.raw_json)) for r in batch]
+        placeholders = sum(1 for r in batch if items.is_placeholder(r.raw_json))
+        results = [
+            (r, _normalize(platform, capability, r.raw_json))
+            for r in batch
+            if not items.is_placeholder(r.raw_json)  # keeps the skip reason it was stored with
+        ]
         rows = [
             _evidence_row(res, run.id, r.id)
             for r, res in results
@@ -190,7 +225,7 @@ async def renormalize(
                 ],
             )
             created, updated = await items.upsert_evidence(conn, run.brand_id, rows)
-        skipped = sum(1 for _, res in results if isinstance(res, normalize.Skip))
+        skipped = placeholders + sum(1 for _, res in results if isinstance(res, normalize.Skip))
         total = total + Counts(0, created, updated, skipped)
     async with engine.begin() as conn:
         await queue_jobs.fence(conn, lease)

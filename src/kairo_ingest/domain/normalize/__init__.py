@@ -31,6 +31,7 @@ from kairo_ingest.domain.normalize import base, instagram, linkedin, merge, tikt
 
 NormalizedItem = base.NormalizedItem
 Skip = base.Skip
+clean_text = base.clean
 merge_raw_refs = merge.merge_raw_refs
 merge_update = merge.merge_update
 
