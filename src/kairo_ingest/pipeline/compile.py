@@ -1,9 +1,13 @@
 """The brand compile job: every enabled source refreshed, reused or skipped, concurrently.
 
 Returns the evidence status and, when the job should not succeed, the error to store.
-The old runner ran sources one by one and marked the job succeeded even when every
-source failed; here sources run under a per-job bound (and the process-wide bound on
-Apify runs), and the verdict comes from the entries (:mod:`kairo_ingest.domain.evidence`).
+Sources are isolated: any exception of one source (a KairoError or not: a KeyError, a
+RecursionError) becomes that source's `failed` entry (kind `internal` unless the error
+says better) and its siblings go on, so the evidence status is always complete. Only a
+lost lease and cancellation end the whole job. The old runner ran sources one by one and
+marked the job succeeded even when every source failed; here sources run under a per-job
+bound (and the process-wide bound on Apify runs), and the verdict comes from the entries
+(:mod:`kairo_ingest.domain.evidence`).
 """
 
 from __future__ import annotations
@@ -41,14 +45,19 @@ async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
     async def one(source: sources.Source) -> evidence.Entry:
         async with bound:
             with logs.bind(source_id=source.id):
-                return await _source(d, lease, source, force=force, now=now)
+                try:
+                    return await _source(d, lease, source, force=force, now=now)
+                except errors.LeaseLostError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - isolation: see the docstring
+                    return _crashed(source, exc)
 
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(s), name=f"source-{s.id}") for s in enabled]
     except BaseExceptionGroup as group_error:
-        # Per-source failures are entries, so what escapes is a lost lease or an outage
-        # (the database). Surface it unwrapped: the worker treats a lost lease as a loss,
+        # Every exception of a source is its entry, so what escapes is a lost lease (or
+        # cancellation). Surface it unwrapped: the worker treats a lost lease as a loss,
         # not as a failure to record.
         lost = group_error.subgroup(errors.LeaseLostError)
         raise (lost.exceptions[0] if lost else group_error.exceptions[0]) from None
@@ -61,6 +70,23 @@ async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
         **{bucket: len(items) for bucket, items in status.items()},
     )
     return Result(status, verdict, error)
+
+
+def _crashed(source: sources.Source, exc: Exception) -> evidence.Entry:
+    """The `failed` entry of a source whose handling raised outside its run's own handling."""
+    log.warning(
+        "source_crashed",
+        error_kind=errors.classify(exc)[0].value,
+        error=errors.describe(exc),
+        exc_info=not isinstance(exc, errors.KairoError),
+    )
+    return evidence.failed(
+        source_id=str(source.id),
+        platform=source.platform,
+        capability=source.capability,
+        reason="crashed",
+        exc=exc,
+    )
 
 
 async def _source(

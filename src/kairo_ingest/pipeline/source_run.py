@@ -135,7 +135,10 @@ async def _start(
 
 
 async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:
-    assert run.apify_run_id is not None
+    if run.apify_run_id is None:
+        raise SourceRunError(
+            errors.HandlerError(f"run {run.id} is {run.status} without an Apify run id"), run
+        )
     async with d.engine.connect() as conn:
         elapsed = await runs.seconds_since_start(conn, run.id)
     deadline = clock.Deadline.after(max(0.0, d.run_deadline_seconds - elapsed), d.clock)
@@ -170,10 +173,29 @@ async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> 
     return await _write(d, lease, run.id, **values)
 
 
+async def _dataset_of(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:
+    """A SUCCEEDED run recorded without its dataset id: ask Apify once more, else fail it.
+
+    Apify's run object always names ``defaultDatasetId``; a proxy or a truncated answer
+    may not. This is a classified, retryable failure of this source, never an assert.
+    """
+    info = await d.apify.get_run(run.apify_run_id) if run.apify_run_id is not None else None
+    if info is None or info.default_dataset_id is None:
+        raise SourceRunError(
+            errors.ApifyTransientError(
+                f"Apify run {run.apify_run_id} ended {run.status} without a default dataset id"
+            ),
+            run,
+        )
+    return await _write(d, lease, run.id, dataset_id=info.default_dataset_id)
+
+
 async def _fetch(
     d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, source: sources.Source
 ) -> runs.Run:
-    assert run.dataset_id is not None
+    if run.dataset_id is None:
+        run = await _dataset_of(d, lease, run)
+    assert run.dataset_id is not None  # _dataset_of raised otherwise; narrows the type
     cap = run.item_cap or registry.cap_for(source.platform, source.capability, d.env)
     page: list[tuple[int, Any]] = []
     async for index, item in d.apify.iter_dataset_items(
@@ -222,9 +244,12 @@ async def refresh(
             run = await _advance(d, lease, source, spec, run)
     except SourceRunError as exc:
         return _failed(source, reason, exc.cause, exc.run)
-    except (errors.LeaseLostError, errors.ConfigError):
+    except errors.LeaseLostError:
         raise
-    except errors.KairoError as exc:
+    except Exception as exc:  # noqa: BLE001 - one source's failure is its entry, never its siblings'
+        # Any exception, a KairoError or not (a KeyError, a RecursionError): this source's
+        # `failed` entry (kind `internal` unless the error says better). Cancellation and a
+        # lost lease are BaseException / re-raised above: they end the whole job.
         async with d.engine.connect() as conn:
             latest = await runs.latest_for(conn, job_id=lease.job_id, source_id=source.id)
         return _failed(source, reason, exc, latest)
