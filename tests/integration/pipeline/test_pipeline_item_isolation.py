@@ -15,6 +15,7 @@ from pipeline_kit import Kit
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.db import items, runs, sources, tables
 from kairo_ingest.domain import registry
+from kairo_ingest.domain.normalize import limits
 from kairo_ingest.pipeline import store
 from kairo_ingest.queue import jobs as queue_jobs
 
@@ -151,3 +152,34 @@ async def test_renormalizing_keeps_the_skip_reason_of_a_placeholder(kit: Kit) ->
     assert counts.skipped == 1
     raw = {r.item_index: r.skip_reason for r in await kit.rows(tables.raw_apify_items)}
     assert raw == {0: None, 1: "unparsable:too_deep", 2: None}
+
+
+async def test_a_huge_text_is_cut_in_evidence_and_kept_whole_raw(kit: Kit) -> None:
+    """A 5 MB caption used to be copied whole into text_primary; an id too long for the
+    unique index made PostgreSQL refuse the whole page."""
+    brand, (source,) = await kit.brand(TIKTOK)
+    lease = await kit.lease(brand)
+    run = await _intent(kit, lease, source)
+    huge = "#big " + "x" * (5 * 1024 * 1024)
+    page = [
+        (0, _good(0)),
+        (1, {**_good(1), "text": huge}),
+        (2, {**_good(2), "id": "7" * 10_000}),
+        (3, _good(3)),
+    ]
+
+    counts = await store.store_page(
+        kit.engine, lease, run, platform="tiktok", capability="profile_videos", page=page
+    )
+
+    assert counts == store.Counts(raw=4, created=3, updated=0, skipped=1)
+    raw = {r.item_index: r for r in await kit.rows(tables.raw_apify_items)}
+    assert raw[1].raw_json["text"] == huge
+    assert (raw[2].skip_reason, len(raw[2].raw_json["id"])) == ("invalid_field:id", 10_000)
+    (cut,) = [
+        e
+        for e in await kit.rows(tables.normalized_evidence_items)
+        if e.external_id == _good(1)["id"]
+    ]
+    assert len(cut.text_primary) == limits.MAX_TEXT_CHARS
+    assert cut.flags["truncated"] == ["text_primary"]
