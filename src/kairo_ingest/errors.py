@@ -9,6 +9,7 @@ Every error we raise, and every third-party error we translate at a boundary
     ├── DatabaseError
     │   ├── DatabaseUnavailableError   cannot connect / connection dropped      retryable
     │   ├── DatabaseValueError         a value the database refuses to store    permanent
+    │   ├── DatabaseConstraintError    a constraint violation (unique, check)   permanent
     │   └── SchemaNotAtHeadError       schema behind the code; run `migrate`
     ├── LeaseLostError                 our lease token no longer matches the job row
     └── JobError                       an error that is stored on a job or a run
@@ -116,6 +117,17 @@ class DatabaseValueError(DatabaseError):
 
     def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
         self.sqlstate = sqlstate
+        super().__init__(message)
+
+
+class DatabaseConstraintError(DatabaseError):
+    """A constraint was violated (SQLSTATE class 23): retrying the same write fails again.
+
+    ``constraint`` names the constraint when the driver reports it.
+    """
+
+    def __init__(self, message: str, *, constraint: str | None = None) -> None:
+        self.constraint = constraint
         super().__init__(message)
 
 

@@ -20,7 +20,7 @@ from kairo_ingest import errors, logs
 from kairo_ingest.db import runs, sources
 from kairo_ingest.domain import evidence, freshness, registry, statuses
 from kairo_ingest.pipeline import deps as deps_module
-from kairo_ingest.pipeline import source_run, store
+from kairo_ingest.pipeline import source_run, store, tx
 from kairo_ingest.queue import jobs as queue_jobs
 
 log = logs.get(__name__)
@@ -37,9 +37,14 @@ async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
     if lease.brand_id is None:
         raise errors.JobError("a compile job needs a brand_id", kind=errors.ErrorKind.INVALID_INPUT)
     force = bool(lease.params.get("force_refresh", False))
-    enabled = await sources.list_sources(d.engine, brand_id=lease.brand_id, enabled_only=True)
-    async with d.engine.connect() as conn:
-        now = await runs.db_now(conn)
+    brand_id = lease.brand_id
+    policy = d.retry_policy
+    enabled = await tx.call(
+        policy,
+        lambda: sources.list_sources(d.engine, brand_id=brand_id, enabled_only=True),
+        operation="list_sources",
+    )
+    now = await tx.read(d.engine, runs.db_now, policy=policy, operation="db_now")
     bound = asyncio.Semaphore(d.source_concurrency)
 
     async def one(source: sources.Source) -> evidence.Entry:
@@ -121,11 +126,15 @@ async def _source(
     if not ok:
         return entry(statuses.EvidenceBucket.SKIPPED, why)
 
-    async with d.engine.connect() as conn:
+    async def previous(conn: Any) -> tuple[runs.Run | None, runs.Run | None]:
         own = await runs.latest_for(conn, job_id=lease.job_id, source_id=source.id)
-        reusable = (
-            None if own is not None else await runs.newest_reusable(conn, source_id=source.id)
-        )
+        if own is not None:
+            return own, None
+        return None, await runs.newest_reusable(conn, source_id=source.id)
+
+    own, reusable = await tx.read(
+        d.engine, previous, policy=d.retry_policy, operation="previous_runs"
+    )
     if own is not None:
         # This job already has a run for the source (a retry, or a takeover after a crash).
         return await source_run.refresh(d, lease, source, spec, reason="resumed", run=own)
@@ -149,6 +158,7 @@ async def _source(
             platform=source.platform,
             capability=source.capability,
             cap=cap,
+            policy=d.retry_policy,
         )
         facts = dataclasses.replace(
             facts,

@@ -25,6 +25,7 @@ iteration, so the lag is their sum; one thread bounds it by the GIL's switch int
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -36,7 +37,7 @@ from kairo_ingest import errors, logs, metrics
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.db import items, runs
 from kairo_ingest.domain import normalize
-from kairo_ingest.pipeline import offload
+from kairo_ingest.pipeline import offload, tx
 from kairo_ingest.queue import jobs as queue_jobs
 
 log = logs.get(__name__)
@@ -146,11 +147,10 @@ async def _write_page(
     engine: sa_async.AsyncEngine,
     lease: queue_jobs.Lease,
     run: runs.Run,
-    platform: str,
     results: Sequence[Prepared],
+    policy: tx.Policy,
 ) -> Counts:
-    async with engine.begin() as conn:
-        await queue_jobs.fence(conn, lease)
+    async def unit(conn: sa_async.AsyncConnection) -> Counts:
         new_ids = await items.insert_raw(
             conn, run.id, [(p.index, p.doc, p.skip_reason) for p in results]
         )
@@ -164,7 +164,9 @@ async def _write_page(
         await runs.add_counts(
             conn, run.id, raw=counts.raw, created=created, updated=updated, skipped=skipped
         )
-    return counts
+        return counts
+
+    return await tx.write(engine, lease, unit, policy=policy, operation="store_page")
 
 
 async def store_page(
@@ -175,6 +177,7 @@ async def store_page(
     platform: str,
     capability: str,
     page: Sequence[tuple[int, Any]],
+    policy: tx.Policy = tx.DEFAULT,
 ) -> Counts:
     """Store one page of ``(item_index, raw_item)``; items already stored are left alone.
 
@@ -191,7 +194,7 @@ async def store_page(
     """
     # Off the loop, and before the fenced transaction opens (see the module docstring).
     results = await offload.run(prepare, platform, capability, page)
-    counts = await _store_results(engine, lease, run, platform, results)
+    counts = await _store_results(engine, lease, run, results, policy)
     metrics.ITEMS.labels(platform, "stored").inc(counts.raw)
     metrics.ITEMS.labels(platform, "created").inc(counts.created)
     metrics.ITEMS.labels(platform, "updated").inc(counts.updated)
@@ -203,28 +206,28 @@ async def _store_results(
     engine: sa_async.AsyncEngine,
     lease: queue_jobs.Lease,
     run: runs.Run,
-    platform: str,
     results: Sequence[Prepared],
+    policy: tx.Policy,
 ) -> Counts:
     try:
-        return await _write_page(engine, lease, run, platform, results)
+        return await _write_page(engine, lease, run, results, policy)
     except errors.DatabaseValueError as exc:
         if len(results) > 1:
             middle = len(results) // 2
-            return await _store_results(engine, lease, run, platform, results[:middle]) + (
-                await _store_results(engine, lease, run, platform, results[middle:])
+            return await _store_results(engine, lease, run, results[:middle], policy) + (
+                await _store_results(engine, lease, run, results[middle:], policy)
             )
         poison = results[0]
         log.warning("raw_item_unstorable", item_index=poison.index, sqlstate=exc.sqlstate)
         placeholder = Prepared(
             poison.index, items.placeholder("refused", poison.doc), normalize.Skip(UNSTORABLE)
         )
-        return await _write_page(engine, lease, run, platform, [placeholder])
+        return await _write_page(engine, lease, run, [placeholder], policy)
 
 
 def _renormalize_batch(
-    platform: str, capability: str, run_id: uuid.UUID, batch: Sequence[items.RawRow]
-) -> tuple[int, list[tuple[items.RawRow, Result]], list[items.EvidenceRow]]:
+    platform: str, capability: str, run: runs.Run, batch: Sequence[items.RawRow]
+) -> tuple[int, list[tuple[items.RawRow, Result]], items.EvidenceBatch]:
     """Normalize stored raw rows (CPU only); placeholders keep the skip reason they have."""
     placeholders = sum(1 for r in batch if items.is_placeholder(r.raw_json))
     results = [
@@ -233,11 +236,22 @@ def _renormalize_batch(
         if not items.is_placeholder(r.raw_json)
     ]
     rows = [
-        _evidence_row(res, run_id, r.id, items.json_columns(res))
+        _evidence_row(res, run.id, r.id, items.json_columns(res))
         for r, res in results
         if isinstance(res, normalize.NormalizedItem)
     ]
-    return placeholders, results, rows
+    return placeholders, results, items.evidence_batch(run.brand_id, rows)
+
+
+async def _renormalize_write(
+    conn: sa_async.AsyncConnection,
+    *,
+    run: runs.Run,
+    reasons: Sequence[tuple[int, str | None]],
+    evidence: items.EvidenceBatch,
+) -> tuple[int, int]:
+    await items.set_skip_reasons(conn, reasons)
+    return await items.upsert_evidence(conn, run.brand_id, evidence)
 
 
 async def renormalize(
@@ -249,6 +263,7 @@ async def renormalize(
     capability: str,
     cap: int,
     batch_size: int = 1000,
+    policy: tx.Policy = tx.DEFAULT,
 ) -> Counts:
     """Normalize a stored run's raw items again (a reused run never normalized), in batches.
 
@@ -257,28 +272,34 @@ async def renormalize(
     total = Counts()
     after = 0
     while True:
-        async with engine.connect() as conn:
-            batch = await items.read_raw(conn, run.id, after=after, cap=cap, limit=batch_size)
+        batch = await tx.read(
+            engine,
+            functools.partial(
+                items.read_raw, run_id=run.id, after=after, cap=cap, limit=batch_size
+            ),
+            policy=policy,
+            operation="read_raw",
+        )
         if not batch:
             break
         after = batch[-1].item_index + 1
-        placeholders, results, rows = await offload.run(
-            _renormalize_batch, platform, capability, run.id, batch
+        placeholders, results, evidence = await offload.run(
+            _renormalize_batch, platform, capability, run, batch
         )
-        async with engine.begin() as conn:
-            await queue_jobs.fence(conn, lease)
-            await items.set_skip_reasons(
-                conn,
-                [
-                    (r.id, res.reason if isinstance(res, normalize.Skip) else None)
-                    for r, res in results
-                ],
-            )
-            created, updated = await items.upsert_evidence(conn, run.brand_id, rows)
+        reasons = [
+            (r.id, res.reason if isinstance(res, normalize.Skip) else None) for r, res in results
+        ]
+        created, updated = await tx.write(
+            engine,
+            lease,
+            functools.partial(_renormalize_write, run=run, reasons=reasons, evidence=evidence),
+            policy=policy,
+            operation="renormalize",
+        )
         skipped = placeholders + sum(1 for _, res in results if isinstance(res, normalize.Skip))
         total = total + Counts(0, created, updated, skipped)
-    async with engine.begin() as conn:
-        await queue_jobs.fence(conn, lease)
+
+    async def finish(conn: sa_async.AsyncConnection) -> None:
         await runs.update(
             conn,
             run.id,
@@ -286,4 +307,6 @@ async def renormalize(
             normalized_item_count=total.created + total.updated,
             items_skipped=total.skipped,
         )
+
+    await tx.write(engine, lease, finish, policy=policy, operation="renormalized")
     return total
