@@ -110,3 +110,45 @@ async def test_a_page_is_encoded_and_normalized_off_the_loop_before_the_fence(
     assert len(renormalized) == 20
     assert all(ident != loop_thread for _, ident, _ in renormalized)
     assert await kit.count(tables.normalized_evidence_items) == 20
+
+
+async def test_a_big_page_is_written_in_short_fenced_batches(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fence holds the job row FOR SHARE; the heartbeat cannot extend the lease while
+    it is held. A page of 1,000 items is written in transactions of at most 250."""
+    brand, (source,) = await kit.brand([("tiktok", "profile_videos", "@acme")])
+    lease = await kit.lease(brand)
+    async with kit.engine.begin() as conn:
+        run = await runs.create_intent(
+            conn,
+            job_id=lease.job_id,
+            source_id=source.id,
+            brand_id=brand,
+            actor_id="clockworks~tiktok-scraper",
+            run_input={},
+            item_cap=2000,
+            attempt=1,
+        )
+    fences = 0
+    real_fence = queue_jobs.fence
+
+    async def counting_fence(*args: Any) -> None:
+        nonlocal fences
+        fences += 1
+        await real_fence(*args)
+
+    monkeypatch.setattr(queue_jobs, "fence", counting_fence)
+
+    counts = await store.store_page(
+        kit.engine,
+        lease,
+        run,
+        platform="tiktok",
+        capability="profile_videos",
+        page=[(i, _good(i)) for i in range(1000)],
+    )
+
+    assert counts == store.Counts(raw=1000, created=1000, updated=0, skipped=0)
+    assert store.WRITE_BATCH_ITEMS == 250
+    assert fences == 4
