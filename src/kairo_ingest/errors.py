@@ -8,6 +8,8 @@ Every error we raise, and every third-party error we translate at a boundary
     ├── UsageError                     bad command-line input (exit 2)
     ├── DatabaseError
     │   ├── DatabaseUnavailableError   cannot connect / connection dropped      retryable
+    │   ├── DatabaseValueError         a value the database refuses to store    permanent
+    │   ├── DatabaseConstraintError    a constraint violation (unique, check)   permanent
     │   └── SchemaNotAtHeadError       schema behind the code; run `migrate`
     ├── LeaseLostError                 our lease token no longer matches the job row
     └── JobError                       an error that is stored on a job or a run
@@ -103,6 +105,30 @@ class DatabaseError(KairoError):
 
 class DatabaseUnavailableError(DatabaseError):
     retryable = True
+
+
+class DatabaseValueError(DatabaseError):
+    """The database refused a value: SQLSTATE class 22 (data exception: NaN or a lone
+    surrogate in jsonb, a NUL in text) or 54 (program limit: JSON nested past the
+    server's stack depth, an index row too big). Retrying the same value cannot help.
+
+    ``sqlstate`` is the five-character code, kept for logs and tests; no SQL text.
+    """
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        self.sqlstate = sqlstate
+        super().__init__(message)
+
+
+class DatabaseConstraintError(DatabaseError):
+    """A constraint was violated (SQLSTATE class 23): retrying the same write fails again.
+
+    ``constraint`` names the constraint when the driver reports it.
+    """
+
+    def __init__(self, message: str, *, constraint: str | None = None) -> None:
+        self.constraint = constraint
+        super().__init__(message)
 
 
 class SchemaNotAtHeadError(DatabaseError):

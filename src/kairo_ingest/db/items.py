@@ -1,7 +1,10 @@
 """Raw dataset items and normalized evidence items, written in batches.
 
 Both writes are single set-based statements over ``unnest`` arrays, so a batch of a
-thousand items costs one round trip and one prepared statement, whatever its size:
+thousand items costs one round trip and one prepared statement, whatever its size.
+JSON goes over the wire as ``text[]`` cast to ``jsonb[]`` by the server: the driver
+encodes a text array in C, where a ``jsonb[]`` parameter costs a Python codec call per
+element on the event loop.
 
 * raw items: ``INSERT ... ON CONFLICT (apify_run_id, item_index) DO NOTHING`` - a
   re-fetch after a crash neither duplicates nor deletes;
@@ -12,23 +15,28 @@ thousand items costs one round trip and one prepared statement, whatever its siz
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_ingest import errors
 from kairo_ingest.domain import normalize
 
 _INSERT_RAW = sa.text(
     """
     INSERT INTO raw_apify_items (apify_run_id, item_index, raw_json, skip_reason)
     SELECT CAST(:run_id AS uuid), u.item_index, u.raw_json, u.skip_reason
-    FROM unnest(CAST(:indexes AS integer[]), CAST(:docs AS jsonb[]), CAST(:reasons AS text[]))
+    FROM unnest(
+        CAST(:indexes AS integer[]),
+        CAST(CAST(:docs AS text[]) AS jsonb[]),
+        CAST(:reasons AS text[]))
          AS u(item_index, raw_json, skip_reason)
     ON CONFLICT (apify_run_id, item_index) DO NOTHING
     RETURNING id, item_index
@@ -62,8 +70,10 @@ _UPSERT_EVIDENCE = """
         CAST(:platform AS text[]), CAST(:content_type AS text[]), CAST(:external_id AS text[]),
         CAST(:canonical_url AS text[]), CAST(:published_at AS timestamptz[]),
         CAST(:author_ref AS text[]), CAST(:title AS text[]), CAST(:text_primary AS text[]),
-        CAST(:text_secondary AS text[]), CAST(:hashtags AS jsonb[]), CAST(:metrics AS jsonb[]),
-        CAST(:media AS jsonb[]), CAST(:flags AS jsonb[]), CAST(:raw_refs AS jsonb[])) AS u
+        CAST(:text_secondary AS text[]),
+        CAST(CAST(:hashtags AS text[]) AS jsonb[]), CAST(CAST(:metrics AS text[]) AS jsonb[]),
+        CAST(CAST(:media AS text[]) AS jsonb[]), CAST(CAST(:flags AS text[]) AS jsonb[]),
+        CAST(CAST(:raw_refs AS text[]) AS jsonb[])) AS u
     ON CONFLICT {target} DO UPDATE SET
         canonical_url = EXCLUDED.canonical_url,
         -- keep the old value where the new one is empty
@@ -101,13 +111,22 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def dumps(value: Any) -> str:
+_ENCODERS = {
+    allow_nan: json.JSONEncoder(
+        ensure_ascii=False, default=str, separators=(",", ":"), allow_nan=allow_nan
+    )
+    for allow_nan in (True, False)
+}
+"""Built once: ``json.dumps`` with options builds an encoder per call, a third of its cost."""
+
+
+def dumps(value: Any, *, allow_nan: bool = True) -> str:
     """JSON text that a jsonb column accepts.
 
     jsonb refuses NUL characters, so they are dropped; lone surrogates (not Unicode, so
     not encodable as UTF-8) become U+FFFD. Everything else is kept as the actor sent it.
     """
-    text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+    text = _ENCODERS[allow_nan].encode(value)
     if "\\u0000" in text:
         text = _ESCAPED_NUL.sub(r"\1", text)
     try:
@@ -117,6 +136,53 @@ def dumps(value: Any) -> str:
     return text
 
 
+EXCERPT_CHARS = 2000
+"""How much of an unstorable item its placeholder keeps."""
+
+TOO_DEEP = "too_deep"
+INVALID_JSON = "invalid_json"
+
+
+class Unencodable(Exception):
+    """A raw value that cannot become jsonb text; ``reason`` is ``too_deep`` or ``invalid_json``."""
+
+    def __init__(self, reason: str, excerpt: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.excerpt = excerpt
+
+
+def encode_raw(value: Any) -> str:
+    """:func:`dumps` for a raw dataset item, or :class:`Unencodable`.
+
+    Any JSON value is kept as it is (a string or a list is stored as that JSON value).
+    NaN and the infinities (Python's decoder accepts them, jsonb does not) raise
+    ``invalid_json``; a value nested past the encoder's recursion limit raises
+    ``too_deep`` (``json.dumps`` raises RecursionError there, which must never escape).
+    """
+    try:
+        return dumps(value, allow_nan=False)
+    except RecursionError:
+        raise Unencodable(TOO_DEEP, f"{type(value).__name__} nested too deep to encode") from None
+    except ValueError:
+        raise Unencodable(INVALID_JSON, excerpt(dumps(value))) from None
+
+
+def excerpt(text: str) -> str:
+    """A short prefix of ``text`` that jsonb accepts (no NUL, no lone surrogate)."""
+    return normalize.clean_text(text[:EXCERPT_CHARS])
+
+
+def placeholder(reason: str, text: str) -> str:
+    """The jsonb text stored in place of an item the database cannot hold as it is."""
+    return dumps({"kairo_unstorable": reason, "excerpt": excerpt(text)})
+
+
+def is_placeholder(raw_json: Any) -> bool:
+    """True for a stored :func:`placeholder` (its skip reason was set when it was stored)."""
+    return isinstance(raw_json, dict) and set(raw_json) == {"kairo_unstorable", "excerpt"}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class RawRow:
     id: int
@@ -124,12 +190,28 @@ class RawRow:
     raw_json: Any
 
 
+JsonColumns = tuple[str, str, str, str]
+"""An item's hashtags, metrics, media and flags as jsonb text (:func:`json_columns`)."""
+
+
+def json_columns(item: normalize.NormalizedItem) -> JsonColumns:
+    """Encode an item's JSON columns: CPU work the pipeline does off the event loop."""
+    return (dumps(list(item.hashtags)), dumps(item.metrics), dumps(item.media), dumps(item.flags))
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class EvidenceRow:
-    """A normalized item and the raw items it came from, ready to upsert for a brand."""
+    """A normalized item and the raw items it came from, ready to upsert for a brand.
+
+    ``columns`` is :func:`json_columns` of ``item`` when the caller encoded it already.
+    """
 
     item: normalize.NormalizedItem
     raw_refs: list[dict[str, Any]]
+    columns: JsonColumns | None = None
+
+    def json_columns(self) -> JsonColumns:
+        return self.columns if self.columns is not None else json_columns(self.item)
 
 
 async def insert_raw(
@@ -143,16 +225,48 @@ async def insert_raw(
     """
     if not items:
         return {}
-    result = await conn.execute(
-        _INSERT_RAW,
-        {
-            "run_id": run_id,
-            "indexes": [i for i, _, _ in items],
-            "docs": [doc for _, doc, _ in items],
-            "reasons": [reason for _, _, reason in items],
-        },
-    )
+    with _refused_values("insert_raw"):
+        result = await conn.execute(
+            _INSERT_RAW,
+            {
+                "run_id": run_id,
+                "indexes": [i for i, _, _ in items],
+                "docs": [doc for _, doc, _ in items],
+                "reasons": [reason for _, _, reason in items],
+            },
+        )
     return {row.item_index: row.id for row in result}
+
+
+# SQLSTATEs of a value the database refuses: class 22 (data exception), 54000 (an index
+# row too big), 54001 (JSON nested past max_stack_depth).
+_REFUSED_VALUE = ("22", "54000", "54001")
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+@contextlib.contextmanager
+def _refused_values(operation: str) -> Iterator[None]:
+    """Translate "the database refused a value" into :class:`errors.DatabaseValueError`.
+
+    Other driver errors pass through to the engine's error boundary.
+    """
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        code = _sqlstate(exc)
+        if code is None or not code.startswith(_REFUSED_VALUE):
+            raise
+        raise errors.DatabaseValueError(
+            f"{operation}: the database refused a value (SQLSTATE {code})", sqlstate=code
+        ) from exc
 
 
 async def set_skip_reasons(
@@ -189,47 +303,68 @@ def merge_duplicates(rows: Sequence[EvidenceRow]) -> tuple[list[EvidenceRow], in
             row = EvidenceRow(
                 normalize.merge_update(previous.item, row.item),
                 normalize.merge_raw_refs(previous.raw_refs, row.raw_refs),
+                # merge_update takes every JSON column from the new item: its encoding holds.
+                row.columns,
             )
         merged[key] = row
     return [merged[k] for k in sorted(merged)], len(rows) - len(merged)
 
 
-async def upsert_evidence(
-    conn: sa_async.AsyncConnection, brand_id: uuid.UUID, rows: Sequence[EvidenceRow]
-) -> tuple[int, int]:
-    """Upsert a batch; return ``(created, updated)``.
+@dataclasses.dataclass(frozen=True, slots=True)
+class EvidenceBatch:
+    """Evidence rows merged and laid out as statement parameters (:func:`evidence_batch`)."""
 
-    Duplicates within the batch count as updated.
-    """
-    created = updated = 0
+    statements: list[tuple[sa.TextClause, dict[str, Any]]]
+    folded: int
+
+
+def evidence_batch(brand_id: uuid.UUID, rows: Sequence[EvidenceRow]) -> EvidenceBatch:
+    """Merge a batch's duplicates and build its upsert parameters: CPU only, no I/O, so a
+    caller may run it off the event loop (the pipeline does)."""
     unique, folded = merge_duplicates(rows)
-    updated += folded
+    statements = []
     for statement, part in (
         (_UPSERT_BY_EXTERNAL_ID, [r for r in unique if r.item.platform != "web"]),
         (_UPSERT_BY_URL, [r for r in unique if r.item.platform == "web"]),
     ):
         if not part:
             continue
-        result = await conn.execute(
-            statement,
-            {
-                "brand_id": brand_id,
-                "platform": [r.item.platform.value for r in part],
-                "content_type": [r.item.content_type.value for r in part],
-                "external_id": [r.item.external_id for r in part],
-                "canonical_url": [r.item.canonical_url for r in part],
-                "published_at": [r.item.published_at for r in part],
-                "author_ref": [r.item.author_ref for r in part],
-                "title": [r.item.title for r in part],
-                "text_primary": [r.item.text_primary for r in part],
-                "text_secondary": [r.item.text_secondary for r in part],
-                "hashtags": [dumps(list(r.item.hashtags)) for r in part],
-                "metrics": [dumps(r.item.metrics) for r in part],
-                "media": [dumps(r.item.media) for r in part],
-                "flags": [dumps(r.item.flags) for r in part],
-                "raw_refs": [dumps(r.raw_refs) for r in part],
-            },
-        )
+        columns = [r.json_columns() for r in part]
+        parameters = {
+            "brand_id": brand_id,
+            "platform": [r.item.platform.value for r in part],
+            "content_type": [r.item.content_type.value for r in part],
+            "external_id": [r.item.external_id for r in part],
+            "canonical_url": [r.item.canonical_url for r in part],
+            "published_at": [r.item.published_at for r in part],
+            "author_ref": [r.item.author_ref for r in part],
+            "title": [r.item.title for r in part],
+            "text_primary": [r.item.text_primary for r in part],
+            "text_secondary": [r.item.text_secondary for r in part],
+            "hashtags": [c[0] for c in columns],
+            "metrics": [c[1] for c in columns],
+            "media": [c[2] for c in columns],
+            "flags": [c[3] for c in columns],
+            "raw_refs": [dumps(r.raw_refs) for r in part],
+        }
+        statements.append((statement, parameters))
+    return EvidenceBatch(statements, folded)
+
+
+async def upsert_evidence(
+    conn: sa_async.AsyncConnection,
+    brand_id: uuid.UUID,
+    rows: Sequence[EvidenceRow] | EvidenceBatch,
+) -> tuple[int, int]:
+    """Upsert a batch (rows, or an :func:`evidence_batch` of them); return ``(created, updated)``.
+
+    Duplicates within the batch count as updated.
+    """
+    batch = rows if isinstance(rows, EvidenceBatch) else evidence_batch(brand_id, rows)
+    created, updated = 0, batch.folded
+    for statement, parameters in batch.statements:
+        with _refused_values("upsert_evidence"):
+            result = await conn.execute(statement, parameters)
         for row in result:
             if row.inserted:
                 created += 1

@@ -2,5 +2,8 @@
 
 ``compile`` is the brand compile job; ``source_run`` takes one source through an Apify
 run (intent, start or adopt, wait, fetch); ``store`` writes dataset pages and evidence
-in fenced transactions. Nothing here knows about the worker that calls it.
+in fenced transactions. Every database unit of work goes through ``tx`` (retried while
+the database is briefly away, within the lease); CPU-bound page work goes through
+``offload`` (one thread, off the event loop). Nothing here knows about the worker that
+calls it.
 """

@@ -1,9 +1,13 @@
 """The brand compile job: every enabled source refreshed, reused or skipped, concurrently.
 
 Returns the evidence status and, when the job should not succeed, the error to store.
-The old runner ran sources one by one and marked the job succeeded even when every
-source failed; here sources run under a per-job bound (and the process-wide bound on
-Apify runs), and the verdict comes from the entries (:mod:`kairo_ingest.domain.evidence`).
+Sources are isolated: any exception of one source (a KairoError or not: a KeyError, a
+RecursionError) becomes that source's `failed` entry (kind `internal` unless the error
+says better) and its siblings go on, so the evidence status is always complete. Only a
+lost lease and cancellation end the whole job. The old runner ran sources one by one and
+marked the job succeeded even when every source failed; here sources run under a per-job
+bound (and the process-wide bound on Apify runs), and the verdict comes from the entries
+(:mod:`kairo_ingest.domain.evidence`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from kairo_ingest import errors, logs
 from kairo_ingest.db import runs, sources
 from kairo_ingest.domain import evidence, freshness, registry, statuses
 from kairo_ingest.pipeline import deps as deps_module
-from kairo_ingest.pipeline import source_run, store
+from kairo_ingest.pipeline import source_run, store, tx
 from kairo_ingest.queue import jobs as queue_jobs
 
 log = logs.get(__name__)
@@ -33,22 +37,32 @@ async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
     if lease.brand_id is None:
         raise errors.JobError("a compile job needs a brand_id", kind=errors.ErrorKind.INVALID_INPUT)
     force = bool(lease.params.get("force_refresh", False))
-    enabled = await sources.list_sources(d.engine, brand_id=lease.brand_id, enabled_only=True)
-    async with d.engine.connect() as conn:
-        now = await runs.db_now(conn)
+    brand_id = lease.brand_id
+    policy = d.retry_policy
+    enabled = await tx.call(
+        policy,
+        lambda: sources.list_sources(d.engine, brand_id=brand_id, enabled_only=True),
+        operation="list_sources",
+    )
+    now = await tx.read(d.engine, runs.db_now, policy=policy, operation="db_now")
     bound = asyncio.Semaphore(d.source_concurrency)
 
     async def one(source: sources.Source) -> evidence.Entry:
         async with bound:
             with logs.bind(source_id=source.id):
-                return await _source(d, lease, source, force=force, now=now)
+                try:
+                    return await _source(d, lease, source, force=force, now=now)
+                except errors.LeaseLostError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - isolation: see the docstring
+                    return _crashed(source, exc)
 
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(s), name=f"source-{s.id}") for s in enabled]
     except BaseExceptionGroup as group_error:
-        # Per-source failures are entries, so what escapes is a lost lease or an outage
-        # (the database). Surface it unwrapped: the worker treats a lost lease as a loss,
+        # Every exception of a source is its entry, so what escapes is a lost lease (or
+        # cancellation). Surface it unwrapped: the worker treats a lost lease as a loss,
         # not as a failure to record.
         lost = group_error.subgroup(errors.LeaseLostError)
         raise (lost.exceptions[0] if lost else group_error.exceptions[0]) from None
@@ -61,6 +75,23 @@ async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
         **{bucket: len(items) for bucket, items in status.items()},
     )
     return Result(status, verdict, error)
+
+
+def _crashed(source: sources.Source, exc: Exception) -> evidence.Entry:
+    """The `failed` entry of a source whose handling raised outside its run's own handling."""
+    log.warning(
+        "source_crashed",
+        error_kind=errors.classify(exc)[0].value,
+        error=errors.describe(exc),
+        exc_info=not isinstance(exc, errors.KairoError),
+    )
+    return evidence.failed(
+        source_id=str(source.id),
+        platform=source.platform,
+        capability=source.capability,
+        reason="crashed",
+        exc=exc,
+    )
 
 
 async def _source(
@@ -95,11 +126,15 @@ async def _source(
     if not ok:
         return entry(statuses.EvidenceBucket.SKIPPED, why)
 
-    async with d.engine.connect() as conn:
+    async def previous(conn: Any) -> tuple[runs.Run | None, runs.Run | None]:
         own = await runs.latest_for(conn, job_id=lease.job_id, source_id=source.id)
-        reusable = (
-            None if own is not None else await runs.newest_reusable(conn, source_id=source.id)
-        )
+        if own is not None:
+            return own, None
+        return None, await runs.newest_reusable(conn, source_id=source.id)
+
+    own, reusable = await tx.read(
+        d.engine, previous, policy=d.retry_policy, operation="previous_runs"
+    )
     if own is not None:
         # This job already has a run for the source (a retry, or a takeover after a crash).
         return await source_run.refresh(d, lease, source, spec, reason="resumed", run=own)
@@ -123,6 +158,7 @@ async def _source(
             platform=source.platform,
             capability=source.capability,
             cap=cap,
+            policy=d.retry_policy,
         )
         facts = dataclasses.replace(
             facts,

@@ -11,6 +11,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import clock
 from kairo_ingest.apify import client as apify_client
+from kairo_ingest.pipeline import tx
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,3 +28,13 @@ class Deps:
     """Bounds concurrent Apify runs across every job of this process."""
     page_size: int = 1000
     clock: clock.Clock = clock.SYSTEM
+    lease_seconds: float = 60.0
+    """The job lease; database retries inside the job stop well before it could end."""
+    db_retry: tx.Policy | None = None
+    """Overrides the retry policy derived from ``lease_seconds`` (tests)."""
+
+    @property
+    def retry_policy(self) -> tx.Policy:
+        if self.db_retry is not None:
+            return self.db_retry
+        return tx.Policy.for_lease(self.lease_seconds, self.clock)

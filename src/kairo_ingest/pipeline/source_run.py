@@ -13,10 +13,12 @@ paying twice:
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import clock, errors, logs, metrics
 from kairo_ingest.apify import models as apify_models
@@ -24,7 +26,7 @@ from kairo_ingest.apify import reconcile
 from kairo_ingest.db import runs, sources, tables
 from kairo_ingest.domain import evidence, registry, statuses
 from kairo_ingest.pipeline import deps as deps_module
-from kairo_ingest.pipeline import store
+from kairo_ingest.pipeline import store, tx
 from kairo_ingest.queue import jobs as queue_jobs
 
 log = logs.get(__name__)
@@ -64,9 +66,13 @@ class SourceRunError(Exception):
 async def _write(
     d: deps_module.Deps, lease: queue_jobs.Lease, run_id: uuid.UUID, **values: Any
 ) -> runs.Run:
-    async with d.engine.begin() as conn:
-        await queue_jobs.fence(conn, lease)
-        return await runs.update(conn, run_id, **values)
+    return await tx.write(
+        d.engine,
+        lease,
+        functools.partial(runs.update, run_id=run_id, **values),
+        policy=d.retry_policy,
+        operation="update_run",
+    )
 
 
 async def _record_started(
@@ -84,7 +90,9 @@ async def _record_started(
             status=info.status,
             started_at=info.started_at or sa.func.now(),
         )
-    except sa.exc.IntegrityError as exc:
+    except (errors.DatabaseConstraintError, sa.exc.IntegrityError) as exc:
+        # The db boundary raises DatabaseConstraintError; until every db/ module translates
+        # (db/runs.py is not the pipeline's), the raw IntegrityError is caught as well.
         # Two intents with identical input adopted the same run at the same moment; the
         # other one recorded it first. Stay STARTING: the next attempt reconciles again and
         # excludes that run.
@@ -135,9 +143,16 @@ async def _start(
 
 
 async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:
-    assert run.apify_run_id is not None
-    async with d.engine.connect() as conn:
-        elapsed = await runs.seconds_since_start(conn, run.id)
+    if run.apify_run_id is None:
+        raise SourceRunError(
+            errors.HandlerError(f"run {run.id} is {run.status} without an Apify run id"), run
+        )
+    elapsed = await tx.read(
+        d.engine,
+        functools.partial(runs.seconds_since_start, run_id=run.id),
+        policy=d.retry_policy,
+        operation="seconds_since_start",
+    )
     deadline = clock.Deadline.after(max(0.0, d.run_deadline_seconds - elapsed), d.clock)
     try:
         info = await d.apify.wait_or_abort(run.apify_run_id, deadline)
@@ -170,10 +185,29 @@ async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> 
     return await _write(d, lease, run.id, **values)
 
 
+async def _dataset_of(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:
+    """A SUCCEEDED run recorded without its dataset id: ask Apify once more, else fail it.
+
+    Apify's run object always names ``defaultDatasetId``; a proxy or a truncated answer
+    may not. This is a classified, retryable failure of this source, never an assert.
+    """
+    info = await d.apify.get_run(run.apify_run_id) if run.apify_run_id is not None else None
+    if info is None or info.default_dataset_id is None:
+        raise SourceRunError(
+            errors.ApifyTransientError(
+                f"Apify run {run.apify_run_id} ended {run.status} without a default dataset id"
+            ),
+            run,
+        )
+    return await _write(d, lease, run.id, dataset_id=info.default_dataset_id)
+
+
 async def _fetch(
     d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, source: sources.Source
 ) -> runs.Run:
-    assert run.dataset_id is not None
+    if run.dataset_id is None:
+        run = await _dataset_of(d, lease, run)
+    assert run.dataset_id is not None  # _dataset_of raised otherwise; narrows the type
     cap = run.item_cap or registry.cap_for(source.platform, source.capability, d.env)
     page: list[tuple[int, Any]] = []
     async for index, item in d.apify.iter_dataset_items(
@@ -188,11 +222,18 @@ async def _fetch(
                 platform=source.platform,
                 capability=source.capability,
                 page=page,
+                policy=d.retry_policy,
             )
             page = []
     if page:
         await store.store_page(
-            d.engine, lease, run, platform=source.platform, capability=source.capability, page=page
+            d.engine,
+            lease,
+            run,
+            platform=source.platform,
+            capability=source.capability,
+            page=page,
+            policy=d.retry_policy,
         )
     return await _write(
         d,
@@ -222,11 +263,18 @@ async def refresh(
             run = await _advance(d, lease, source, spec, run)
     except SourceRunError as exc:
         return _failed(source, reason, exc.cause, exc.run)
-    except (errors.LeaseLostError, errors.ConfigError):
+    except errors.LeaseLostError:
         raise
-    except errors.KairoError as exc:
-        async with d.engine.connect() as conn:
-            latest = await runs.latest_for(conn, job_id=lease.job_id, source_id=source.id)
+    except Exception as exc:  # noqa: BLE001 - one source's failure is its entry, never its siblings'
+        # Any exception, a KairoError or not (a KeyError, a RecursionError): this source's
+        # `failed` entry (kind `internal` unless the error says better). Cancellation and a
+        # lost lease are BaseException / re-raised above: they end the whole job.
+        latest = await tx.read(
+            d.engine,
+            functools.partial(runs.latest_for, job_id=lease.job_id, source_id=source.id),
+            policy=d.retry_policy,
+            operation="latest_run",
+        )
         return _failed(source, reason, exc, latest)
     return evidence.Entry(
         statuses.EvidenceBucket.REFRESHED,
@@ -235,6 +283,39 @@ async def refresh(
         source.capability,
         reason,
         run=facts(run),
+    )
+
+
+async def _create_intent(
+    conn: sa_async.AsyncConnection,
+    *,
+    lease: queue_jobs.Lease,
+    source: sources.Source,
+    actor_id: str,
+    run_input: dict[str, Any],
+    cap: int,
+    attempt: int,
+) -> runs.Run:
+    """A new intent, or the one a retried transaction already committed (its COMMIT's
+    answer lost): the same attempt, still STARTING, never sent to Apify (Apify hears of an
+    intent only after this transaction returned), so it is safe to take over."""
+    latest = await runs.latest_for(conn, job_id=lease.job_id, source_id=source.id)
+    if (
+        latest is not None
+        and latest.attempt == attempt
+        and latest.status == statuses.RunStatus.STARTING
+        and latest.apify_run_id is None
+    ):
+        return latest
+    return await runs.create_intent(
+        conn,
+        job_id=lease.job_id,
+        source_id=source.id,
+        brand_id=source.brand_id,
+        actor_id=actor_id,
+        run_input=run_input,
+        item_cap=cap,
+        attempt=attempt,
     )
 
 
@@ -247,18 +328,21 @@ async def _advance(
 ) -> runs.Run:
     if run is None or run.status in _RESTART_AFTER:
         cap = registry.cap_for(source.platform, source.capability, d.env)
-        async with d.engine.begin() as conn:
-            await queue_jobs.fence(conn, lease)
-            run = await runs.create_intent(
-                conn,
-                job_id=lease.job_id,
-                source_id=source.id,
-                brand_id=source.brand_id,
+        run = await tx.write(
+            d.engine,
+            lease,
+            functools.partial(
+                _create_intent,
+                lease=lease,
+                source=source,
                 actor_id=spec.actor_id,
                 run_input=spec.build_input(source.identifier, source.settings, cap),
-                item_cap=cap,
+                cap=cap,
                 attempt=(run.attempt + 1) if run is not None else 1,
-            )
+            ),
+            policy=d.retry_policy,
+            operation="create_intent",
+        )
         log.info("apify_run_intent", run_id=str(run.id), actor_id=run.actor_id)
         run = await _start(d, lease, run, resuming=False)
     elif run.status == statuses.RunStatus.STARTING:

@@ -34,6 +34,7 @@ def pipeline_deps(
         run_deadline_seconds=settings.run_deadline_seconds,
         source_concurrency=settings.source_concurrency,
         run_slots=asyncio.Semaphore(settings.apify_max_concurrent_runs),
+        lease_seconds=settings.lease_seconds,
     )
 
 

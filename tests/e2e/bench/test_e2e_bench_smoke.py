@@ -80,3 +80,10 @@ def test_poll_benchmark_runs() -> None:
         "50",
     )
     assert "baseline / long-poll" in out
+
+
+def test_loop_lag_benchmark_runs(pg_server_url: str) -> None:
+    out = _bench(
+        "loop_lag.py", "--dsn", pg_server_url, "--items", "60", "--page-size", "25", "--rounds", "1"
+    )
+    assert "inline/ours: lag p99" in out

@@ -215,7 +215,7 @@ async def test_one_bad_item_aborts_the_whole_normalization(kit: Kit) -> None:
                 "webVideoUrl": "https://www.tiktok.com/@acme/video/7592641437091532064",
             },
         ),
-        # Python's JSON parser accepts NaN; jsonb does not. The page is split until it is alone.
+        # Python's JSON parser accepts NaN; jsonb does not: stored as a placeholder.
         (
             7,
             {
@@ -241,11 +241,12 @@ async def test_one_bad_item_aborts_the_whole_normalization(kit: Kit) -> None:
         "invalid_field:id",
         None,
         None,
-        store.UNSTORABLE,
+        "unstorable:invalid_json",
     ]
     assert raw[5].raw_json["text"] == "lone surrogate \ufffd here"
     assert raw[6].raw_json["text"] == "nul  char"
-    assert "NaN" in raw[7].raw_json["_kairo_unstorable"]
+    assert raw[7].raw_json["kairo_unstorable"] == "invalid_json"
+    assert "NaN" in raw[7].raw_json["excerpt"]
     assert counts == store.Counts(raw=8, created=3, updated=0, skipped=5)
     assert await kit.count(tables.normalized_evidence_items) == 3
 

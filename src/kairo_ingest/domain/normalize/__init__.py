@@ -20,6 +20,9 @@ Skip reasons:
 For any raw value, :func:`normalize` returns and never raises (property-tested); only an
 unknown (platform, capability) pair raises :class:`~kairo_ingest.errors.UsageError`, since
 that is a caller's bug, not a bad item. The field mappings live in one module per platform.
+
+Text fields longer than ``limits.MAX_TEXT_CHARS`` (20,000) are cut, and named in
+``flags["truncated"]``; the raw item keeps them whole (:mod:`.limits`).
 """
 
 from __future__ import annotations
@@ -27,10 +30,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from kairo_ingest.domain import registry, statuses
-from kairo_ingest.domain.normalize import base, instagram, linkedin, merge, tiktok, web, youtube
+from kairo_ingest.domain.normalize import (
+    base,
+    instagram,
+    limits,
+    linkedin,
+    merge,
+    tiktok,
+    web,
+    youtube,
+)
 
 NormalizedItem = base.NormalizedItem
 Skip = base.Skip
+clean_text = base.clean
 merge_raw_refs = merge.merge_raw_refs
 merge_update = merge.merge_update
 
@@ -53,6 +66,7 @@ def normalize(platform: str, capability: str, raw: object) -> base.NormalizedIte
     if base.is_error_item(raw):
         return base.Skip(base.ERROR_ITEM)
     try:
-        return _BY_PLATFORM[spec.platform](raw, spec)
+        result = _BY_PLATFORM[spec.platform](raw, spec)
     except base.InvalidField as exc:
         return base.invalid_field(exc.name)
+    return limits.truncate(result) if isinstance(result, base.NormalizedItem) else result

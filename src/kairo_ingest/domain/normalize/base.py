@@ -15,6 +15,10 @@ How a raw field is read, so that no item, however malformed, raises:
 - **Text** loses NUL characters and lone surrogates, which PostgreSQL cannot store.
 - Optional strings are None, never ``""``, so an update can keep the old value with
   ``COALESCE(excluded.x, old.x)``.
+- **Length**: an id longer than :data:`MAX_ID_CHARS` or a URL longer than
+  :data:`MAX_URL_CHARS` is not an id or a URL (``invalid_field:<name>``): both are keys of a
+  unique index, and PostgreSQL refuses an index row over ~2.7 kB. Long texts are truncated
+  instead (:mod:`kairo_ingest.domain.normalize.limits`).
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ INVALID_FIELD_PREFIX = "invalid_field:"
 
 MAX_COUNT = 2**63 - 1  # bigint; a larger "count" is garbage and reads as unknown
 _MAX_ID_INT = 10**30  # ids are at most ~20 digits; a larger int is not an id
+MAX_ID_CHARS = 512
+MAX_URL_CHARS = 2048
 
 JsonScalar = str | int | float | bool
+FlagValue = JsonScalar | list[str]
 
 _HASHTAG = re.compile(r"(?<![\w&#/])#(\w+)")
 _COUNT_TEXT = re.compile(r"[0-9]{1,3}(?:[,_ ][0-9]{3})+|[0-9]{1,19}")
@@ -69,7 +76,8 @@ class NormalizedItem:
     """One evidence item, without brand and provenance (the pipeline adds those).
 
     ``published_at`` is aware UTC or None. ``metrics`` holds only known counts (non-negative
-    ints); ``media`` and ``flags`` hold JSON scalars, and omit what is unknown.
+    ints); ``media`` and ``flags`` hold JSON scalars, and omit what is unknown; the one list
+    is ``flags["truncated"]``, the text fields cut to their cap (see ``limits``).
     """
 
     platform: statuses.Platform
@@ -84,7 +92,7 @@ class NormalizedItem:
     hashtags: tuple[str, ...]
     metrics: dict[str, int]
     media: dict[str, JsonScalar]
-    flags: dict[str, JsonScalar]
+    flags: Mapping[str, FlagValue]
 
     @property
     def dedupe_key(self) -> tuple[str, str, str]:
@@ -167,6 +175,8 @@ def identifier(value: object, name: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
+        if len(value) > MAX_ID_CHARS:
+            raise InvalidField(name)
         return clean(value).strip() or None
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) < _MAX_ID_INT:
         return str(value)
@@ -191,6 +201,8 @@ def url(value: object, name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
+        raise InvalidField(name)
+    if len(value) > MAX_URL_CHARS:
         raise InvalidField(name)
     candidate = clean(value).strip()
     if not candidate:

@@ -36,8 +36,8 @@ def canonical(value: str, page_url: str | None) -> str | None:
             candidate = parse.urljoin(page_url, candidate)
         except ValueError:
             return None
-    if not base.is_http_url(candidate):
-        return None
+    if len(candidate) > base.MAX_URL_CHARS or not base.is_http_url(candidate):
+        return None  # over-long: a unique-index key PostgreSQL would refuse
     try:
         return identifiers.normalize_url(candidate, keep_query=True)
     except errors.UsageError:
