@@ -300,11 +300,11 @@ class SimulatorApp:
         if "authorization" in request.headers:
             state.counters.rejected["storage_authorization"] += 1
             return error_reply(
-                400, "invalid-argument", "Only one auth mechanism allowed; signature given"
+                400, "invalid-header", "Only one auth mechanism allowed; signature given"
             )
         store_id, key = (urllib.parse.unquote(part) for part in match.groups())
         if not platform.signature_ok(store_id, key, request.query.get("signature")):
-            return error_reply(403, "access-denied", "Signature does not match")
+            return error_reply(403, "invalid-signature", "Signature does not match")
         run = next((r for r in state.runs.values() if r.kvs_id == store_id), None)
         if run is None or key != "INPUT" or run.stored_input is None:
             return error_reply(404, "record-not-found", "Record was not found")
