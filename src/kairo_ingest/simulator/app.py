@@ -460,6 +460,9 @@ async def _read_request(scope: Scope, receive: Receive) -> Request | None:
         for name, value in scope.get("headers", [])
     }
     body = b"".join(chunks)
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) != len(body):
+        return None  # a body cut short: Apify never sees an incomplete request
     encoding = headers.get("content-encoding", "").lower()
     if body and encoding == "gzip":
         body = gzip.decompress(body)
