@@ -52,7 +52,7 @@ SIM_CONFIG: dict[str, Any] = {
     # Issue 8's platform behaviours, all on.
     "input_defaults": True,
     "visibility_lag_seconds": 1.0,
-    "late_creation_seconds": 1.5,
+    "late_creation_seconds": 3.5,  # longer than the lease: a takeover must let it settle
     "max_concurrent_runs": 10,
     "limit_error_statuses": [400, 402, 403],
     "record_redirects": True,

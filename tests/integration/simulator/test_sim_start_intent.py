@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_ingest import errors
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import runs, sources, tables
 from kairo_ingest.domain import registry
@@ -105,3 +106,34 @@ async def test_a_start_that_got_no_answer_keeps_the_intent_starting(
         result = await compile_job.run(_deps(engine, api), lease)
     assert await _statuses(engine) == ["STARTING"]
     assert len(result.evidence_status["failed"]) == 1
+
+
+async def test_a_resumed_intent_waits_for_a_run_created_late_instead_of_starting_another(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    """Old: a resumed STARTING intent looked at the list once; a run whose start answer was
+    lost just before the crash, created or listed a few seconds late, was missed and a
+    second run was started."""
+    lease, intent = await _leased_intent(engine)
+    cfg = sim_config.SimConfig(
+        time_factor=0.01,
+        outcome_weights={"SUCCEEDED": 1.0},
+        visibility_lag_seconds=0.5,
+        late_creation_seconds=1.5,
+        input_defaults=True,
+        faults={"start": sim_config.FaultConfig(drop=1.0)},
+    )
+    async with (
+        sim_server.running(cfg) as sim,
+        apify_client.ApifyClient(sim.base_url, "test-token") as api,
+    ):
+        with pytest.raises(errors.ApifyStartUnknownError):  # the answer is lost, then "crash"
+            await api.start_run(intent.actor_id, intent.input, max_items=intent.item_cap)
+        sim.state.apply_config({"faults": None})
+        result = await compile_job.run(_deps(engine, api), lease)  # the takeover resumes
+        assert sim.stats()["starts"] == 1
+        assert sim.stats()["lateStarts"] == 1
+    assert result.evidence_status["failed"] == []
+    async with engine.connect() as conn:
+        (row,) = (await conn.execute(sa.select(R))).all()
+    assert row.apify_run_id is not None
