@@ -16,8 +16,9 @@ Every error we raise, and every third-party error we translate at a boundary
         ├── ApifyError                 anything Apify said or did not say
         │   ├── ApifyTransientError    network error, 5xx, unparsable body      retryable
         │   │   └── ApifyStartUnknownError a start that may have reached Apify: reconcile
-        │   ├── ApifyNotNowError       429, concurrency/memory limit, 402       snooze
-        │   ├── ApifyAuthError         401, 403                                 permanent
+        │   ├── ApifyNotNowError       rate/concurrency/memory limit (by type)  snooze
+        │   ├── ApifyAuthError         401, 403, permission types               permanent
+        │   │   └── ApifyBillingError  402, billing types (paid actor, x402)    permanent
         │   ├── ApifyNotFoundError     404                                      permanent
         │   ├── ApifyInvalidInputError 400 and other 4xx                        permanent
         │   ├── ApifyRunFailedError    the run ended FAILED / ABORTED / TIMED-OUT retryable
@@ -213,6 +214,13 @@ class ApifyNotNowError(ApifyError):
 
 class ApifyAuthError(ApifyError):
     kind = ErrorKind.AUTH
+
+
+class ApifyBillingError(ApifyAuthError):
+    """Apify refuses for billing reasons (``not-enough-usage-to-run-paid-actor``, 402...).
+
+    Kind ``auth``: like a bad token, only a change to the account fixes it. Permanent.
+    """
 
 
 class ApifyNotFoundError(ApifyError):

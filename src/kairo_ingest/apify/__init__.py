@@ -2,10 +2,12 @@
 
 Modules, each small enough to read in one sitting:
 
-- :mod:`~kairo_ingest.apify.models`     the :class:`RunInfo` value and the response parsers
+- :mod:`~kairo_ingest.apify.models`     :class:`RunInfo`, :class:`UnparsableItem`, the parsers
 - :mod:`~kairo_ingest.apify.mapping`    HTTP answers and httpx failures -> our typed errors
 - :mod:`~kairo_ingest.apify.transport`  the one shared ``httpx.AsyncClient`` and single attempts
 - :mod:`~kairo_ingest.apify.retrying`   the tenacity policy: jittered backoff inside a deadline
+- :mod:`~kairo_ingest.apify.pages`      dataset pages decoded item by item (one bad item never
+  costs its page)
 - :mod:`~kairo_ingest.apify.client`     :class:`ApifyClient`, the methods the pipeline calls
 - :mod:`~kairo_ingest.apify.reconcile`  starting a run without risking a duplicate
 

@@ -32,7 +32,7 @@ import httpx
 import structlog
 
 from kairo_ingest import clock, errors, redaction
-from kairo_ingest.apify import models, retrying
+from kairo_ingest.apify import models, pages, retrying
 from kairo_ingest.apify import transport as _transport_module
 
 log = structlog.get_logger(__name__)
@@ -45,6 +45,7 @@ REQUEST_TIMEOUT = 30.0  # seconds, cap for one ordinary attempt
 PAGE_TIMEOUT = 60.0  # seconds, cap for one dataset page attempt
 MAX_ATTEMPTS = 6  # per ordinary call; waits retry until their deadline instead
 MAX_PAGE_SIZE = 250_000  # Apify's own cap on a dataset page
+NOT_FOUND_GRACE_SECONDS = 30.0  # a 404 this early in a wait is replica lag, not a lost run
 
 
 def _segment(value: str) -> str:
@@ -96,6 +97,7 @@ class ApifyClient:
         self._long_poll_max = max(0, min(MAX_WAIT_FOR_FINISH, long_poll_max_seconds))
         self._min_poll_interval = min_poll_interval_seconds
         self._sleep = sleep
+        self.sleep = sleep  # also how long reconciliation lets the platform settle
         self._http = _transport_module.build_http_client(base, token, transport=transport)
 
     def __repr__(self) -> str:
@@ -132,6 +134,8 @@ class ApifyClient:
         side_effect: bool = False,
         attempt_cap_seconds: float = REQUEST_TIMEOUT,
         max_attempts: int | None = MAX_ATTEMPTS,
+        follow_redirects: bool = False,
+        parse_json: bool = True,
     ) -> T:
         """One logical call: attempts with backoff, all inside ``deadline`` (+ slack)."""
         if deadline.expired():
@@ -148,6 +152,8 @@ class ApifyClient:
                 params=params,
                 json_body=json_body,
                 side_effect=side_effect,
+                follow_redirects=follow_redirects,
+                parse_json=parse_json,
             )
             return parse(reply)
 
@@ -243,15 +249,24 @@ class ApifyClient:
             max_attempts=max_attempts,
         )
 
-    async def wait_for_run(self, run_id: str, deadline: clock.Deadline) -> models.RunInfo:
+    async def wait_for_run(
+        self,
+        run_id: str,
+        deadline: clock.Deadline,
+        *,
+        not_found_grace_seconds: float = NOT_FOUND_GRACE_SECONDS,
+    ) -> models.RunInfo:
         """Long-poll until the run is terminal; :class:`~kairo_ingest.errors.ApifyTimeoutError`
         when ``deadline`` passes first.
 
         Never runs past ``deadline`` by more than ``deadline_slack_seconds``. Transient
         errors (network, 5xx, 429, garbled bodies) are retried with backoff until the
-        deadline. Unknown statuses are logged and treated as still running.
+        deadline. Unknown statuses are logged and treated as still running. A ``404`` in
+        the first ``not_found_grace_seconds`` of the wait is replica lag after a start (the
+        official client tolerates it too): asked again after a pause; later it is raised.
         """
         last_status = "unknown"
+        grace_ends = self._clock.monotonic() + not_found_grace_seconds
         try:
             async with asyncio.timeout(deadline.remaining() + self._slack):
                 while not deadline.expired():
@@ -259,6 +274,14 @@ class ApifyClient:
                     poll_started = self._clock.monotonic()
                     try:
                         run = await self._get_run(run_id, wait_secs, deadline, None)
+                    except errors.ApifyNotFoundError:
+                        if self._clock.monotonic() >= grace_ends:
+                            raise
+                        log.info("apify.run_not_visible_yet", run_id=run_id)
+                        pause = min(self._min_poll_interval, deadline.remaining())
+                        if pause > 0:
+                            await self._sleep(pause)
+                        continue
                     except errors.ApifyError as exc:
                         if retrying.is_retryable(exc) or isinstance(exc, errors.ApifyTimeoutError):
                             raise errors.ApifyTimeoutError(
@@ -288,23 +311,42 @@ class ApifyClient:
         run_id: str,
         deadline: clock.Deadline,
         *,
-        gracefully: bool = True,
+        gracefully: bool = False,
         abort_timeout_seconds: float = 10.0,
+        not_found_grace_seconds: float = NOT_FOUND_GRACE_SECONDS,
     ) -> models.RunInfo:
         """:meth:`wait_for_run`; on the deadline, abort the run so it stops costing money.
 
-        The abort is itself bounded by ``abort_timeout_seconds`` and best effort: a failed
-        abort is logged. If the abort answer shows the run had already ended, that run is
-        returned; otherwise the :class:`~kairo_ingest.errors.ApifyTimeoutError` is raised.
+        The abort is not graceful: its partial data is discarded anyway, and a graceful
+        abort lets the run go on (and bill) for up to 30 s more. It is bounded by
+        ``abort_timeout_seconds`` and best effort: a failed abort is logged. Then, whether
+        the abort worked or not, one final GET: a run that ended on its own at the last
+        moment (SUCCEEDED, FAILED, TIMED-OUT) is returned, so a run that succeeded is kept
+        and not paid for again. Otherwise the :class:`~kairo_ingest.errors.ApifyTimeoutError`
+        is raised.
         """
         try:
-            return await self.wait_for_run(run_id, deadline)
+            return await self.wait_for_run(
+                run_id, deadline, not_found_grace_seconds=not_found_grace_seconds
+            )
         except errors.ApifyTimeoutError:
-            run = await self._abort_quietly(run_id, gracefully, abort_timeout_seconds)
-            if run is not None and run.terminal and run.status != "ABORTED":
-                log.info("apify.run_ended_at_deadline", run_id=run_id, status=run.status)
-                return run
+            aborted = await self._abort_quietly(run_id, gracefully, abort_timeout_seconds)
+            looked = await self._final_look(run_id, abort_timeout_seconds)
+            ended = [run for run in (looked, aborted) if run is not None and run.terminal]
+            final = ended[0] if ended else None
+            if final is not None and final.status != "ABORTED":
+                log.info("apify.run_ended_at_deadline", run_id=run_id, status=final.status)
+                return final
             raise
+
+    async def _final_look(self, run_id: str, timeout_seconds: float) -> models.RunInfo | None:
+        try:
+            return await self.get_run(
+                run_id, 0, deadline=clock.Deadline.after(timeout_seconds, self._clock)
+            )
+        except errors.ApifyError as exc:
+            log.warning("apify.final_look_failed", run_id=run_id, error=errors.describe(exc))
+            return None
 
     async def _abort_quietly(
         self, run_id: str, gracefully: bool, timeout_seconds: float
@@ -318,7 +360,7 @@ class ApifyClient:
         return run
 
     async def abort_run(
-        self, run_id: str, gracefully: bool = True, *, timeout_seconds: float = 10.0
+        self, run_id: str, gracefully: bool = False, *, timeout_seconds: float = 10.0
     ) -> models.RunInfo:
         """``POST /v2/actor-runs/{runId}/abort``; the run as Apify reports it (ABORTING...).
 
@@ -384,6 +426,7 @@ class ApifyClient:
                 operation=operation,
                 deadline=self._deadline(deadline),
                 parse=lambda reply: reply.body,
+                follow_redirects=True,  # a 302 to a signed storage URL, sent without the token
             )
         except errors.ApifyNotFoundError:
             return None
@@ -402,7 +445,7 @@ class ApifyClient:
         page_size: int = 1000,
         start_index: int = 0,
         page_deadline_seconds: float | None = None,
-    ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    ) -> AsyncIterator[tuple[int, Any]]:
         """Yield ``(absolute_index, item)`` from ``GET /v2/datasets/{id}/items``, page by page.
 
         ``clean=true``; the offset advances by ``max(X-Apify-Pagination-Count, len(items))``
@@ -411,9 +454,13 @@ class ApifyClient:
 
         The index is the page's offset plus the item's position in the page: unique and
         increasing, and equal to the dataset row when ``clean`` skipped nothing, so
-        ``start_index=last_index + 1`` resumes. A page that is not a JSON array, or holds a
-        non-object item, raises :class:`~kairo_ingest.errors.ApifyTransientError` once its
-        retries are spent. Each page has its own deadline (``default_budget_seconds``).
+        ``start_index=last_index + 1`` resumes. An item is any JSON value (Apify stores
+        objects, but a non-object is yielded as it is) or a
+        :class:`~kairo_ingest.apify.models.UnparsableItem` when it could not be decoded
+        alone (see :mod:`~kairo_ingest.apify.pages`): one bad item never costs its page.
+        A body that is not one complete JSON array raises
+        :class:`~kairo_ingest.errors.ApifyTransientError` once its retries are spent.
+        Each page has its own deadline (``default_budget_seconds``).
         """
         operation = "iter_dataset_items"
         page_size = max(1, min(MAX_PAGE_SIZE, page_size))
@@ -437,6 +484,7 @@ class ApifyClient:
                     "limit": page_limit,
                 },
                 attempt_cap_seconds=PAGE_TIMEOUT,
+                parse_json=False,
             )
             if scanned == 0:
                 return
@@ -451,23 +499,16 @@ class ApifyClient:
 
 def _parse_page(
     reply: _transport_module.Reply, page_limit: int, *, operation: str
-) -> tuple[list[dict[str, Any]], int]:
-    """A dataset page: the items and how many rows Apify scanned for them."""
-    body = reply.body
-    if not isinstance(body, list):
-        raise errors.ApifyTransientError(
-            f"{operation}: page is not a JSON array", status_code=reply.status_code
-        )
-    for position, item in enumerate(body):
-        if not isinstance(item, dict):
-            raise errors.ApifyTransientError(
-                f"{operation}: item {position} of the page is a {type(item).__name__}, "
-                "not an object",
-                status_code=reply.status_code,
-            )
+) -> tuple[list[Any], int]:
+    """A dataset page: the items and how many rows Apify scanned for them.
+
+    The offset then advances by ``max(X-Apify-Pagination-Count, len(items))``: with
+    ``clean`` Apify counts rows it processed but did not return.
+    """
+    items = pages.decode_page(reply.content, operation=operation, status_code=reply.status_code)
     try:
-        count = int(reply.headers.get("x-apify-pagination-count", len(body)))
+        count = int(reply.headers.get("x-apify-pagination-count", len(items)))
     except ValueError:
-        count = len(body)
-    scanned = max(len(body), min(max(count, 0), page_limit))
-    return body, scanned
+        count = len(items)
+    scanned = max(len(items), min(max(count, 0), page_limit))
+    return items, scanned

@@ -1,19 +1,26 @@
 """Translating what happened on the wire into the typed errors of :mod:`kairo_ingest.errors`.
 
+A non-2xx answer is classified by Apify's ``error.type`` first, then by its status: the
+platform's reports disagree on the status of some types (``concurrent-runs-limit-exceeded``
+has been seen as 400, 402 and 403), while the type is stable.
+
 =================================================  ==================================  =========
 What happened                                      Error                               Retried
 =================================================  ==================================  =========
 connect error / connect or pool timeout            ApifyTransientError (not sent)      yes
 read/write error, read timeout, dropped connection ApifyTransientError                 yes
+type ``rate-limit-exceeded``, or status 429        ApifyNotNowError(RATE_LIMITED)      yes
+type in ``NOT_NOW_TYPES`` (any status)             ApifyNotNowError(NOT_NOW)           no: snooze
+type in ``BILLING_TYPES``; unknown type with 402   ApifyBillingError                   no
+type in ``PERMISSION_TYPES``; unknown with 401/403 ApifyAuthError                      no
+type in ``NOT_FOUND_TYPES``; unknown with 404      ApifyNotFoundError                  no
 5xx, 408                                           ApifyTransientError                 yes
 2xx with a non-JSON, truncated or malformed body   ApifyTransientError                 yes
-429 rate-limit-exceeded                            ApifyNotNowError(RATE_LIMITED)      yes
-400 concurrent-runs-limit-exceeded,                ApifyNotNowError(NOT_NOW)           no: snooze
-400 actor-memory-limit-exceeded, 402
-401, 403                                           ApifyAuthError                      no
-404                                                ApifyNotFoundError                  no
 other 4xx                                          ApifyInvalidInputError              no
 =================================================  ==================================  =========
+
+Permanent refusals name Apify's type in their message (``HTTP 402
+not-enough-usage-to-run-paid-actor: ...``), so the stored error says what to fix.
 
 A request with a side effect (starting a run) that failed after it may have reached Apify
 raises :class:`~kairo_ingest.errors.ApifyStartUnknownError` instead of
@@ -35,7 +42,33 @@ import httpx
 from kairo_ingest import errors
 
 BODY_EXCERPT_CHARS = 200
+# Apify error types (each one is in apify_client._literals.ErrorType; a unit test checks).
+RATE_LIMIT_TYPES = frozenset({"rate-limit-exceeded"})
 NOT_NOW_TYPES = frozenset({"concurrent-runs-limit-exceeded", "actor-memory-limit-exceeded"})
+BILLING_TYPES = frozenset(
+    {
+        "not-enough-usage-to-run-paid-actor",
+        "x402-payment-required",
+        "apify-plan-required-to-use-paid-actor",
+        "monthly-usage-limit-too-low",
+        "missing-billing-info",
+        "no-payment-method-available",
+        "agentic-payment-insufficient-amount",
+        "x402-agentic-payment-insufficient-amount",
+    }
+)
+PERMISSION_TYPES = frozenset(
+    {
+        "insufficient-permissions",
+        "full-permission-actor-not-approved",
+        "full-permission-actor-blocked-for-admin",
+        "elevated-permissions-needed",
+        "token-not-provided",
+        "user-or-token-not-found",
+        "invalid-token",
+    }
+)
+NOT_FOUND_TYPES = frozenset({"record-not-found", "actor-not-found", "build-not-found"})
 # httpx failures raised before a single byte of the request left this process.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -79,10 +112,13 @@ def error_for_response(
         detail += f": {apify_message}"
     fields: dict[str, Any] = {"status_code": status, "apify_type": apify_type}
 
+    by_type = _error_for_type(apify_type, detail, fields)
+    if by_type is not None:
+        return by_type
     if status == 429:
         return errors.ApifyNotNowError(detail, kind=errors.ErrorKind.RATE_LIMITED, **fields)
-    if status == 402 or (status == 400 and apify_type in NOT_NOW_TYPES):
-        return errors.ApifyNotNowError(detail, **fields)
+    if status == 402:
+        return errors.ApifyBillingError(detail, **fields)
     if status in (401, 403):
         return errors.ApifyAuthError(detail, **fields)
     if status == 404:
@@ -97,6 +133,23 @@ def error_for_response(
     if side_effect:
         return errors.ApifyStartUnknownError(detail, **fields)
     return errors.ApifyTransientError(detail, **fields)
+
+
+def _error_for_type(
+    apify_type: str | None, detail: str, fields: dict[str, Any]
+) -> errors.ApifyError | None:
+    """The error Apify's ``error.type`` alone decides, whatever the status; else None."""
+    if apify_type in RATE_LIMIT_TYPES:
+        return errors.ApifyNotNowError(detail, kind=errors.ErrorKind.RATE_LIMITED, **fields)
+    if apify_type in NOT_NOW_TYPES:
+        return errors.ApifyNotNowError(detail, **fields)
+    if apify_type in BILLING_TYPES:
+        return errors.ApifyBillingError(detail, **fields)
+    if apify_type in PERMISSION_TYPES:
+        return errors.ApifyAuthError(detail, **fields)
+    if apify_type in NOT_FOUND_TYPES:
+        return errors.ApifyNotFoundError(detail, **fields)
+    return None
 
 
 def error_for_exception(

@@ -127,3 +127,20 @@ def parse_run_list(body: object, *, operation: str) -> list[RunInfo]:
     if not isinstance(items, list):
         raise errors.ApifyTransientError(f"{operation}: run list has no 'items' array")
     return [parse_run(item, operation=operation) for item in items]
+
+
+UNPARSABLE_REASONS = frozenset({"undecodable", "too_deep", "invalid_json"})
+EXCERPT_CHARS = 200
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnparsableItem:
+    """A dataset item that could not be decoded on its own; the rest of its page was.
+
+    ``reason`` is ``"undecodable"`` (not UTF-8), ``"too_deep"`` (JSON nested deeper than
+    the decoder recurses) or ``"invalid_json"``. ``excerpt`` is at most
+    ``EXCERPT_CHARS`` printable characters of its text: safe to store and to log.
+    """
+
+    reason: str
+    excerpt: str

@@ -17,7 +17,12 @@ Each attempt is bounded twice: httpx's per-phase timeouts and an ``asyncio.timeo
 the whole attempt.
 
 The token lives in :class:`BearerAuth` only. It is added to the ``Authorization`` header
-of each request and never appears in a URL, a repr, a log line or an error.
+of each request to the API and never appears in a URL, a repr, a log line or an error.
+
+Redirects are not followed, except for storage reads (``follow_redirects``): Apify may
+answer a key-value record read with a 302 to a signed URL on its storage host. That hop
+is sent without credentials (the signature is the credential, and a signed URL refuses
+a second one), so the token never reaches another host.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ USER_AGENT = f"kairo-ingest/{kairo_ingest.__version__} (+httpx/{httpx.__version_
 KEEPALIVE_EXPIRY = 30.0  # seconds an idle connection stays in the pool
 CONNECT_TIMEOUT_CAP = 10.0  # seconds
 POOL_SHARDS = 256  # small pools: ~20 connections each at 5,000 concurrent waits
+MAX_REDIRECTS = 3  # hops followed for a storage read
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 class BearerAuth(httpx.Auth):
@@ -118,11 +125,13 @@ def attempt_timeout(seconds: float) -> httpx.Timeout:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Reply:
-    """A 2xx answer with its parsed JSON body (``None`` for an empty body)."""
+    """A 2xx answer with its parsed JSON body (``None`` for an empty body, or when the
+    caller parses ``content`` itself)."""
 
     status_code: int
     headers: httpx.Headers
     body: Any
+    content: bytes = b""
 
 
 async def request_json(
@@ -135,11 +144,16 @@ async def request_json(
     params: Mapping[str, str | int] | None = None,
     json_body: Any = None,
     side_effect: bool = False,
+    follow_redirects: bool = False,
+    parse_json: bool = True,
 ) -> Reply:
     """One attempt: send, check the status, parse the JSON body; every failure is typed.
 
     ``side_effect`` (a start) turns failures that may have happened after the request
     reached Apify into :class:`~kairo_ingest.errors.ApifyStartUnknownError`.
+    ``follow_redirects`` (GET storage reads only) follows up to ``MAX_REDIRECTS`` hops,
+    each without the token. ``parse_json=False`` leaves the body to the caller
+    (``Reply.content``): dataset pages are decoded item by item.
     """
     content: bytes | None = None
     headers: dict[str, str] = {}
@@ -156,14 +170,16 @@ async def request_json(
                 headers=headers,
                 timeout=attempt_timeout(timeout_seconds),
             )
+            if follow_redirects and method == "GET":
+                response = await _follow(http, response, timeout_seconds)
     except (httpx.HTTPError, TimeoutError) as exc:
         raise mapping.error_for_exception(
             exc, operation=operation, side_effect=side_effect
         ) from exc
     if not 200 <= response.status_code < 300:
         raise mapping.error_for_response(response, operation=operation, side_effect=side_effect)
-    if not response.content:
-        return Reply(response.status_code, response.headers, None)
+    if not response.content or not parse_json:
+        return Reply(response.status_code, response.headers, None, response.content)
     try:
         body = json.loads(response.content)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -171,3 +187,23 @@ async def request_json(
             response, operation=operation, reason="body is not JSON", side_effect=side_effect
         ) from exc
     return Reply(response.status_code, response.headers, body)
+
+
+async def _follow(
+    http: httpx.AsyncClient, response: httpx.Response, timeout_seconds: float
+) -> httpx.Response:
+    """Follow a storage read's redirects without credentials; no downgrade to http."""
+    for _ in range(MAX_REDIRECTS):
+        location = response.headers.get("location")
+        if response.status_code not in REDIRECT_STATUSES or not location:
+            return response
+        target = response.url.join(location)
+        if target.scheme not in ("http", "https") or (
+            response.url.scheme == "https" and target.scheme != "https"
+        ):
+            return response  # refused: reported as the 3xx it is
+        await response.aclose()
+        response = await http.request(
+            "GET", target, auth=None, timeout=attempt_timeout(timeout_seconds)
+        )
+    return response

@@ -109,10 +109,16 @@ async def _start(
         owned = await runs.owned_apify_run_ids(
             conn, actor_id=run.actor_id, since=run.intent_at - reconcile.DEFAULT_CLOCK_SLACK
         )
+        age = (await runs.db_now(conn) - run.intent_at).total_seconds()
     try:
         if resuming:
-            info = await reconcile.adopt_existing(
-                d.apify, run.actor_id, run.input, intent_at=run.intent_at, exclude_run_ids=owned
+            info = await reconcile.adopt_settled(
+                d.apify,
+                run.actor_id,
+                run.input,
+                intent_at=run.intent_at,
+                exclude_run_ids=owned,
+                settle_delays_seconds=reconcile.settle_left(age),
             )
             if info is not None:
                 log.info("apify_run_adopted", apify_run_id=info.id)
@@ -127,8 +133,8 @@ async def _start(
                 max_items=run.item_cap,
             )
     except errors.ApifyError as exc:
-        if isinstance(exc, errors.ApifyStartUnknownError):
-            raise  # the start may have reached Apify: stay STARTING, reconcile next time
+        if not reconcile.is_definite_refusal(exc):
+            raise  # a run may exist: stay STARTING, reconcile next time
         await _write(
             d,
             lease,

@@ -10,6 +10,14 @@ Endpoints (``/v2/acts/...`` is accepted wherever ``/v2/actors/...`` is)::
     GET  /v2/datasets/{datasetId}/items                      items       raw JSON array
     GET  /v2/actor-runs/{runId}/dataset/items                items
     GET  /v2/actor-runs/{runId}/log, /v2/logs/{runId}        log         text/plain
+    GET  /storage/key-value-stores/{storeId}/records/{key}?signature=...   the signed target
+         of an INPUT read when ``record_redirects`` is on (no auth; refuses Authorization)
+
+Platform behaviours, each a setting (see :class:`~kairo_ingest.simulator.config.SimConfig`):
+input defaults in the stored INPUT, visibility lag (404 ``record-not-found`` and absence
+from lists just after a start), late creation of a run whose start answer was lost, limit
+errors with a status drawn from ``limit_error_statuses``, 302 redirects for record reads,
+a TIMING-OUT phase, and a graceful abort that spends ``abort_grace_seconds`` in ABORTING.
 
 Control (no auth, no faults): ``GET /_sim/stats``, ``GET /_sim/runs``,
 ``GET /_sim/runs/{runId}/plan``, ``GET|POST /_sim/config``, ``POST /_sim/reset``.
@@ -32,7 +40,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from kairo_ingest import errors
-from kairo_ingest.simulator import datasets, faults
+from kairo_ingest.simulator import datasets, faults, platform
 from kairo_ingest.simulator import state as sim_state
 
 Scope = MutableMapping[str, Any]
@@ -110,6 +118,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
     )
 )
 _PLAN = re.compile(r"^/_sim/runs/([^/]+)/plan$")
+_STORAGE = re.compile(r"^/storage/key-value-stores/([^/]+)/records/([^/]+)$")
 
 
 class SimulatorApp:
@@ -117,6 +126,7 @@ class SimulatorApp:
 
     def __init__(self, state: sim_state.SimState) -> None:
         self.state = state
+        self._late: set[asyncio.Task[Reply]] = set()  # starts that create their run later
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> str | None:
         if scope["type"] == "lifespan":
@@ -129,6 +139,9 @@ class SimulatorApp:
             return None  # the client left before its request was complete: Apify ignores it
         if request.path.startswith("/_sim/"):
             await _send(send, await self._control(request))
+            return None
+        if request.path.startswith("/storage/"):
+            await _send(send, self._storage(request))
             return None
         return await self._api(request, send)
 
@@ -164,6 +177,13 @@ class SimulatorApp:
             state.counters.faults[f"{endpoint}:slow"] += 1
         if fault.strikes_before(endpoint, fault_cfg):
             assert fault.kind is not None
+            return await _strike(send, fault.kind, None)
+        late = state.config.late_creation_seconds
+        if endpoint == "start" and fault.kind is not None and late > 0:
+            # The answer will be lost; the run appears only ``late`` seconds from now.
+            task = asyncio.create_task(self._start_later(argument or "", request, late))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
             return await _strike(send, fault.kind, None)
         try:
             reply = await self._handle(endpoint, argument or "", request)
@@ -201,7 +221,7 @@ class SimulatorApp:
         if endpoint == "items":
             return self._items(argument, request)
         run = self.state.runs.get(argument)
-        if run is None:
+        if run is None or not self.state.visible(run):
             return error_reply(404, "record-not-found", "Actor run was not found")
         if endpoint == "get_run":
             await self.state.wait_for_finish(run, _wait_seconds(request))
@@ -211,9 +231,11 @@ class SimulatorApp:
             return json_reply(200, {"data": run.to_json()})
         if endpoint == "input":
             self.state.counters.input_reads += 1
-            if run.input is None:
+            if run.stored_input is None:
                 return error_reply(404, "record-not-found", "Record was not found")
-            return json_reply(200, run.input)
+            if self.state.config.record_redirects:
+                return self._redirect_to_storage(run, request)
+            return json_reply(200, run.stored_input)
         body = ("\n".join(run.log_lines) + "\n").encode()
         return Reply(200, body, "text/plain; charset=utf-8")
 
@@ -237,7 +259,9 @@ class SimulatorApp:
         not_now = state.capacity_error(memory or state.config.default_memory_mbytes)
         if not_now is not None:
             state.counters.rejected[not_now] += 1
-            return error_reply(400, not_now, f"Cannot start the run now ({not_now})")
+            return error_reply(
+                state.limit_status(), not_now, f"Cannot start the run now ({not_now})"
+            )
         run = state.create_run(
             actor_id,
             run_input,
@@ -248,6 +272,43 @@ class SimulatorApp:
         )
         await state.wait_for_finish(run, _wait_seconds(request))
         return json_reply(201, {"data": run.to_json()})
+
+    async def _start_later(self, actor_id: str, request: Request, seconds: float) -> Reply:
+        await asyncio.sleep(seconds)
+        self.state.counters.late_starts += 1
+        return await self._start(actor_id, request)
+
+    def _redirect_to_storage(self, run: sim_state.SimRun, request: Request) -> Reply:
+        base = self.state.config.storage_base_url
+        if not base:
+            base = f"http://{request.headers.get('host', '127.0.0.1')}"
+        sig = platform.signature(run.kvs_id, "INPUT")
+        location = (
+            f"{base.rstrip('/')}/storage/key-value-stores/{run.kvs_id}/records/INPUT"
+            f"?signature={sig}"
+        )
+        self.state.counters.redirects += 1
+        return Reply(302, b"", "text/plain; charset=utf-8", [("Location", location)])
+
+    def _storage(self, request: Request) -> Reply:
+        """The signed record URL: no token needed, and one that carries a token is refused."""
+        state = self.state
+        state.counters.requests["storage"] += 1
+        match = _STORAGE.match(request.path)
+        if request.method != "GET" or match is None:
+            return error_reply(404, "page-not-found", "There is no storage object at this URL")
+        if "authorization" in request.headers:
+            state.counters.rejected["storage_authorization"] += 1
+            return error_reply(
+                400, "invalid-header", "Only one auth mechanism allowed; signature given"
+            )
+        store_id, key = (urllib.parse.unquote(part) for part in match.groups())
+        if not platform.signature_ok(store_id, key, request.query.get("signature")):
+            return error_reply(403, "invalid-signature", "Signature does not match")
+        run = next((r for r in state.runs.values() if r.kvs_id == store_id), None)
+        if run is None or key != "INPUT" or run.stored_input is None:
+            return error_reply(404, "record-not-found", "Record was not found")
+        return json_reply(200, run.stored_input)
 
     def _list_runs(self, actor_id: str, request: Request) -> Reply:
         query = request.query
@@ -399,6 +460,9 @@ async def _read_request(scope: Scope, receive: Receive) -> Request | None:
         for name, value in scope.get("headers", [])
     }
     body = b"".join(chunks)
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) != len(body):
+        return None  # a body cut short: Apify never sees an incomplete request
     encoding = headers.get("content-encoding", "").lower()
     if body and encoding == "gzip":
         body = gzip.decompress(body)

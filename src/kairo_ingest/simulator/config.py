@@ -82,6 +82,14 @@ class SimConfig:
     default_memory_mbytes: int = 1024
     default_timeout_secs: int = 3600
     abort_grace_seconds: float = 0.2  # real seconds in ABORTING after a graceful abort
+    # Platform behaviours (issue 8), each off by default. Seconds here are real seconds.
+    input_defaults: bool = False  # fill the actor's input-schema defaults into INPUT
+    visibility_lag_seconds: float = 0.0  # a new run: 404 on get/abort/INPUT, absent from lists
+    late_creation_seconds: float = 0.0  # a start whose answer is lost creates its run this late
+    limit_error_statuses: list[int] = dataclasses.field(default_factory=lambda: [400])
+    record_redirects: bool = False  # INPUT reads answer 302 to a signed storage URL
+    storage_base_url: str | None = None  # where the signed URL points; None: the API's host
+    timing_out_seconds: float = 0.0  # time in TIMING-OUT before TIMED-OUT
     faults: dict[str, FaultConfig] = dataclasses.field(default_factory=dict)
 
     def fault_for(self, endpoint: str) -> FaultConfig | None:
@@ -150,9 +158,11 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
             return int(value)
         if isinstance(current, float):
             return float(value)
+        if isinstance(current, list):
+            return [int(v) for v in value]
         if name in ("max_concurrent_runs", "max_total_memory_mbytes"):
             return int(value)
-        if name == "expected_token":
+        if name in ("expected_token", "storage_base_url"):
             return str(value)
     except (TypeError, ValueError) as exc:
         raise errors.ConfigError(f"bad value for {name!r}", variable=name) from exc

@@ -2,9 +2,13 @@
 
 A run is planned once, deterministically from the seed and its id (:func:`plan_run`):
 how long it runs, how it ends and how many items it yields. It then moves READY ->
-RUNNING -> SUCCEEDED / FAILED / TIMED-OUT on event-loop timers, or to ABORTING / ABORTED
-when aborted. Each run has an :class:`asyncio.Event` set when it ends, which is what
-a ``waitForFinish`` long-poll waits on: it answers the moment the run ends.
+RUNNING -> SUCCEEDED / FAILED / TIMED-OUT (through TIMING-OUT when ``timing_out_seconds``
+is set) on event-loop timers, or to ABORTING / ABORTED when aborted. Each run has an
+:class:`asyncio.Event` set when it ends, which is what a ``waitForFinish`` long-poll
+waits on: it answers the moment the run ends.
+
+Visibility (``visibility_lag_seconds``) is measured on the state's injectable ``clock``
+(a monotonic ``() -> float``; tests pass a fake one and move it instead of sleeping).
 
 All of it lives on one event loop; nothing here is thread-safe except reading counters.
 """
@@ -20,12 +24,12 @@ import itertools
 import random
 import string
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kairo_ingest.domain import statuses
 from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import datasets
+from kairo_ingest.simulator import datasets, platform
 
 ID_ALPHABET = string.ascii_letters + string.digits
 USER_ID = "kairoSimUser00001"
@@ -34,6 +38,7 @@ MESSAGES = {
     "RUNNING": "Crawling",
     "SUCCEEDED": "Finished! Total {items} items",
     "FAILED": "The Actor process exited with code 1",
+    "TIMING-OUT": "The Actor run is timing out",
     "TIMED-OUT": "The Actor run timed out",
     "ABORTING": "Aborting the Actor run",
     "ABORTED": "The Actor run was aborted",
@@ -102,11 +107,15 @@ class SimRun:
         options: dict[str, Any],
         plan: RunPlan,
         sequence: int,
+        created_clock: float = 0.0,
+        stored_input: Any = None,
     ) -> None:
         self.id = run_id
         self.actor = actor
         self.act_id = act_id
         self.input = run_input
+        self.stored_input = run_input if stored_input is None else stored_input
+        self.created_clock = created_clock  # the state's clock when the run was created
         self.options = options
         self.plan = plan
         self.sequence = sequence
@@ -185,6 +194,8 @@ class Counters:
     aborts: int = 0
     abort_requests: int = 0
     input_reads: int = 0
+    late_starts: int = 0
+    redirects: int = 0
     long_polls_active: int = 0
     long_polls_peak: int = 0
 
@@ -192,8 +203,14 @@ class Counters:
 class SimState:
     """All runs and counters of one simulator, plus the fault RNG."""
 
-    def __init__(self, cfg: sim_config.SimConfig | None = None) -> None:
+    def __init__(
+        self,
+        cfg: sim_config.SimConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = cfg or sim_config.SimConfig()
+        self.clock = clock
         self.runs: dict[str, SimRun] = {}
         self.by_dataset: dict[str, SimRun] = {}
         self.actor_names: dict[str, str] = {}  # actId -> normalized name
@@ -223,6 +240,16 @@ class SimState:
             if used + memory_mbytes > cfg.max_total_memory_mbytes:
                 return "actor-memory-limit-exceeded"
         return None
+
+    def limit_status(self) -> int:
+        """The HTTP status of a limit error, drawn from ``limit_error_statuses``."""
+        choices = self.config.limit_error_statuses or [400]
+        return int(self.fault_rng.choice(choices))
+
+    def visible(self, run: SimRun) -> bool:
+        """False while the run is inside the replica lag after its creation."""
+        lag = self.config.visibility_lag_seconds
+        return lag <= 0 or self.clock() - run.created_clock >= lag
 
     def create_run(
         self,
@@ -260,6 +287,10 @@ class SimState:
             options=options,
             plan=plan,
             sequence=sequence,
+            created_clock=self.clock(),
+            stored_input=(
+                platform.stored_input(name, run_input) if cfg.input_defaults else run_input
+            ),
         )
         self.runs[run_id] = run
         self.by_dataset[run.dataset_id] = run
@@ -270,9 +301,21 @@ class SimState:
         run.run_seconds = cfg.scaled(plan.duration_seconds) - ready
         run.timers.append(loop.call_later(ready, self._to_running, run))
         run.timers.append(
-            loop.call_later(cfg.scaled(plan.duration_seconds), self._finish, run, plan.outcome)
+            loop.call_later(cfg.scaled(plan.duration_seconds), self._end, run, plan.outcome)
         )
         return run
+
+    def _end(self, run: SimRun, outcome: str) -> None:
+        """The planned end; a timeout first spends ``timing_out_seconds`` in TIMING-OUT."""
+        seconds = self.config.timing_out_seconds
+        if outcome != "TIMED-OUT" or seconds <= 0 or run.terminal:
+            self._finish(run, outcome)
+            return
+        run.timers.clear()
+        run.status = "TIMING-OUT"
+        run.status_message = MESSAGES["TIMING-OUT"]
+        loop = asyncio.get_running_loop()
+        run.timers.append(loop.call_later(seconds, self._finish, run, "TIMED-OUT"))
 
     def _to_running(self, run: SimRun) -> None:
         if run.status != "READY":
@@ -350,6 +393,7 @@ class SimState:
             and (status is None or run.status in status)
             and (started_after is None or run.started_at >= started_after)
             and (started_before is None or run.started_at <= started_before)
+            and self.visible(run)
         ]
         found.sort(key=lambda run: (run.started_at, run.sequence), reverse=desc)
         return found
@@ -375,6 +419,8 @@ class SimState:
             "aborts": counters.aborts,
             "abortRequests": counters.abort_requests,
             "inputReads": counters.input_reads,
+            "lateStarts": counters.late_starts,
+            "redirects": counters.redirects,
             "faults": dict(counters.faults),
             "rejected": dict(counters.rejected),
             "runs": {"total": len(self.runs), "active": len(self.active), "byStatus": by_status},

@@ -9,7 +9,8 @@ exactly what every run served, and hold the database to it:
 * every job is terminal, succeeded unless its evidence shows failures it ran out of
   attempts on, and its evidence status names every enabled source exactly once;
 * every run the simulator started is bound to exactly one ``apify_runs`` row (no orphans,
-  no double starts), and the simulator's start count equals the rows with an Apify run id;
+  not even a run whose start request was cut short, and no double starts), and the
+  simulator's start count equals the rows with an Apify run id;
 * every row a fetched run served is stored raw exactly once, with the served JSON;
 * every content item is normalized into exactly one evidence row per brand, which refers
   back to every raw row that carried it (duplicates fold in; nothing is lost);
@@ -255,20 +256,11 @@ async def _check_runs_against_simulator(
     recorded = [r.apify_run_id for r in runs if r.apify_run_id is not None]
     # No orphans, no double starts: each simulator run belongs to exactly one row.
     orphans = set(sim_runs) - set(recorded)
-    # Simulator quirk (not Apify's behaviour): when the killed worker died after sending a
-    # start request's headers but before its body, the simulator still starts a run, with
-    # no input at all. Apify never sees an incomplete request; no intent of ours can match
-    # such a run. Only those are set aside; an orphan with an input fails the test.
-    bodiless = {run_id for run_id in orphans if await _input_of(sim, run_id) is None}
-    orphans -= bodiless
-    for run_id in bodiless:
-        started_at = dt.datetime.fromisoformat(sim_runs[run_id]["startedAt"])
-        assert started_at <= killed_at + dt.timedelta(seconds=1), sim_runs[run_id]
     if orphans:
         detail = await _orphan_report(engine, sim, orphans, sim_runs, logs)
         raise AssertionError(f"simulator runs no apify_runs row records:\n{detail}")
-    assert stats["starts"] == len(recorded) + len(bodiless), (stats, len(recorded), bodiless)
-    assert sorted(recorded) == sorted(set(sim_runs) - bodiless)
+    assert stats["starts"] == len(recorded), (stats, len(recorded))
+    assert sorted(recorded) == sorted(sim_runs)
     # What was in flight at the kill was taken up again: nothing is left half done.
     by_id = {r.id: r for r in runs}
     for run_id in in_flight:
@@ -283,8 +275,8 @@ async def _check_runs_against_simulator(
             raise AssertionError(f"left STARTING: {row}\nsame job and source: {same}\n{detail}")
     assert stats["faults"], "faults were configured and should have struck"
     sys.stderr.write(
-        f"starts {stats['starts']}, rows with a run id {len(recorded)}, body-less runs "
-        f"{len(bodiless)}, rows in flight at the kill {collections.Counter(in_flight.values())}, "
+        f"starts {stats['starts']}, rows with a run id {len(recorded)}, "
+        f"rows in flight at the kill {collections.Counter(in_flight.values())}, "
         f"faults {stats['faults']}\n"
     )
 

@@ -98,12 +98,14 @@ async def test_a_page_that_fails_to_parse_is_retried(
 
 
 @pytest.mark.parametrize(
-    "body", [[{"n": 0}, "not an object"], {"items": []}], ids=["non-object-item", "not-an-array"]
+    "content",
+    [b'{"items": []}', b'[{"n": 0}, {"n": 1', b"<html>502</html>"],
+    ids=["not-an-array", "truncated", "html"],
 )
 async def test_bad_page_raises_a_typed_error_after_retries(
-    router: respx.MockRouter, make_client: Make, body: Any
+    router: respx.MockRouter, make_client: Make, content: bytes
 ) -> None:
-    route = router.get(ITEMS).mock(return_value=httpx.Response(200, json=body))
+    route = router.get(ITEMS).mock(return_value=httpx.Response(200, content=content))
     with pytest.raises(errors.ApifyTransientError):
         await collect(make_client())
     assert route.call_count == apify_client.MAX_ATTEMPTS

@@ -99,11 +99,11 @@ async def test_start_rejected_before_reaching_apify_is_retried(
             errors.ErrorKind.NOT_NOW,
         ),
         (
-            httpx.Response(402, json={"error": {"type": "not-enough-usage"}}),
+            httpx.Response(403, json={"error": {"type": "concurrent-runs-limit-exceeded"}}),
             errors.ErrorKind.NOT_NOW,
         ),
     ],
-    ids=["concurrency", "memory", "402"],
+    ids=["concurrency", "memory", "concurrency-403"],
 )
 async def test_start_not_now_is_a_snooze_without_retry(
     router: respx.MockRouter, make_client: Make, response: httpx.Response, kind: errors.ErrorKind

@@ -160,7 +160,7 @@ async def test_html_body_mid_wait_is_retried(router: respx.MockRouter, make_clie
     assert not run.succeeded
 
 
-async def test_after_the_deadline_the_run_is_aborted_gracefully(
+async def test_after_the_deadline_the_run_is_aborted_without_grace(
     router: respx.MockRouter, make_client: Make
 ) -> None:
     fake = FakeClock()
@@ -173,7 +173,7 @@ async def test_after_the_deadline_the_run_is_aborted_gracefully(
         await api.wait_or_abort("run1", clock.Deadline(fake.now + 30, fake))
     assert caught.value.retryable
     assert abort.call_count == 1
-    assert abort.calls[0].request.url.params["gracefully"] == "true"
+    assert abort.calls[0].request.url.params["gracefully"] == "false"
 
 
 async def test_a_run_that_ended_at_the_deadline_is_returned_not_failed(
@@ -230,7 +230,9 @@ async def test_404_while_waiting_is_permanent(router: respx.MockRouter, make_cli
             404, json={"error": {"type": "record-not-found", "message": "Actor run was not found"}}
         )
     )
+    fake = FakeClock()
     with pytest.raises(errors.ApifyNotFoundError) as caught:
-        await make_client().wait_for_run("nope", clock.Deadline.after(60))
+        await make_client(clock=fake).wait_for_run("nope", clock.Deadline(fake.now + 600, fake))
     assert caught.value.apify_type == "record-not-found"
+    assert fake.now >= 1000 + apify_client.NOT_FOUND_GRACE_SECONDS  # only after the grace
     assert not caught.value.retryable

@@ -1,0 +1,193 @@
+"""Issue 8: classification by ``error.type``, waiting through lag, the deadline, redirects.
+
+Old behaviours each test catches: limit errors classified by status (403 -> auth, 402
+billing -> snoozed forever), a 404 just after a start failing the source, a graceful
+abort at the deadline with no final look, and redirects treated as transient errors.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+
+import apify_fakes
+import httpx
+import pytest
+import respx
+from apify_client import _literals
+
+from kairo_ingest import clock, errors
+from kairo_ingest.apify import client as apify_client
+from kairo_ingest.apify import mapping
+
+Make = Callable[..., apify_client.ApifyClient]
+FakeClock = apify_fakes.FakeClock
+START = "/v2/actors/apify~instagram-scraper/runs"
+NOT_FOUND = {"error": {"type": "record-not-found", "message": "Actor run was not found"}}
+
+
+def _official_error_types() -> frozenset[str]:
+    values: set[str] = set()
+    for arg in typing.get_args(_literals.ErrorType):
+        if typing.get_origin(arg) is typing.Literal:
+            values.update(typing.get_args(arg))
+    return frozenset(values)
+
+
+NAMED = (
+    mapping.RATE_LIMIT_TYPES
+    | mapping.NOT_NOW_TYPES
+    | mapping.BILLING_TYPES
+    | mapping.PERMISSION_TYPES
+    | mapping.NOT_FOUND_TYPES
+)
+
+
+def test_every_error_type_we_name_exists_in_the_official_client() -> None:
+    assert _official_error_types() >= NAMED
+
+
+def _expected(apify_type: str) -> tuple[type[errors.ApifyError], bool]:
+    """(error class, snooze) the type alone decides."""
+    if apify_type in mapping.RATE_LIMIT_TYPES | mapping.NOT_NOW_TYPES:
+        return errors.ApifyNotNowError, True
+    if apify_type in mapping.BILLING_TYPES:
+        return errors.ApifyBillingError, False
+    if apify_type in mapping.PERMISSION_TYPES:
+        return errors.ApifyAuthError, False
+    return errors.ApifyNotFoundError, False
+
+
+@pytest.mark.parametrize("status", [400, 402, 403, 404])
+@pytest.mark.parametrize("apify_type", sorted(NAMED))
+async def test_every_named_type_is_classified_by_type_whatever_the_status(
+    router: respx.MockRouter, make_client: Make, apify_type: str, status: int
+) -> None:
+    body = {"error": {"type": apify_type, "message": "Refused"}}
+    router.post(START).mock(return_value=httpx.Response(status, json=body))
+    with pytest.raises(errors.ApifyError) as caught:
+        await make_client().start_run("apify~instagram-scraper", {"a": 1})
+    error_class, snooze = _expected(apify_type)
+    assert type(caught.value) is error_class
+    assert caught.value.snooze is snooze
+    if not snooze:
+        assert not caught.value.retryable
+        assert apify_type in caught.value.message  # the stored message names the type
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [
+        (400, errors.ApifyInvalidInputError),
+        (401, errors.ApifyAuthError),
+        (402, errors.ApifyBillingError),
+        (403, errors.ApifyAuthError),
+        (404, errors.ApifyNotFoundError),
+        (409, errors.ApifyInvalidInputError),
+        (429, errors.ApifyNotNowError),
+    ],
+)
+async def test_an_unknown_type_falls_back_to_the_status(
+    router: respx.MockRouter, make_client: Make, status: int, error_class: type
+) -> None:
+    body = {"error": {"type": "some-new-type", "message": "?"}}
+    router.post(START).mock(return_value=httpx.Response(status, json=body))
+    with pytest.raises(errors.ApifyError) as caught:
+        await make_client(backoff_base_seconds=0.0).start_run("apify~instagram-scraper", {})
+    assert type(caught.value) is error_class
+
+
+async def test_a_404_just_after_a_start_is_waited_through(
+    router: respx.MockRouter, make_client: Make
+) -> None:
+    """Old: the first 404 (replica lag) failed the source; the run went on unwatched."""
+    fake = FakeClock()
+    route = router.get("/v2/actor-runs/run1").mock(
+        side_effect=[
+            httpx.Response(404, json=NOT_FOUND),
+            httpx.Response(404, json=NOT_FOUND),
+            httpx.Response(200, json=apify_fakes.run_json(status="SUCCEEDED")),
+        ]
+    )
+    api = make_client(clock=fake)
+    run = await api.wait_or_abort("run1", clock.Deadline(fake.now + 600, fake))
+    assert run.status == "SUCCEEDED"
+    assert route.call_count == 3
+
+
+async def test_the_deadline_abort_is_hard_and_a_last_moment_success_is_kept(
+    router: respx.MockRouter, make_client: Make
+) -> None:
+    """Old: ``gracefully=true`` and, when the abort failed, TIMED-OUT without a last look,
+    so a run that succeeded at the last moment was paid for and run again."""
+    fake = FakeClock()
+    polls = 0
+
+    def get(request: httpx.Request) -> httpx.Response:
+        nonlocal polls
+        polls += 1
+        fake.now += int(request.url.params.get("waitForFinish", "0"))
+        status = "RUNNING" if fake.now < 1030 else "SUCCEEDED"
+        if request.url.params.get("waitForFinish") != "0":
+            status = "RUNNING"  # the long-polls never saw the end
+        return httpx.Response(200, json=apify_fakes.run_json(status=status))
+
+    router.get("/v2/actor-runs/run1").mock(side_effect=get)
+    abort = router.post("/v2/actor-runs/run1/abort").mock(
+        return_value=httpx.Response(500, json={"error": {"type": "internal-server-error"}})
+    )
+    run = await make_client(clock=fake).wait_or_abort("run1", clock.Deadline(fake.now + 30, fake))
+    assert run.status == "SUCCEEDED"
+    assert abort.calls[0].request.url.params["gracefully"] == "false"
+
+
+async def test_an_aborted_run_still_raises_the_timeout(
+    router: respx.MockRouter, make_client: Make
+) -> None:
+    fake = FakeClock()
+
+    def get(request: httpx.Request) -> httpx.Response:
+        fake.now += int(request.url.params.get("waitForFinish", "0"))
+        return httpx.Response(200, json=apify_fakes.run_json(status="RUNNING"))
+
+    router.get("/v2/actor-runs/run1").mock(side_effect=get)
+    router.post("/v2/actor-runs/run1/abort").mock(
+        return_value=httpx.Response(200, json=apify_fakes.run_json(status="ABORTED"))
+    )
+    with pytest.raises(errors.ApifyTimeoutError):
+        await make_client(clock=fake).wait_or_abort("run1", clock.Deadline(fake.now + 3, fake))
+
+
+async def test_an_input_record_redirect_is_followed_without_the_token(
+    make_client: Make,
+) -> None:
+    """Old: the 302 to a signed storage URL was a transient error; reconciling failed."""
+    signed = "https://storage.apify.test/records/INPUT?signature=abc"
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "storage.apify.test":
+            if "authorization" in request.headers:
+                return httpx.Response(400, text="Only one auth mechanism allowed")
+            return httpx.Response(200, json={"a": 1})
+        return httpx.Response(302, headers={"Location": signed})
+
+    api = make_client(transport=httpx.MockTransport(handler))
+    assert await api.get_run_input("run1") == {"a": 1}
+    assert seen[0].headers["authorization"] == f"Bearer {apify_fakes.TOKEN}"
+    assert [str(r.url) for r in seen[1:]] == [signed]
+    assert "authorization" not in seen[1].headers  # the token never reaches another host
+    assert apify_fakes.TOKEN not in str(seen[1].url)
+
+
+async def test_redirects_are_not_followed_for_api_calls(
+    router: respx.MockRouter, make_client: Make
+) -> None:
+    router.get("/v2/actor-runs/run1").mock(
+        return_value=httpx.Response(302, headers={"Location": "https://elsewhere.test/x"})
+    )
+    elsewhere = router.get("https://elsewhere.test/x").mock(return_value=httpx.Response(200))
+    with pytest.raises(errors.ApifyTransientError):
+        await make_client().get_run("run1")
+    assert elsewhere.call_count == 0
