@@ -47,20 +47,6 @@ class RunInfo:
         return self.status in KNOWN_STATUSES
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class UnparsableItem:
-    """A dataset item that could not be decoded into a JSON value, yielded in its place.
-
-    ``reason`` is ``undecodable`` (bytes that are not UTF-8), ``too_deep`` (nested past
-    the decoder's limit) or ``invalid_json``; ``excerpt`` is a short, printable prefix.
-    The pipeline stores it as a placeholder raw row with a skip reason, so one bad item
-    never costs the rest of its page.
-    """
-
-    reason: str
-    excerpt: str
-
-
 def parse_datetime(value: object) -> dt.datetime | None:
     """Apify's ISO 8601 instants (``2026-01-07T19:52:32.145Z``) as aware datetimes; else None."""
     if not isinstance(value, str) or not value:
@@ -139,7 +125,8 @@ class UnparsableItem:
 
     ``reason`` is ``"undecodable"`` (not UTF-8), ``"too_deep"`` (JSON nested deeper than
     the decoder recurses) or ``"invalid_json"``. ``excerpt`` is at most
-    ``EXCERPT_CHARS`` printable characters of its text: safe to store and to log.
+    ``EXCERPT_CHARS`` printable characters of its text: safe to store and to log. The
+    pipeline stores it as a placeholder raw row with a skip reason.
     """
 
     reason: str

@@ -105,11 +105,16 @@ async def _start(
     d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, *, resuming: bool
 ) -> runs.Run:
     info: apify_models.RunInfo | None = None
-    async with d.engine.connect() as conn:
+
+    async def owned_and_age(conn: sa_async.AsyncConnection) -> tuple[set[str], float]:
         owned = await runs.owned_apify_run_ids(
             conn, actor_id=run.actor_id, since=run.intent_at - reconcile.DEFAULT_CLOCK_SLACK
         )
-        age = (await runs.db_now(conn) - run.intent_at).total_seconds()
+        return owned, (await runs.db_now(conn) - run.intent_at).total_seconds()
+
+    owned, age = await tx.read(
+        d.engine, owned_and_age, policy=d.retry_policy, operation="owned_apify_runs"
+    )
     try:
         if resuming:
             info = await reconcile.adopt_settled(
