@@ -7,7 +7,8 @@ Every error we raise, and every third-party error we translate at a boundary
     ├── ConfigError                    bad setting; the process refuses to start (exit 2)
     ├── UsageError                     bad command-line input (exit 2)
     ├── DatabaseError
-    │   ├── DatabaseUnavailableError   cannot connect / connection dropped      retryable
+    │   ├── DatabaseUnavailableError   connection lost, deadlock, timeouts      retryable
+    │   ├── DatabaseConstraintError    an integrity constraint (SQLSTATE 23xxx) permanent
     │   └── SchemaNotAtHeadError       schema behind the code; run `migrate`
     ├── LeaseLostError                 our lease token no longer matches the job row
     └── JobError                       an error that is stored on a job or a run
@@ -98,11 +99,31 @@ class UsageError(KairoError):
 
 
 class DatabaseError(KairoError):
+    """A database failure, translated at the boundary in ``kairo_ingest.db.dberrors``.
+
+    ``sqlstate`` is the server's error code when there is one; ``constraint_name`` names
+    the violated constraint of an integrity error.
+    """
+
     kind = ErrorKind.DATABASE
+
+    def __init__(
+        self, message: str, *, sqlstate: str | None = None, constraint_name: str | None = None
+    ) -> None:
+        self.sqlstate = sqlstate
+        self.constraint_name = constraint_name
+        super().__init__(message)
 
 
 class DatabaseUnavailableError(DatabaseError):
+    """Connection lost or refused, or a transient conflict (deadlock, serialization
+    failure, lock or statement timeout, too many connections): worth another try."""
+
     retryable = True
+
+
+class DatabaseConstraintError(DatabaseError):
+    """An integrity constraint was violated (SQLSTATE class 23): retrying cannot help."""
 
 
 class SchemaNotAtHeadError(DatabaseError):

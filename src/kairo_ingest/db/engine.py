@@ -7,6 +7,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
+from kairo_ingest.db import dberrors
 
 
 def asyncpg_url(url: str) -> sa.URL:
@@ -29,13 +30,19 @@ def plain_dsn(url: str) -> str:
 
 
 def create(
-    url: str, *, pool_size: int = 10, max_overflow: int = 10, application_name: str = "kairo-ingest"
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    application_name: str = "kairo-ingest",
+    pool_timeout_seconds: float = 30.0,
 ) -> sa_async.AsyncEngine:
-    return sa_async.create_async_engine(
+    engine = sa_async.create_async_engine(
         asyncpg_url(url),
+        poolclass=dberrors.TranslatingPool,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        pool_timeout=pool_timeout_seconds,
         pool_recycle=1800,
         connect_args={
             "server_settings": {"application_name": application_name},
@@ -43,6 +50,8 @@ def create(
             "command_timeout": 60,
         },
     )
+    dberrors.install(engine)
+    return engine
 
 
 def describe_url(url: str) -> str:

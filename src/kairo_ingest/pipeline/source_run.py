@@ -84,7 +84,7 @@ async def _record_started(
             status=info.status,
             started_at=info.started_at or sa.func.now(),
         )
-    except sa.exc.IntegrityError as exc:
+    except errors.DatabaseConstraintError as exc:
         # Two intents with identical input adopted the same run at the same moment; the
         # other one recorded it first. Stay STARTING: the next attempt reconciles again and
         # excludes that run.

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import logs, metrics
+from kairo_ingest import errors, logs, metrics
 from kairo_ingest.db import items, runs
 from kairo_ingest.domain import normalize
 from kairo_ingest.queue import jobs as queue_jobs
@@ -128,7 +128,7 @@ async def _store_results(
 ) -> Counts:
     try:
         return await _write_page(engine, lease, run, platform, results)
-    except sa.exc.DBAPIError as exc:
+    except errors.DatabaseError as exc:
         if not _is_data_error(exc):
             raise
         if len(results) > 1:
@@ -137,19 +137,16 @@ async def _store_results(
                 await _store_results(engine, lease, run, platform, results[middle:])
             )
         index, doc, _ = results[0]
-        log.warning("raw_item_unstorable", item_index=index, error=str(exc.orig)[:200])
+        log.warning("raw_item_unstorable", item_index=index, error=exc.message[:200])
         placeholder = items.dumps({"_kairo_unstorable": doc[:10_000]})
         return await _write_page(
             engine, lease, run, platform, [(index, placeholder, normalize.Skip(UNSTORABLE))]
         )
 
 
-def _is_data_error(exc: sa.exc.DBAPIError) -> bool:
-    """asyncpg's data exceptions (SQLSTATE class 22): a value the column cannot hold."""
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(
-        getattr(exc.orig, "__cause__", None), "sqlstate", None
-    )
-    return isinstance(sqlstate, str) and sqlstate.startswith("22")
+def _is_data_error(exc: errors.DatabaseError) -> bool:
+    """Data exceptions (SQLSTATE class 22): a value the column cannot hold."""
+    return exc.sqlstate is not None and exc.sqlstate.startswith("22")
 
 
 async def renormalize(

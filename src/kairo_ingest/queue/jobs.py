@@ -573,10 +573,8 @@ async def retry(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> JobRow | Non
                     _log.info("job_retried", job_id=str(job_id))
                     return job
     except errors.DatabaseError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, sa.exc.IntegrityError) and (
-            dberrors.constraint_name(cause) == ACTIVE_PER_BRAND_INDEX
-            or ACTIVE_PER_BRAND_INDEX in str(cause)
+        if isinstance(exc, errors.DatabaseConstraintError) and (
+            exc.constraint_name == ACTIVE_PER_BRAND_INDEX or ACTIVE_PER_BRAND_INDEX in exc.message
         ):
             await _raise_active_conflict(engine, job_id)
         raise

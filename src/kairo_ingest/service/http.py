@@ -61,7 +61,7 @@ class Health:
                 async with self.engine.connect() as conn:
                     await conn.execute(sa.text("SELECT 1"))
                 current = await migrate.current_revision(self.engine)
-        except (TimeoutError, OSError, sa.exc.SQLAlchemyError) as exc:
+        except (TimeoutError, OSError, sa.exc.SQLAlchemyError, errors.DatabaseError) as exc:
             return False, f"database unavailable: {errors.describe(exc)}"
         if current != self._head:
             return False, f"schema at {current or 'nothing'}, expected {self._head}"

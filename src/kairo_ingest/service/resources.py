@@ -39,10 +39,15 @@ async def ping(engine: sa_async.AsyncEngine, display_url: str) -> None:
         async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
             async with engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
-    except (TimeoutError, OSError, sa.exc.SQLAlchemyError) as exc:
-        cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig else exc
+    except TimeoutError as exc:
         raise errors.DatabaseUnavailableError(
-            f"cannot reach PostgreSQL at {display_url}: {errors.describe(cause)}"
+            f"cannot reach PostgreSQL at {display_url}: no answer in {CONNECT_TIMEOUT_SECONDS:g}s"
+        ) from exc
+    except errors.DatabaseError as exc:
+        raise type(exc)(
+            f"cannot reach PostgreSQL at {display_url}: {exc.message}",
+            sqlstate=exc.sqlstate,
+            constraint_name=exc.constraint_name,
         ) from exc
 
 
