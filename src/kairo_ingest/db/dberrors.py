@@ -78,7 +78,11 @@ def _driver_error(exc: BaseException) -> BaseException:
         current = current.orig
     # SQLAlchemy's asyncpg adapter errors chain the asyncpg exception as their cause.
     cause = current.__cause__
-    driver_types = (asyncpg.exceptions.PostgresError, asyncpg.exceptions.InterfaceError)
+    driver_types = (
+        asyncpg.exceptions.PostgresError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.InternalClientError,  # a protocol state broken by a dead server
+    )
     if isinstance(cause, driver_types) and not isinstance(current, driver_types):
         return typing.cast(BaseException, cause)
     return current

@@ -90,6 +90,7 @@ def test_messages_carry_the_sqlstate_and_never_the_statement(code: str) -> None:
         asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
         asyncpg.exceptions.InterfaceError("connection is closed"),
         sa.exc.TimeoutError("QueuePool limit reached"),
+        asyncpg.exceptions.InternalClientError("cannot switch to state 15"),
     ],
     ids=lambda exc: type(exc).__name__,
 )
@@ -125,3 +126,13 @@ def test_cancellation_is_never_translated() -> None:
         is_disconnect = False
 
     assert dberrors._on_error(_Ctx()) is None  # type: ignore[arg-type]
+
+
+def test_adapter_errors_are_classified_by_their_driver_cause() -> None:
+    """SQLAlchemy's asyncpg adapter wraps the driver error; the cause decides."""
+    driver = asyncpg.exceptions.InternalClientError("cannot switch to state 15")
+    adapter = _AdapterError("cannot switch to state 15", None)
+    adapter.__cause__ = driver
+    wrapped = sa.exc.DBAPIError("SELECT 1", {}, adapter)
+    assert type(dberrors.translate(wrapped)) is errors.DatabaseUnavailableError
+    assert dberrors.is_disconnect(wrapped)
