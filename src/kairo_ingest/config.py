@@ -22,6 +22,13 @@ ENV_PREFIX = "KAIRO_"
 DEFAULT_APIFY_BASE_URL = "https://api.apify.com"
 
 
+class DatabasePooler(enum.StrEnum):
+    """What sits between us and PostgreSQL (KAIRO_DATABASE_POOLER)."""
+
+    NONE = "none"  # a direct connection, or a session-mode pooler
+    TRANSACTION = "transaction"  # PgBouncer pool_mode=transaction, Supabase, Heroku, ...
+
+
 class LogFormat(enum.StrEnum):
     CONSOLE = "console"
     JSON = "json"
@@ -37,6 +44,9 @@ class Settings(pydantic_settings.BaseSettings):
     )
 
     database_url: pydantic.SecretStr | None = None
+    # Behind a transaction-mode pooler: no named prepared statements, no session state and
+    # no LISTEN (KAIRO_LISTEN_NOTIFY is ignored there; the worker polls).
+    database_pooler: DatabasePooler = DatabasePooler.NONE
     data_dir: pathlib.Path = pathlib.Path(".kairo")
     apify_token: pydantic.SecretStr | None = None
     apify_base_url: str = DEFAULT_APIFY_BASE_URL
@@ -87,6 +97,20 @@ class Settings(pydantic_settings.BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @pydantic.model_validator(mode="after")
+    def _no_listen_behind_a_transaction_pooler(self) -> Settings:
+        if self.database_pooler is DatabasePooler.TRANSACTION and self.listen_notify:
+            self.listen_notify = False
+            self._listen_notify_ignored = True
+        return self
+
+    _listen_notify_ignored: bool = pydantic.PrivateAttr(default=False)
+
+    @property
+    def listen_notify_ignored(self) -> bool:
+        """KAIRO_LISTEN_NOTIFY was on but a transaction-mode pooler turned it off."""
+        return self._listen_notify_ignored
 
     @property
     def lease(self) -> dt.timedelta:

@@ -1,13 +1,24 @@
-"""The async engine and session factory (SQLAlchemy 2 on asyncpg)."""
+"""The async engine (SQLAlchemy 2 on asyncpg), with the error boundary installed.
+
+Behind a transaction-mode pooler (PgBouncer ``pool_mode = transaction``, Supabase,
+Heroku) consecutive transactions of one client connection may run on different server
+connections, so nothing may outlive a transaction on the server: no named prepared
+statement cached across transactions (asyncpg's statement cache and SQLAlchemy's
+prepared-statement cache are off, and every statement gets a unique name, as SQLAlchemy
+documents for PgBouncer), no session ``SET``, no LISTEN.
+"""
 
 from __future__ import annotations
+
+import uuid
+import weakref
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import errors
-from kairo_ingest.db import dberrors
+from kairo_ingest import config, errors
+from kairo_ingest.db import dberrors, one_server
 
 
 def asyncpg_url(url: str) -> sa.URL:
@@ -36,7 +47,20 @@ def create(
     max_overflow: int = 10,
     application_name: str = "kairo-ingest",
     pool_timeout_seconds: float = 30.0,
+    pooler: config.DatabasePooler = config.DatabasePooler.NONE,
 ) -> sa_async.AsyncEngine:
+    connect_args: dict[str, object] = {
+        "server_settings": {"application_name": application_name},
+        "timeout": 10,
+        "command_timeout": 60,
+    }
+    transaction_pooler = config.DatabasePooler(pooler) is config.DatabasePooler.TRANSACTION
+    if transaction_pooler:
+        connect_args.update(
+            statement_cache_size=0,  # asyncpg's own cache of named statements
+            prepared_statement_cache_size=0,  # SQLAlchemy's asyncpg dialect cache
+            prepared_statement_name_func=_unique_statement_name,
+        )
     engine = sa_async.create_async_engine(
         asyncpg_url(url),
         poolclass=dberrors.TranslatingPool,
@@ -44,14 +68,26 @@ def create(
         max_overflow=max_overflow,
         pool_timeout=pool_timeout_seconds,
         pool_recycle=1800,
-        connect_args={
-            "server_settings": {"application_name": application_name},
-            "timeout": 10,
-            "command_timeout": 60,
-        },
+        connect_args=connect_args,
     )
     dberrors.install(engine)
+    if transaction_pooler:
+        one_server.install(engine)
+        _TRANSACTION_POOLED.add(engine.sync_engine)
     return engine
+
+
+_TRANSACTION_POOLED: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
+def _unique_statement_name() -> str:
+    """A name no other statement on any server connection behind the pooler can have."""
+    return f"__kairo_{uuid.uuid4().hex}__"
+
+
+def transaction_pooled(engine: sa_async.AsyncEngine) -> bool:
+    """True when ``engine`` talks to a transaction-mode pooler: keep no session state."""
+    return engine.sync_engine in _TRANSACTION_POOLED
 
 
 def describe_url(url: str) -> str:

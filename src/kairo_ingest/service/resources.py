@@ -70,7 +70,13 @@ async def database(
         url = pg.url
     else:
         url = settings.database_url.get_secret_value()
-    engine = db_engine.create(url, pool_size=pool_size)
+    engine = db_engine.create(url, pool_size=pool_size, pooler=settings.database_pooler)
+    if settings.listen_notify_ignored:
+        log.info(
+            "listen_notify_ignored",
+            reason="KAIRO_DATABASE_POOLER=transaction: no LISTEN behind a transaction pooler; "
+            "the worker polls every KAIRO_POLL_INTERVAL_SECONDS",
+        )
     db = Database(url=url, engine=engine, embedded=pg is not None)
     try:
         await ping(engine, db.display_url)

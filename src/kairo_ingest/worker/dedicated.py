@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_ingest.db import engine as db_engine
 from kairo_ingest.queue import dberrors
 
 
@@ -31,8 +32,11 @@ class DedicatedConnection:
         reset: Sequence[sa.Executable] = (),
     ) -> None:
         self._engine = engine
-        self._setup = tuple(setup)
-        self._reset = tuple(reset)
+        # Behind a transaction-mode pooler a session SET would stay on whichever server
+        # connection ran it, for other clients to inherit: keep no session state there.
+        pooled = db_engine.transaction_pooled(engine)
+        self._setup = () if pooled else tuple(setup)
+        self._reset = () if pooled else tuple(reset)
         self._conn: sa_async.AsyncConnection | None = None
 
     async def get(self) -> sa_async.AsyncConnection:
