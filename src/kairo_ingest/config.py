@@ -11,6 +11,7 @@ import datetime as dt
 import enum
 import pathlib
 import sys
+import urllib.parse
 
 import pydantic
 import pydantic_settings
@@ -156,4 +157,23 @@ def load(**overrides: object) -> Settings:
     settings.disabled_capability_set  # noqa: B018 - ConfigError naming the variable when bad
     if settings.apify_token is not None:
         redaction.register_secret(settings.apify_token.get_secret_value())
+    if settings.database_url is not None:
+        for secret in database_password_forms(settings.database_url.get_secret_value()):
+            redaction.register_secret(secret)
     return settings
+
+
+def database_password_forms(url: str) -> set[str]:
+    """The password of a database URL as written and percent-decoded, for redaction.
+
+    Read without a URL parser, up to the last ``@``, so that a password with an
+    unencoded ``@``, ``:`` or ``/`` is still found whole.
+    """
+    _, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return set()
+    userinfo = rest.rsplit("@", 1)[0]
+    if ":" not in userinfo:
+        return set()
+    raw = userinfo.split(":", 1)[1]
+    return {form for form in (raw, urllib.parse.unquote(raw)) if form}

@@ -18,16 +18,29 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import config, errors
-from kairo_ingest.db import dberrors, one_server
+from kairo_ingest.db import dberrors, dsn, one_server
 
 
 def asyncpg_url(url: str) -> sa.URL:
     """Accept ``postgresql://``, ``postgres://`` or ``postgresql+asyncpg://``; return asyncpg's."""
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise errors.ConfigError("KAIRO_DATABASE_URL is not a valid URL") from exc
+    except (sa.exc.ArgumentError, ValueError):
+        raise errors.ConfigError(
+            "KAIRO_DATABASE_URL is not a valid URL "
+            "(percent-encode '@', ':' and '/' in the user name and password)",
+            variable="KAIRO_DATABASE_URL",
+        ) from None
+    written = config.database_password_forms(url)
+    if written and parsed.password not in written:
+        # An unencoded "/" or "?" ended the password early: part of it would show as host.
+        raise errors.ConfigError(
+            "KAIRO_DATABASE_URL is not a valid URL "
+            "(percent-encode '@', ':' and '/' in the user name and password)",
+            variable="KAIRO_DATABASE_URL",
+        )
     if parsed.drivername in ("postgresql", "postgres", "postgresql+asyncpg"):
+        dsn.split(parsed)  # refuses libpq parameters we cannot honour, naming the variable
         return parsed.set(drivername="postgresql+asyncpg")
     raise errors.ConfigError(
         f"KAIRO_DATABASE_URL must be a PostgreSQL URL, not {parsed.drivername!r}",
@@ -36,8 +49,13 @@ def asyncpg_url(url: str) -> sa.URL:
 
 
 def plain_dsn(url: str) -> str:
-    """A libpq-style DSN (for raw asyncpg connections such as LISTEN)."""
-    return asyncpg_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """A libpq-style DSN for a raw ``asyncpg.connect(dsn)`` (LISTEN, admin, tests).
+
+    libpq parameters are rewritten into the form asyncpg's DSN parser understands.
+    """
+    bare, options = dsn.split(asyncpg_url(url))
+    query = {**bare.query, **dsn.asyncpg_dsn_query(options)}
+    return bare.set(drivername="postgresql", query=query).render_as_string(hide_password=False)
 
 
 def create(
@@ -49,10 +67,11 @@ def create(
     pool_timeout_seconds: float = 30.0,
     pooler: config.DatabasePooler = config.DatabasePooler.NONE,
 ) -> sa_async.AsyncEngine:
+    bare, options = dsn.split(asyncpg_url(url))
     connect_args: dict[str, object] = {
-        "server_settings": {"application_name": application_name},
         "timeout": 10,
         "command_timeout": 60,
+        **options.connect_args(application_name),
     }
     transaction_pooler = config.DatabasePooler(pooler) is config.DatabasePooler.TRANSACTION
     if transaction_pooler:
@@ -62,7 +81,7 @@ def create(
             prepared_statement_name_func=_unique_statement_name,
         )
     engine = sa_async.create_async_engine(
-        asyncpg_url(url),
+        bare,
         poolclass=dberrors.TranslatingPool,
         pool_size=pool_size,
         max_overflow=max_overflow,
