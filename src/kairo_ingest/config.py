@@ -20,6 +20,8 @@ from kairo_ingest import errors, redaction
 from kairo_ingest.domain import registry
 
 ENV_PREFIX = "KAIRO_"
+# LISTEN + /readyz + claim + finisher + heartbeat + at least one for the handlers.
+MIN_DATABASE_POOL_SIZE = 6
 DEFAULT_APIFY_BASE_URL = "https://api.apify.com"
 
 
@@ -48,6 +50,10 @@ class Settings(pydantic_settings.BaseSettings):
     # Behind a transaction-mode pooler: no named prepared statements, no session state and
     # no LISTEN (KAIRO_LISTEN_NOTIFY is ignored there; the worker polls).
     database_pooler: DatabasePooler = DatabasePooler.NONE
+    # Every connection one process opens: the pool (handlers, and the worker's claim,
+    # finisher and heartbeat connections, which it lends out), LISTEN, and /readyz's own.
+    # A hard ceiling, whatever KAIRO_CONCURRENCY is.
+    database_pool_size: int = pydantic.Field(15, ge=MIN_DATABASE_POOL_SIZE, le=1000)
     data_dir: pathlib.Path = pathlib.Path(".kairo")
     apify_token: pydantic.SecretStr | None = None
     apify_base_url: str = DEFAULT_APIFY_BASE_URL

@@ -21,6 +21,31 @@ from kairo_ingest.db import engine as db_engine
 log = logs.get(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10.0
+PROBE_CHECKOUT_TIMEOUT_SECONDS = 1.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectionBudget:
+    """How KAIRO_DATABASE_POOL_SIZE is spent: a hard ceiling on one process's connections.
+
+    The pool takes what LISTEN and the /readyz probe leave, with no overflow. The
+    worker's long-held connections (claim, finisher, heartbeat) are checked out of that
+    pool, so handlers share the rest: they wait on Apify, not on the database.
+    """
+
+    total: int
+    listen: int
+    probe: int
+
+    @property
+    def pool(self) -> int:
+        return self.total - self.listen - self.probe
+
+    @classmethod
+    def of(cls, settings: config.Settings) -> ConnectionBudget:
+        return cls(
+            total=settings.database_pool_size, listen=1 if settings.listen_notify else 0, probe=1
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,6 +53,7 @@ class Database:
     url: str
     engine: sa_async.AsyncEngine
     embedded: bool
+    probe_engine: sa_async.AsyncEngine  # /readyz's own single connection, never the pool's
 
     @property
     def display_url(self) -> str:
@@ -56,9 +82,11 @@ async def database(
     settings: config.Settings,
     *,
     require_head: bool = True,
-    pool_size: int = 10,
 ) -> AsyncIterator[Database]:
     """Yield an engine on the configured database, ready to use.
+
+    The engine's pool is sized by :class:`ConnectionBudget` (KAIRO_DATABASE_POOL_SIZE),
+    with no overflow, so the budget is a hard ceiling.
 
     The embedded database is migrated on the spot. An external one must already be at
     head when ``require_head`` is set; otherwise :class:`SchemaNotAtHeadError` names
@@ -70,14 +98,24 @@ async def database(
         url = pg.url
     else:
         url = settings.database_url.get_secret_value()
-    engine = db_engine.create(url, pool_size=pool_size, pooler=settings.database_pooler)
+    budget = ConnectionBudget.of(settings)
+    engine = db_engine.create(
+        url, pool_size=budget.pool, max_overflow=0, pooler=settings.database_pooler
+    )
+    probe_engine = db_engine.create(
+        url,
+        pool_size=budget.probe,
+        max_overflow=0,
+        pool_timeout_seconds=PROBE_CHECKOUT_TIMEOUT_SECONDS,
+        pooler=settings.database_pooler,
+    )
     if settings.listen_notify_ignored:
         log.info(
             "listen_notify_ignored",
             reason="KAIRO_DATABASE_POOLER=transaction: no LISTEN behind a transaction pooler; "
             "the worker polls every KAIRO_POLL_INTERVAL_SECONDS",
         )
-    db = Database(url=url, engine=engine, embedded=pg is not None)
+    db = Database(url=url, engine=engine, embedded=pg is not None, probe_engine=probe_engine)
     try:
         await ping(engine, db.display_url)
         if pg is not None:
@@ -87,5 +125,6 @@ async def database(
         yield db
     finally:
         await engine.dispose()
+        await probe_engine.dispose()
         if pg is not None:
             await pg.stop()

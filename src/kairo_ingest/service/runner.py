@@ -56,14 +56,12 @@ def make_worker(
 async def run(settings: config.Settings, *, concurrency: int | None, drain: bool) -> int:
     slots = concurrency or settings.concurrency
     async with contextlib.AsyncExitStack() as stack:
-        db = await stack.enter_async_context(
-            resources.database(settings, pool_size=min(max(slots // 4, 5), 30))
-        )
+        db = await stack.enter_async_context(resources.database(settings))
         apify = await stack.enter_async_context(apify_access.client(settings))
         worker = make_worker(
             settings, db, handlers.pipeline_deps(settings, db.engine, apify), slots
         )
-        health = http.Health(db.engine)
+        health = http.Health(db.probe_engine)
         server = http.server(health, host=settings.http_host, port=settings.http_port)
 
         def on_signal(signame: str) -> None:
