@@ -11,6 +11,7 @@ import datetime as dt
 import enum
 import pathlib
 import sys
+import urllib.parse
 
 import pydantic
 import pydantic_settings
@@ -19,8 +20,17 @@ from kairo_ingest import errors, redaction
 from kairo_ingest.domain import registry
 
 ENV_PREFIX = "KAIRO_"
+# LISTEN + /readyz + claim + finisher + heartbeat + at least one for the handlers.
+MIN_DATABASE_POOL_SIZE = 6
 DEFAULT_APIFY_BASE_URL = "https://api.apify.com"
 CONSOLE_TOKEN_MIN_LENGTH = 16
+
+
+class DatabasePooler(enum.StrEnum):
+    """What sits between us and PostgreSQL (KAIRO_DATABASE_POOLER)."""
+
+    NONE = "none"  # a direct connection, or a session-mode pooler
+    TRANSACTION = "transaction"  # PgBouncer pool_mode=transaction, Supabase, Heroku, ...
 
 
 class LogFormat(enum.StrEnum):
@@ -38,6 +48,13 @@ class Settings(pydantic_settings.BaseSettings):
     )
 
     database_url: pydantic.SecretStr | None = None
+    # Behind a transaction-mode pooler: no named prepared statements, no session state and
+    # no LISTEN (KAIRO_LISTEN_NOTIFY is ignored there; the worker polls).
+    database_pooler: DatabasePooler = DatabasePooler.NONE
+    # Every connection one process opens: the pool (handlers, and the worker's claim,
+    # finisher and heartbeat connections, which it lends out), LISTEN, and /readyz's own.
+    # A hard ceiling, whatever KAIRO_CONCURRENCY is.
+    database_pool_size: int = pydantic.Field(15, ge=MIN_DATABASE_POOL_SIZE, le=1000)
     data_dir: pathlib.Path = pathlib.Path(".kairo")
     apify_token: pydantic.SecretStr | None = None
     apify_base_url: str = DEFAULT_APIFY_BASE_URL
@@ -111,6 +128,20 @@ class Settings(pydantic_settings.BaseSettings):
             raise ValueError(f"must be at least {CONSOLE_TOKEN_MIN_LENGTH} characters")
         return pydantic.SecretStr(value.get_secret_value().strip())
 
+    @pydantic.model_validator(mode="after")
+    def _no_listen_behind_a_transaction_pooler(self) -> Settings:
+        if self.database_pooler is DatabasePooler.TRANSACTION and self.listen_notify:
+            self.listen_notify = False
+            self._listen_notify_ignored = True
+        return self
+
+    _listen_notify_ignored: bool = pydantic.PrivateAttr(default=False)
+
+    @property
+    def listen_notify_ignored(self) -> bool:
+        """KAIRO_LISTEN_NOTIFY was on but a transaction-mode pooler turned it off."""
+        return self._listen_notify_ignored
+
     @property
     def finished_job_retention(self) -> dt.timedelta | None:
         """None (keep forever) when KAIRO_FINISHED_JOB_RETENTION_DAYS is 0."""
@@ -153,4 +184,23 @@ def load(**overrides: object) -> Settings:
         redaction.register_secret(settings.apify_token.get_secret_value())
     if settings.console_token is not None:
         redaction.register_secret(settings.console_token.get_secret_value())
+    if settings.database_url is not None:
+        for secret in database_password_forms(settings.database_url.get_secret_value()):
+            redaction.register_secret(secret)
     return settings
+
+
+def database_password_forms(url: str) -> set[str]:
+    """The password of a database URL as written and percent-decoded, for redaction.
+
+    Read without a URL parser, up to the last ``@``, so that a password with an
+    unencoded ``@``, ``:`` or ``/`` is still found whole.
+    """
+    _, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return set()
+    userinfo = rest.rsplit("@", 1)[0]
+    if ":" not in userinfo:
+        return set()
+    raw = userinfo.split(":", 1)[1]
+    return {form for form in (raw, urllib.parse.unquote(raw)) if form}

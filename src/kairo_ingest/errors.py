@@ -7,9 +7,9 @@ Every error we raise, and every third-party error we translate at a boundary
     ├── ConfigError                    bad setting; the process refuses to start (exit 2)
     ├── UsageError                     bad command-line input (exit 2)
     ├── DatabaseError
-    │   ├── DatabaseUnavailableError   cannot connect / connection dropped      retryable
-    │   ├── DatabaseValueError         a value the database refuses to store    permanent
-    │   ├── DatabaseConstraintError    a constraint violation (unique, check)   permanent
+    │   ├── DatabaseUnavailableError   connection lost, deadlock, timeouts      retryable
+    │   ├── DatabaseValueError         a value the database refuses (22, 54)     permanent
+    │   ├── DatabaseConstraintError    an integrity constraint (SQLSTATE 23xxx) permanent
     │   └── SchemaNotAtHeadError       schema behind the code; run `migrate`
     ├── LeaseLostError                 our lease token no longer matches the job row
     └── JobError                       an error that is stored on a job or a run
@@ -101,10 +101,26 @@ class UsageError(KairoError):
 
 
 class DatabaseError(KairoError):
+    """A database failure, translated at the boundary in ``kairo_ingest.db.dberrors``.
+
+    ``sqlstate`` is the server's error code when there is one; ``constraint_name`` names
+    the violated constraint of an integrity error.
+    """
+
     kind = ErrorKind.DATABASE
+
+    def __init__(
+        self, message: str, *, sqlstate: str | None = None, constraint_name: str | None = None
+    ) -> None:
+        self.sqlstate = sqlstate
+        self.constraint_name = constraint_name
+        super().__init__(message)
 
 
 class DatabaseUnavailableError(DatabaseError):
+    """Connection lost or refused, or a transient conflict (deadlock, serialization
+    failure, lock or statement timeout, too many connections): worth another try."""
+
     retryable = True
 
 
@@ -112,24 +128,11 @@ class DatabaseValueError(DatabaseError):
     """The database refused a value: SQLSTATE class 22 (data exception: NaN or a lone
     surrogate in jsonb, a NUL in text) or 54 (program limit: JSON nested past the
     server's stack depth, an index row too big). Retrying the same value cannot help.
-
-    ``sqlstate`` is the five-character code, kept for logs and tests; no SQL text.
     """
-
-    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
-        self.sqlstate = sqlstate
-        super().__init__(message)
 
 
 class DatabaseConstraintError(DatabaseError):
-    """A constraint was violated (SQLSTATE class 23): retrying the same write fails again.
-
-    ``constraint`` names the constraint when the driver reports it.
-    """
-
-    def __init__(self, message: str, *, constraint: str | None = None) -> None:
-        self.constraint = constraint
-        super().__init__(message)
+    """An integrity constraint was violated (SQLSTATE class 23): retrying cannot help."""
 
 
 class SchemaNotAtHeadError(DatabaseError):

@@ -15,6 +15,8 @@ _secrets: set[str] = set()
 _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)(token=)[^&\s\"']+"),
+    # The password of a database URL, whatever it contains (up to the last "@").
+    re.compile(r"(?i)(postgres(?:ql)?(?:\+\w+)?://[^:@/\s]*:)[^\s]+(?=@)"),
     re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\"',}\s]+(\s+[^\"',}\s]+)?"),
 )
 

@@ -15,18 +15,16 @@ element on the event loop.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import errors
 from kairo_ingest.domain import normalize
 
 _INSERT_RAW = sa.text(
@@ -225,48 +223,18 @@ async def insert_raw(
     """
     if not items:
         return {}
-    with _refused_values("insert_raw"):
-        result = await conn.execute(
-            _INSERT_RAW,
-            {
-                "run_id": run_id,
-                "indexes": [i for i, _, _ in items],
-                "docs": [doc for _, doc, _ in items],
-                "reasons": [reason for _, _, reason in items],
-            },
-        )
+    # A value the database refuses arrives as errors.DatabaseValueError (the engine's error
+    # boundary, db/dberrors.py): the pipeline isolates it (pipeline/store.py).
+    result = await conn.execute(
+        _INSERT_RAW,
+        {
+            "run_id": run_id,
+            "indexes": [i for i, _, _ in items],
+            "docs": [doc for _, doc, _ in items],
+            "reasons": [reason for _, _, reason in items],
+        },
+    )
     return {row.item_index: row.id for row in result}
-
-
-# SQLSTATEs of a value the database refuses: class 22 (data exception), 54000 (an index
-# row too big), 54001 (JSON nested past max_stack_depth).
-_REFUSED_VALUE = ("22", "54000", "54001")
-
-
-def _sqlstate(exc: BaseException) -> str | None:
-    orig = getattr(exc, "orig", None)
-    for candidate in (orig, getattr(orig, "__cause__", None)):
-        code = getattr(candidate, "sqlstate", None)
-        if isinstance(code, str):
-            return code
-    return None
-
-
-@contextlib.contextmanager
-def _refused_values(operation: str) -> Iterator[None]:
-    """Translate "the database refused a value" into :class:`errors.DatabaseValueError`.
-
-    Other driver errors pass through to the engine's error boundary.
-    """
-    try:
-        yield
-    except sa.exc.DBAPIError as exc:
-        code = _sqlstate(exc)
-        if code is None or not code.startswith(_REFUSED_VALUE):
-            raise
-        raise errors.DatabaseValueError(
-            f"{operation}: the database refused a value (SQLSTATE {code})", sqlstate=code
-        ) from exc
 
 
 async def set_skip_reasons(
@@ -363,8 +331,7 @@ async def upsert_evidence(
     batch = rows if isinstance(rows, EvidenceBatch) else evidence_batch(brand_id, rows)
     created, updated = 0, batch.folded
     for statement, parameters in batch.statements:
-        with _refused_values("upsert_evidence"):
-            result = await conn.execute(statement, parameters)
+        result = await conn.execute(statement, parameters)
         for row in result:
             if row.inserted:
                 created += 1

@@ -90,9 +90,7 @@ async def _record_started(
             status=info.status,
             started_at=info.started_at or sa.func.now(),
         )
-    except (errors.DatabaseConstraintError, sa.exc.IntegrityError) as exc:
-        # The db boundary raises DatabaseConstraintError; until every db/ module translates
-        # (db/runs.py is not the pipeline's), the raw IntegrityError is caught as well.
+    except errors.DatabaseConstraintError as exc:
         # Two intents with identical input adopted the same run at the same moment; the
         # other one recorded it first. Stay STARTING: the next attempt reconciles again and
         # excludes that run.

@@ -509,9 +509,9 @@ async def give_up(bind: Bind, leases: Collection[Lease]) -> int:
 
 
 def _is_pending_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, sa.exc.IntegrityError) and (
-        dberrors.constraint_name(exc) == PENDING_PER_BRAND_INDEX
-        or PENDING_PER_BRAND_INDEX in str(exc)
+    """The brand already has a pending job (the db boundary names the violated index)."""
+    return isinstance(exc, errors.DatabaseConstraintError) and (
+        exc.constraint_name == PENDING_PER_BRAND_INDEX or PENDING_PER_BRAND_INDEX in exc.message
     )
 
 
@@ -524,7 +524,7 @@ async def _back_to_pending(
     statement sees the follow-up and supersedes the job instead."""
     try:
         return (await conn.execute(statement, values)).all()
-    except sa.exc.IntegrityError as exc:
+    except errors.DatabaseConstraintError as exc:
         if not _is_pending_conflict(exc):
             raise
     # (Inside a caller's transaction the first error aborted it, and this fails as well.)
@@ -631,8 +631,7 @@ async def retry(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> JobRow | Non
                     _log.info("job_retried", job_id=str(job_id))
                     return job
     except errors.DatabaseError as exc:
-        cause = exc.__cause__
-        if cause is not None and _is_pending_conflict(cause):
+        if _is_pending_conflict(exc):
             await _raise_active_conflict(engine, job_id)
         raise
     current = await get(engine, job_id)

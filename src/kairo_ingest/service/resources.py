@@ -24,6 +24,33 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ConnectionBudget:
+    """How KAIRO_DATABASE_POOL_SIZE is spent: a hard ceiling on one process's connections.
+
+    The pool takes what LISTEN, the /readyz probe (a connection of its own, see
+    ``service/readiness.py``) and the heartbeat (an engine of its own, see
+    ``worker/lease_keeper.py``) leave, with no overflow. The worker's claim and finisher
+    connections are checked out of that pool, so handlers share the rest: they wait on
+    Apify, not on the database.
+    """
+
+    total: int
+    listen: int
+    probe: int
+    heartbeat: int = 1
+
+    @property
+    def pool(self) -> int:
+        return self.total - self.listen - self.probe - self.heartbeat
+
+    @classmethod
+    def of(cls, settings: config.Settings) -> ConnectionBudget:
+        return cls(
+            total=settings.database_pool_size, listen=1 if settings.listen_notify else 0, probe=1
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Database:
     url: str
     engine: sa_async.AsyncEngine
@@ -39,10 +66,15 @@ async def ping(engine: sa_async.AsyncEngine, display_url: str) -> None:
         async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
             async with engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
-    except (TimeoutError, OSError, sa.exc.SQLAlchemyError) as exc:
-        cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig else exc
+    except TimeoutError as exc:
         raise errors.DatabaseUnavailableError(
-            f"cannot reach PostgreSQL at {display_url}: {errors.describe(cause)}"
+            f"cannot reach PostgreSQL at {display_url}: no answer in {CONNECT_TIMEOUT_SECONDS:g}s"
+        ) from exc
+    except errors.DatabaseError as exc:
+        raise type(exc)(
+            f"cannot reach PostgreSQL at {display_url}: {exc.message}",
+            sqlstate=exc.sqlstate,
+            constraint_name=exc.constraint_name,
         ) from exc
 
 
@@ -51,9 +83,11 @@ async def database(
     settings: config.Settings,
     *,
     require_head: bool = True,
-    pool_size: int = 10,
 ) -> AsyncIterator[Database]:
     """Yield an engine on the configured database, ready to use.
+
+    The engine's pool is sized by :class:`ConnectionBudget` (KAIRO_DATABASE_POOL_SIZE),
+    with no overflow, so the budget is a hard ceiling.
 
     The embedded database is migrated on the spot. An external one must already be at
     head when ``require_head`` is set; otherwise :class:`SchemaNotAtHeadError` names
@@ -65,7 +99,16 @@ async def database(
         url = pg.url
     else:
         url = settings.database_url.get_secret_value()
-    engine = db_engine.create(url, pool_size=pool_size)
+    budget = ConnectionBudget.of(settings)
+    engine = db_engine.create(
+        url, pool_size=budget.pool, max_overflow=0, pooler=settings.database_pooler
+    )
+    if settings.listen_notify_ignored:
+        log.info(
+            "listen_notify_ignored",
+            reason="KAIRO_DATABASE_POOLER=transaction: no LISTEN behind a transaction pooler; "
+            "the worker polls every KAIRO_POLL_INTERVAL_SECONDS",
+        )
     db = Database(url=url, engine=engine, embedded=pg is not None)
     try:
         await ping(engine, db.display_url)

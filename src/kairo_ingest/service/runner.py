@@ -45,9 +45,7 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
     slots = concurrency or settings.concurrency
     apify_access.require_token(settings)  # before anything is opened or written
     async with contextlib.AsyncExitStack() as stack:
-        db = await stack.enter_async_context(
-            resources.database(settings, pool_size=min(max(slots // 4, 5), 30))
-        )
+        db = await stack.enter_async_context(resources.database(settings))
         apify = await stack.enter_async_context(apify_access.client(settings))
         worker = make_worker(
             settings, db, handlers.pipeline_deps(settings, db.engine, apify), slots

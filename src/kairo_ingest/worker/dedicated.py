@@ -1,25 +1,23 @@
 """A pooled connection that one worker loop holds for its lifetime, in AUTOCOMMIT mode.
 
 The claim loop and the finisher each issue a statement every few milliseconds under
-load. Checking a connection out of the pool for each would add the pool's pre-ping and a
-BEGIN/COMMIT pair (five round trips around one); holding one connection in AUTOCOMMIT
-mode makes each of those single-statement operations one round trip. After any error
+load. Checking a connection out of the pool for each would add a BEGIN/COMMIT pair
+around each; holding one connection in AUTOCOMMIT mode makes each of those
+single-statement operations one round trip. After any error
 the connection is invalidated and the next :meth:`get` checks out a fresh one, so a
 database restart costs one failed statement.
 
 With ``autocommit=False`` the caller scopes its own transactions (the heartbeat sets its
 statement timeout with ``SET LOCAL``-style settings that need one).
 
-Session settings a loop needs (``setup``) are undone (``reset``) before the connection
-goes back to the pool, so they never leak to other users of the pool.
+It keeps no session state (a loop that needs a setting uses ``SET LOCAL`` inside its own
+transaction), so it is safe behind a transaction-mode pooler.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 
-import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.queue import dberrors
@@ -30,14 +28,10 @@ class DedicatedConnection:
         self,
         engine: sa_async.AsyncEngine,
         *,
-        setup: Sequence[sa.Executable] = (),
-        reset: Sequence[sa.Executable] = (),
         autocommit: bool = True,
     ) -> None:
         self._engine = engine
         self._autocommit = autocommit
-        self._setup = tuple(setup)
-        self._reset = tuple(reset)
         self._conn: sa_async.AsyncConnection | None = None
 
     async def get(self) -> sa_async.AsyncConnection:
@@ -48,8 +42,6 @@ class DedicatedConnection:
                 try:
                     if self._autocommit:
                         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    for statement in self._setup:
-                        await conn.execute(statement)
                 except BaseException:
                     await conn.invalidate()
                     await conn.close()
@@ -68,15 +60,9 @@ class DedicatedConnection:
             await conn.close()
 
     async def close(self) -> None:
-        """Undo the session settings and return the connection to the pool."""
+        """Return the connection to the pool."""
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        try:
-            for statement in self._reset:
-                await conn.execute(statement)
-        except Exception:  # noqa: BLE001 - a connection we cannot reset must not be reused
-            with contextlib.suppress(Exception):
-                await conn.invalidate()
         with contextlib.suppress(Exception):
             await conn.close()

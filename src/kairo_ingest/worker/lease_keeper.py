@@ -71,11 +71,8 @@ class LeaseKeeper:
         # The heartbeat's connection comes from an engine of its own (one connection, no
         # overflow): handlers that exhaust the shared pool, or a reconnect after a failed
         # beat while they do, can never leave the heartbeat waiting for a connection.
-        self._own_engine = db_engine.create(
-            engine.url.render_as_string(hide_password=False),
-            pool_size=1,
-            max_overflow=0,
-            application_name="kairo-ingest-heartbeat",
+        self._own_engine = db_engine.sibling(
+            engine, pool_size=1, application_name="kairo-ingest-heartbeat"
         )
         self._conn = dedicated.DedicatedConnection(self._own_engine, autocommit=False)
         self._releases: set[asyncio.Task[None]] = set()

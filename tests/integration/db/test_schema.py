@@ -85,7 +85,7 @@ async def test_evidence_uniqueness_rules_are_enforced_by_the_database(
     }
     async with engine.begin() as conn:
         await conn.execute(sa.insert(t), row)
-    with pytest.raises(sa.exc.IntegrityError):
+    with pytest.raises(errors.DatabaseConstraintError):
         async with engine.begin() as conn:
             await conn.execute(sa.insert(t), {**row, "canonical_url": "https://other"})
     web = {
@@ -96,9 +96,9 @@ async def test_evidence_uniqueness_rules_are_enforced_by_the_database(
     }
     async with engine.begin() as conn:
         await conn.execute(sa.insert(t), web)
-    with pytest.raises(sa.exc.IntegrityError):
+    with pytest.raises(errors.DatabaseConstraintError):
         async with engine.begin() as conn:
             await conn.execute(sa.insert(t), web)
-    with pytest.raises(sa.exc.IntegrityError, match="non_web_has_external_id"):
+    with pytest.raises(errors.DatabaseConstraintError, match="non_web_has_external_id"):
         async with engine.begin() as conn:
             await conn.execute(sa.insert(t), {**row, "external_id": None})
