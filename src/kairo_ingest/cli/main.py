@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import traceback
 from collections.abc import Sequence
 
-from kairo_ingest import __version__, config, errors, logs
+from kairo_ingest import __version__, config, errors, logs, redaction
 from kairo_ingest.cli import argtypes
 from kairo_ingest.domain import statuses
 
@@ -214,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not raw or (raw[0].startswith("-") and raw[0] not in ("-h", "--help", "--version")):
         raw = ["run", *raw]  # no subcommand means `run`
     args = build_parser().parse_args(raw)
+    settings: config.Settings | None = None
     try:
         settings = config.load()
         logs.configure(
@@ -234,6 +234,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         sys.stderr.write(f"kairo-ingest: unexpected error: {errors.describe(exc)}\n")
-        if os.environ.get("KAIRO_LOG_LEVEL", "").upper() == "DEBUG":
-            traceback.print_exc()
+        if settings is not None and settings.log_level == "DEBUG":  # from the env or .env
+            sys.stderr.write(redaction.redact(traceback.format_exc()))
         return EXIT_FAILURE
