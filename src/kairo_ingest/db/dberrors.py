@@ -24,6 +24,7 @@ through :mod:`kairo_ingest.redaction`, never the password.
 from __future__ import annotations
 
 import contextlib
+import re
 import typing
 from collections.abc import Iterator
 
@@ -46,6 +47,12 @@ RETRYABLE_SQLSTATES: dict[str, str] = {
     "57P03": "server cannot accept connections now",
     "57P05": "connection closed (idle session timeout)",
     "53300": "too many connections",
+    # A demoted primary after a failover answers writes with 25006 until we reconnect.
+    "25006": "read-only transaction (failover in progress?)",
+    # A statement prepared before a schema change or behind a pooler is gone or stale;
+    # SQLAlchemy's asyncpg adapter clears its cache, so the statement succeeds again.
+    "0A000": "cached statement plan is invalid",
+    "26000": "prepared statement does not exist",
 }
 # Whole SQLSTATE classes that are worth another try.
 RETRYABLE_CLASSES: dict[str, str] = {
@@ -53,7 +60,7 @@ RETRYABLE_CLASSES: dict[str, str] = {
     "53": "insufficient resources",
 }
 # SQLSTATEs after which the connection itself is gone: SQLAlchemy must invalidate it.
-DISCONNECT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
+DISCONNECT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05", "25006"})
 DISCONNECT_CLASSES = frozenset({"08"})
 CONSTRAINT_CLASS = "23"
 # A value the database refuses (data exceptions; program limits such as JSON nested past
@@ -135,10 +142,19 @@ def is_disconnect(exc: BaseException) -> bool:
     return isinstance(_driver_error(exc), _CONNECTION_ERRORS)
 
 
-def _server_message(driver: BaseException) -> str:
-    """The server's (or driver's) one-line message: no statement, no DETAIL, no QUERY."""
+# asyncpg's client-side encoding errors quote the bound value ("invalid input for query
+# argument $1: 'secret' (...)"), and data exceptions often quote the value they refused.
+_QUOTED_ARGUMENT = re.compile(r"(query argument \$\d+): .*", re.DOTALL)
+
+
+def _server_message(driver: BaseException, code: str | None = None) -> str:
+    """The server's (or driver's) one-line message: no statement, no DETAIL, no QUERY,
+    and no bound value (an actor input or a source's settings may hold a secret)."""
     text = str(driver)
     first = text.strip().splitlines()[0] if text.strip() else type(driver).__name__
+    first = _QUOTED_ARGUMENT.sub(r"\1", first)
+    if code is not None and code[:2] in VALUE_CLASSES:
+        first = first.split(": ", 1)[0]  # 'invalid input syntax for type uuid: "..."'
     if len(first) > SERVER_MESSAGE_CHARS:
         first = first[: SERVER_MESSAGE_CHARS - 1] + "…"
     return first
@@ -156,7 +172,7 @@ def translate(exc: BaseException, operation: str | None = None) -> errors.KairoE
         name = constraint_name(exc) if cls is errors.DatabaseConstraintError else None
         about = f" on {name}" if name else ""
         return cls(
-            f"{prefix}{reason}{about} (SQLSTATE {code}): {_server_message(driver)}",
+            f"{prefix}{reason}{about} (SQLSTATE {code}): {_server_message(driver, code)}",
             sqlstate=code,
             constraint_name=name,
         )

@@ -90,8 +90,17 @@ class Finisher:
                     await self._ready.wait()
                     continue
                 batch, self._queue = self._queue, []
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                finally:
+                    for p in batch:  # cancelled mid-batch: nothing more is written for these
+                        _resolve(p.done, False)
         finally:
+            # Closed or cancelled: a job task waiting on its write must not wait forever.
+            # Its lease expires and the reaper requeues it (at-least-once, never lost).
+            for p in self._queue:
+                _resolve(p.done, False)
+            self._queue = []
             await self._conn.close()
 
     def close(self) -> None:
@@ -103,24 +112,24 @@ class Finisher:
         successes = [p for p in batch if p.error is None]
         failures = [p for p in batch if p.error is not None]
         if successes:
-            done = await self._complete(successes)
-            if done is None:
-                # The batch was refused as a whole (not for want of a database): find the
-                # job whose result cannot be stored, so it alone fails.
+            try:
+                done = await self._complete(successes) or set()
+            except _RefusedError:
+                # The database refused the batch's values: find the job whose result
+                # cannot be stored, so it alone fails.
                 done = set()
                 for p in successes:
-                    one = await self._complete([p])
-                    if one is None:
+                    try:
+                        done |= await self._complete([p]) or set()
+                    except _RefusedError as refused:
                         p.error = errors.JobError(
-                            "the job's result could not be stored (evidence_status is not "
-                            "valid JSON?)",
+                            "the job's result could not be stored: "
+                            + errors.describe(refused.__cause__ or refused),
                             kind=errors.ErrorKind.INTERNAL,
                             retryable=False,
                         )
                         p.evidence_status = None
                         failures.append(p)
-                    else:
-                        done |= one
             for p in successes:
                 if p.error is None:
                     _resolve(p.done, p.lease.job_id in done)
@@ -151,17 +160,20 @@ class Finisher:
         self, write: Callable[[sa_async.AsyncConnection], Awaitable[_T]], operation: str
     ) -> _T | None:
         """Run ``write(connection)``; while the database is unavailable keep retrying with backoff
-        (the job stays in flight and its lease keeps being extended). Any other error is
-        logged and the write abandoned (None): the lease then expires and the reaper
-        requeues the job, so the outcome is at-least-once, never lost."""
+        (the job stays in flight and its lease keeps being extended) until the finisher is
+        closed. A write whose values the database refuses raises :class:`_RefusedError`.
+        Any other error is logged and the write abandoned (None): the lease then expires
+        and the reaper requeues the job, so the outcome is at-least-once, never lost."""
         failures = 0
         while True:
             try:
                 return await write(await self._conn.get())
-            except Exception as exc:  # noqa: BLE001 - classified below; the task must survive
+            except Exception as exc:  # classified below; the task must survive
                 await self._conn.discard()
+                if _refused(exc):
+                    raise _RefusedError(operation) from exc
                 kind, retryable, _ = errors.classify(exc)
-                if not retryable or not isinstance(exc, errors.DatabaseError):
+                if self._closing or not retryable or not isinstance(exc, errors.DatabaseError):
                     _log.error(
                         "final_write_abandoned",
                         operation=operation,
@@ -180,6 +192,22 @@ class Finisher:
                     retry_in_seconds=round(delay, 3),
                 )
                 await asyncio.sleep(delay)
+
+
+class _RefusedError(Exception):
+    """The database refused the values of a final write: the same write fails again."""
+
+
+def _refused(exc: BaseException) -> bool:
+    """A refused value (SQLSTATE 22/54), or a value the driver could not encode."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, (errors.DatabaseValueError, ValueError, TypeError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _resolve(future: asyncio.Future[bool], value: bool) -> None:
