@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from kairo_ingest import redaction
+from kairo_ingest import logs, redaction
 from kairo_ingest.cli import commands
 from kairo_ingest.cli import main as cli_main
 
@@ -19,6 +19,8 @@ def crashing_dispatch(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -
         raise RuntimeError(f"boom near {SECRET}")
 
     monkeypatch.setattr(commands, "dispatch", crash)
+    # main() configures logging onto the captured stderr; keep the process's own.
+    monkeypatch.setattr(logs, "configure", lambda **_: None)
     monkeypatch.chdir(tmp_path)
     for name in ("KAIRO_LOG_LEVEL", "KAIRO_APIFY_TOKEN", "KAIRO_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
