@@ -73,7 +73,11 @@ class ConnectOptions:
         context = ssl.create_default_context(cafile=self.sslrootcert)
         if mode != "verify-full":
             context.check_hostname = False
-        if mode not in ("verify-ca", "verify-full"):
+        # As libpq: with a root certificate, ``require`` verifies the server's chain like
+        # ``verify-ca``. (With certificate files, ``prefer`` and ``allow`` also require TLS:
+        # asyncpg takes a context as "TLS or nothing".)
+        verified = ("verify-ca", "verify-full") + (("require",) if self.sslrootcert else ())
+        if mode not in verified:
             context.verify_mode = ssl.CERT_NONE
         if self.sslcert:
             context.load_cert_chain(self.sslcert, self.sslkey)

@@ -85,7 +85,10 @@ class Health:
         try:
             current = await self._probe.schema_revision()
         except errors.DatabaseUnavailableError as exc:
-            return False, f"database unavailable: {exc.message}"
+            # The probe is unauthenticated: the detail (host, user, the server's words) goes
+            # to the log, the answer says only what kind of trouble it is.
+            log.warning("readiness_database_unavailable", error=exc.message)
+            return False, "database unavailable (see the worker's log)"
         if current != self._head:
             return False, f"schema at {current or 'nothing'}, expected {self._head}"
         return True, "ok"

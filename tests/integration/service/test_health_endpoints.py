@@ -56,6 +56,9 @@ async def test_readyz_is_503_when_the_database_is_gone() -> None:
     assert answer.status_code == 503
     assert answer.json()["reason"].startswith("database unavailable")
     assert "pw0rd" not in answer.text
+    # An unauthenticated probe names no host, port, user or database.
+    for detail in ("127.0.0.1", "postgres", "none"):
+        assert detail not in answer.json()["reason"]
 
 
 async def _probe_connections(url: str) -> list[int]:
