@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import uvicorn
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import config, errors, logs
+from kairo_ingest import config, errors, httpguard, logs
 from kairo_ingest.console import security, views, web
 
 log = logs.get(__name__)
@@ -41,11 +41,18 @@ class _Server(uvicorn.Server):
 
 
 def build(
-    settings: config.Settings, engine: sa_async.AsyncEngine, *, host: str, port: int
+    settings: config.Settings,
+    engine: sa_async.AsyncEngine,
+    *,
+    host: str,
+    port: int,
+    limits: httpguard.Limits | None = None,
 ) -> uvicorn.Server:
     token = settings.console_token.get_secret_value() if settings.console_token else None
     security.check_bind(host, token)
-    cfg = uvicorn.Config(
+    # The health server's limits: inside ``run`` the console shares the worker's loop and
+    # descriptors, so a flood of half-open connections must not starve the jobs.
+    cfg = httpguard.Config(
         app(settings, engine),
         host=host,
         port=port,
@@ -54,6 +61,7 @@ def build(
         lifespan="off",
         timeout_graceful_shutdown=1,
         server_header=False,
+        **httpguard.uvicorn_settings(limits or httpguard.Limits()),
     )
     return _Server(cfg)
 

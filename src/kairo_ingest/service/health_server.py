@@ -5,105 +5,33 @@ step, a stuck callback), and report that block. Served on the worker's loop it c
 only answer once the block was over. The thread runs its own loop with uvicorn, the
 readiness probe's connection and a descriptor-exhaustion log guard.
 
-Limits (uvicorn 0.29+ offers the first four; the last two are ours):
-
-* ``limit_concurrency``: beyond it uvicorn answers 503 at once;
-* ``h11_max_incomplete_event_size``: a request head over 16 KiB is refused (a 16 MB
-  header was accepted before);
-* ``timeout_keep_alive``: an idle kept-alive connection is closed after 5 s;
-* ``backlog``: the kernel's accept queue for the port;
-* a request-head timeout: uvicorn has no header read timeout, so a connection that
-  has not sent a complete request head within 5 s of opening (or of its previous
-  response) is closed, whatever it trickles (slowloris);
-* a connection cap: a connection beyond ``max_connections`` open ones is closed as
-  soon as it is accepted, so half-open connections cannot hold more descriptors.
+Its limits are :mod:`kairo_ingest.httpguard`'s (a 16 MB header was accepted before).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http import h11_impl
 
-from kairo_ingest import errors, logs
+from kairo_ingest import errors, httpguard, logs
 from kairo_ingest.service import http, loop_errors
 
 log = logs.get(__name__)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Limits:
-    limit_concurrency: int = 64
-    max_connections: int = 128
-    max_head_bytes: int = 16 * 1024
-    head_timeout_seconds: float = 5.0
-    keep_alive_seconds: int = 5
-    backlog: int = 128
-    descriptor_log_interval_seconds: float = loop_errors.DEFAULT_INTERVAL_SECONDS
-
-
-class _Config(uvicorn.Config):
-    """uvicorn's config, carrying our two limits to the protocol."""
-
-    def __init__(self, app: Any, *, limits: Limits, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self.kairo_limits = limits
-
-
-class _GuardedH11(h11_impl.H11Protocol):
-    """h11 with a request-head timeout and a cap on open connections."""
-
-    def __init__(self, config: _Config, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
-        self._limits = config.kairo_limits
-        self._head_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # type: ignore[arg-type]
-        if len(self.connections) > self._limits.max_connections:
-            self.transport.abort()
-            return
-        self._arm()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm()  # the next request head is due within the timeout too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        self._disarm()
-        self._head_timer = self.loop.call_later(
-            self._limits.head_timeout_seconds, self._head_timed_out
-        )
-
-    def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        waiting_for_head = self.cycle is None or self.cycle.response_complete
-        if waiting_for_head and not self.transport.is_closing():
-            self.transport.close()
+Limits = httpguard.Limits
 
 
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handlers (the service owns SIGTERM and SIGINT),
     telling the starting thread once it listens."""
 
-    def __init__(self, config: _Config, on_started: Callable[[], None]) -> None:
+    def __init__(self, config: httpguard.Config, on_started: Callable[[], None]) -> None:
         super().__init__(config)
         self._on_started = on_started
 
@@ -131,20 +59,15 @@ class HealthServer:
         self._port = port
         self._settled = threading.Event()
         self._server = _Server(
-            _Config(
+            httpguard.Config(
                 http.app(health),
-                limits=self.limits,
                 host=host,
                 port=port,
-                http=_GuardedH11,
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
-                limit_concurrency=self.limits.limit_concurrency,
-                h11_max_incomplete_event_size=self.limits.max_head_bytes,
-                timeout_keep_alive=self.limits.keep_alive_seconds,
-                backlog=self.limits.backlog,
                 timeout_graceful_shutdown=1,
+                **httpguard.uvicorn_settings(self.limits),
             ),
             on_started=self._settled.set,
         )
