@@ -21,6 +21,7 @@ import structlog
 import tenacity
 
 from kairo_ingest import clock, errors
+from kairo_ingest.domain import retry as retry_rules
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +42,9 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class JitteredBackoff(tenacity.wait.wait_base):
-    """A random wait in ``[D, 2D]``, ``D = base * 2**(attempt-1)``, capped at ``cap`` seconds."""
+    """Apify's advice (a random wait in ``[D, 2D]``, ``D = base * 2**(attempt-1)``), capped
+    at ``cap`` seconds: the one backoff formula of :mod:`kairo_ingest.domain.retry` with
+    its ceiling at ``2D`` and its floor at half of it."""
 
     def __init__(self, base: float, cap: float, rng: random.Random | None = None) -> None:
         self.base = base
@@ -49,9 +52,13 @@ class JitteredBackoff(tenacity.wait.wait_base):
         self._rng = rng or _jitter
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        exponent = min(retry_state.attempt_number - 1, 32)
-        low = min(self.cap, self.base * (2**exponent))
-        return min(self.cap, self._rng.uniform(low, 2 * low))
+        return retry_rules.backoff_seconds(
+            retry_state.attempt_number,
+            base_seconds=2 * self.base,
+            cap_seconds=self.cap,
+            rng=self._rng,
+            floor=0.5,
+        )
 
 
 class StopBeforeDeadline(tenacity.stop.stop_base):

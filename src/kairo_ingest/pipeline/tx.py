@@ -6,8 +6,8 @@ the engine). Each retries the *whole* unit while it raises a retryable
 :class:`~kairo_ingest.errors.DatabaseError` (``DatabaseUnavailableError``: a dropped
 connection, a restart, a failover), so a short outage costs no job attempt.
 
-* **Backoff**: full jitter, ``uniform(0, min(cap, base * 2**n))``: retries of many jobs
-  do not hit a recovering server in step.
+* **Backoff**: full jitter, ``uniform(0, min(cap, base * 2**n))`` (domain/retry.py):
+  retries of many jobs do not hit a recovering server in step.
 * **Bound**: a retry never starts after the policy's deadline (its ``budget_seconds``
   from the first failure, on the injectable monotonic clock). The composition root sets
   the budget to half the lease (:meth:`Policy.for_lease`): the heartbeat fails during the
@@ -39,6 +39,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import clock as clocks
 from kairo_ingest import errors, logs
+from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import jobs as queue_jobs
 
 T = TypeVar("T")
@@ -63,7 +64,9 @@ class Policy:
 
     def delay(self, retry: int) -> float:
         """The jittered wait before retry number ``retry`` (0 for the first)."""
-        return self.rng.uniform(0.0, min(self.cap_seconds, self.base_seconds * 2**retry))
+        return retry_rules.backoff_seconds(
+            retry + 1, base_seconds=self.base_seconds, cap_seconds=self.cap_seconds, rng=self.rng
+        )
 
 
 DEFAULT = Policy()
