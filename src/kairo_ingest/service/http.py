@@ -5,7 +5,7 @@
   (see :mod:`.health_server`), so it can answer 503 with the lag while the worker's
   loop is blocked, which it could not do when it was served on that loop.
 * ``/readyz``: 200 when the database answers (over the probe's own single connection,
-  :mod:`.readiness`), the schema is at head and the worker is not shutting down;
+  :mod:`kairo_ingest.db.probe`), the schema is at head and the worker is not shutting down;
   otherwise 503 with a JSON reason. Both answers name the Apify in use (``apify``).
 * ``/metrics``: the Prometheus text format.
 """
@@ -18,8 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kairo_ingest import clock, errors, logs, metrics
-from kairo_ingest.db import migrate
-from kairo_ingest.service import readiness
+from kairo_ingest.db import migrate, probe
 
 log = logs.get(__name__)
 
@@ -57,7 +56,7 @@ class Health:
         self._tick_seconds = tick_seconds
         self._clock = clock_
         self._last_beat = clock_.monotonic()
-        self._probe = readiness.ReadyProbe(database_url, timeout_seconds=db_timeout_seconds)
+        self._probe = probe.ReadyProbe(database_url, timeout_seconds=db_timeout_seconds)
         self._head = migrate.head_revision()
 
     def beat(self) -> None:

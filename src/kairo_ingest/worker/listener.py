@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from kairo_ingest import errors, logs
+from kairo_ingest.db import dberrors
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import sql
 
@@ -63,7 +64,8 @@ class Listener:
             try:
                 await self._listen_until_lost(stop)
                 failures = 0
-            except Exception as exc:  # noqa: BLE001 - any failure means: reconnect later
+            except Exception as raw:  # noqa: BLE001 - any failure means: reconnect later
+                exc = dberrors.translate(raw)  # the raw connection's errors, classified
                 failures += 1
                 delay = retry_rules.retry_delay_seconds(
                     failures,

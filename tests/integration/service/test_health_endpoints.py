@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.service import http, readiness
+from kairo_ingest.db import probe
+from kairo_ingest.service import http
 
 
 async def _get(health: http.Health, path: str) -> httpx.Response:
@@ -67,7 +68,7 @@ async def _probe_connections(url: str) -> list[int]:
         rows = await conn.fetch(
             "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
             "AND datname = current_database()",
-            readiness.APPLICATION_NAME,
+            probe.APPLICATION_NAME,
         )
         return [r["pid"] for r in rows]
     finally:

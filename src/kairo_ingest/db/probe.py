@@ -8,8 +8,8 @@ bounded by a short timeout, so a probe never waits long and never piles up conne
 No named prepared statements (``statement_cache_size=0``): safe behind a
 transaction-mode pooler.
 
-This module is the probe's adapter boundary: asyncpg's errors become
-:class:`kairo_ingest.errors.DatabaseUnavailableError` here.
+It lives in ``db/`` because it is an adapter: asyncpg's errors become
+:class:`kairo_ingest.errors.DatabaseUnavailableError` here (no SQL, no password).
 """
 
 from __future__ import annotations
