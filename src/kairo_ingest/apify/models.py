@@ -115,7 +115,6 @@ def parse_run_list(body: object, *, operation: str) -> list[RunInfo]:
     return [parse_run(item, operation=operation) for item in items]
 
 
-UNPARSABLE_REASONS = frozenset({"undecodable", "too_deep", "invalid_json"})
 EXCERPT_CHARS = 200
 
 

@@ -16,7 +16,6 @@ from kairo_ingest import __version__, config, errors, logs, redaction
 from kairo_ingest.cli import argtypes
 from kairo_ingest.domain import statuses
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 

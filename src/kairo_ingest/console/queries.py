@@ -26,7 +26,6 @@ from kairo_ingest import errors
 from kairo_ingest.queue import dberrors
 
 PAGE_SIZE = 50
-IN_FLIGHT_RUN_STATUSES = ("STARTING", "READY", "RUNNING", "TIMING-OUT")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
