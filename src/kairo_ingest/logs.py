@@ -64,10 +64,28 @@ def configure(*, level: str = "INFO", json_format: bool = True) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Third-party libraries that use stdlib logging go to stderr at WARNING and above.
+    # Third-party libraries that use stdlib logging go to stderr at WARNING and above,
+    # through the same redaction as our own lines (asyncio's exception handler, uvicorn,
+    # SQLAlchemy's pool: their messages and tracebacks can quote a URL or a header).
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a stdlib log record's message and traceback before any handler
+    formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redaction.redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = redaction.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
 
 
 @contextlib.contextmanager

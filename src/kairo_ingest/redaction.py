@@ -17,6 +17,8 @@ _PATTERNS = (
     re.compile(r"(?i)(token=)[^&\s\"']+"),
     # The password of a database URL, whatever it contains (up to the last "@").
     re.compile(r"(?i)(postgres(?:ql)?(?:\+\w+)?://[^:@/\s]*:)[^\s]+(?=@)"),
+    # The password of any other URL's userinfo (an Apify base URL behind a proxy, ...).
+    re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^:@/\s]*:)[^@/\s]+(?=@)"),
     re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\"',}\s]+(\s+[^\"',}\s]+)?"),
 )
 
