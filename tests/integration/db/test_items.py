@@ -138,6 +138,54 @@ async def test_concurrent_upserts_of_overlapping_items_leave_no_duplicates(
     assert refs == 6
 
 
+async def test_an_upsert_racing_an_uncommitted_insert_of_the_same_items_updates_them(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    """A2 select-then-insert: a writer whose SELECT cannot see another's uncommitted rows
+    inserts them too and fails on the unique index. The upsert waits for the other
+    transaction and then updates: deterministic, B is seen blocked before A commits."""
+    brand, _ = await _run(engine)
+    rows_a = [_row(str(i), run="a", raw_id=i) for i in range(20)]
+    rows_b = [_row(str(i), run="b", raw_id=100 + i) for i in range(20)]
+
+    async def writer_b() -> tuple[int, int]:
+        async with engine.begin() as conn:
+            return await items.upsert_evidence(conn, brand, rows_b)
+
+    async def b_waits_on_a_lock() -> bool:
+        async with engine.connect() as conn:
+            waiting = await conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            )
+        return bool(waiting)
+
+    async with engine.connect() as a:
+        await a.begin()
+        assert await items.upsert_evidence(a, brand, rows_a) == (20, 0)
+        racing = asyncio.create_task(writer_b())
+        async with asyncio.timeout(15):  # a bound only: B blocks at once on A's index entries
+            while not await b_waits_on_a_lock():
+                assert not racing.done(), "B finished before A committed"
+                await asyncio.sleep(0.02)
+        await a.commit()
+
+    assert await racing == (0, 20)
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            sa.select(sa.func.count()).select_from(tables.normalized_evidence_items)
+        )
+        refs = await conn.scalar(
+            sa.select(
+                sa.func.jsonb_array_length(tables.normalized_evidence_items.c.raw_refs)
+            ).where(tables.normalized_evidence_items.c.external_id == "7")
+        )
+    assert count == 20
+    assert refs == 2
+
+
 async def test_web_items_with_different_urls_are_not_merged(engine: sa_async.AsyncEngine) -> None:
     brand, _ = await _run(engine)
     async with engine.begin() as conn:

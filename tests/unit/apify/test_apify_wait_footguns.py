@@ -75,14 +75,22 @@ async def test_5xx_or_dropped_connection_mid_wait_is_retried_and_the_wait_contin
             httpx.Response(200, json=run_json(status="SUCCEEDED")),
         ]
     )
-    run = await make_client().wait_for_run("run1", clock.Deadline.after(120))
+    fake = FakeClock()  # the answers take no time: the early-answer pause is exactly 1 s
+    api = make_client(clock=fake)
+    run = await api.wait_for_run("run1", clock.Deadline(fake.now + 120, fake))
     assert run.status == "SUCCEEDED"
     assert run.succeeded
     assert run.terminal
     assert route.call_count == 5
-    backoffs = [s for s in sleeps.calls if s != pytest.approx(1.0, abs=0.5)]
-    assert len(sleeps.calls) >= 3  # three retries backed off (plus the early-answer pause)
-    assert all(0.5 <= s <= 10.0 for s in backoffs)
+    # First the pause after the early RUNNING answer (min_poll_interval_seconds, through
+    # the injected sleep, never a blocking one), then one backoff per failed attempt:
+    # the n-th in [D, 2D] with D = 0.5 * 2**(n-1).
+    pause, *backoffs = sleeps.calls
+    assert pause == 1.0
+    assert len(backoffs) == 3
+    for attempt, slept in enumerate(backoffs):
+        low = 0.5 * 2**attempt
+        assert low <= slept <= 2 * low
 
 
 async def test_429_backs_off_exponentially_with_jitter(

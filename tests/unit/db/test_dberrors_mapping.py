@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from kairo_ingest import errors
 from kairo_ingest.db import dberrors
+from kairo_ingest.domain import retry
 
 # What the issue names, spelled out independently of the module's own tables.
 RETRYABLE = ["08000", "08003", "08006", "08001", "08004", "57P01", "57P02", "57P03"]
@@ -81,6 +82,26 @@ def test_every_sqlstate_the_module_names_is_mapped_as_documented() -> None:
     assert set(RETRYABLE) - {"08000", "08003", "08006", "08001", "08004"} <= set(
         dberrors.RETRYABLE_SQLSTATES
     )
+
+
+def test_every_sqlstate_table_maps_to_a_retry_action() -> None:
+    """Each table the module names, through ``errors.classify`` and ``retry.decide``:
+    connection loss and transient conflicts retry; constraint violations, refused values
+    and every other state fail at once. A disconnect also invalidates the connection."""
+    fail, again = retry.Action.FAIL, retry.Action.RETRY
+    cases = dict.fromkeys(dberrors.RETRYABLE_SQLSTATES, again)
+    cases.update({klass + "000": again for klass in dberrors.RETRYABLE_CLASSES})
+    cases.update(dict.fromkeys(dberrors.DISCONNECT_SQLSTATES, again))
+    cases.update({klass + "000": again for klass in dberrors.DISCONNECT_CLASSES})
+    cases.update({klass + "000": fail for klass in dberrors.VALUE_CLASSES})
+    cases.update({dberrors.CONSTRAINT_CLASS + "000": fail, "XX000": fail, "42601": fail})
+    for code, action in cases.items():
+        kind, retryable, snooze = errors.classify(dberrors.translate(_wrapped(code)))
+        assert kind is errors.ErrorKind.DATABASE, code
+        decided = retry.decide(retryable=retryable, snooze=snooze, attempts=1, max_attempts=3)
+        assert decided is action, code
+    for code in dberrors.DISCONNECT_SQLSTATES | {k + "000" for k in dberrors.DISCONNECT_CLASSES}:
+        assert dberrors.is_disconnect(_wrapped(code)), code
 
 
 @pytest.mark.parametrize("code", RETRYABLE + CONSTRAINT + REFUSED_VALUE + PERMANENT)
