@@ -27,6 +27,8 @@ class RunFacts:
     normalized_created: int = 0
     normalized_updated: int = 0
     items_skipped: int = 0
+    usage_total_usd: float | None = None
+    """What Apify reported the run cost (None: not reported)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class Entry:
                 normalized_updated=self.run.normalized_updated,
                 items_skipped=self.run.items_skipped,
             )
+            if self.run.usage_total_usd is not None:
+                data["usage_total_usd"] = self.run.usage_total_usd
         if self.run_age_hours is not None:
             data["run_age_hours"] = self.run_age_hours
         if self.bucket is statuses.EvidenceBucket.FAILED:
@@ -92,10 +96,23 @@ def failed(
     )
 
 
-def status(entries: list[Entry]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {b.value: [] for b in statuses.EvidenceBucket}
+COST_KEY = "cost_usd"
+
+
+def status(entries: list[Entry]) -> dict[str, Any]:
+    """The four lists, plus ``cost_usd``: what this job's own runs cost (reused runs were
+    paid for by an earlier job and count 0 here), rounded to a micro-dollar."""
+    out: dict[str, Any] = {b.value: [] for b in statuses.EvidenceBucket}
     for entry in sorted(entries, key=lambda e: (e.platform, e.capability, e.source_id)):
         out[entry.bucket.value].append(entry.to_json())
+    out[COST_KEY] = round(
+        sum(
+            e.run.usage_total_usd or 0.0
+            for e in entries
+            if e.run is not None and e.bucket is not statuses.EvidenceBucket.REUSED
+        ),
+        6,
+    )
     return out
 
 

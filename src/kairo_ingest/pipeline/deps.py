@@ -11,6 +11,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import clock
 from kairo_ingest.apify import client as apify_client
+from kairo_ingest.pipeline import tenants as tenants_module
 from kairo_ingest.pipeline import tx
 
 
@@ -32,6 +33,8 @@ class Deps:
     """The job lease; database retries inside the job stop well before it could end."""
     db_retry: tx.Policy | None = None
     """Overrides the retry policy derived from ``lease_seconds`` (tests)."""
+    tenants: tenants_module.Tenants | None = None
+    """Per-source Apify accounts; None: every source uses ``apify`` (the default account)."""
 
     @property
     def retry_policy(self) -> tx.Policy:

@@ -13,6 +13,7 @@ paying twice:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from typing import Any
@@ -51,6 +52,7 @@ def facts(run: runs.Run) -> evidence.RunFacts:
         normalized_created=run.normalized_created or 0,
         normalized_updated=run.normalized_updated or 0,
         items_skipped=run.items_skipped or 0,
+        usage_total_usd=None if run.usage_total_usd is None else float(run.usage_total_usd),
     )
 
 
@@ -185,6 +187,12 @@ async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> 
         "finished_at": info.finished_at or sa.func.now(),
         "dataset_id": info.default_dataset_id or run.dataset_id,
     }
+    if info.usage_total_usd is not None:
+        # The final run object's cost: what daily caps and `costs` count.
+        values.update(usage_total_usd=info.usage_total_usd, usage=info.usage)
+        metrics.APIFY_SPENT_USD.labels(run.account or "default", run.actor_id).inc(
+            info.usage_total_usd
+        )
     if not info.succeeded:
         failure = errors.ApifyRunFailedError(
             f"Apify run {info.id} ended {info.status}"
@@ -270,8 +278,14 @@ async def refresh(
     ``run`` is the job's latest run for the source (``runs.latest_for``), or None.
     """
     try:
+        account = source.account or "default"
+        if d.tenants is not None:
+            tenant = await d.tenants.resolve(source.account)
+            # Every Apify call of this source goes out with its own account's token.
+            d = dataclasses.replace(d, apify=tenant.api)
+            account = tenant.account
         async with d.run_slots:
-            run = await _advance(d, lease, source, spec, run)
+            run = await _advance(d, lease, source, spec, run, account=account)
     except SourceRunError as exc:
         return _failed(source, reason, exc.cause, exc.run)
     except errors.LeaseLostError:
@@ -306,6 +320,7 @@ async def _create_intent(
     run_input: dict[str, Any],
     cap: int,
     attempt: int,
+    account: str,
 ) -> runs.Run:
     """A new intent, or the one a retried transaction already committed (its COMMIT's
     answer lost): the same attempt, still STARTING, never sent to Apify (Apify hears of an
@@ -327,6 +342,7 @@ async def _create_intent(
         run_input=run_input,
         item_cap=cap,
         attempt=attempt,
+        account=account,
     )
 
 
@@ -336,6 +352,8 @@ async def _advance(
     source: sources.Source,
     spec: registry.ActorSpec,
     run: runs.Run | None,
+    *,
+    account: str,
 ) -> runs.Run:
     if run is None or run.status in _RESTART_AFTER:
         cap = registry.cap_for(source.platform, source.capability, d.env)
@@ -350,6 +368,7 @@ async def _advance(
                 run_input=spec.build_input(source.identifier, source.settings, cap),
                 cap=cap,
                 attempt=(run.attempt + 1) if run is not None else 1,
+                account=account,
             ),
             policy=d.retry_policy,
             operation="create_intent",

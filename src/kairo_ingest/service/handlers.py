@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
 import os
 from collections.abc import Mapping
 
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import config, logs
+from kairo_ingest import config, logs, secretbox
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.domain import registry, statuses
 from kairo_ingest.pipeline import compile as compile_job
 from kairo_ingest.pipeline import deps as deps_module
+from kairo_ingest.pipeline import tenants
 from kairo_ingest.worker import builtin
 from kairo_ingest.worker import context as worker_context
 
@@ -35,6 +37,31 @@ def pipeline_deps(
         source_concurrency=settings.source_concurrency,
         run_slots=asyncio.Semaphore(settings.apify_max_concurrent_runs),
         lease_seconds=settings.lease_seconds,
+        tenants=make_tenants(settings, engine, apify),
+    )
+
+
+def default_limits(settings: config.Settings) -> tenants.Limits:
+    cap = settings.apify_account_daily_cap_usd
+    return tenants.Limits(
+        max_concurrent_runs=settings.apify_account_max_concurrent_runs,
+        max_memory_mbytes=settings.apify_account_max_memory_mbytes,
+        daily_cap_usd=None if cap is None else decimal.Decimal(str(cap)),
+    )
+
+
+def make_tenants(
+    settings: config.Settings, engine: sa_async.AsyncEngine, apify: apify_client.ApifyClient
+) -> tenants.Tenants:
+    """Accounts: the service's client is `default`'s; a named account gets a client of its
+    own on the same base URL (the simulator's in tests and demos), built on first use."""
+    key = settings.secret_key
+    return tenants.Tenants(
+        engine,
+        default_api=apify,
+        default_limits=default_limits(settings),
+        box=secretbox.SecretBox(key.get_secret_value()) if key is not None else None,
+        factory=lambda token: apify_client.ApifyClient(apify.base_url, token),
     )
 
 

@@ -49,9 +49,10 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
             resources.database(settings, pool_size=min(max(slots // 4, 5), 30))
         )
         apify = await stack.enter_async_context(apify_access.client(settings))
-        worker = make_worker(
-            settings, db, handlers.pipeline_deps(settings, db.engine, apify), slots
-        )
+        deps = handlers.pipeline_deps(settings, db.engine, apify)
+        if deps.tenants is not None:
+            stack.push_async_callback(deps.tenants.aclose)  # the accounts' own clients
+        worker = make_worker(settings, db, deps, slots)
         health = http.Health(db.url, apify=apify_access.label(settings))
         front = health_server.HealthServer(health, host=settings.http_host, port=settings.http_port)
         console = None
