@@ -72,6 +72,12 @@ APIFY_SPENT_USD = prom.Counter(
     ["account", "actor"],
     registry=REGISTRY,
 )
+RUN_SLOT_WAITS = prom.Counter(
+    "kairo_run_slot_waits_total",
+    "Run starts that had to wait for a slot of the account's shared budget",
+    ["account"],
+    registry=REGISTRY,
+)
 ITEMS = prom.Counter(
     "kairo_items_total",
     "Dataset items processed (stored, created, updated, skipped)",

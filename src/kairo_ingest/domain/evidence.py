@@ -44,6 +44,8 @@ class Entry:
     error: str | None = None
     retryable: bool | None = None
     snooze: bool = False
+    retry_after_seconds: float | None = None
+    """A snooze that must last at least this long (a daily cap: until its window resets)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -134,6 +136,10 @@ def verdict(entries: list[Entry]) -> tuple[Verdict, errors.JobError | None]:
     if retryable:
         first = retryable[0]
         snooze = all(e.snooze for e in retryable)
+        # The job may come back as soon as any of its retryable sources may proceed.
+        waits = [e.retry_after_seconds for e in retryable]
+        known = [w for w in waits if w is not None]
+        after = min(known) if snooze and len(known) == len(waits) else None
         return (
             Verdict.SNOOZE if snooze else Verdict.RETRY,
             errors.JobError(
@@ -141,6 +147,7 @@ def verdict(entries: list[Entry]) -> tuple[Verdict, errors.JobError | None]:
                 kind=errors.ErrorKind(first.error_kind or "internal"),
                 retryable=True,
                 snooze=snooze,
+                retry_after_seconds=after,
             ),
         )
     first = failures[0]

@@ -13,9 +13,11 @@ paying twice:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +28,7 @@ from kairo_ingest.apify import models as apify_models
 from kairo_ingest.apify import reconcile
 from kairo_ingest.db import runs, sources, tables
 from kairo_ingest.domain import evidence, registry, statuses
+from kairo_ingest.pipeline import budget as budget_module
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.pipeline import store, tx
 from kairo_ingest.queue import jobs as queue_jobs
@@ -282,7 +285,7 @@ async def refresh(
         if d.tenants is not None:
             tenant = await d.tenants.resolve(source.account)
             # Every Apify call of this source goes out with its own account's token.
-            d = dataclasses.replace(d, apify=tenant.api)
+            d = dataclasses.replace(d, apify=tenant.api, tenant=tenant)
             account = tenant.account
         async with d.run_slots:
             run = await _advance(d, lease, source, spec, run, account=account)
@@ -374,13 +377,19 @@ async def _advance(
             operation="create_intent",
         )
         log.info("apify_run_intent", run_id=str(run.id), actor_id=run.actor_id)
-        run = await _start(d, lease, run, resuming=False)
+        async with _slot(d, lease, run, force=False):
+            run = await _start(d, lease, run, resuming=False)
+            run = await _until_ended(d, lease, run)
     elif run.status == statuses.RunStatus.STARTING:
         log.info("apify_run_intent_resumed", run_id=str(run.id))
-        run = await _start(d, lease, run, resuming=True)
+        async with _slot(d, lease, run, force=False):
+            run = await _start(d, lease, run, resuming=True)
+            run = await _until_ended(d, lease, run)
+    elif not statuses.is_terminal(run.status):
+        # In flight on Apify already (a takeover): it occupies the account; take its slot.
+        async with _slot(d, lease, run, force=True):
+            run = await _until_ended(d, lease, run)
     with logs.bind(apify_run_id=run.apify_run_id):
-        if not statuses.is_terminal(run.status):
-            run = await _wait(d, lease, run)
         if run.status != statuses.RunStatus.SUCCEEDED:
             raise SourceRunError(
                 errors.ApifyRunFailedError(f"Apify run {run.apify_run_id} ended {run.status}"), run
@@ -395,6 +404,44 @@ async def _advance(
                 skipped=run.items_skipped,
             )
     return run
+
+
+async def _until_ended(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:
+    with logs.bind(apify_run_id=run.apify_run_id):
+        if not statuses.is_terminal(run.status):
+            run = await _wait(d, lease, run)
+    return run
+
+
+@contextlib.asynccontextmanager
+async def _slot(
+    d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, *, force: bool
+) -> AsyncIterator[None]:
+    """A slot of the account's shared budget around a run's start and wait (pipeline/budget).
+
+    A daily cap reached before the start marks the intent START_FAILED with kind
+    ``budget_exceeded`` (the next attempt makes a new intent) and fails the source with a
+    snoozing error: the job waits for the cap's window without spending an attempt.
+    """
+    if d.budget is None or d.tenant is None:
+        yield
+        return
+    try:
+        async with d.budget.slot(budget_module.Ask(run, d.tenant, lease, force=force)):
+            yield
+    except errors.BudgetExceededError as exc:
+        if run.apify_run_id is not None or run.status != statuses.RunStatus.STARTING:
+            raise
+        failed = await _write(
+            d,
+            lease,
+            run.id,
+            status=statuses.RunStatus.START_FAILED,
+            finished_at=sa.func.now(),
+            error_kind=exc.kind.value,
+            error_summary=exc.message,
+        )
+        raise SourceRunError(exc, failed) from exc
 
 
 def _failed(

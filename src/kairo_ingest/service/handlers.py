@@ -12,9 +12,9 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest import config, logs, secretbox
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.domain import registry, statuses
+from kairo_ingest.pipeline import budget, tenants
 from kairo_ingest.pipeline import compile as compile_job
 from kairo_ingest.pipeline import deps as deps_module
-from kairo_ingest.pipeline import tenants
 from kairo_ingest.worker import builtin
 from kairo_ingest.worker import context as worker_context
 
@@ -38,7 +38,27 @@ def pipeline_deps(
         run_slots=asyncio.Semaphore(settings.apify_max_concurrent_runs),
         lease_seconds=settings.lease_seconds,
         tenants=make_tenants(settings, engine, apify),
+        budget=budget.Budget(
+            engine,
+            memory_mbytes=settings.apify_run_memory_mbytes,
+            poll_seconds=budget_poll_seconds(settings),
+            window_seconds=settings.budget_window_seconds,
+        ),
     )
+
+
+def listens(settings: config.Settings) -> bool:
+    """LISTEN works: not behind a transaction-mode pooler, and not turned off."""
+    pooler = str(getattr(settings, "database_pooler", "none") or "none").lower()
+    return settings.listen_notify and pooler != "transaction"
+
+
+def budget_poll_seconds(settings: config.Settings) -> float:
+    """With LISTEN, polling is only the fallback for a lost notification; without it
+    (a transaction-mode pooler), polling is how a waiter learns of a freed slot."""
+    if listens(settings):
+        return settings.budget_poll_seconds
+    return min(settings.budget_poll_seconds, 1.0)
 
 
 def default_limits(settings: config.Settings) -> tenants.Limits:

@@ -102,6 +102,10 @@ class SpendKit:
         assert len(leases) == 1
         return leases[0]
 
+    async def count_slots(self) -> int:
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(sa.text("SELECT count(*) FROM run_slots")) or 0)
+
     async def dump(self) -> str:
         """Every row of every table as text: what a ``pg_dump`` of the data would show."""
         async with self.engine.connect() as conn:
