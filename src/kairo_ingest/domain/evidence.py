@@ -95,6 +95,7 @@ def failed(
         error=errors.describe(exc),
         retryable=retryable,
         snooze=snooze,
+        retry_after_seconds=errors.retry_after(exc),
     )
 
 

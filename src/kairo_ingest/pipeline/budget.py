@@ -169,7 +169,7 @@ class Budget:
     ) -> errors.BudgetExceededError:
         window = "UTC day" if self.window_seconds == DAY_SECONDS else f"{self.window_seconds}s"
         return errors.BudgetExceededError(
-            f"daily cap of ${float(cap):.2f} for {whose} reached: ${float(spent):.4f} spent "
+            f"daily cap of ${float(cap):g} for {whose} reached: ${float(spent):.4f} spent "
             f"this {window}; no new run starts until it resets in {max(left, 0):.0f}s",
             retry_after_seconds=max(left, 1.0),
         )
