@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sources", type=int, default=3, help="sources (runs) per brand")
     p.add_argument("--run-seconds", type=float, default=3.0)
     p.add_argument("--kill-after", type=float, default=None, help="default: a third of ideal")
+    p.add_argument("--no-kill", action="store_true", help="kill no worker (for comparison)")
     p.add_argument("--lease-seconds", type=float, default=10.0)
     p.add_argument("--timeout", type=float, default=900.0)
     return p.parse_args()
@@ -160,7 +162,8 @@ async def main() -> int:
             status: dict[str, Any] = {}
             while time.monotonic() - started < args.timeout:
                 await asyncio.sleep(0.5)
-                if not killed and time.monotonic() - started >= kill_after and args.workers > 1:
+                due = time.monotonic() - started >= kill_after
+                if not killed and not args.no_kill and due and args.workers > 1:
                     workers[0].send_signal(signal.SIGKILL)
                     killed = True
                 status = await _status(url)
@@ -169,6 +172,12 @@ async def main() -> int:
                     break
             wall = time.monotonic() - started
             stats = sim.stats()
+            summaries = sim.state.run_summaries()
+            first = min(
+                (datetime.fromisoformat(r["startedAt"].replace("Z", "+00:00")) for r in summaries),
+                default=None,
+            )
+            last = max((r["finishedAtEpoch"] or 0 for r in summaries), default=0)
         final = await _status(url)
         live = sum(u["runs"] for u in final["usage"].values())
         print(f"runs: {runs} ({args.brands} brands x {args.sources}), {args.run_seconds:g} s each")
@@ -181,6 +190,12 @@ async def main() -> int:
             f"slots still counted after the end (leaked): {live}; dead rows left: {final['rows']}"
         )
         print(f"wall time: {wall:.1f} s; ideal {ideal:.1f} s; ratio {wall / ideal:.2f}")
+        if first is not None and last:
+            span = last - first.timestamp()
+            print(
+                f"first run start to last run end: {span:.1f} s; ratio {span / ideal:.2f} "
+                "(without the workers' start-up)"
+            )
         ok = stats["activePeak"] <= args.limit and live == 0 and status.get("jobs") is not None
         return 0 if ok else 1
     finally:
