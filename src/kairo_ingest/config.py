@@ -84,6 +84,17 @@ class Settings(pydantic_settings.BaseSettings):
     source_concurrency: int = pydantic.Field(8, ge=1)
     apify_max_concurrent_runs: int = pydantic.Field(200, ge=1)
 
+    # Spend control (issue 10). The `default` account's limits match Apify's Starter plan
+    # (32 concurrent runs, 32 GB of actor memory); no daily cap unless one is set.
+    secret_key: pydantic.SecretStr | None = None
+    apify_account_max_concurrent_runs: int = pydantic.Field(32, ge=1)
+    apify_account_max_memory_mbytes: int = pydantic.Field(32_768, ge=128)
+    apify_account_daily_cap_usd: float | None = pydantic.Field(None, ge=0, allow_inf_nan=False)
+    apify_run_memory_mbytes: int = pydantic.Field(1024, ge=128)
+    budget_poll_seconds: float = pydantic.Field(5.0, gt=0)
+    # Test-only: the length of the daily cap's window (86400 = the UTC day).
+    budget_window_seconds: int = pydantic.Field(86_400, ge=1)
+
     # The operator console (kairo_ingest.console): off unless a port is set.
     console_port: int | None = pydantic.Field(None, ge=0, le=65535)
     console_host: str = "127.0.0.1"
@@ -113,6 +124,11 @@ class Settings(pydantic_settings.BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @pydantic.field_validator("secret_key", "apify_account_daily_cap_usd", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @pydantic.field_validator("console_port", mode="before")
     @classmethod
@@ -187,6 +203,9 @@ def load(**overrides: object) -> Settings:
     if settings.database_url is not None:
         for secret in database_password_forms(settings.database_url.get_secret_value()):
             redaction.register_secret(secret)
+    if settings.secret_key is not None:
+        for key in settings.secret_key.get_secret_value().split(","):
+            redaction.register_secret(key.strip())
     return settings
 
 

@@ -23,6 +23,7 @@ Every error we raise, and every third-party error we translate at a boundary
         │   ├── ApifyInvalidInputError 400 and other 4xx                        permanent
         │   ├── ApifyRunFailedError    the run ended FAILED / ABORTED / TIMED-OUT retryable
         │   └── ApifyTimeoutError      our monotonic deadline passed            retryable
+        ├── BudgetExceededError        a daily spend cap is reached              snooze
         ├── NormalizationError         a whole batch could not be normalized    permanent
         └── HandlerError               any other failure inside a job handler   retryable
 
@@ -60,6 +61,7 @@ class ErrorKind(enum.StrEnum):
     CANCELLED = "cancelled"
     INTERNAL = "internal"
     CONFIG = "config"
+    BUDGET_EXCEEDED = "budget_exceeded"
 
 
 def _clean(message: str) -> str:
@@ -155,7 +157,9 @@ class JobError(KairoError):
         kind: ErrorKind | None = None,
         retryable: bool | None = None,
         snooze: bool | None = None,
+        retry_after_seconds: float | None = None,
     ) -> None:
+        self.retry_after_seconds = retry_after_seconds
         if kind is not None:
             self.kind = kind
         if retryable is not None:
@@ -163,6 +167,27 @@ class JobError(KairoError):
         if snooze is not None:
             self.snooze = snooze
         super().__init__(message)
+
+
+class BudgetExceededError(JobError):
+    """A daily spend cap (an account's or a brand's) is reached: no new run starts.
+
+    Snooze semantics: the job waits without spending an attempt, until the cap's window
+    resets (``retry_after_seconds``, the time left in the window).
+    """
+
+    kind = ErrorKind.BUDGET_EXCEEDED
+    retryable = True
+    snooze = True
+
+    def __init__(self, message: str, *, retry_after_seconds: float | None = None) -> None:
+        super().__init__(message, retry_after_seconds=retry_after_seconds)
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The least wait an error asks for before the job runs again (None: the usual one)."""
+    value = getattr(exc, "retry_after_seconds", None)
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 class HandlerError(JobError):

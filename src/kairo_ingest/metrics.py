@@ -66,6 +66,18 @@ APIFY_REQUESTS = prom.Counter(
 APIFY_RUNS = prom.Counter(
     "kairo_apify_runs_total", "Apify runs by final status", ["status"], registry=REGISTRY
 )
+APIFY_SPENT_USD = prom.Counter(
+    "kairo_apify_spent_usd_total",
+    "USD Apify reported for finished runs (usageTotalUsd), by account and actor",
+    ["account", "actor"],
+    registry=REGISTRY,
+)
+RUN_SLOT_WAITS = prom.Counter(
+    "kairo_run_slot_waits_total",
+    "Run starts that had to wait for a slot of the account's shared budget",
+    ["account"],
+    registry=REGISTRY,
+)
 ITEMS = prom.Counter(
     "kairo_items_total",
     "Dataset items processed (stored, created, updated, skipped)",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +33,10 @@ class RunInfo:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     default_dataset_id: str | None = None
+    usage_total_usd: float | None = None
+    """``usageTotalUsd``: what the run has cost so far (final once the run ended)."""
+    usage: dict[str, Any] | None = None
+    """``usage``: compute units, dataset writes... as Apify reports them."""
 
     @property
     def terminal(self) -> bool:
@@ -96,7 +101,17 @@ def parse_run(data: object, *, operation: str) -> RunInfo:
         started_at=parse_datetime(data.get("startedAt")),
         finished_at=parse_datetime(data.get("finishedAt")),
         default_dataset_id=_optional_str(data, "defaultDatasetId"),
+        usage_total_usd=_usd(data.get("usageTotalUsd")),
+        usage=dict(data["usage"]) if isinstance(data.get("usage"), Mapping) else None,
     )
+
+
+def _usd(value: object) -> float | None:
+    """A finite, non-negative amount; anything else (absent, a string, NaN) is unknown."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    amount = float(value)
+    return amount if math.isfinite(amount) and amount >= 0 else None
 
 
 def unwrap_data(body: object, *, operation: str) -> object:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from kairo_ingest import config, errors
-from kairo_ingest.cli import output
+from kairo_ingest.cli import output, spend_commands
 from kairo_ingest.db import migrate, sources
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import jobs as queue_jobs
@@ -38,13 +38,14 @@ async def cmd_sources(args: argparse.Namespace, settings: config.Settings) -> in
                 capability=args.capability,
                 identifier=args.identifier,
                 settings=args.settings,
+                account=args.account,
             )
             output.emit(source, as_json=args.json)
         elif args.sources_command == "list":
             rows = await sources.list_sources(db.engine, brand_id=args.brand)
             output.table(
                 [r.to_json() for r in rows],
-                ["id", "brand_id", "platform", "capability", "identifier", "enabled"],
+                ["id", "brand_id", "platform", "capability", "identifier", "enabled", "account"],
                 as_json=args.json,
             )
         else:
@@ -193,6 +194,8 @@ COMMANDS: dict[str, Command] = {
     "demo": cmd_demo,
     "simulator": cmd_simulator,
     "console": cmd_console,
+    "accounts": spend_commands.cmd_accounts,
+    "costs": spend_commands.cmd_costs,
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from kairo_ingest import __version__, config, errors, logs, redaction
 from kairo_ingest.cli import argtypes
+from kairo_ingest.cli import spend as spend_cli
 from kairo_ingest.domain import statuses
 
 EXIT_FAILURE = 1
@@ -119,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"{argtypes.MAX_JSON_BYTES // 1024} KiB and {argtypes.MAX_JSON_DEPTH} levels deep; "
         "no NaN/Infinity, no \\u0000, no lone surrogates",
     )
+    add.add_argument(
+        "--account",
+        type=argtypes.text,
+        default=None,
+        metavar="NAME",
+        help="the Apify account that runs this source (default: `default`, KAIRO_APIFY_TOKEN)",
+    )
     lst = with_json(ssub.add_parser("list", help="list sources"))
     lst.add_argument("--brand", type=argtypes.uuid_arg, help="only this brand")
     dis = with_json(ssub.add_parser("disable", help="disable a source"))
@@ -177,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(14); when that is 0, finished jobs are kept and nothing is deleted",
     )
 
+    spend_cli.add_parsers(cmd, with_json)
     with_json(cmd("stats", "jobs per status and the age of the oldest ready job"))
     cmd("demo", "embedded PostgreSQL + simulator: sample brands, a worker run, a summary")
     sim = cmd("simulator", "serve the Apify simulator on its own")

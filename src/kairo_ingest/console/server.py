@@ -15,7 +15,7 @@ import uvicorn
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import config, errors, httpguard, logs
-from kairo_ingest.console import security, views, web
+from kairo_ingest.console import security, spend, views, web
 
 log = logs.get(__name__)
 
@@ -28,6 +28,11 @@ def app(settings: config.Settings, engine: sa_async.AsyncEngine) -> web.Console:
         engine,
         freshness_ttl=settings.freshness_ttl,
         disabled_capabilities=settings.disabled_capability_set,
+        default_limits=spend.DefaultLimits(
+            settings.apify_account_max_concurrent_runs,
+            settings.apify_account_max_memory_mbytes,
+            settings.apify_account_daily_cap_usd,
+        ),
     )
     return web.Console(pages, security.Guard(token))
 

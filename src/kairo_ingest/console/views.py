@@ -19,7 +19,7 @@ import jinja2
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import __version__, errors, logs
-from kairo_ingest.console import charts, queries, responses
+from kairo_ingest.console import charts, queries, responses, spend
 from kairo_ingest.domain import registry, statuses
 from kairo_ingest.queue import jobs as queue_jobs
 
@@ -108,8 +108,10 @@ class Pages:
         freshness_ttl: dt.timedelta,
         disabled_capabilities: Collection[str],
         env: Mapping[str, str] | None = None,
+        default_limits: spend.DefaultLimits | None = None,
     ) -> None:
         self.engine = engine
+        self.default_limits = default_limits or spend.DefaultLimits(32, 32_768, None)
         self.freshness_ttl = freshness_ttl
         self.disabled = disabled_capabilities
         self.env = env if env is not None else os.environ
@@ -143,6 +145,7 @@ class Pages:
             depth=depth,
             summary=summary,
             chart=throughput_chart(buckets, depth["pending"] + depth["running"]),
+            spend=await spend.panel(self.engine, self.default_limits),
         )
 
     async def jobs(self, ctx: Context, query: Mapping[str, str]) -> responses.Response:

@@ -45,6 +45,10 @@ class Run:
     normalized_at: dt.datetime | None
     error_kind: str | None
     error_summary: str | None
+    account: str | None = None
+    usage_total_usd: Any = None
+    """Decimal USD from Apify's final run object (``usageTotalUsd``), None until known."""
+    usage: dict[str, Any] | None = None
 
 
 _FIELDS = [f.name for f in dataclasses.fields(Run)]
@@ -96,6 +100,7 @@ async def create_intent(
     run_input: dict[str, Any],
     item_cap: int,
     attempt: int,
+    account: str | None = None,
 ) -> Run:
     """Record what we are about to start, before Apify hears of it (status STARTING)."""
     row = (
@@ -110,6 +115,7 @@ async def create_intent(
                 item_cap=item_cap,
                 attempt=attempt,
                 status=statuses.RunStatus.STARTING,
+                account=account,
             )
             .returning(*_t.c)
         )

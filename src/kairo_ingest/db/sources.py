@@ -29,6 +29,8 @@ class Source:
     settings: dict[str, Any]
     created_at: dt.datetime
     updated_at: dt.datetime
+    account: str | None = None
+    """The Apify account that runs this source; None is the implicit ``default``."""
 
     @property
     def key(self) -> str:
@@ -45,6 +47,7 @@ class Source:
             "settings": self.settings,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "account": self.account or "default",
         }
 
 
@@ -61,8 +64,15 @@ async def add(
     capability: str,
     identifier: str,
     settings: dict[str, Any] | None = None,
+    account: str | None = None,
 ) -> tuple[Source, bool]:
-    """Insert a source, or return the existing one; the bool says whether it was created."""
+    """Insert a source, or return the existing one; the bool says whether it was created.
+
+    ``account`` (a name from ``accounts``; None or ``default`` is the implicit default
+    account) is set on the existing source too when given.
+    """
+    if account == "default":
+        account = None
     # UsageError (exit 2): an unknown pair (listing the valid ones), bad identifier or settings.
     normalized = registry.validate_source(platform, capability, identifier, settings or {})
     spec = registry.get_spec(platform, capability)
@@ -73,6 +83,7 @@ async def add(
         "capability": capability,
         "identifier": normalized,
         "settings": settings or {},
+        "account": account,
     }
     insert = (
         pg.insert(_t)
@@ -81,9 +92,28 @@ async def add(
         .returning(*_t.c)
     )
     async with engine.begin() as conn:
+        if account is not None:
+            known = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(tables.accounts)
+                .where(tables.accounts.c.name == account)
+            )
+            if not known:
+                raise errors.UsageError(f"no account named {account!r} (see `accounts list`)")
         created = (await conn.execute(insert)).first()
         if created is not None:
             return _row(created), True
+        if account is not None:
+            await conn.execute(
+                sa.update(_t)
+                .where(
+                    _t.c.brand_id == brand_id,
+                    _t.c.platform == platform,
+                    _t.c.capability == capability,
+                    _t.c.identifier == normalized,
+                )
+                .values(account=account, updated_at=sa.func.now())
+            )
         existing = (
             await conn.execute(
                 sa.select(_t).where(

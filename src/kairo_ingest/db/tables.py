@@ -41,6 +41,13 @@ source_connections = sa.Table(
     sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.Column("settings", pg.JSONB(), nullable=False, server_default=sa.text("'{}'::jsonb")),
     *_timestamps(),
+    # The Apify account whose token runs this source (0004); null: the implicit `default`.
+    sa.Column(
+        "account",
+        sa.Text(),
+        sa.ForeignKey("accounts.name", ondelete="RESTRICT", onupdate="CASCADE"),
+        nullable=True,
+    ),
     sa.UniqueConstraint("brand_id", "platform", "capability", "identifier"),
 )
 
@@ -155,6 +162,10 @@ apify_runs = sa.Table(
     sa.Column("error_kind", sa.Text(), nullable=True),
     sa.Column("error_summary", sa.Text(), nullable=True),
     *_timestamps(),
+    # Spend (0004): the account the run was started with, and what Apify says it cost.
+    sa.Column("account", sa.Text(), nullable=True),
+    sa.Column("usage_total_usd", sa.Numeric(14, 6), nullable=True),
+    sa.Column("usage", pg.JSONB(), nullable=True),
     # Freshness: the newest succeeded run per source.
     sa.Index(
         "ix_apify_runs_source_succeeded",
@@ -173,6 +184,8 @@ apify_runs = sa.Table(
         "finished_at",
         postgresql_where=sa.text("finished_at IS NOT NULL"),
     ),
+    # Spend: today's cost per account (daily caps) and the `costs` report (0004).
+    sa.Index("ix_apify_runs_account_finished", "account", "finished_at"),
 )
 
 raw_apify_items = sa.Table(
@@ -190,6 +203,49 @@ raw_apify_items = sa.Table(
     sa.Column("skip_reason", sa.Text(), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
     sa.UniqueConstraint("apify_run_id", "item_index"),
+)
+
+# ------------------------------------------------------------------ spend control (0004)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True, server_default=_UUID),
+    sa.Column("name", sa.Text(), nullable=False, unique=True),
+    # Fernet ciphertext of the Apify token; never the token itself.
+    sa.Column("token_ciphertext", sa.Text(), nullable=False),
+    sa.Column("fingerprint", sa.Text(), nullable=False),
+    sa.Column("max_concurrent_runs", sa.Integer(), nullable=True),
+    sa.Column("max_memory_mbytes", sa.Integer(), nullable=True),
+    sa.Column("daily_cap_usd", sa.Numeric(14, 6), nullable=True),
+    *_timestamps(),
+)
+
+brand_caps = sa.Table(
+    "brand_caps",
+    metadata,
+    sa.Column("brand_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("daily_cap_usd", sa.Numeric(14, 6), nullable=False),
+    *_timestamps(),
+)
+
+run_slots = sa.Table(
+    "run_slots",
+    metadata,
+    sa.Column(
+        "run_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("apify_runs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("account", sa.Text(), nullable=False),
+    sa.Column("brand_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("job_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("lease_token", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("memory_mbytes", sa.Integer(), nullable=False),
+    sa.Column("granted", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Index("ix_run_slots_account", "account", "granted"),
 )
 
 normalized_evidence_items = sa.Table(

@@ -27,6 +27,8 @@ class RunFacts:
     normalized_created: int = 0
     normalized_updated: int = 0
     items_skipped: int = 0
+    usage_total_usd: float | None = None
+    """What Apify reported the run cost (None: not reported)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,6 +44,8 @@ class Entry:
     error: str | None = None
     retryable: bool | None = None
     snooze: bool = False
+    retry_after_seconds: float | None = None
+    """A snooze that must last at least this long (a daily cap: until its window resets)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -61,6 +65,8 @@ class Entry:
                 normalized_updated=self.run.normalized_updated,
                 items_skipped=self.run.items_skipped,
             )
+            if self.run.usage_total_usd is not None:
+                data["usage_total_usd"] = self.run.usage_total_usd
         if self.run_age_hours is not None:
             data["run_age_hours"] = self.run_age_hours
         if self.bucket is statuses.EvidenceBucket.FAILED:
@@ -89,13 +95,27 @@ def failed(
         error=errors.describe(exc),
         retryable=retryable,
         snooze=snooze,
+        retry_after_seconds=errors.retry_after(exc),
     )
 
 
-def status(entries: list[Entry]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {b.value: [] for b in statuses.EvidenceBucket}
+COST_KEY = "cost_usd"
+
+
+def status(entries: list[Entry]) -> dict[str, Any]:
+    """The four lists, plus ``cost_usd``: what this job's own runs cost (reused runs were
+    paid for by an earlier job and count 0 here), rounded to a micro-dollar."""
+    out: dict[str, Any] = {b.value: [] for b in statuses.EvidenceBucket}
     for entry in sorted(entries, key=lambda e: (e.platform, e.capability, e.source_id)):
         out[entry.bucket.value].append(entry.to_json())
+    out[COST_KEY] = round(
+        sum(
+            e.run.usage_total_usd or 0.0
+            for e in entries
+            if e.run is not None and e.bucket is not statuses.EvidenceBucket.REUSED
+        ),
+        6,
+    )
     return out
 
 
@@ -117,6 +137,10 @@ def verdict(entries: list[Entry]) -> tuple[Verdict, errors.JobError | None]:
     if retryable:
         first = retryable[0]
         snooze = all(e.snooze for e in retryable)
+        # The job may come back as soon as any of its retryable sources may proceed.
+        waits = [e.retry_after_seconds for e in retryable]
+        known = [w for w in waits if w is not None]
+        after = min(known) if snooze and len(known) == len(waits) else None
         return (
             Verdict.SNOOZE if snooze else Verdict.RETRY,
             errors.JobError(
@@ -124,6 +148,7 @@ def verdict(entries: list[Entry]) -> tuple[Verdict, errors.JobError | None]:
                 kind=errors.ErrorKind(first.error_kind or "internal"),
                 retryable=True,
                 snooze=snooze,
+                retry_after_seconds=after,
             ),
         )
     first = failures[0]

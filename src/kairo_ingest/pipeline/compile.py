@@ -28,7 +28,7 @@ log = logs.get(__name__)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Result:
-    evidence_status: dict[str, list[dict[str, Any]]]
+    evidence_status: dict[str, Any]
     verdict: evidence.Verdict
     error: errors.JobError | None
 
@@ -72,7 +72,8 @@ async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
     log.info(
         "compile_finished",
         verdict=verdict.value,
-        **{bucket: len(items) for bucket, items in status.items()},
+        **{b.value: len(status[b.value]) for b in statuses.EvidenceBucket},
+        cost_usd=status[evidence.COST_KEY],
     )
     return Result(status, verdict, error)
 

@@ -11,6 +11,8 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import clock
 from kairo_ingest.apify import client as apify_client
+from kairo_ingest.pipeline import budget as budget_module
+from kairo_ingest.pipeline import tenants as tenants_module
 from kairo_ingest.pipeline import tx
 
 
@@ -32,6 +34,12 @@ class Deps:
     """The job lease; database retries inside the job stop well before it could end."""
     db_retry: tx.Policy | None = None
     """Overrides the retry policy derived from ``lease_seconds`` (tests)."""
+    tenants: tenants_module.Tenants | None = None
+    """Per-source Apify accounts; None: every source uses ``apify`` (the default account)."""
+    tenant: tenants_module.Tenant | None = None
+    """The account of the source at hand (set per source by ``source_run``)."""
+    budget: budget_module.Budget | None = None
+    """The accounts' shared run budgets and daily caps; None: no budget (tests)."""
 
     @property
     def retry_policy(self) -> tx.Policy:

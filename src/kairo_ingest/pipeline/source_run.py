@@ -13,8 +13,11 @@ paying twice:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +28,7 @@ from kairo_ingest.apify import models as apify_models
 from kairo_ingest.apify import reconcile
 from kairo_ingest.db import runs, sources, tables
 from kairo_ingest.domain import evidence, registry, statuses
+from kairo_ingest.pipeline import budget as budget_module
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.pipeline import store, tx
 from kairo_ingest.queue import jobs as queue_jobs
@@ -51,6 +55,7 @@ def facts(run: runs.Run) -> evidence.RunFacts:
         normalized_created=run.normalized_created or 0,
         normalized_updated=run.normalized_updated or 0,
         items_skipped=run.items_skipped or 0,
+        usage_total_usd=None if run.usage_total_usd is None else float(run.usage_total_usd),
     )
 
 
@@ -183,6 +188,12 @@ async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> 
         "finished_at": info.finished_at or sa.func.now(),
         "dataset_id": info.default_dataset_id or run.dataset_id,
     }
+    if info.usage_total_usd is not None:
+        # The final run object's cost: what daily caps and `costs` count.
+        values.update(usage_total_usd=info.usage_total_usd, usage=info.usage)
+        metrics.APIFY_SPENT_USD.labels(run.account or "default", run.actor_id).inc(
+            info.usage_total_usd
+        )
     if not info.succeeded:
         failure = errors.ApifyRunFailedError(
             f"Apify run {info.id} ended {info.status}"
@@ -268,8 +279,14 @@ async def refresh(
     ``run`` is the job's latest run for the source (``runs.latest_for``), or None.
     """
     try:
+        account = source.account or "default"
+        if d.tenants is not None:
+            tenant = await d.tenants.resolve(source.account)
+            # Every Apify call of this source goes out with its own account's token.
+            d = dataclasses.replace(d, apify=tenant.api, tenant=tenant)
+            account = tenant.account
         async with d.run_slots:
-            run = await _advance(d, lease, source, spec, run)
+            run = await _advance(d, lease, source, spec, run, account=account)
     except SourceRunError as exc:
         return _failed(source, reason, exc.cause, exc.run)
     except errors.LeaseLostError:
@@ -304,6 +321,7 @@ async def _create_intent(
     run_input: dict[str, Any],
     cap: int,
     attempt: int,
+    account: str,
 ) -> runs.Run:
     """A new intent, or the one a retried transaction already committed (its COMMIT's
     answer lost): the same attempt, still STARTING, never sent to Apify (Apify hears of an
@@ -325,6 +343,7 @@ async def _create_intent(
         run_input=run_input,
         item_cap=cap,
         attempt=attempt,
+        account=account,
     )
 
 
@@ -334,6 +353,8 @@ async def _advance(
     source: sources.Source,
     spec: registry.ActorSpec,
     run: runs.Run | None,
+    *,
+    account: str,
 ) -> runs.Run:
     if run is None or run.status in _RESTART_AFTER:
         cap = registry.cap_for(source.platform, source.capability, d.env)
@@ -348,18 +369,25 @@ async def _advance(
                 run_input=spec.build_input(source.identifier, source.settings, cap),
                 cap=cap,
                 attempt=(run.attempt + 1) if run is not None else 1,
+                account=account,
             ),
             policy=d.retry_policy,
             operation="create_intent",
         )
         log.info("apify_run_intent", run_id=str(run.id), actor_id=run.actor_id)
-        run = await _start(d, lease, run, resuming=False)
+        async with _slot(d, lease, run, force=False):
+            run = await _start(d, lease, run, resuming=False)
+            run = await _until_ended(d, lease, run)
     elif run.status == statuses.RunStatus.STARTING:
         log.info("apify_run_intent_resumed", run_id=str(run.id))
-        run = await _start(d, lease, run, resuming=True)
+        async with _slot(d, lease, run, force=False):
+            run = await _start(d, lease, run, resuming=True)
+            run = await _until_ended(d, lease, run)
+    elif not statuses.is_terminal(run.status):
+        # In flight on Apify already (a takeover): it occupies the account; take its slot.
+        async with _slot(d, lease, run, force=True):
+            run = await _until_ended(d, lease, run)
     with logs.bind(apify_run_id=run.apify_run_id):
-        if not statuses.is_terminal(run.status):
-            run = await _wait(d, lease, run)
         if run.status != statuses.RunStatus.SUCCEEDED:
             raise SourceRunError(
                 errors.ApifyRunFailedError(f"Apify run {run.apify_run_id} ended {run.status}"), run
@@ -374,6 +402,44 @@ async def _advance(
                 skipped=run.items_skipped,
             )
     return run
+
+
+async def _until_ended(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:
+    with logs.bind(apify_run_id=run.apify_run_id):
+        if not statuses.is_terminal(run.status):
+            run = await _wait(d, lease, run)
+    return run
+
+
+@contextlib.asynccontextmanager
+async def _slot(
+    d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, *, force: bool
+) -> AsyncIterator[None]:
+    """A slot of the account's shared budget around a run's start and wait (pipeline/budget).
+
+    A daily cap reached before the start marks the intent START_FAILED with kind
+    ``budget_exceeded`` (the next attempt makes a new intent) and fails the source with a
+    snoozing error: the job waits for the cap's window without spending an attempt.
+    """
+    if d.budget is None or d.tenant is None:
+        yield
+        return
+    try:
+        async with d.budget.slot(budget_module.Ask(run, d.tenant, lease, force=force)):
+            yield
+    except errors.BudgetExceededError as exc:
+        if run.apify_run_id is not None or run.status != statuses.RunStatus.STARTING:
+            raise
+        failed = await _write(
+            d,
+            lease,
+            run.id,
+            status=statuses.RunStatus.START_FAILED,
+            finished_at=sa.func.now(),
+            error_kind=exc.kind.value,
+            error_summary=exc.message,
+        )
+        raise SourceRunError(exc, failed) from exc
 
 
 def _failed(

@@ -434,10 +434,14 @@ async def fail(
         snooze_seconds=snooze_seconds,
         rng=rng,
     )
+    delay_seconds = decision.delay_seconds
+    wait_at_least = errors.retry_after(error)
+    if decision.action is not retry_rules.Action.FAIL and wait_at_least is not None:
+        delay_seconds = max(delay_seconds, wait_at_least)  # e.g. a daily cap's window
     values = {
         "id": lease.job_id,
         "token": lease.token,
-        "delay_seconds": decision.delay_seconds,
+        "delay_seconds": delay_seconds,
         "error": errors.describe(error),
         "error_kind": kind.value,
         "evidence": _json(evidence_status),

@@ -14,13 +14,18 @@ import os
 import signal
 import socket
 import uuid
+from collections.abc import AsyncIterator
 
 from kairo_ingest import config, logs
 from kairo_ingest.console import server as console_server
+from kairo_ingest.db import budget as budget_db
+from kairo_ingest.db import engine as db_engine
+from kairo_ingest.pipeline import budget as pipeline_budget
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.service import apify_access, handlers, health_server, http, resources
 from kairo_ingest.worker import config as worker_config_module
 from kairo_ingest.worker import core as worker_core
+from kairo_ingest.worker import listener as worker_listener
 
 log = logs.get(__name__)
 
@@ -41,15 +46,36 @@ def make_worker(
     return worker_core.Worker(db.engine, handlers.table(deps), worker_config)
 
 
+@contextlib.asynccontextmanager
+async def slot_listener(
+    db: resources.Database, budget: pipeline_budget.Budget
+) -> AsyncIterator[None]:
+    listener = worker_listener.Listener(
+        db_engine.plain_dsn(db.url), budget.on_notify, channel=budget_db.CHANNEL
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(listener.run(stop), name="run-slot-listener")
+    try:
+        yield
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=5)
+
+
 async def run(settings: config.Settings, *, concurrency: int | None, drain: bool) -> int:
     slots = concurrency or settings.concurrency
     apify_access.require_token(settings)  # before anything is opened or written
     async with contextlib.AsyncExitStack() as stack:
         db = await stack.enter_async_context(resources.database(settings))
         apify = await stack.enter_async_context(apify_access.client(settings))
-        worker = make_worker(
-            settings, db, handlers.pipeline_deps(settings, db.engine, apify), slots
-        )
+        deps = handlers.pipeline_deps(settings, db.engine, apify)
+        if deps.tenants is not None:
+            stack.push_async_callback(deps.tenants.aclose)  # the accounts' own clients
+        if deps.budget is not None and handlers.listens(settings):
+            # Waiters for a run slot are woken by NOTIFY; polling is the fallback.
+            await stack.enter_async_context(slot_listener(db, deps.budget))
+        worker = make_worker(settings, db, deps, slots)
         health = http.Health(db.url, apify=apify_access.label(settings))
         front = health_server.HealthServer(health, host=settings.http_host, port=settings.http_port)
         console = None

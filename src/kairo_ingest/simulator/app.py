@@ -196,13 +196,37 @@ class SimulatorApp:
         await _send(send, reply)
         return None
 
+    @staticmethod
+    def _token(request: Request) -> str | None:
+        header = request.headers.get("authorization", "")
+        given = header[7:].strip() if header.lower().startswith("bearer ") else None
+        return given or request.query.get("token") or None
+
+    def _note_token(self, run: sim_state.SimRun, request: Request) -> None:
+        """Record which token asked about a run; count those that are not its starter's."""
+        tag = platform.token_tag(self._token(request))
+        run.request_tags[tag] += 1
+        if tag != run.token_tag:
+            self.state.counters.foreign_token_requests += 1
+
     def _check_auth(self, request: Request) -> Reply | None:
+        accepted = self.state.config.accepted_tokens
+        if accepted:
+            given = self._token(request)
+            if given is None:
+                return error_reply(
+                    401, "token-not-provided", "Authentication token was not provided"
+                )
+            if not any(hmac.compare_digest(given.encode(), t.encode()) for t in accepted):
+                return error_reply(
+                    401,
+                    "user-or-token-not-found",
+                    "User was not found or authentication token is not valid",
+                )
         expected = self.state.config.expected_token
         if expected is None:
             return None
-        header = request.headers.get("authorization", "")
-        given = header[7:].strip() if header.lower().startswith("bearer ") else None
-        given = given or request.query.get("token")
+        given = self._token(request)
         if not given:
             return error_reply(401, "token-not-provided", "Authentication token was not provided")
         if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -223,6 +247,7 @@ class SimulatorApp:
         run = self.state.runs.get(argument)
         if run is None or not self.state.visible(run):
             return error_reply(404, "record-not-found", "Actor run was not found")
+        self._note_token(run, request)
         if endpoint == "get_run":
             await self.state.wait_for_finish(run, _wait_seconds(request))
             return json_reply(200, {"data": run.to_json()})
@@ -256,7 +281,8 @@ class SimulatorApp:
         memory = _int(query.get("memory"))
         if memory is not None and memory < 128:
             return error_reply(400, "invalid-parameter", "Memory must be at least 128 MB")
-        not_now = state.capacity_error(memory or state.config.default_memory_mbytes)
+        tag = platform.token_tag(self._token(request))
+        not_now = state.capacity_error(memory or state.config.default_memory_mbytes, tag)
         if not_now is not None:
             state.counters.rejected[not_now] += 1
             return error_reply(
@@ -269,6 +295,7 @@ class SimulatorApp:
             memory_mbytes=memory,
             max_items=_int(query.get("maxItems")),
             build=query.get("build"),
+            token_tag=tag,
         )
         await state.wait_for_finish(run, _wait_seconds(request))
         return json_reply(201, {"data": run.to_json()})
@@ -323,6 +350,9 @@ class SimulatorApp:
             started_before=_datetime(query.get("startedBefore")),
             desc=desc,
         )
+        # An account lists its own runs only (a token is an account).
+        tag = platform.token_tag(self._token(request))
+        found = [run for run in found if run.token_tag == tag]
         page = [run.to_json(short=True) for run in found[offset : offset + limit]]
         data = {
             "total": len(found),
@@ -339,6 +369,7 @@ class SimulatorApp:
         run = state.by_dataset.get(dataset_or_run_id) or state.runs.get(dataset_or_run_id)
         if run is None:
             return error_reply(404, "record-not-found", "Dataset was not found")
+        self._note_token(run, request)
         query = request.query
         if query.get("format", "json") != "json":
             return error_reply(400, "invalid-parameter", "Only format=json is simulated")

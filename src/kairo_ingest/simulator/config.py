@@ -65,6 +65,8 @@ class SimConfig:
 
     seed: int = 0
     expected_token: str | None = None  # None accepts any token, or none
+    # More than one account: any of these tokens is accepted (empty: no such check).
+    accepted_tokens: list[str] = dataclasses.field(default_factory=list)
     time_factor: float = 1.0
     ready_seconds: float = 1.0  # simulated seconds in READY before RUNNING
     duration_min_seconds: float = 5.0
@@ -100,7 +102,10 @@ class SimConfig:
         return simulated_seconds * self.time_factor
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"expected_token": self.expected_token is not None}
+        return dataclasses.asdict(self) | {
+            "expected_token": self.expected_token is not None,
+            "accepted_tokens": len(self.accepted_tokens),
+        }
 
     def apply(self, patch: Mapping[str, Any]) -> None:
         """Merge a JSON patch: top-level fields replace, ``faults`` merge per endpoint.
@@ -158,6 +163,8 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
             return int(value)
         if isinstance(current, float):
             return float(value)
+        if name == "accepted_tokens":
+            return [str(v) for v in value]
         if isinstance(current, list):
             return [int(v) for v in value]
         if name in ("max_concurrent_runs", "max_total_memory_mbytes"):

@@ -76,6 +76,21 @@ GENERIC_DEFAULTS: Mapping[str, Any] = {"proxyConfiguration": {"useApifyProxy": T
 
 _SIGNING_KEY = b"kairo-simulator-storage"
 
+# Prices of the simulated account (plausible platform prices: a compute unit is 1 GB of
+# memory for one hour).
+USD_PER_CU = 0.4
+USD_PER_DATASET_WRITE = 0.000005
+USD_PER_KVS_READ = 0.000005
+USD_PER_KVS_WRITE = 0.00005
+USD_PER_RESULT = 0.0023  # a pay-per-result actor's charge per dataset item ($2.30 / 1,000)
+
+
+def token_tag(token: str | None) -> str | None:
+    """What the simulator records of a token: a short digest, so its stats never hold one."""
+    if not token:
+        return None
+    return hashlib.sha256(b"kairo-sim-token:" + token.encode()).hexdigest()[:12]
+
 
 def stored_input(actor: str, sent: Any) -> Any:
     """What the ``INPUT`` record holds for ``sent``: the actor's defaults, then ``sent``."""

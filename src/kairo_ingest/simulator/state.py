@@ -109,8 +109,12 @@ class SimRun:
         sequence: int,
         created_clock: float = 0.0,
         stored_input: Any = None,
+        token_tag: str | None = None,
     ) -> None:
         self.id = run_id
+        # Which token started the run (a digest, never the token: platform.token_tag).
+        self.token_tag = token_tag
+        self.request_tags: collections.Counter[str | None] = collections.Counter()
         self.actor = actor
         self.act_id = act_id
         self.input = run_input
@@ -149,6 +153,45 @@ class SimRun:
         progress = (now - self.running_since) / self.run_seconds if self.run_seconds > 0 else 1
         return int(self.plan.item_count * max(0.0, min(1.0, progress)))
 
+    def elapsed_simulated_seconds(self) -> float:
+        """How long the run has gone, in simulated seconds (its plan's, once ended)."""
+        if self.terminal and self.final_item_count is not None:
+            if self.plan.item_count and self.final_item_count < self.plan.item_count:
+                return self.plan.duration_seconds * self.final_item_count / self.plan.item_count
+            return self.plan.duration_seconds
+        if self.running_since is None or self.run_seconds <= 0:
+            return 0.0
+        now = asyncio.get_running_loop().time()
+        share = max(0.0, min(1.0, (now - self.running_since) / self.run_seconds))
+        return self.plan.duration_seconds * share
+
+    def usage(self) -> dict[str, Any]:
+        """Resource use so far: compute units (memory GB x hours) and dataset writes."""
+        memory_gb = int(self.options.get("memoryMbytes") or 1024) / 1024
+        items = self.final_item_count if self.final_item_count is not None else 0
+        return {
+            "ACTOR_COMPUTE_UNITS": round(memory_gb * self.elapsed_simulated_seconds() / 3600, 6),
+            "DATASET_WRITES": items,
+            "KEY_VALUE_STORE_READS": 1,
+            "KEY_VALUE_STORE_WRITES": 1,
+        }
+
+    def usage_usd(self) -> dict[str, Any]:
+        used = self.usage()
+        return {
+            "ACTOR_COMPUTE_UNITS": round(used["ACTOR_COMPUTE_UNITS"] * platform.USD_PER_CU, 6),
+            "DATASET_WRITES": round(used["DATASET_WRITES"] * platform.USD_PER_DATASET_WRITE, 6),
+            "KEY_VALUE_STORE_READS": platform.USD_PER_KVS_READ,
+            "KEY_VALUE_STORE_WRITES": platform.USD_PER_KVS_WRITE,
+        }
+
+    def usage_total_usd(self) -> float:
+        """What the run cost: platform usage (compute grows with duration) plus the actor's
+        charge per result (grows with items), as for a pay-per-result actor."""
+        items = self.final_item_count if self.final_item_count is not None else 0
+        total = sum(self.usage_usd().values()) + items * platform.USD_PER_RESULT
+        return round(float(total), 6)
+
     def to_json(self, *, short: bool = False) -> dict[str, Any]:
         finished = iso(self.finished_at) if self.finished_at else None
         meta = {"origin": "API", "userAgent": "kairo-simulator"}
@@ -162,7 +205,7 @@ class SimRun:
             "buildId": self.build_id,
             "buildNumber": "0.0.1",
             "meta": meta,
-            "usageTotalUsd": 0.01,
+            "usageTotalUsd": self.usage_total_usd(),
             "defaultKeyValueStoreId": self.kvs_id,
             "defaultDatasetId": self.dataset_id,
             "defaultRequestQueueId": self.rq_id,
@@ -181,6 +224,7 @@ class SimRun:
                 "computeUnits": 0.01,
             },
             "options": self.options,
+            "usage": self.usage(),
             "containerUrl": f"https://{self.id.lower()}.runs.apify.net",
         }
 
@@ -198,6 +242,8 @@ class Counters:
     redirects: int = 0
     long_polls_active: int = 0
     long_polls_peak: int = 0
+    active_peak: int = 0  # most runs in flight at once (per token: SimState.active_peaks)
+    foreign_token_requests: int = 0  # requests on a run with a token other than its starter's
 
 
 class SimState:
@@ -216,6 +262,7 @@ class SimState:
         self.actor_names: dict[str, str] = {}  # actId -> normalized name
         self.active: set[str] = set()
         self.counters = Counters()
+        self.active_peaks: dict[str | None, int] = {}
         self.fault_rng = random.Random(f"{self.config.seed}:faults")
         self._sequence = itertools.count()
 
@@ -230,13 +277,18 @@ class SimState:
         self.actor_names[act_id] = name
         return name, act_id
 
-    def capacity_error(self, memory_mbytes: int) -> str | None:
-        """Apify's "not now" error type if the account cannot start a run now."""
+    def active_of(self, token_tag: str | None) -> list[str]:
+        """The runs in flight on one account (a token is an account)."""
+        return [r for r in self.active if self.runs[r].token_tag == token_tag]
+
+    def capacity_error(self, memory_mbytes: int, token_tag: str | None = None) -> str | None:
+        """Apify's "not now" error type if the token's account cannot start a run now."""
         cfg = self.config
-        if cfg.max_concurrent_runs is not None and len(self.active) >= cfg.max_concurrent_runs:
+        active = self.active_of(token_tag)
+        if cfg.max_concurrent_runs is not None and len(active) >= cfg.max_concurrent_runs:
             return "concurrent-runs-limit-exceeded"
         if cfg.max_total_memory_mbytes is not None:
-            used = sum(int(self.runs[r].options["memoryMbytes"]) for r in self.active)
+            used = sum(int(self.runs[r].options["memoryMbytes"]) for r in active)
             if used + memory_mbytes > cfg.max_total_memory_mbytes:
                 return "actor-memory-limit-exceeded"
         return None
@@ -260,6 +312,7 @@ class SimState:
         memory_mbytes: int | None = None,
         max_items: int | None = None,
         build: str | None = None,
+        token_tag: str | None = None,
     ) -> SimRun:
         cfg = self.config
         sequence = next(self._sequence)
@@ -291,10 +344,14 @@ class SimState:
             stored_input=(
                 platform.stored_input(name, run_input) if cfg.input_defaults else run_input
             ),
+            token_tag=token_tag,
         )
         self.runs[run_id] = run
         self.by_dataset[run.dataset_id] = run
         self.active.add(run_id)
+        self.counters.active_peak = max(self.counters.active_peak, len(self.active))
+        peak = self.active_peaks.get(token_tag, 0)
+        self.active_peaks[token_tag] = max(peak, len(self.active_of(token_tag)))
         self.counters.starts += 1
         loop = asyncio.get_running_loop()
         ready = cfg.scaled(min(cfg.ready_seconds, plan.duration_seconds))
@@ -425,6 +482,9 @@ class SimState:
             "rejected": dict(counters.rejected),
             "runs": {"total": len(self.runs), "active": len(self.active), "byStatus": by_status},
             "longPolls": {"active": counters.long_polls_active, "peak": counters.long_polls_peak},
+            "activePeak": counters.active_peak,
+            "activePeakByToken": {str(k): v for k, v in self.active_peaks.items()},
+            "foreignTokenRequests": counters.foreign_token_requests,
         }
 
     def run_summaries(self) -> list[dict[str, Any]]:
@@ -439,6 +499,9 @@ class SimState:
                 "startedAt": iso(run.started_at),
                 "finishedAt": iso(run.finished_at) if run.finished_at else None,
                 "finishedAtEpoch": run.finished_epoch,
+                "tokenTag": run.token_tag,
+                "requestTokenTags": {str(k): v for k, v in run.request_tags.items()},
+                "usageTotalUsd": run.usage_total_usd(),
             }
             for run in list(self.runs.values())
         ]
@@ -453,6 +516,7 @@ class SimState:
         self.by_dataset.clear()
         self.active.clear()
         self.counters = Counters()
+        self.active_peaks.clear()
         self.fault_rng = random.Random(f"{self.config.seed}:faults")
 
     def wake_all(self) -> None:

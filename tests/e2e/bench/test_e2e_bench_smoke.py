@@ -87,3 +87,27 @@ def test_loop_lag_benchmark_runs(pg_server_url: str) -> None:
         "loop_lag.py", "--dsn", pg_server_url, "--items", "60", "--page-size", "25", "--rounds", "1"
     )
     assert "inline/ours: lag p99" in out
+
+
+def test_budget_benchmark_runs(pg_server_url: str) -> None:
+    """Three workers share one account's budget; one is killed with SIGKILL mid-way."""
+    out = _bench(
+        "budget.py",
+        "--dsn",
+        pg_server_url,
+        "--brands",
+        "6",
+        "--sources",
+        "2",
+        "--limit",
+        "3",
+        "--run-seconds",
+        "0.5",
+        "--concurrency",
+        "10",
+        "--lease-seconds",
+        "4",
+    )
+    assert "max concurrent runs" in out
+    assert "(leaked): 0" in out
+    assert "wall time" in out

@@ -102,11 +102,11 @@ def test_every_page_and_both_actions_in_a_browser(
         page.click("button[type=submit]")
         page.wait_for_url(base + "/")
 
-        # Overview: counts, the throughput chart, failures by kind, the spend placeholder.
+        # Overview: counts, the throughput chart, failures by kind, spend per account.
         assert page.inner_text("#pending") == "1"
         assert page.inner_text("#succeeded") == "3"
         assert page.locator("#throughput-chart svg.chart rect").count() >= 1
-        assert "Not tracked yet" in page.inner_text("#spend")
+        assert "default" in page.inner_text("#spend")
         assert page.locator("meta[http-equiv=refresh]").count() == 1
         _shot(page, tmp_path, "console-overview.png")
 

@@ -220,7 +220,11 @@ async def _check_jobs(
     for job in jobs:
         status = job.evidence_status
         assert status is not None, job
-        named = [e["source_id"] for bucket in status.values() for e in bucket]
+        named = [
+            e["source_id"]
+            for bucket in ("refreshed", "reused", "skipped", "failed")
+            for e in status[bucket]
+        ]
         assert sorted(named) == sorted(sources[job.brand_id]), status
         if job.status == "failed":
             # Only a job out of attempts on failed sources may fail; each failure classified.

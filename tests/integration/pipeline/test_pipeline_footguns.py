@@ -331,7 +331,11 @@ async def test_evidence_status_names_every_source_once_with_classified_errors(ki
     result = await compile_job.run(deps, await kit.lease(brand))
 
     status = result.evidence_status
-    seen = [e["source_id"] for bucket in status.values() for e in bucket]
+    seen = [
+        e["source_id"]
+        for bucket in ("refreshed", "reused", "skipped", "failed")
+        for e in status[bucket]
+    ]
     assert sorted(seen) == sorted(str(s.id) for s in added)
     assert {e["platform"] + "." + e["capability"] for e in status["skipped"]} == {
         "youtube.channel_videos",

@@ -89,7 +89,9 @@ def test_status_has_four_lists_and_failures_carry_kind_and_retryable() -> None:
     status = evidence.status(
         [_entry(statuses.EvidenceBucket.REUSED), _failure(errors.ApifyAuthError("401"))]
     )
-    assert set(status) == {"refreshed", "reused", "skipped", "failed"}
+    # The four lists, and the job's own spend (issue 10).
+    assert set(status) == {"refreshed", "reused", "skipped", "failed", "cost_usd"}
+    assert status["cost_usd"] == 0
     (failed,) = status["failed"]
     assert failed["error_kind"] == "auth"
     assert failed["retryable"] is False

@@ -1,0 +1,107 @@
+"""``accounts`` and ``costs``: tokens per tenant and what the runs cost (issue 10)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Any
+
+from kairo_ingest import config, errors, secretbox
+from kairo_ingest.cli import output
+from kairo_ingest.db import accounts, costs
+from kairo_ingest.service import resources
+
+_ACCOUNT_COLUMNS = [
+    "name",
+    "fingerprint",
+    "created_at",
+    "max_concurrent_runs",
+    "max_memory_mbytes",
+    "daily_cap_usd",
+]
+
+
+def _box(settings: config.Settings) -> secretbox.SecretBox:
+    if settings.secret_key is None:
+        raise errors.ConfigError(
+            "KAIRO_SECRET_KEY is not set: account tokens are stored encrypted with it "
+            "(make one with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())')",
+            variable="KAIRO_SECRET_KEY",
+        )
+    return secretbox.SecretBox(settings.secret_key.get_secret_value())
+
+
+def read_token() -> str:
+    """One line from stdin (a prompt without echo on a terminal); never from argv."""
+    token = getpass.getpass("Apify token: ") if sys.stdin.isatty() else sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        raise errors.UsageError("no token on stdin: pipe the Apify token as one line")
+    if any(c.isspace() for c in token) or not token.isprintable():
+        raise errors.UsageError("the token on stdin must be one line without spaces")
+    return token
+
+
+def _limit_values(args: argparse.Namespace) -> dict[str, Any]:
+    given = vars(args)
+    names = ("max_concurrent_runs", "max_memory_mbytes", "daily_cap_usd")
+    return {name: given[name] for name in names if name in given}
+
+
+async def cmd_accounts(args: argparse.Namespace, settings: config.Settings) -> int:
+    action = args.accounts_command
+    if action == "add":
+        box = _box(settings)  # before reading the token or opening the database
+        token = read_token()
+        fingerprint = box.fingerprint(token)
+        ciphertext = box.encrypt(token)
+        async with resources.database(settings) as db:
+            row = await accounts.add(
+                db.engine,
+                name=args.name,
+                token_ciphertext=ciphertext,
+                fingerprint=fingerprint,
+                max_concurrent_runs=args.max_concurrent_runs,
+                max_memory_mbytes=args.max_memory_mbytes,
+                daily_cap_usd=args.daily_cap_usd,
+            )
+        output.emit(row, as_json=args.json)
+        return 0
+    async with resources.database(settings) as db:
+        if action == "list":
+            rows = await accounts.list_accounts(db.engine)
+            output.table([r.to_json() for r in rows], _ACCOUNT_COLUMNS, as_json=args.json)
+        elif action == "set":
+            values = _limit_values(args)
+            if not values:
+                raise errors.UsageError(
+                    "nothing to set: give --max-concurrent-runs, "
+                    "--max-memory-mbytes or --daily-cap-usd"
+                )
+            output.emit(
+                await accounts.update_limits(db.engine, args.name, values), as_json=args.json
+            )
+        elif action == "remove":
+            output.emit(await accounts.remove(db.engine, args.name), as_json=args.json)
+        else:
+            await accounts.set_brand_cap(db.engine, args.brand, args.daily_cap_usd)
+            output.emit(
+                {"brand_id": str(args.brand), "daily_cap_usd": args.daily_cap_usd},
+                as_json=args.json,
+            )
+    return 0
+
+
+async def cmd_costs(args: argparse.Namespace, settings: config.Settings) -> int:
+    async with resources.database(settings) as db:
+        rows = await costs.report(
+            db.engine, account=args.account, brand_id=args.brand, since=args.since
+        )
+    output.table(
+        rows,
+        ["day", "account", "brand_id", "actor_id", "runs", "usage_total_usd"],
+        as_json=args.json,
+    )
+    return 0

@@ -1,0 +1,182 @@
+"""The run budget of an Apify account, shared by every replica: rows in ``run_slots``.
+
+A source that is about to start a run registers a row for its run intent (``granted``
+false: waiting) and is granted a slot when the account has room. A row counts only
+while its job still holds the lease token written on it (the job is ``running`` with
+that token): a replica killed with -9 leaves rows that stop counting as soon as the
+reaper (or another replica) takes the job, and the next acquisition deletes them. So
+slots cannot leak.
+
+Every change for an account runs under a transaction-level advisory lock on the
+account's name, so two replicas never count at the same moment and grant past the
+budget. Grants are fair across brands: each free slot goes to the waiter whose brand
+holds the fewest slots, then to the oldest waiter. Granting a slot to someone else's
+waiter sends ``NOTIFY kairo_run_slots`` with the granted run ids (delivered at commit).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_async
+
+CHANNEL = "kairo_run_slots"
+_LOCK_NAMESPACE = 0x6B616972  # "kair": the advisory-lock namespace of run budgets
+
+_LIVE = """EXISTS (
+    SELECT 1 FROM jobs j
+    WHERE j.id = s.job_id AND j.lease_token = s.lease_token AND j.status = 'running'
+)"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    run_id: uuid.UUID
+    account: str
+    brand_id: uuid.UUID
+    job_id: uuid.UUID
+    lease_token: uuid.UUID
+    memory_mbytes: int
+
+
+async def lock(conn: sa_async.AsyncConnection, account: str) -> None:
+    await conn.execute(
+        sa.text("SELECT pg_advisory_xact_lock(:ns, hashtext(:account))"),
+        {"ns": _LOCK_NAMESPACE, "account": account},
+    )
+
+
+async def sweep(conn: sa_async.AsyncConnection, account: str) -> int:
+    """Delete the account's rows whose job no longer holds their lease (dead holders)."""
+    result = await conn.execute(
+        sa.text(f"DELETE FROM run_slots s WHERE s.account = :account AND NOT {_LIVE}"),
+        {"account": account},
+    )
+    return int(result.rowcount or 0)
+
+
+async def register(conn: sa_async.AsyncConnection, claim: Claim, *, granted: bool = False) -> bool:
+    """Insert or refresh the claim's row; returns whether it holds a slot now.
+
+    A row left by an earlier holder of the same run (another lease) loses its grant
+    unless ``granted`` (a run already in flight on Apify, resumed: it occupies the
+    account whatever the budget says).
+    """
+    row = (
+        await conn.execute(
+            sa.text(
+                """
+                INSERT INTO run_slots AS r
+                    (run_id, account, brand_id, job_id, lease_token, memory_mbytes, granted,
+                     created_at)
+                VALUES (:run_id, :account, :brand_id, :job_id, :lease_token, :memory, :granted,
+                        clock_timestamp())
+                ON CONFLICT (run_id) DO UPDATE SET
+                    account = excluded.account,
+                    job_id = excluded.job_id,
+                    lease_token = excluded.lease_token,
+                    memory_mbytes = excluded.memory_mbytes,
+                    granted = excluded.granted
+                        OR (r.granted AND r.lease_token = excluded.lease_token)
+                RETURNING granted
+                """
+            ),
+            {**dataclasses.asdict(claim), "memory": claim.memory_mbytes, "granted": granted},
+        )
+    ).one()
+    return bool(row.granted)
+
+
+async def grant(
+    conn: sa_async.AsyncConnection, account: str, *, max_runs: int, max_memory_mbytes: int
+) -> list[uuid.UUID]:
+    """Grant free slots to waiters, fairly; returns the run ids granted. Call under :func:`lock`."""
+    rows = (
+        await conn.execute(
+            sa.text(
+                "SELECT run_id, brand_id, memory_mbytes, granted FROM run_slots "
+                "WHERE account = :account ORDER BY created_at, run_id"
+            ),
+            {"account": account},
+        )
+    ).all()
+    held: collections.Counter[uuid.UUID] = collections.Counter()
+    runs = memory = 0
+    waiting: list[Any] = []
+    for row in rows:
+        if row.granted:
+            held[row.brand_id] += 1
+            runs += 1
+            memory += row.memory_mbytes
+        else:
+            waiting.append(row)
+    chosen: list[uuid.UUID] = []
+    while waiting and runs < max_runs:
+        # The brand holding the fewest slots first, then the oldest waiter (list order).
+        best = min(range(len(waiting)), key=lambda i: held[waiting[i].brand_id])
+        row = waiting[best]
+        if memory + row.memory_mbytes > max_memory_mbytes:
+            break  # no skipping ahead: a big run must not starve behind small ones
+        waiting.pop(best)
+        held[row.brand_id] += 1
+        runs += 1
+        memory += row.memory_mbytes
+        chosen.append(row.run_id)
+    if chosen:
+        await conn.execute(
+            sa.text("UPDATE run_slots SET granted = true WHERE run_id = ANY(:ids)"),
+            {"ids": chosen},
+        )
+    return chosen
+
+
+async def notify(conn: sa_async.AsyncConnection, run_ids: list[uuid.UUID]) -> None:
+    """Wake the granted waiters, wherever they run (delivered when the transaction commits)."""
+    if run_ids:
+        await conn.execute(
+            sa.text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": CHANNEL, "payload": ",".join(str(r) for r in run_ids)},
+        )
+
+
+async def remove(conn: sa_async.AsyncConnection, run_id: uuid.UUID, lease_token: uuid.UUID) -> bool:
+    """Delete our row of a run (a slot or a wait); False when it was not ours any more."""
+    result = await conn.execute(
+        sa.text("DELETE FROM run_slots WHERE run_id = :run_id AND lease_token = :token"),
+        {"run_id": run_id, "token": lease_token},
+    )
+    return bool(result.rowcount)
+
+
+async def usage(conn: sa_async.AsyncConnection, account: str | None = None) -> dict[str, Any]:
+    """Live slots (held by a job that still has its lease) and waiters, per account."""
+    where = "AND s.account = :account" if account is not None else ""
+    rows = (
+        await conn.execute(
+            sa.text(
+                f"""
+                SELECT s.account,
+                       count(*) FILTER (WHERE s.granted AND {_LIVE}) AS runs,
+                       coalesce(sum(s.memory_mbytes)
+                           FILTER (WHERE s.granted AND {_LIVE}), 0) AS memory_mbytes,
+                       count(*) FILTER (WHERE NOT s.granted AND {_LIVE}) AS waiting,
+                       count(*) FILTER (WHERE NOT {_LIVE}) AS dead
+                FROM run_slots s WHERE true {where} GROUP BY s.account
+                """
+            ),
+            {"account": account},
+        )
+    ).all()
+    return {
+        r.account: {
+            "runs": int(r.runs),
+            "memory_mbytes": int(r.memory_mbytes),
+            "waiting": int(r.waiting),
+            "dead": int(r.dead),
+        }
+        for r in rows
+    }

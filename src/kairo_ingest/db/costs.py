@@ -1,0 +1,115 @@
+"""What Apify runs cost: today's spend against a cap, and the ``costs`` report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest.db import tables
+
+_r = tables.apify_runs
+DEFAULT_REPORT_DAYS = 30
+
+
+def accounts_default() -> sa.ColumnElement[str]:
+    return sa.literal_column("'default'", sa.Text())
+
+
+def window_start(window_seconds: int) -> sa.ColumnElement[Any]:
+    """The start of the current cap window on the database's clock (the UTC day at 86400)."""
+    epoch = sa.func.extract("epoch", sa.func.now())
+    return sa.func.to_timestamp(sa.func.floor(epoch / window_seconds) * window_seconds)
+
+
+async def spent_in_window(
+    conn: sa_async.AsyncConnection,
+    *,
+    window_seconds: int,
+    account: str | None = None,
+    brand_id: uuid.UUID | None = None,
+) -> tuple[decimal.Decimal, float]:
+    """``(USD spent in the current window, seconds until it resets)`` for an account or brand.
+
+    Spend is what Apify reported for runs that finished in the window: a run in flight
+    counts once it ends (the overshoot the README explains).
+    """
+    start = window_start(window_seconds)
+    query = sa.select(
+        sa.func.coalesce(sa.func.sum(_r.c.usage_total_usd), 0),
+        sa.func.extract(
+            "epoch", start + sa.func.make_interval(0, 0, 0, 0, 0, 0, window_seconds) - sa.func.now()
+        ),
+    ).where(_r.c.finished_at >= start)
+    if account is not None:
+        query = query.where(_r.c.account == account)
+    if brand_id is not None:
+        query = query.where(_r.c.brand_id == brand_id)
+    row = (await conn.execute(query)).one()
+    return decimal.Decimal(row[0]), float(row[1])
+
+
+async def brand_cap(conn: sa_async.AsyncConnection, brand_id: uuid.UUID) -> decimal.Decimal | None:
+    b = tables.brand_caps
+    value = await conn.scalar(sa.select(b.c.daily_cap_usd).where(b.c.brand_id == brand_id))
+    return None if value is None else decimal.Decimal(value)
+
+
+async def report(
+    engine: sa_async.AsyncEngine,
+    *,
+    account: str | None = None,
+    brand_id: uuid.UUID | None = None,
+    since: dt.date | None = None,
+) -> list[dict[str, Any]]:
+    """Spend per UTC day, account, brand and actor; runs without a reported cost count 0."""
+    if since is None:
+        since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=DEFAULT_REPORT_DAYS)
+    per_run = (
+        sa.select(
+            sa.func.date(
+                sa.func.timezone("UTC", sa.func.coalesce(_r.c.finished_at, _r.c.created_at))
+            ).label("day"),
+            sa.func.coalesce(_r.c.account, accounts_default()).label("account"),
+            _r.c.brand_id,
+            _r.c.actor_id,
+            _r.c.usage_total_usd,
+        )
+        .where(_r.c.apify_run_id.is_not(None))
+        .subquery()
+    )
+    c = per_run.c
+    query = (
+        sa.select(
+            c.day,
+            c.account,
+            c.brand_id,
+            c.actor_id,
+            sa.func.count().label("runs"),
+            sa.func.coalesce(sa.func.sum(c.usage_total_usd), 0).label("usd"),
+        )
+        .where(c.day >= since)
+        .group_by(c.day, c.account, c.brand_id, c.actor_id)
+        .order_by(c.day, c.account, c.brand_id, c.actor_id)
+    )
+    if account is not None:
+        query = query.where(c.account == account)
+    if brand_id is not None:
+        query = query.where(c.brand_id == brand_id)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [
+        {
+            "day": r.day.isoformat(),
+            "account": r.account,
+            "brand_id": str(r.brand_id),
+            "actor_id": r.actor_id,
+            "runs": int(r.runs),
+            "usage_total_usd": round(float(r.usd), 6),
+        }
+        for r in rows
+    ]

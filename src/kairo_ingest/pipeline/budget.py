@@ -1,0 +1,202 @@
+"""Taking a run slot from the account's shared budget before a start, and daily caps.
+
+:meth:`Budget.slot` wraps the start and the wait of a run. It registers the run intent
+with the account's budget (``db/budget.py``) and returns once a slot is granted; while
+the account is full the source waits *inside* its job, so no attempt is spent and its
+lease keeps beating. It is woken by ``NOTIFY`` when a slot is granted to it (the
+service feeds :meth:`Budget.on_notify` from a LISTEN connection), and it re-checks on a
+bounded poll (``poll_seconds``) in case a notification was lost or LISTEN is off
+(behind a transaction-mode pooler it only polls). The slot is released when the run has
+ended (or the start failed, or the job was cancelled), and the freed slot is granted to
+the next waiter in the same transaction.
+
+Daily caps are checked when the slot is requested and again when it is granted: with the
+account's (or the brand's own) spend in the current window at or past its cap, no run
+starts and :class:`~kairo_ingest.errors.BudgetExceededError` (snooze until the window
+resets) is raised. Runs already in flight finish; their cost counts when they end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import decimal
+import functools
+import uuid
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest import errors, logs, metrics
+from kairo_ingest.db import budget as budget_db
+from kairo_ingest.db import costs, runs
+from kairo_ingest.pipeline import tenants, tx
+from kairo_ingest.queue import jobs as queue_jobs
+
+log = logs.get(__name__)
+
+DAY_SECONDS = 86_400
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ask:
+    """One run's request for a slot."""
+
+    run: runs.Run
+    tenant: tenants.Tenant
+    lease: queue_jobs.Lease
+    force: bool = False
+    """A run already in flight on Apify (a resumed wait): it takes its slot at once."""
+
+
+class Budget:
+    def __init__(
+        self,
+        engine: sa_async.AsyncEngine,
+        *,
+        memory_mbytes: int = 1024,
+        poll_seconds: float = 5.0,
+        window_seconds: int = DAY_SECONDS,
+        policy: tx.Policy | None = None,
+    ) -> None:
+        self._engine = engine
+        self.memory_mbytes = memory_mbytes
+        self.poll_seconds = poll_seconds
+        self.window_seconds = window_seconds
+        self._policy = policy or tx.DEFAULT
+        self._waiters: dict[uuid.UUID, asyncio.Event] = {}
+        self.wakeups = 0  # notifications that woke a waiter here (tests, bench)
+
+    def on_notify(self, payload: str) -> None:
+        """A LISTEN callback: the granted run ids, comma-separated ("" after a reconnect:
+        anything sent meanwhile is lost, so every waiter looks again)."""
+        if not payload:
+            self.wake_all()
+            return
+        for part in payload.split(","):
+            with contextlib.suppress(ValueError):
+                event = self._waiters.get(uuid.UUID(part))
+                if event is not None:
+                    self.wakeups += 1
+                    event.set()
+
+    def wake_all(self) -> None:
+        """After a (re)connect of LISTEN: notifications sent meanwhile are gone."""
+        for event in self._waiters.values():
+            event.set()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, ask: Ask) -> AsyncIterator[None]:
+        claim = budget_db.Claim(
+            run_id=ask.run.id,
+            account=ask.tenant.account,
+            brand_id=ask.run.brand_id,
+            job_id=ask.lease.job_id,
+            lease_token=ask.lease.token,
+            memory_mbytes=self.memory_mbytes,
+        )
+        try:
+            await self._acquire(ask, claim)
+            yield
+        finally:
+            await asyncio.shield(self._release(ask, claim))
+
+    async def _acquire(self, ask: Ask, claim: budget_db.Claim) -> None:
+        event = self._waiters.setdefault(claim.run_id, asyncio.Event())
+        waited = False
+        try:
+            while True:
+                event.clear()
+                granted = await tx.write(
+                    self._engine,
+                    ask.lease,
+                    functools.partial(self._try, ask=ask, claim=claim),
+                    policy=self._policy,
+                    operation="take_run_slot",
+                )
+                if granted:
+                    if waited:
+                        log.info("run_slot_granted", account=claim.account)
+                    return
+                if not waited:
+                    waited = True
+                    metrics.RUN_SLOT_WAITS.labels(claim.account).inc()
+                    log.info("run_slot_waiting", account=claim.account)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.poll_seconds):
+                        await event.wait()
+        finally:
+            self._waiters.pop(claim.run_id, None)
+
+    async def _try(
+        self, conn: sa_async.AsyncConnection, *, ask: Ask, claim: budget_db.Claim
+    ) -> bool:
+        limits = ask.tenant.limits
+        await budget_db.lock(conn, claim.account)
+        await budget_db.sweep(conn, claim.account)
+        if not ask.force:
+            await self._check_caps(conn, ask)
+        mine = await budget_db.register(conn, claim, granted=ask.force)
+        others = await budget_db.grant(
+            conn,
+            claim.account,
+            max_runs=limits.max_concurrent_runs,
+            max_memory_mbytes=limits.max_memory_mbytes,
+        )
+        mine = mine or claim.run_id in others
+        await budget_db.notify(conn, [r for r in others if r != claim.run_id])
+        return mine
+
+    async def _check_caps(self, conn: sa_async.AsyncConnection, ask: Ask) -> None:
+        account_cap = ask.tenant.limits.daily_cap_usd
+        if account_cap is not None:
+            spent, left = await costs.spent_in_window(
+                conn, window_seconds=self.window_seconds, account=ask.tenant.account
+            )
+            if spent >= account_cap:
+                raise self._exceeded(f"account {ask.tenant.account!r}", account_cap, spent, left)
+        brand_cap = await costs.brand_cap(conn, ask.run.brand_id)
+        if brand_cap is not None:
+            spent, left = await costs.spent_in_window(
+                conn, window_seconds=self.window_seconds, brand_id=ask.run.brand_id
+            )
+            if spent >= brand_cap:
+                raise self._exceeded(f"brand {ask.run.brand_id}", brand_cap, spent, left)
+
+    def _exceeded(
+        self, whose: str, cap: decimal.Decimal, spent: decimal.Decimal, left: float
+    ) -> errors.BudgetExceededError:
+        window = "UTC day" if self.window_seconds == DAY_SECONDS else f"{self.window_seconds}s"
+        return errors.BudgetExceededError(
+            f"daily cap of ${float(cap):g} for {whose} reached: ${float(spent):.4f} spent "
+            f"this {window}; no new run starts until it resets in {max(left, 0):.0f}s",
+            retry_after_seconds=max(left, 1.0),
+        )
+
+    async def _release(self, ask: Ask, claim: budget_db.Claim) -> None:
+        """Give the slot (or our place in the queue) back and grant it on, in one transaction.
+
+        Not fenced: a lost lease already made the row dead; ``remove`` only deletes the
+        row while it still carries our lease token.
+        """
+        limits = ask.tenant.limits
+
+        async def unit() -> None:
+            async with self._engine.begin() as conn:
+                await budget_db.lock(conn, claim.account)
+                if not await budget_db.remove(conn, claim.run_id, claim.lease_token):
+                    return
+                granted = await budget_db.grant(
+                    conn,
+                    claim.account,
+                    max_runs=limits.max_concurrent_runs,
+                    max_memory_mbytes=limits.max_memory_mbytes,
+                )
+                await budget_db.notify(conn, granted)
+
+        try:
+            await tx.call(self._policy, unit, operation="release_run_slot")
+        except errors.DatabaseError as exc:
+            # The row dies with the lease anyway (db/budget.py): never fail the run for it.
+            log.warning("run_slot_release_failed", error=errors.describe(exc))

@@ -1,0 +1,124 @@
+"""Shared set-up for spend tests: accounts, tenants and a compile job against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest import secretbox
+from kairo_ingest.apify import client as apify_client
+from kairo_ingest.db import accounts, sources
+from kairo_ingest.pipeline import deps as deps_module
+from kairo_ingest.pipeline import tenants
+from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.simulator import server as sim_server
+
+DEFAULT_TOKEN = "apify_api_defaultDEFAULTdefault0001"
+TOKEN_A = "apify_api_tenantAAAAAAAAAAAAAAAAAA0001"
+TOKEN_B = "apify_api_tenantBBBBBBBBBBBBBBBBBB0002"
+KEY = secretbox.generate_key()
+
+QUICK_RUNS: dict[str, Any] = {
+    "seed": 5,
+    "time_factor": 0.01,
+    "ready_seconds": 1,
+    "duration_min_seconds": 5,
+    "duration_max_seconds": 20,
+    "outcome_weights": {"SUCCEEDED": 1.0},
+    "accepted_tokens": [DEFAULT_TOKEN, TOKEN_A, TOKEN_B],
+}
+
+SOURCES = [("instagram", "posts", "@acme"), ("tiktok", "profile_videos", "@acme")]
+
+
+def client(base_url: str, token: str) -> apify_client.ApifyClient:
+    return apify_client.ApifyClient(
+        base_url, token, backoff_base_seconds=0.01, backoff_cap_seconds=0.05
+    )
+
+
+@dataclasses.dataclass
+class SpendKit:
+    engine: sa_async.AsyncEngine
+    sim: sim_server.RunningSimulator
+    apify: apify_client.ApifyClient
+    box: secretbox.SecretBox
+    tenants: tenants.Tenants
+
+    def deps(self, **overrides: Any) -> deps_module.Deps:
+        values: dict[str, Any] = {
+            "engine": self.engine,
+            "apify": self.apify,
+            "env": {},
+            "disabled_capabilities": frozenset(),
+            "freshness_ttl": dt.timedelta(hours=24),
+            "run_deadline_seconds": 30.0,
+            "source_concurrency": 8,
+            "run_slots": asyncio.Semaphore(50),
+            "tenants": self.tenants,
+        }
+        values.update(overrides)
+        return deps_module.Deps(**values)
+
+    async def account(self, name: str, token: str, **limits: Any) -> accounts.Account:
+        return await accounts.add(
+            self.engine,
+            name=name,
+            token_ciphertext=self.box.encrypt(token),
+            fingerprint=self.box.fingerprint(token),
+            max_concurrent_runs=limits.get("max_concurrent_runs"),
+            max_memory_mbytes=limits.get("max_memory_mbytes"),
+            daily_cap_usd=limits.get("daily_cap_usd"),
+        )
+
+    async def brand(
+        self, account: str | None, pairs: list[tuple[str, str, str]] | None = None
+    ) -> tuple[uuid.UUID, list[sources.Source]]:
+        brand = uuid.uuid4()
+        added = []
+        for platform, capability, identifier in pairs or SOURCES:
+            source, _ = await sources.add(
+                self.engine,
+                brand_id=brand,
+                platform=platform,
+                capability=capability,
+                identifier=identifier,
+                account=account,
+            )
+            added.append(source)
+        return brand, added
+
+    async def lease(self, brand: uuid.UUID, *, force_refresh: bool = True) -> queue_jobs.Lease:
+        await queue_jobs.enqueue(
+            self.engine, kind="compile", brand_id=brand, params={"force_refresh": force_refresh}
+        )
+        leases = await queue_jobs.claim(self.engine, owner="test", limit=1, lease_seconds=60)
+        assert len(leases) == 1
+        return leases[0]
+
+    async def count_slots(self) -> int:
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(sa.text("SELECT count(*) FROM run_slots")) or 0)
+
+    async def dump(self) -> str:
+        """Every row of every table as text: what a ``pg_dump`` of the data would show."""
+        async with self.engine.connect() as conn:
+            names = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                        "ORDER BY tablename"
+                    )
+                )
+            ).scalars()
+            parts = []
+            for name in list(names):
+                rows = await conn.execute(sa.text(f'SELECT t::text FROM "{name}" t'))
+                parts.extend(f"{name}: {r[0]}" for r in rows)
+        return "\n".join(parts)

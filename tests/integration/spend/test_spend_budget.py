@@ -1,0 +1,150 @@
+"""One run budget per account across replicas, kept in PostgreSQL (issue 10).
+
+Slots are rows tied to run intents; they count only while their job holds the same
+lease; grants are serialized per account, fair across brands, and a freed slot wakes
+its next holder by NOTIFY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import sqlalchemy as sa
+from spend_kit import TOKEN_A, SpendKit
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest.db import budget as budget_db
+from kairo_ingest.db import engine as db_engine
+from kairo_ingest.db import tables
+from kairo_ingest.pipeline import budget, compile
+from kairo_ingest.simulator import platform
+from kairo_ingest.worker import listener as worker_listener
+
+SIX = [
+    ("instagram", "posts", "@one"),
+    ("instagram", "reels", "@one"),
+    ("tiktok", "profile_videos", "@one"),
+    ("youtube", "channel_videos", "https://www.youtube.com/@one"),
+    ("linkedin", "company_posts", "https://www.linkedin.com/company/one/"),
+    ("instagram", "posts", "@two"),
+]
+
+
+async def test_no_more_runs_in_flight_than_the_accounts_budget(kit: SpendKit) -> None:
+    await kit.account("tenant-a", TOKEN_A, max_concurrent_runs=2)
+    brand, _ = await kit.brand("tenant-a", SIX)
+    spent = budget.Budget(kit.engine, poll_seconds=0.05)
+    result = await compile.run(kit.deps(budget=spent), await kit.lease(brand))
+    assert len(result.evidence_status["refreshed"]) == 6, result.evidence_status
+    stats = kit.sim.stats()
+    assert stats["activePeakByToken"][platform.token_tag(TOKEN_A)] == 2
+    assert stats["rejected"] == {}
+    assert await kit.count_slots() == 0  # every slot released
+
+
+async def _job(
+    conn: sa_async.AsyncConnection, brand: uuid.UUID, *, running: bool = True
+) -> tuple[uuid.UUID, uuid.UUID]:
+    token = uuid.uuid4()
+    job = await conn.scalar(
+        sa.insert(tables.jobs)
+        .values(
+            brand_id=brand,
+            status="running" if running else "pending",
+            lease_token=token if running else None,
+            lease_expires_at=sa.text("now() + interval '1 minute'") if running else None,
+        )
+        .returning(tables.jobs.c.id)
+    )
+    assert job is not None
+    return job, token
+
+
+async def _waiter(
+    conn: sa_async.AsyncConnection,
+    brand: uuid.UUID,
+    job: tuple[uuid.UUID, uuid.UUID],
+    *,
+    granted: bool = False,
+) -> uuid.UUID:
+    source = await conn.scalar(
+        sa.insert(tables.source_connections)
+        .values(
+            brand_id=brand, platform="web", capability="crawl_pages", identifier=str(uuid.uuid4())
+        )
+        .returning(tables.source_connections.c.id)
+    )
+    run = await conn.scalar(
+        sa.insert(tables.apify_runs)
+        .values(job_id=job[0], source_connection_id=source, brand_id=brand, actor_id="a", input={})
+        .returning(tables.apify_runs.c.id)
+    )
+    assert run is not None
+    claim = budget_db.Claim(run, "acct", brand, job[0], job[1], 1024)
+    await budget_db.register(conn, claim, granted=granted)
+    return run
+
+
+async def test_grants_go_to_the_brand_holding_fewest_slots_then_the_oldest(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    big, small = uuid.uuid4(), uuid.uuid4()
+    async with engine.begin() as conn:
+        big_job = await _job(conn, big)
+        small_job = await _job(conn, small, running=False)
+        small_job = await _job(conn, uuid.uuid4())  # another running job (one per brand)
+        await _waiter(conn, big, big_job, granted=True)
+        big_waits = [await _waiter(conn, big, big_job) for _ in range(3)]  # oldest first
+        small_wait = await _waiter(conn, uuid.uuid4(), small_job)
+        granted = await budget_db.grant(conn, "acct", max_runs=3, max_memory_mbytes=10**6)
+    # Two free slots: the brand with none goes first although it asked last, then the
+    # oldest of the big brand's waiters.
+    assert granted == [small_wait, big_waits[0]]
+
+
+async def test_a_slot_whose_job_lost_its_lease_is_free_and_swept(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    brand = uuid.uuid4()
+    async with engine.begin() as conn:
+        dead_job = await _job(conn, brand)
+        await _waiter(conn, brand, dead_job, granted=True)
+        # The holder was killed; the reaper took its job back (a new lease, or none).
+        await conn.execute(
+            sa.update(tables.jobs)
+            .where(tables.jobs.c.id == dead_job[0])
+            .values(status="pending", lease_token=None, lease_expires_at=None)
+        )
+        live = await _job(conn, uuid.uuid4())
+        waiting = await _waiter(conn, uuid.uuid4(), live)
+        assert (await budget_db.usage(conn, "acct"))["acct"] == {
+            "runs": 0,
+            "memory_mbytes": 0,
+            "waiting": 1,
+            "dead": 1,
+        }
+        assert await budget_db.sweep(conn, "acct") == 1
+        assert await budget_db.grant(conn, "acct", max_runs=1, max_memory_mbytes=10**6) == [waiting]
+
+
+async def test_a_waiter_is_woken_by_notify_not_by_its_poll(kit: SpendKit, db_url: str) -> None:
+    """The poll is an hour long: only the NOTIFY of the released slot can wake the waiter."""
+    await kit.account("tenant-a", TOKEN_A, max_concurrent_runs=1)
+    brand, _ = await kit.brand("tenant-a")
+    spent = budget.Budget(kit.engine, poll_seconds=3600)
+    listener = worker_listener.Listener(
+        db_engine.plain_dsn(db_url), spent.on_notify, channel=budget_db.CHANNEL
+    )
+    stop = asyncio.Event()
+    listening = asyncio.create_task(listener.run(stop))
+    try:
+        await asyncio.wait_for(listener.listening.wait(), timeout=30)
+        async with asyncio.timeout(120):
+            result = await compile.run(kit.deps(budget=spent), await kit.lease(brand))
+    finally:
+        stop.set()
+        await asyncio.wait_for(listening, timeout=10)
+    assert len(result.evidence_status["refreshed"]) == 2, result.evidence_status
+    assert spent.wakeups >= 1
+    assert kit.sim.stats()["activePeakByToken"][platform.token_tag(TOKEN_A)] == 1
