@@ -29,13 +29,12 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
-import structlog
 
-from kairo_ingest import clock, errors, redaction
+from kairo_ingest import clock, errors, logs, redaction
 from kairo_ingest.apify import models, pages, retrying
 from kairo_ingest.apify import transport as _transport_module
 
-log = structlog.get_logger(__name__)
+log = logs.get(__name__)
 
 T = TypeVar("T")
 
@@ -222,7 +221,7 @@ class ApifyClient:
             json_body=dict(input) if input is not None else {},
             side_effect=True,
         )
-        log.info("apify.run_started", actor_id=actor_id, run_id=run.id, status=run.status)
+        log.info("apify_run_started", actor_id=actor_id, run_id=run.id, status=run.status)
         return run
 
     async def get_run(
@@ -277,7 +276,7 @@ class ApifyClient:
                     except errors.ApifyNotFoundError:
                         if self._clock.monotonic() >= grace_ends:
                             raise
-                        log.info("apify.run_not_visible_yet", run_id=run_id)
+                        log.info("apify_run_not_visible_yet", run_id=run_id)
                         pause = min(self._min_poll_interval, deadline.remaining())
                         if pause > 0:
                             await self._sleep(pause)
@@ -293,7 +292,7 @@ class ApifyClient:
                         return run
                     last_status = run.status
                     if not run.known_status:
-                        log.warning("apify.unknown_status", run_id=run_id, status=run.status)
+                        log.warning("apify_unknown_status", run_id=run_id, status=run.status)
                     elapsed = self._clock.monotonic() - poll_started
                     pause = min(self._min_poll_interval - elapsed, deadline.remaining())
                     if pause > 0:
@@ -335,7 +334,7 @@ class ApifyClient:
             ended = [run for run in (looked, aborted) if run is not None and run.terminal]
             final = ended[0] if ended else None
             if final is not None and final.status != "ABORTED":
-                log.info("apify.run_ended_at_deadline", run_id=run_id, status=final.status)
+                log.info("apify_run_ended_at_deadline", run_id=run_id, status=final.status)
                 return final
             raise
 
@@ -345,7 +344,7 @@ class ApifyClient:
                 run_id, 0, deadline=clock.Deadline.after(timeout_seconds, self._clock)
             )
         except errors.ApifyError as exc:
-            log.warning("apify.final_look_failed", run_id=run_id, error=errors.describe(exc))
+            log.warning("apify_final_look_failed", run_id=run_id, error=errors.describe(exc))
             return None
 
     async def _abort_quietly(
@@ -354,9 +353,9 @@ class ApifyClient:
         try:
             run = await self.abort_run(run_id, gracefully, timeout_seconds=timeout_seconds)
         except errors.ApifyError as exc:
-            log.warning("apify.abort_failed", run_id=run_id, error=errors.describe(exc))
+            log.warning("apify_abort_failed", run_id=run_id, error=errors.describe(exc))
             return None
-        log.warning("apify.abort_at_deadline", run_id=run_id, status=run.status)
+        log.warning("apify_abort_at_deadline", run_id=run_id, status=run.status)
         return run
 
     async def abort_run(
@@ -377,7 +376,7 @@ class ApifyClient:
             ),
             params={"gracefully": "true" if gracefully else "false"},
         )
-        log.info("apify.run_abort_requested", run_id=run_id, status=run.status)
+        log.info("apify_run_abort_requested", run_id=run_id, status=run.status)
         return run
 
     async def list_runs(
@@ -431,7 +430,7 @@ class ApifyClient:
         except errors.ApifyNotFoundError:
             return None
         if not isinstance(body, dict):
-            log.info("apify.input_not_an_object", run_id=run_id)
+            log.info("apify_input_not_an_object", run_id=run_id)
             return None
         return body
 

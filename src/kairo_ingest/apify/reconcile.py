@@ -61,13 +61,11 @@ import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-import structlog
-
-from kairo_ingest import errors
+from kairo_ingest import errors, logs
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.apify import models, retrying
 
-log = structlog.get_logger(__name__)
+log = logs.get(__name__)
 
 DEFAULT_CLOCK_SLACK = dt.timedelta(seconds=60)
 MAX_CANDIDATES = 2000  # runs inspected at most: 2 pages of Apify's list
@@ -205,7 +203,7 @@ async def _adopt_once(
                 if input_matches(seen_inputs.get(run.id), expected):
                     adopted = await client.get_run(run.id)
                     log.info(
-                        "apify.run_adopted",
+                        "apify_run_adopted",
                         actor_id=actor_id,
                         run_id=adopted.id,
                         status=adopted.status,
@@ -215,7 +213,7 @@ async def _adopt_once(
         if len(page) < PAGE_LIMIT:
             break
         offset += len(page)
-    log.info("apify.reconcile_no_match", actor_id=actor_id, inspected=inspected)
+    log.info("apify_reconcile_no_match", actor_id=actor_id, inspected=inspected)
     return None
 
 
@@ -254,7 +252,7 @@ async def adopt_settled(
         )
         if adopted is not None:
             return adopted
-        log.info("apify.reconcile_settling", actor_id=actor_id, look=look, of=len(delays))
+        log.info("apify_reconcile_settling", actor_id=actor_id, look=look, of=len(delays))
     return None
 
 
@@ -293,7 +291,7 @@ async def start_or_adopt(
         except errors.ApifyStartUnknownError as exc:
             last_error = exc
             log.warning(
-                "apify.start_outcome_unknown",
+                "apify_start_outcome_unknown",
                 actor_id=actor_id,
                 attempt=attempt,
                 error=exc.message,

@@ -17,13 +17,12 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 
-import structlog
 import tenacity
 
-from kairo_ingest import clock, errors
+from kairo_ingest import clock, errors, logs
 from kairo_ingest.domain import retry as retry_rules
 
-log = structlog.get_logger(__name__)
+log = logs.get(__name__)
 
 MIN_ATTEMPT_SECONDS = 0.05  # an attempt with less time than this left is not worth sending
 
@@ -78,7 +77,7 @@ def _log_retry(operation: str) -> Callable[[tenacity.RetryCallState], None]:
     def before_sleep(retry_state: tenacity.RetryCallState) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         log.warning(
-            "apify.retry",
+            "apify_retry",
             operation=operation,
             attempt=retry_state.attempt_number,
             sleep_seconds=round(retry_state.upcoming_sleep, 3),

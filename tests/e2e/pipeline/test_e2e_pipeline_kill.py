@@ -422,6 +422,6 @@ async def _orphan_report(
                 )
     for path in logs:
         for line in path.read_text(errors="replace").splitlines():
-            if any(word in line for word in ("apify.", "apify_run", "source_failed", "lease")):
+            if any(word in line for word in ("apify_", "source_failed", "lease")):
                 lines.append(f"{path.name}: {line[:400]}")
     return "\n".join(lines)

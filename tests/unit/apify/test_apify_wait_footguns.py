@@ -216,7 +216,7 @@ async def test_unknown_status_does_not_crash_and_is_logged(
             "run1", clock.Deadline(fake.now + 300, fake)
         )
     assert run.status == "SUCCEEDED"
-    unknown = [entry for entry in logs if entry["event"] == "apify.unknown_status"]
+    unknown = [entry for entry in logs if entry["event"] == "apify_unknown_status"]
     assert unknown
     assert unknown[0]["status"] == "HIBERNATING"
 
