@@ -43,6 +43,7 @@ EXPECTED_ACTION: dict[type[errors.KairoError], Action] = {
     errors.LeaseLostError: Action.FAIL,
     errors.JobError: Action.FAIL,
     errors.HandlerError: Action.RETRY,
+    errors.BudgetExceededError: Action.SNOOZE,
     errors.NormalizationError: Action.FAIL,
     errors.ApifyError: Action.FAIL,
     errors.ApifyTransientError: Action.RETRY,
