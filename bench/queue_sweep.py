@@ -1,0 +1,130 @@
+"""Queue benchmark, best against best: each system at its best settings, per concurrency.
+
+For each concurrency (50, 200 and 800 by default), in one run and back to back, each in a
+fresh database on the same server, N no-op jobs are drained by one worker process:
+
+* pgqueuer at batch sizes 10, 50, 100 and 200 (those its rule ``concurrency >= 2 x batch``
+  allows); its best is kept;
+* procrastinate at its best settings: the given concurrency and a pool of
+  ``min(concurrency, 50)`` connections (its worker fetches one job per query in a single
+  fetch loop, so neither more connections nor LISTEN/NOTIFY, which only wakes an idle
+  worker, change a drain; its ``fetch_job_polling_interval`` only matters when idle);
+* ours at its best settings for the concurrency (see :func:`ours_tuned`);
+* ours with the old default settings (``db.engine.create`` defaults: pool 10 + 10),
+  labelled as such.
+
+Prints one table with ours (tuned) / best peer per concurrency. Usage::
+
+    python bench/queue_sweep.py --jobs 20000 --concurrency 50,200,800
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+
+import queue_throughput as qt  # bench/ is the script's directory
+from sqlalchemy.engine import make_url
+
+from kairo_ingest import logs
+
+BATCH_SIZES = (10, 50, 100, 200)
+
+
+def ours_tuned(concurrency: int) -> dict[str, int]:
+    """Our settings per concurrency: a pool the size of the worker's own connections
+    (claim, finisher, maintenance, drain check) plus headroom; nothing else to tune, the
+    claim takes every free slot in one statement."""
+    return {"pool_size": 4, "max_overflow": 4}
+
+
+async def _timed(
+    dsn: str, system: str, n: int, run: Callable[[str], Awaitable[float]]
+) -> float:
+    async with qt.fresh_database(dsn, system) as url:
+        elapsed = await run(url)
+    return n / elapsed
+
+
+async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None:
+    print(
+        f"queue sweep: {n} no-op jobs per drain, PostgreSQL {await qt.server_version(dsn)} at "
+        f"{make_url(dsn).host}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"best of {rounds} round(s) per setting",
+        flush=True,
+    )
+    rows: list[tuple[int, float, float, str, float, float, str]] = []
+    for c in concurrencies:
+
+        async def best(system: str, run: Callable[[str], Awaitable[float]], label: str) -> float:
+            rate = 0.0
+            for _ in range(rounds):
+                rate = max(rate, await _timed(dsn, system, n, run))
+            print(f"  c={c:<4} {label:<34} {rate:>9,.0f} jobs/s", flush=True)
+            return rate
+
+        tuned = ours_tuned(c)
+        ours = await best(
+            "ours",
+            lambda url: qt.ours_throughput(url, n, c, **tuned),
+            f"ours tuned (pool {tuned['pool_size']}+{tuned['max_overflow']})",
+        )
+        default = await best(
+            "ours", lambda url: qt.ours_throughput(url, n, c), "ours, old defaults (pool 10+10)"
+        )
+        pgq_best, pgq_batch = 0.0, 0
+        for batch in BATCH_SIZES:
+            if c < 2 * batch:
+                continue
+            rate = await best(
+                "pgqueuer",
+                lambda url, b=batch: qt.pgqueuer_throughput(url, n, c, batch_size=b),  # type: ignore[misc]
+                f"pgqueuer batch {batch}",
+            )
+            if rate > pgq_best:
+                pgq_best, pgq_batch = rate, batch
+        pool = min(c, 50)
+        proc = await best(
+            "procrastinate",
+            lambda url: qt.procrastinate_throughput(url, n, c, max_size=pool),
+            f"procrastinate (pool {pool})",
+        )
+        peer, peer_name = (
+            (pgq_best, f"pgqueuer b={pgq_batch}") if pgq_best >= proc else (proc, "procrastinate")
+        )
+        rows.append((c, ours, default, f"b={pgq_batch}", pgq_best, proc, peer_name))
+        _ = peer
+    print()
+    print(
+        "| concurrency | ours tuned | ours, old defaults | best pgqueuer | procrastinate "
+        "| best peer | ours tuned / best peer |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for c, ours, default, batch, pgq, proc, peer_name in rows:
+        peer = max(pgq, proc)
+        print(
+            f"| {c} | {ours:,.0f} | {default:,.0f} | {pgq:,.0f} ({batch}) | {proc:,.0f} "
+            f"| {peer_name} | **{ours / peer:.2f}** |"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dsn", default=os.environ.get("KAIRO_BENCH_DSN", qt.DEFAULT_DSN))
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--concurrency", default="50,200,800", help="comma list")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per setting; best kept")
+    args = parser.parse_args(argv)
+    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
+    logs.configure(level="WARNING", json_format=False)
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("procrastinate").setLevel(logging.ERROR)
+    asyncio.run(sweep(args.dsn, args.jobs, levels, args.rounds))
+
+
+if __name__ == "__main__":
+    main()
