@@ -27,9 +27,9 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 
-import queue_throughput as qt  # bench/ is the script's directory
 from sqlalchemy.engine import make_url
 
+import queue_throughput as qt  # bench/ is the script's directory
 from kairo_ingest import logs
 
 BATCH_SIZES = (10, 50, 100, 200)
@@ -42,12 +42,24 @@ def ours_tuned(concurrency: int) -> dict[str, int]:
     return {"pool_size": 4, "max_overflow": 4}
 
 
-async def _timed(
-    dsn: str, system: str, n: int, run: Callable[[str], Awaitable[float]]
+async def _best(
+    dsn: str,
+    system: str,
+    n: int,
+    c: int,
+    rounds: int,
+    label: str,
+    run: Callable[..., Awaitable[float]],
+    **settings: int,
 ) -> float:
-    async with qt.fresh_database(dsn, system) as url:
-        elapsed = await run(url)
-    return n / elapsed
+    """The best jobs/s of ``rounds`` drains, each in a fresh database."""
+    rate = 0.0
+    for _ in range(rounds):
+        async with qt.fresh_database(dsn, system) as url:
+            elapsed = await run(url, n, c, **settings)
+        rate = max(rate, n / elapsed)
+    print(f"  c={c:<4} {label:<34} {rate:>9,.0f} jobs/s", flush=True)
+    return rate
 
 
 async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None:
@@ -57,57 +69,53 @@ async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None
         f"best of {rounds} round(s) per setting",
         flush=True,
     )
-    rows: list[tuple[int, float, float, str, float, float, str]] = []
+    rows: list[tuple[int, float, float, int, float, float]] = []
     for c in concurrencies:
-
-        async def best(system: str, run: Callable[[str], Awaitable[float]], label: str) -> float:
-            rate = 0.0
-            for _ in range(rounds):
-                rate = max(rate, await _timed(dsn, system, n, run))
-            print(f"  c={c:<4} {label:<34} {rate:>9,.0f} jobs/s", flush=True)
-            return rate
-
         tuned = ours_tuned(c)
-        ours = await best(
-            "ours",
-            lambda url: qt.ours_throughput(url, n, c, **tuned),
-            f"ours tuned (pool {tuned['pool_size']}+{tuned['max_overflow']})",
+        label = ", ".join(f"{k} {v}" for k, v in tuned.items())
+        ours = await _best(
+            dsn, "ours", n, c, rounds, f"ours tuned ({label})", qt.ours_throughput, **tuned
         )
-        default = await best(
-            "ours", lambda url: qt.ours_throughput(url, n, c), "ours, old defaults (pool 10+10)"
-        )
-        pgq_best, pgq_batch = 0.0, 0
+        default = await _best(dsn, "ours", n, c, rounds, "ours, old defaults", qt.ours_throughput)
+        pgq, pgq_batch = 0.0, 0
         for batch in BATCH_SIZES:
             if c < 2 * batch:
-                continue
-            rate = await best(
+                continue  # pgqueuer refuses concurrency < 2 x batch
+            rate = await _best(
+                dsn,
                 "pgqueuer",
-                lambda url, b=batch: qt.pgqueuer_throughput(url, n, c, batch_size=b),  # type: ignore[misc]
+                n,
+                c,
+                rounds,
                 f"pgqueuer batch {batch}",
+                qt.pgqueuer_throughput,
+                batch_size=batch,
             )
-            if rate > pgq_best:
-                pgq_best, pgq_batch = rate, batch
+            if rate > pgq:
+                pgq, pgq_batch = rate, batch
         pool = min(c, 50)
-        proc = await best(
+        proc = await _best(
+            dsn,
             "procrastinate",
-            lambda url: qt.procrastinate_throughput(url, n, c, max_size=pool),
+            n,
+            c,
+            rounds,
             f"procrastinate (pool {pool})",
+            qt.procrastinate_throughput,
+            max_size=pool,
         )
-        peer, peer_name = (
-            (pgq_best, f"pgqueuer b={pgq_batch}") if pgq_best >= proc else (proc, "procrastinate")
-        )
-        rows.append((c, ours, default, f"b={pgq_batch}", pgq_best, proc, peer_name))
-        _ = peer
+        rows.append((c, ours, default, pgq_batch, pgq, proc))
     print()
     print(
         "| concurrency | ours tuned | ours, old defaults | best pgqueuer | procrastinate "
         "| best peer | ours tuned / best peer |"
     )
     print("|---|---|---|---|---|---|---|")
-    for c, ours, default, batch, pgq, proc, peer_name in rows:
+    for c, ours, default, batch, pgq, proc in rows:
         peer = max(pgq, proc)
+        peer_name = f"pgqueuer, batch {batch}" if pgq >= proc else "procrastinate"
         print(
-            f"| {c} | {ours:,.0f} | {default:,.0f} | {pgq:,.0f} ({batch}) | {proc:,.0f} "
+            f"| {c} | {ours:,.0f} | {default:,.0f} | {pgq:,.0f} (batch {batch}) | {proc:,.0f} "
             f"| {peer_name} | **{ours / peer:.2f}** |"
         )
 
