@@ -180,17 +180,10 @@ def _json(value: Mapping[str, Any] | None) -> str | None:
 
 
 def _lease(row: sa.Row[Any]) -> Lease:
-    m = row._mapping
-    return Lease(
-        job_id=m["id"],
-        token=m["lease_token"],
-        owner=m["lease_owner"],
-        kind=m["kind"],
-        brand_id=m["brand_id"],
-        attempts=m["attempts"],
-        max_attempts=m["max_attempts"],
-        params=m["params"] or {},
-    )
+    # By position (sql.LEASE_COLUMNS' order): a claim parses hundreds of rows at a time,
+    # and a row's mapping view costs more than the rest of the parse.
+    job_id, token, owner, kind, brand_id, attempts, max_attempts, params = tuple(row)
+    return Lease(job_id, token, owner, kind, brand_id, attempts, max_attempts, params or {})
 
 
 def _lease_lost(operation: str, lease: Lease) -> None:
