@@ -148,7 +148,8 @@ async def measure(args: argparse.Namespace, sim_url: str, workers: int) -> dict[
         done = await qt.count(url, "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
         stored = await qt.count(
             url,
-            "SELECT count(*) FROM apify_runs WHERE status = 'SUCCEEDED' AND raw_stored_at IS NOT NULL",
+            "SELECT count(*) FROM apify_runs "
+            "WHERE status = 'SUCCEEDED' AND raw_stored_at IS NOT NULL",
         )
     if done != args.brands or stored != args.brands * len(SEVEN):
         raise RuntimeError(f"{done} of {args.brands} jobs succeeded, {stored} sources stored")
