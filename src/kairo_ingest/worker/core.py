@@ -35,7 +35,7 @@ from kairo_ingest import errors, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import claiming, context, maintenance, shutdown
+from kairo_ingest.worker import claiming, context, gc_tuning, maintenance, shutdown
 from kairo_ingest.worker import config as config_module
 from kairo_ingest.worker import finisher as finisher_module
 from kairo_ingest.worker import lease_keeper as lease_keeper_module
@@ -165,6 +165,8 @@ class Worker:
     async def run(self, *, drain: bool = False) -> None:
         """Claim and run jobs until stopped (or, with ``drain``, until the queue is idle)."""
         self._drain = drain
+        if self.config.tune_gc:
+            gc_tuning.tune()
         self._tasks.job_log = _log.bind(owner=self.owner)
         await self._keeper.connect()
         finishing = asyncio.create_task(self._finisher.run(), name="kairo-worker-finisher")
