@@ -43,71 +43,63 @@ def ours_tuned(concurrency: int) -> dict[str, int]:
     return {"pool_size": 12, "max_overflow": 0}
 
 
-async def _best(
-    dsn: str,
-    system: str,
-    n: int,
-    c: int,
-    rounds: int,
-    label: str,
-    run: Callable[..., Awaitable[float]],
-    **settings: int,
-) -> float:
-    """The best jobs/s of ``rounds`` drains, each in a fresh database."""
-    rate = 0.0
-    for _ in range(rounds):
-        async with qt.fresh_database(dsn, system) as url:
-            elapsed = await run(url, n, c, **settings)
-        rate = max(rate, n / elapsed)
-    print(f"  c={c:<4} {label:<34} {rate:>9,.0f} jobs/s", flush=True)
-    return rate
+Setting = tuple[str, str, Callable[..., Awaitable[float]], dict[str, int]]
+
+
+async def _measure(dsn: str, n: int, c: int, setting: Setting) -> float:
+    _, system, run, settings = setting
+    async with qt.fresh_database(dsn, system) as url:
+        elapsed = await run(url, n, c, **settings)
+    return n / elapsed
 
 
 async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None:
     print(
         f"queue sweep: {n} no-op jobs per drain, PostgreSQL {await qt.server_version(dsn)} at "
         f"{make_url(dsn).host}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-        f"best of {rounds} round(s) per setting",
+        f"best of {rounds} interleaved round(s) per setting (procrastinate: one)",
         flush=True,
     )
     rows: list[tuple[int, float, float, int, float, float, float]] = []
     for c in concurrencies:
         tuned = ours_tuned(c)
         label = ", ".join(f"{k} {v}" for k, v in tuned.items())
-        ours = await _best(
-            dsn, "ours", n, c, rounds, f"ours tuned ({label})", qt.ours_throughput, **tuned
-        )
-        default = await _best(dsn, "ours", n, c, rounds, "ours, old defaults", qt.ours_throughput)
-        pgq, pgq_batch, pgq_default = 0.0, 0, 0.0
-        for batch in BATCH_SIZES:
-            if c < 2 * batch:
-                continue  # pgqueuer refuses concurrency < 2 x batch
-            rate = await _best(
-                dsn,
-                "pgqueuer",
-                n,
-                c,
-                rounds,
-                f"pgqueuer batch {batch}",
-                qt.pgqueuer_throughput,
-                batch_size=batch,
-            )
-            if batch == BATCH_SIZES[0]:
-                pgq_default = rate
-            if rate > pgq:
-                pgq, pgq_batch = rate, batch
+        settings: list[Setting] = [
+            (f"ours tuned ({label})", "ours", qt.ours_throughput, tuned),
+            ("ours, old defaults", "ours", qt.ours_throughput, {}),
+        ]
+        # pgqueuer refuses concurrency < 2 x batch.
+        batches = [b for b in BATCH_SIZES if c >= 2 * b]
+        settings += [
+            (f"pgqueuer batch {b}", "pgqueuer", qt.pgqueuer_throughput, {"batch_size": b})
+            for b in batches
+        ]
         pool = min(c, 50)
-        proc = await _best(
-            dsn,
-            "procrastinate",
-            n,
-            c,
-            rounds,
+        proc_setting: Setting = (
             f"procrastinate (pool {pool})",
+            "procrastinate",
             qt.procrastinate_throughput,
-            max_size=pool,
+            {"max_size": pool},
         )
-        rows.append((c, ours, default, pgq_batch, pgq, proc, pgq_default))
+        best: dict[str, float] = {}
+        for round_no in range(rounds):
+            # Interleaved, so that a burst of load elsewhere on the machine hits every setting.
+            for setting in settings + ([proc_setting] if round_no == 0 else []):
+                rate = await _measure(dsn, n, c, setting)
+                best[setting[0]] = max(best.get(setting[0], 0.0), rate)
+                print(f"  c={c:<4} {setting[0]:<40} {rate:>9,.0f} jobs/s", flush=True)
+        pgq_batch = max(batches, key=lambda b: best[f"pgqueuer batch {b}"])
+        rows.append(
+            (
+                c,
+                best[settings[0][0]],
+                best["ours, old defaults"],
+                pgq_batch,
+                best[f"pgqueuer batch {pgq_batch}"],
+                best[proc_setting[0]],
+                best[f"pgqueuer batch {BATCH_SIZES[0]}"],
+            )
+        )
     print()
     print("best against best (one worker process each):\n")
     print("| concurrency | ours, tuned | best pgqueuer | procrastinate | ours / best peer |")

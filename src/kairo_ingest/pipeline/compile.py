@@ -47,28 +47,32 @@ async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
 
     start = await tx.call(d.retry_policy, read_opening, operation="opening_read")
     now = start.now
-    bound = asyncio.Semaphore(d.source_concurrency)
+    tasks: list[asyncio.Task[evidence.Entry]] = []
+    if start.sources:  # a brand without sources skips the task group
+        bound = asyncio.Semaphore(d.source_concurrency)
 
-    async def one(state: opening.SourceState) -> evidence.Entry:
-        source = state.source
-        async with bound:
-            with logs.bind(source_id=source.id):
-                try:
-                    return await _source(d, lease, state, force=force, now=now)
-                except errors.LeaseLostError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - isolation: see the docstring
-                    return _crashed(source, exc)
+        async def one(state: opening.SourceState) -> evidence.Entry:
+            source = state.source
+            async with bound:
+                with logs.bind(source_id=source.id):
+                    try:
+                        return await _source(d, lease, state, force=force, now=now)
+                    except errors.LeaseLostError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - isolation: see the docstring
+                        return _crashed(source, exc)
 
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(s), name=f"source-{s.source.id}") for s in start.sources]
-    except BaseExceptionGroup as group_error:
-        # Every exception of a source is its entry, so what escapes is a lost lease (or
-        # cancellation). Surface it unwrapped: the worker treats a lost lease as a loss,
-        # not as a failure to record.
-        lost = group_error.subgroup(errors.LeaseLostError)
-        raise (lost.exceptions[0] if lost else group_error.exceptions[0]) from None
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(one(s), name=f"source-{s.source.id}") for s in start.sources
+                ]
+        except BaseExceptionGroup as group_error:
+            # Every exception of a source is its entry, so what escapes is a lost lease (or
+            # cancellation). Surface it unwrapped: the worker treats a lost lease as a loss,
+            # not as a failure to record.
+            lost = group_error.subgroup(errors.LeaseLostError)
+            raise (lost.exceptions[0] if lost else group_error.exceptions[0]) from None
     entries = [t.result() for t in tasks]
     verdict, error = evidence.verdict(entries)
     status = evidence.status(entries)
