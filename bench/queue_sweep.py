@@ -9,7 +9,8 @@ fresh database on the same server, N no-op jobs are drained by one worker proces
   ``min(concurrency, 50)`` connections (its worker fetches one job per query in a single
   fetch loop, so neither more connections nor LISTEN/NOTIFY, which only wakes an idle
   worker, change a drain; its ``fetch_job_polling_interval`` only matters when idle);
-* ours at its best settings for the concurrency (see :func:`ours_tuned`);
+* ours with the service's engine shape (see :func:`ours_tuned`); ours' best is the better
+  of this and the old defaults below;
 * ours with the old default settings (``db.engine.create`` defaults: pool 10 + 10),
   labelled as such, next to pgqueuer at its default batch size (10): the old comparison.
 
@@ -65,7 +66,7 @@ async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None
         tuned = ours_tuned(c)
         label = ", ".join(f"{k} {v}" for k, v in tuned.items())
         settings: list[Setting] = [
-            (f"ours tuned ({label})", "ours", qt.ours_throughput, tuned),
+            (f"ours, service pool ({label})", "ours", qt.ours_throughput, tuned),
             ("ours, old defaults", "ours", qt.ours_throughput, {}),
         ]
         # pgqueuer refuses concurrency < 2 x batch.
@@ -92,7 +93,8 @@ async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None
         rows.append(
             (
                 c,
-                best[settings[0][0]],
+                # Ours at its best: the better of its two engine shapes.
+                max(best[settings[0][0]], best["ours, old defaults"]),
                 best["ours, old defaults"],
                 pgq_batch,
                 best[f"pgqueuer batch {pgq_batch}"],
@@ -102,7 +104,7 @@ async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None
         )
     print()
     print("best against best (one worker process each):\n")
-    print("| concurrency | ours, tuned | best pgqueuer | procrastinate | ours / best peer |")
+    print("| concurrency | ours, best | best pgqueuer | procrastinate | ours / best peer |")
     print("|---|---|---|---|---|")
     for c, ours, _, batch, pgq, proc, _ in rows:
         print(
