@@ -118,9 +118,11 @@ def our_worker(engine: Any, handlers: dict[str, Any], url: str, concurrency: int
     return core.Worker(engine, handlers, worker_config)
 
 
-async def ours_throughput(url: str, n: int, concurrency: int) -> float:
+async def ours_throughput(
+    url: str, n: int, concurrency: int, *, pool_size: int = 10, max_overflow: int = 10
+) -> float:
     await migrate.upgrade(url)
-    engine = db_engine.create(url)
+    engine = db_engine.create(url, pool_size=pool_size, max_overflow=max_overflow)
     try:
         await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=n)
         await analyze(url, "jobs")
@@ -170,7 +172,7 @@ async def ours_latency(url: str, samples: int, concurrency: int) -> list[float]:
 # ------------------------------------------------------------------------------ pgqueuer
 
 
-async def pgqueuer_throughput(url: str, n: int, concurrency: int) -> float:
+async def pgqueuer_throughput(url: str, n: int, concurrency: int, *, batch_size: int = 10) -> float:
     from pgqueuer.db import AsyncpgDriver
     from pgqueuer.qm import QueueManager
     from pgqueuer.queries import Queries
@@ -191,7 +193,9 @@ async def pgqueuer_throughput(url: str, n: int, concurrency: int) -> float:
             return None
 
         started = time.perf_counter()
-        await qm.run(mode=QueueExecutionMode.drain, max_concurrent_tasks=concurrency)
+        await qm.run(
+            mode=QueueExecutionMode.drain, max_concurrent_tasks=concurrency, batch_size=batch_size
+        )
         elapsed = time.perf_counter() - started
     finally:
         await conn.close()
@@ -239,16 +243,20 @@ async def pgqueuer_latency(url: str, samples: int, concurrency: int) -> list[flo
 # ------------------------------------------------------------------------------ procrastinate
 
 
-def procrastinate_app(url: str) -> Any:
+def procrastinate_app(url: str, max_size: int = 20) -> Any:
     import procrastinate
 
     return procrastinate.App(
-        connector=procrastinate.PsycopgConnector(conninfo=url, min_size=10, max_size=20)
+        connector=procrastinate.PsycopgConnector(
+            conninfo=url, min_size=min(10, max_size), max_size=max_size
+        )
     )
 
 
-async def procrastinate_throughput(url: str, n: int, concurrency: int) -> float:
-    app = procrastinate_app(url)
+async def procrastinate_throughput(
+    url: str, n: int, concurrency: int, *, max_size: int = 20
+) -> float:
+    app = procrastinate_app(url, max_size)
 
     @app.task(name="noop")
     async def noop() -> None:

@@ -8,9 +8,10 @@ without passing them around; each asyncio task gets its own copy of the context.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -45,9 +46,39 @@ def redact_processor(
     return event_dict
 
 
+# A job task's context, set once at the top of its task (see bind_task).
+_TASK: contextvars.ContextVar[Mapping[str, object] | None] = contextvars.ContextVar(
+    "kairo_task_context", default=None
+)
+
+
+def bind_task(**values: object) -> None:
+    """Bind context for the rest of the current asyncio task, in one contextvar set.
+
+    For the worker's hot path: :func:`bind` costs a structlog contextvar per key, a
+    ``str()`` per value and a reset per key for every job; this stores the values as they
+    are and renders them only when a line is logged. Call it only at the top of a task of
+    its own (the task's context is a copy, so nothing leaks to the caller); tasks the job
+    starts inherit it.
+    """
+    _TASK.set(values)
+
+
+def merge_task_context(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    values = _TASK.get()
+    if values:
+        for key, value in values.items():
+            if value is not None:
+                event_dict.setdefault(key, str(value))
+    return event_dict
+
+
 def configure(*, level: str = "INFO", json_format: bool = True) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        merge_task_context,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

@@ -10,8 +10,10 @@ documents for PgBouncer), no session ``SET``, no LISTEN.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 import weakref
+from collections.abc import AsyncIterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -125,6 +127,17 @@ _ORIGINS: weakref.WeakKeyDictionary[sa.Engine, tuple[str, config.DatabasePooler]
 def _unique_statement_name() -> str:
     """A name no other statement on any server connection behind the pooler can have."""
     return f"__kairo_{uuid.uuid4().hex}__"
+
+
+@contextlib.asynccontextmanager
+async def autocommit(engine: sa_async.AsyncEngine) -> AsyncIterator[sa_async.AsyncConnection]:
+    """A pooled connection in AUTOCOMMIT mode, for reads that need no transaction.
+
+    On asyncpg each statement is then one round trip: no BEGIN before it, no ROLLBACK
+    when the connection goes back to the pool (switching the mode is client-side only).
+    """
+    async with engine.connect() as conn:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def transaction_pooled(engine: sa_async.AsyncEngine) -> bool:

@@ -17,7 +17,8 @@ import dataclasses
 from typing import Any
 
 from kairo_ingest import errors, logs
-from kairo_ingest.db import runs, sources
+from kairo_ingest.db import engine as db_engine
+from kairo_ingest.db import opening, sources
 from kairo_ingest.domain import evidence, freshness, registry, statuses
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.pipeline import source_run, store, tx
@@ -38,34 +39,40 @@ async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
         raise errors.JobError("a compile job needs a brand_id", kind=errors.ErrorKind.INVALID_INPUT)
     force = bool(lease.params.get("force_refresh", False))
     brand_id = lease.brand_id
-    policy = d.retry_policy
-    enabled = await tx.call(
-        policy,
-        lambda: sources.list_sources(d.engine, brand_id=brand_id, enabled_only=True),
-        operation="list_sources",
-    )
-    now = await tx.read(d.engine, runs.db_now, policy=policy, operation="db_now")
-    bound = asyncio.Semaphore(d.source_concurrency)
 
-    async def one(source: sources.Source) -> evidence.Entry:
-        async with bound:
-            with logs.bind(source_id=source.id):
-                try:
-                    return await _source(d, lease, source, force=force, now=now)
-                except errors.LeaseLostError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - isolation: see the docstring
-                    return _crashed(source, exc)
+    async def read_opening() -> opening.Opening:
+        # One autocommit statement: now(), the enabled sources and their runs.
+        async with db_engine.autocommit(d.engine) as conn:
+            return await opening.read(conn, brand_id=brand_id, job_id=lease.job_id)
 
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(s), name=f"source-{s.id}") for s in enabled]
-    except BaseExceptionGroup as group_error:
-        # Every exception of a source is its entry, so what escapes is a lost lease (or
-        # cancellation). Surface it unwrapped: the worker treats a lost lease as a loss,
-        # not as a failure to record.
-        lost = group_error.subgroup(errors.LeaseLostError)
-        raise (lost.exceptions[0] if lost else group_error.exceptions[0]) from None
+    start = await tx.call(d.retry_policy, read_opening, operation="opening_read")
+    now = start.now
+    tasks: list[asyncio.Task[evidence.Entry]] = []
+    if start.sources:  # a brand without sources skips the task group
+        bound = asyncio.Semaphore(d.source_concurrency)
+
+        async def one(state: opening.SourceState) -> evidence.Entry:
+            source = state.source
+            async with bound:
+                with logs.bind(source_id=source.id):
+                    try:
+                        return await _source(d, lease, state, force=force, now=now)
+                    except errors.LeaseLostError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - isolation: see the docstring
+                        return _crashed(source, exc)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(one(s), name=f"source-{s.source.id}") for s in start.sources
+                ]
+        except BaseExceptionGroup as group_error:
+            # Every exception of a source is its entry, so what escapes is a lost lease (or
+            # cancellation). Surface it unwrapped: the worker treats a lost lease as a loss,
+            # not as a failure to record.
+            lost = group_error.subgroup(errors.LeaseLostError)
+            raise (lost.exceptions[0] if lost else group_error.exceptions[0]) from None
     entries = [t.result() for t in tasks]
     verdict, error = evidence.verdict(entries)
     status = evidence.status(entries)
@@ -98,11 +105,13 @@ def _crashed(source: sources.Source, exc: Exception) -> evidence.Entry:
 async def _source(
     d: deps_module.Deps,
     lease: queue_jobs.Lease,
-    source: sources.Source,
+    state: opening.SourceState,
     *,
     force: bool,
     now: Any,
 ) -> evidence.Entry:
+    source = state.source
+
     def entry(bucket: statuses.EvidenceBucket, reason: str, **extra: Any) -> evidence.Entry:
         return evidence.Entry(
             bucket, str(source.id), source.platform, source.capability, reason, **extra
@@ -127,15 +136,8 @@ async def _source(
     if not ok:
         return entry(statuses.EvidenceBucket.SKIPPED, why)
 
-    async def previous(conn: Any) -> tuple[runs.Run | None, runs.Run | None]:
-        own = await runs.latest_for(conn, job_id=lease.job_id, source_id=source.id)
-        if own is not None:
-            return own, None
-        return None, await runs.newest_reusable(conn, source_id=source.id)
-
-    own, reusable = await tx.read(
-        d.engine, previous, policy=d.retry_policy, operation="previous_runs"
-    )
+    # This job's own run and the reusable one came with the opening read.
+    own, reusable = state.own, (state.reusable if state.own is None else None)
     if own is not None:
         # This job already has a run for the source (a retry, or a takeover after a crash).
         return await source_run.refresh(d, lease, source, spec, reason="resumed", run=own)

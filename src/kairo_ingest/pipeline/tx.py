@@ -39,6 +39,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import clock as clocks
 from kairo_ingest import errors, logs
+from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import jobs as queue_jobs
 
@@ -122,10 +123,11 @@ async def read(
     policy: Policy,
     operation: str,
 ) -> T:
-    """``fn(conn)`` on a connection (no fence: reads change nothing), retried whole."""
+    """``fn(conn)`` on an AUTOCOMMIT connection (no fence: reads change nothing), retried
+    whole. Autocommit spares each read its BEGIN and ROLLBACK round trips (issue 12)."""
 
     async def unit() -> T:
-        async with engine.connect() as conn:
+        async with db_engine.autocommit(engine) as conn:
             return await fn(conn)
 
     return await call(policy, unit, operation=operation)

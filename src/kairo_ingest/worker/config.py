@@ -37,6 +37,7 @@ class WorkerConfig:
     stats_interval_seconds: float = 15.0
     prune_interval_seconds: float = 3600.0
     cancel_timeout_seconds: float = 10.0
+    tune_gc: bool = True  # see worker/gc_tuning.py
 
     @classmethod
     def from_settings(

@@ -35,8 +35,8 @@ from kairo_ingest import errors, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.worker import claiming, context, gc_tuning, maintenance, shutdown
 from kairo_ingest.worker import config as config_module
-from kairo_ingest.worker import context, dedicated, maintenance, shutdown
 from kairo_ingest.worker import finisher as finisher_module
 from kairo_ingest.worker import lease_keeper as lease_keeper_module
 from kairo_ingest.worker import listener as listener_module
@@ -92,8 +92,8 @@ class Worker:
             engine, handlers, self._finisher, clock=clock, wake=self._wake.set
         )
         self._slots = self._tasks.slots
-        # Claims run in short transactions of their own (SET LOCAL, no session state).
-        self._claim_conn = dedicated.DedicatedConnection(engine, autocommit=False)
+        # One statement per claim on a direct server; SET LOCAL transactions behind a pooler.
+        self._claim_conn = claiming.ClaimConnection(engine)
         self._keeper = lease_keeper_module.LeaseKeeper(
             engine,
             self._slots,
@@ -165,6 +165,8 @@ class Worker:
     async def run(self, *, drain: bool = False) -> None:
         """Claim and run jobs until stopped (or, with ``drain``, until the queue is idle)."""
         self._drain = drain
+        if self.config.tune_gc:
+            gc_tuning.tune()
         self._tasks.job_log = _log.bind(owner=self.owner)
         await self._keeper.connect()
         finishing = asyncio.create_task(self._finisher.run(), name="kairo-worker-finisher")
@@ -229,8 +231,7 @@ class Worker:
             claimed_at = self._clock.monotonic()
             try:
                 self.claims += 1
-                leases = await queue_jobs.claim(
-                    await self._claim_conn.get(),
+                leases = await self._claim_conn.claim(
                     owner=self.owner,
                     limit=free,
                     lease_seconds=self.config.lease_seconds,

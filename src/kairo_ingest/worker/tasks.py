@@ -67,45 +67,46 @@ class JobTasks:
 
     async def _run_job(self, slot: _Slot) -> None:
         lease = slot.lease
-        with logs.bind(
+        # This task's own context (a copy): bound once, rendered only if a line is logged.
+        logs.bind_task(
             job_id=lease.job_id, brand_id=lease.brand_id, kind=lease.kind, attempt=lease.attempts
-        ):
-            log = self.job_log
-            log.debug("job_started", max_attempts=lease.max_attempts)
-            started = self._clock.monotonic()
-            try:
-                result: object = await self._handlers[lease.kind](slot.context)
-                outcome = _as_outcome(result)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if slot.state is not _State.RUNNING or (task is not None and task.cancelling()):
-                    log.info("job_interrupted", reason=slot.state.value)
-                    raise
-                # Nobody cancelled this task: the handler let a CancelledError of its own escape.
-                outcome = Outcome(error=errors.HandlerError("the handler raised CancelledError"))
-            except Exception as exc:  # noqa: BLE001 - a handler's failure is its job's, not ours
-                outcome = Outcome(error=exc)
-            duration = self._clock.monotonic() - started
-            self._durations[lease.kind].observe(duration)
-            if isinstance(outcome.error, errors.LeaseLostError):
-                # A fenced write inside the handler found the lease gone: so is the job.
-                self.lose(slot, "a fenced write in the handler found it lost", cancel=False)
-            if slot.state is not _State.RUNNING:
-                # Lost, or abandoned at shutdown while the handler ignored its cancellation:
-                # nothing more is written for this attempt.
-                return
-            self.leave_running(slot, _State.FINISHING)
-            written = self._finisher.submit(
-                lease, evidence_status=outcome.evidence_status, error=outcome.error
-            )
-            # The write must land even if this task is cancelled while it is in flight.
-            stored = await asyncio.shield(written)
-            log.debug(
-                "job_finished",
-                ok=outcome.error is None,
-                stored=stored,
-                duration_seconds=round(duration, 4),
-            )
+        )
+        log = self.job_log
+        log.debug("job_started", max_attempts=lease.max_attempts)
+        started = self._clock.monotonic()
+        try:
+            result: object = await self._handlers[lease.kind](slot.context)
+            outcome = _as_outcome(result)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if slot.state is not _State.RUNNING or (task is not None and task.cancelling()):
+                log.info("job_interrupted", reason=slot.state.value)
+                raise
+            # Nobody cancelled this task: the handler let a CancelledError of its own escape.
+            outcome = Outcome(error=errors.HandlerError("the handler raised CancelledError"))
+        except Exception as exc:  # noqa: BLE001 - a handler's failure is its job's, not ours
+            outcome = Outcome(error=exc)
+        duration = self._clock.monotonic() - started
+        self._durations[lease.kind].observe(duration)
+        if isinstance(outcome.error, errors.LeaseLostError):
+            # A fenced write inside the handler found the lease gone: so is the job.
+            self.lose(slot, "a fenced write in the handler found it lost", cancel=False)
+        if slot.state is not _State.RUNNING:
+            # Lost, or abandoned at shutdown while the handler ignored its cancellation:
+            # nothing more is written for this attempt.
+            return
+        self.leave_running(slot, _State.FINISHING)
+        written = self._finisher.submit(
+            lease, evidence_status=outcome.evidence_status, error=outcome.error
+        )
+        # The write must land even if this task is cancelled while it is in flight.
+        stored = await asyncio.shield(written)
+        log.debug(
+            "job_finished",
+            ok=outcome.error is None,
+            stored=stored,
+            duration_seconds=round(duration, 4),
+        )
 
     def _job_done(self, slot: _Slot, task: asyncio.Task[None]) -> None:
         if self.slots.get(slot.lease.job_id) is slot:

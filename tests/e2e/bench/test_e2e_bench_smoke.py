@@ -47,6 +47,26 @@ def test_queue_benchmark_runs(pg_server_url: str) -> None:
     assert "pickup latency" in out
 
 
+def test_queue_sweep_runs(pg_server_url: str) -> None:
+    out = _bench("queue_sweep.py", "--dsn", pg_server_url, "--jobs", "200", "--concurrency", "20")
+    assert "ours / best peer" in out
+    assert "| 20 |" in out
+
+
+def test_compile_cost_benchmark_runs(pg_server_url: str) -> None:
+    out = _bench("compile_cost.py", "--dsn", pg_server_url, "--jobs", "100", "--concurrency", "10")
+    assert "one source, refreshed, one page" in out
+    assert "empty compile / no-op" in out
+
+
+def test_pipeline_benchmark_runs(pg_server_url: str) -> None:
+    out = _bench(
+        "pipeline_throughput.py", "--dsn", pg_server_url, "--brands", "3", "--workers", "1,2"
+    )
+    assert "round trips per source" in out
+    assert "| 2 |" in out
+
+
 def test_ingest_benchmark_runs(pg_server_url: str) -> None:
     out = _bench(
         "ingest_throughput.py",

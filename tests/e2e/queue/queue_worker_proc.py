@@ -57,6 +57,13 @@ async def main(args: argparse.Namespace) -> None:
     )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, worker.request_stop)
+    if args.gate:
+        # Start claiming together with the other processes: say we are up, wait for the
+        # gate (a fast worker would otherwise drain the queue before the others start).
+        gate = pathlib.Path(args.gate)
+        pathlib.Path(f"{gate}.{args.owner}").touch()
+        while not gate.exists():
+            await asyncio.sleep(0.005)
     try:
         await worker.run(drain=args.mode == "drain")
     finally:
@@ -74,5 +81,6 @@ if __name__ == "__main__":
     parser.add_argument("--lease", type=float, default=30.0)
     parser.add_argument("--grace", type=float, default=5.0)
     parser.add_argument("--record", default=None)
+    parser.add_argument("--gate", default=None, help="wait until this file exists")
     logs.configure(level="WARNING", json_format=True)
     asyncio.run(main(parser.parse_args()))

@@ -35,6 +35,12 @@ async def spawn(url: str, *args: str) -> asyncio.subprocess.Process:
     )
 
 
+async def wait_for_file(path: pathlib.Path) -> None:
+    async with asyncio.timeout(BOUND_SECONDS):
+        while not path.exists():
+            await asyncio.sleep(0.01)
+
+
 async def finished(proc: asyncio.subprocess.Process) -> int:
     _, stderr = await asyncio.wait_for(proc.communicate(), BOUND_SECONDS)
     assert proc.returncode is not None
@@ -69,11 +75,21 @@ async def test_several_worker_processes_run_every_job_exactly_once(
     total = 3000
     await jobs.enqueue_many(engine, kind="noop", count=total)
     records = [tmp_path / f"worker-{i}.txt" for i in range(4)]
+    gate = tmp_path / "gate"
     procs = [
-        await spawn(db_url, "--mode", "drain", "--concurrency", "16", "--record", str(record))
-        for record in records
+        await spawn(
+            db_url,
+            *("--mode", "drain", "--concurrency", "16", "--record", str(record)),
+            *("--owner", f"w{i}", "--gate", str(gate)),
+        )
+        for i, record in enumerate(records)
     ]
     killer.extend(procs)
+    # Every process is up before any claims: one alone drains 3000 no-ops in well under a
+    # second, faster than the others start (issue 12).
+    for i in range(4):
+        await wait_for_file(tmp_path / f"gate.w{i}")
+    gate.touch()
     codes = await asyncio.gather(*(finished(p) for p in procs))
     assert codes == [0, 0, 0, 0]
     runs = collections.Counter(

@@ -35,6 +35,16 @@ class FakeClock:
         self.now += seconds
 
 
+class FakeConnection:
+    """Reads run in AUTOCOMMIT (``db.engine.autocommit``): the mode switch is all it does."""
+
+    async def execution_options(self, **_: Any) -> FakeConnection:
+        return self
+
+    def __str__(self) -> str:
+        return "conn"
+
+
 class FlakyEngine:
     """``connect()`` fails with ``failure`` the first ``failures`` times, then works."""
 
@@ -44,11 +54,11 @@ class FlakyEngine:
         self.attempts = 0
 
     @contextlib.asynccontextmanager
-    async def connect(self) -> AsyncIterator[str]:
+    async def connect(self) -> AsyncIterator[FakeConnection]:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise self.failure
-        yield "conn"
+        yield FakeConnection()
 
 
 def _policy(clock: FakeClock, budget_seconds: float = 30.0) -> tx.Policy:

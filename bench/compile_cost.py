@@ -1,0 +1,210 @@
+"""What a compile job costs: round trips per job and per source, and empty compiles vs no-ops.
+
+1. Round trips (counted from SQLAlchemy's events, :mod:`kairo_ingest.db.roundtrips`: each
+   statement and each BEGIN / COMMIT / ROLLBACK the asyncpg adapter really sends) of one
+   ``compile`` job, against the in-process Apify simulator: an empty compile (a brand with
+   no sources), one source reused, and one source refreshed with one page. The worker's
+   final write of the job is not included: it is batched with other jobs' (see the
+   throughput part for its share per job).
+2. Throughput, in the same run and back to back, in fresh databases: N compile jobs for
+   brands without sources, then N no-op jobs, drained by one worker at the same
+   concurrency; reports both rates and their ratio.
+
+    python bench/compile_cost.py --jobs 5000 --concurrency 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import sys
+import time
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+import queue_throughput as qt  # bench/ is the script's directory
+from kairo_ingest import config, logs
+from kairo_ingest.apify import client as apify_client
+from kairo_ingest.db import engine as db_engine
+from kairo_ingest.db import migrate, roundtrips, sources
+from kairo_ingest.pipeline import compile as compile_job
+from kairo_ingest.pipeline import deps as deps_module
+from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.simulator import server as sim_server
+from kairo_ingest.worker import builtin
+
+TOKEN = "bench-token-0123456789"
+QUICK: dict[str, Any] = {
+    "seed": 3,
+    "time_factor": 0.001,
+    "ready_seconds": 0.1,
+    "duration_min_seconds": 1,
+    "duration_max_seconds": 2,
+    "outcome_weights": {"SUCCEEDED": 1.0},
+    "default_item_count": 10,
+}
+POOL = 12
+ONE = ("tiktok", "profile_videos", "@acme")
+
+
+def deps(engine: Any, api: apify_client.ApifyClient, concurrency: int = 8) -> deps_module.Deps:
+    return deps_module.Deps(
+        engine=engine,
+        apify=api,
+        env={},
+        disabled_capabilities=frozenset(),
+        freshness_ttl=dt.timedelta(hours=24),
+        run_deadline_seconds=60.0,
+        source_concurrency=concurrency,
+        run_slots=asyncio.Semaphore(1000),
+    )
+
+
+async def _claim(engine: Any, brand: uuid.UUID) -> queue_jobs.Lease:
+    await queue_jobs.enqueue(engine, kind="compile", brand_id=brand)
+    leases = await queue_jobs.claim(
+        engine, owner="bench", limit=1, lease_seconds=60, kinds=["compile"]
+    )
+    return leases[0]
+
+
+async def one_job(d: deps_module.Deps, brand: uuid.UUID) -> tuple[dict[str, int], Any]:
+    lease = await _claim(d.engine, brand)
+    with roundtrips.counting(d.engine) as counter:
+        result = await compile_job.run(d, lease)
+    await queue_jobs.complete_many(d.engine, [(lease, None)])
+    return counter.snapshot(), result
+
+
+async def round_trips(dsn: str) -> list[tuple[str, dict[str, int]]]:
+    async with qt.fresh_database(dsn, "compile") as url:
+        await migrate.upgrade(url)
+        engine = db_engine.create(url)
+        try:
+            async with (
+                sim_server.running(dict(QUICK)) as sim,
+                apify_client.ApifyClient(sim.base_url, TOKEN) as api,
+            ):
+                d = deps(engine, api)
+                await one_job(d, uuid.uuid4())  # warm the connections' statement caches
+                empty, _ = await one_job(d, uuid.uuid4())
+                brand = uuid.uuid4()
+                await sources.add(
+                    engine, brand_id=brand, platform=ONE[0], capability=ONE[1], identifier=ONE[2]
+                )
+                refreshed, result = await one_job(d, brand)
+                assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
+                reused, result = await one_job(d, brand)
+                assert len(result.evidence_status["reused"]) == 1, result.evidence_status
+        finally:
+            await engine.dispose()
+    return [
+        ("empty compile (no sources)", empty),
+        ("one source, reused", reused),
+        ("one source, refreshed, one page", refreshed),
+    ]
+
+
+async def drain(url: str, kind: str, n: int, concurrency: int) -> tuple[float, int]:
+    """Enqueue n jobs of ``kind`` (compile: one brand without sources each), drain them;
+    return (jobs/s, round trips per job)."""
+    await migrate.upgrade(url)
+    # As the service builds it: KAIRO_DATABASE_POOL_SIZE 15 less LISTEN, probe and
+    # heartbeat, no overflow (an overflow connection is opened and closed per burst).
+    engine = db_engine.create(url, pool_size=POOL, max_overflow=0)
+    try:
+        if kind == "compile":
+            async with engine.begin() as conn:
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO jobs (kind, brand_id) SELECT 'compile', gen_random_uuid() "
+                        "FROM generate_series(1, :n)"
+                    ),
+                    {"n": n},
+                )
+        else:
+            await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=n)
+        await qt.analyze(url, "jobs")
+        async with apify_client.ApifyClient("http://127.0.0.1:9", TOKEN) as api:
+            d = deps(engine, api)
+            handlers = {
+                "compile": _compile_handler(d),
+                builtin.NOOP_KIND: builtin.noop,
+            }
+            worker = qt.our_worker(engine, handlers, url, concurrency)
+            with roundtrips.counting(engine) as counter:
+                started = time.perf_counter()
+                await worker.run(drain=True)
+                elapsed = time.perf_counter() - started
+    finally:
+        await engine.dispose()
+    done = await qt.count(url, "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+    if done != n:
+        raise RuntimeError(f"{kind}: {done} of {n} jobs succeeded")
+    return n / elapsed, counter.total
+
+
+def _compile_handler(d: deps_module.Deps) -> Any:
+    from kairo_ingest.worker import context
+
+    async def handle(ctx: context.JobContext) -> context.Outcome:
+        result = await compile_job.run(d, ctx.lease)
+        return context.Outcome(evidence_status=result.evidence_status, error=result.error)
+
+    return handle
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(
+        f"compile cost: PostgreSQL {await qt.server_version(args.dsn)}, {os.cpu_count()} CPUs, "
+        f"Python {sys.version.split()[0]}"
+    )
+    print("\nround trips of one compile job (warm statement caches; final write excluded):\n")
+    print("| job | BEGIN | statements | COMMIT | ROLLBACK | round trips |")
+    print("|---|---|---|---|---|---|")
+    for label, c in await round_trips(args.dsn):
+        total = sum(c.values())
+        print(
+            f"| {label} | {c['begin']} | {c['statement']} | {c['commit']} | {c['rollback']} "
+            f"| **{total}** |"
+        )
+    print(
+        f"\nthroughput: {args.jobs} jobs, one worker, concurrency {args.concurrency}, "
+        f"best of {args.rounds}, back to back:\n"
+    )
+    results: dict[str, tuple[float, int]] = {}
+    for kind in ("noop", "compile"):
+        best = (0.0, 0)
+        for _ in range(args.rounds):
+            async with qt.fresh_database(args.dsn, kind) as url:
+                got = await drain(url, kind, args.jobs, args.concurrency)
+            best = max(best, got)
+        results[kind] = best
+    print("| jobs | jobs/s | round trips per job (all of the worker's) |")
+    print("|---|---|---|")
+    for kind, label in (("noop", "no-op"), ("compile", "empty compile")):
+        rate, trips = results[kind]
+        print(f"| {label} | {rate:,.0f} | {trips / args.jobs:.2f} |")
+    ratio = results["compile"][0] / results["noop"][0]
+    print(f"\nempty compile / no-op = **{ratio:.2f}** (target >= 0.30)")
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dsn", default=os.environ.get("KAIRO_BENCH_DSN", qt.DEFAULT_DSN))
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=1)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    logs.configure(level="WARNING", json_format=False)
+    logging.getLogger().setLevel(logging.WARNING)
+    _ = config  # the worker's settings come from config.Settings via queue_throughput
+    asyncio.run(main(parse()))

@@ -1,0 +1,209 @@
+"""End-to-end benchmark: compile jobs of 7 sources each, against the Apify simulator.
+
+The simulator runs in this process (its own thread and event loop) with near-instant runs
+(``time_factor`` 0.001: a run takes a few real milliseconds) and small datasets (5 items
+per run, one page). For each worker count (1 and 2 by default), in a fresh database:
+N brands with 7 enabled sources each and one ``compile`` job per brand are loaded, then
+that many worker processes (``python bench/pipeline_throughput.py --child``, each built as
+the service builds it: pool of 12, no overflow, concurrency 50) drain the queue. Every
+source is refreshed (a new Apify run, one page stored and normalized). Reported: jobs/s
+and sources/s over the wall time from the workers' start to the last one's end, round
+trips per source (counted from SQLAlchemy's events in each worker, the worker's own
+claims and final writes included) and each worker's peak RSS.
+
+    python bench/pipeline_throughput.py --brands 200 --workers 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+import queue_throughput as qt  # bench/ is the script's directory
+from kairo_ingest import logs
+from kairo_ingest.apify import client as apify_client
+from kairo_ingest.db import engine as db_engine
+from kairo_ingest.db import migrate, roundtrips
+from kairo_ingest.pipeline import compile as compile_job
+from kairo_ingest.pipeline import deps as deps_module
+from kairo_ingest.simulator import server as sim_server
+from kairo_ingest.worker import context
+
+TOKEN = "bench-token-0123456789"
+POOL = 12  # KAIRO_DATABASE_POOL_SIZE 15 less LISTEN, probe and heartbeat
+SIM: dict[str, Any] = {
+    "seed": 5,
+    "time_factor": 0.001,
+    "ready_seconds": 0.1,
+    "duration_min_seconds": 1,
+    "duration_max_seconds": 3,
+    "outcome_weights": {"SUCCEEDED": 1.0},
+    "default_item_count": 5,
+}
+SEVEN = [
+    ("instagram", "posts", "@acme"),
+    ("instagram", "reels", "@acme"),
+    ("tiktok", "profile_videos", "@acme"),
+    ("youtube", "channel_videos", "https://www.youtube.com/@acme"),
+    ("linkedin", "company_posts", "https://www.linkedin.com/company/acme/"),
+    ("web", "crawl_pages", "https://acme.example/"),
+    ("tiktok", "profile_videos", "@acme_shop"),
+]
+
+
+# ------------------------------------------------------------------------------ child
+
+
+async def child(url: str, sim_url: str, concurrency: int) -> dict[str, Any]:
+    engine = db_engine.create(url, pool_size=POOL, max_overflow=0)
+    try:
+        async with apify_client.ApifyClient(sim_url, TOKEN) as api:
+            d = deps_module.Deps(
+                engine=engine,
+                apify=api,
+                env={},
+                disabled_capabilities=frozenset(),
+                freshness_ttl=dt.timedelta(hours=24),
+                run_deadline_seconds=120.0,
+                source_concurrency=8,
+                run_slots=asyncio.Semaphore(200),
+            )
+
+            async def handle(ctx: context.JobContext) -> context.Outcome:
+                result = await compile_job.run(d, ctx.lease)
+                return context.Outcome(evidence_status=result.evidence_status, error=result.error)
+
+            worker = qt.our_worker(engine, {"compile": handle}, url, concurrency)
+            with roundtrips.counting(engine) as counter:
+                await worker.run(drain=True)
+    finally:
+        await engine.dispose()
+    return {
+        "round_trips": counter.total,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+# ------------------------------------------------------------------------------ parent
+
+
+async def load(url: str, brands: int) -> None:
+    await migrate.upgrade(url)
+    engine = db_engine.create(url, pool_size=2)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "CREATE TEMP TABLE b AS SELECT gen_random_uuid() AS id "
+                    "FROM generate_series(1, :n)"
+                ),
+                {"n": brands},
+            )
+            for platform, capability, identifier in SEVEN:
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO source_connections (brand_id, platform, capability, "
+                        "identifier) SELECT id, :p, :c, :i FROM b"
+                    ),
+                    {"p": platform, "c": capability, "i": identifier},
+                )
+            await conn.execute(
+                sa.text("INSERT INTO jobs (kind, brand_id) SELECT 'compile', id FROM b")
+            )
+    finally:
+        await engine.dispose()
+    await qt.analyze(url, "jobs")
+
+
+async def measure(args: argparse.Namespace, sim_url: str, workers: int) -> dict[str, Any]:
+    async with qt.fresh_database(args.dsn, "pipeline") as url:
+        await load(url, args.brands)
+        started = time.perf_counter()
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "--child",
+                url,
+                sim_url,
+                str(args.concurrency),
+                stdout=subprocess.PIPE,
+            )
+            for _ in range(workers)
+        ]
+        outs = [await p.communicate() for p in procs]
+        elapsed = time.perf_counter() - started
+        reports = [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outs]
+        done = await qt.count(url, "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+        stored = await qt.count(
+            url,
+            "SELECT count(*) FROM apify_runs "
+            "WHERE status = 'SUCCEEDED' AND raw_stored_at IS NOT NULL",
+        )
+    if done != args.brands or stored != args.brands * len(SEVEN):
+        raise RuntimeError(f"{done} of {args.brands} jobs succeeded, {stored} sources stored")
+    sources = args.brands * len(SEVEN)
+    return {
+        "workers": workers,
+        "jobs_s": args.brands / elapsed,
+        "sources_s": sources / elapsed,
+        "trips": sum(r["round_trips"] for r in reports) / sources,
+        "rss": [r["peak_rss_mb"] for r in reports],
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    levels = [int(x) for x in args.workers.split(",")]
+    print(
+        f"pipeline benchmark: {args.brands} compile jobs x {len(SEVEN)} sources, simulator "
+        f"in-process (time_factor {SIM['time_factor']}, {SIM['default_item_count']} items "
+        f"per run), worker concurrency {args.concurrency}, pool {POOL}, "
+        f"PostgreSQL {await qt.server_version(args.dsn)}, {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    rows = []
+    with sim_server.running_in_thread(dict(SIM)) as sim:
+        for workers in levels:
+            rows.append(await measure(args, sim.base_url, workers))
+            print(f"  {workers} worker(s) done", flush=True)
+    print()
+    print(
+        "| worker processes | jobs/s | sources/s | round trips per source | peak RSS per worker |"
+    )
+    print("|---|---|---|---|---|")
+    for r in rows:
+        rss = ", ".join(f"{v:.0f} MB" for v in r["rss"])
+        print(
+            f"| {r['workers']} | {r['jobs_s']:,.1f} | {r['sources_s']:,.0f} | {r['trips']:.1f} "
+            f"| {rss} |"
+        )
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dsn", default=os.environ.get("KAIRO_BENCH_DSN", qt.DEFAULT_DSN))
+    parser.add_argument("--brands", type=int, default=200, help="compile jobs")
+    parser.add_argument("--workers", default="1,2", help="comma list of worker process counts")
+    parser.add_argument("--concurrency", type=int, default=50)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    logs.configure(level="WARNING", json_format=False)
+    logging.getLogger().setLevel(logging.WARNING)
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        report = asyncio.run(child(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+        print(json.dumps(report))
+    else:
+        asyncio.run(main(parse()))
