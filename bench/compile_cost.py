@@ -32,7 +32,7 @@ from kairo_ingest import config, logs
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate, roundtrips, sources
-from kairo_ingest.pipeline import compile as compile_job
+from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.simulator import server as sim_server

@@ -35,7 +35,7 @@ from kairo_ingest import logs
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate, roundtrips
-from kairo_ingest.pipeline import compile as compile_job
+from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.simulator import server as sim_server
 from kairo_ingest.worker import context

@@ -265,7 +265,7 @@ async def _fetch(
     )
 
 
-async def refresh(
+async def run(
     d: deps_module.Deps,
     lease: queue_jobs.Lease,
     source: sources.Source,

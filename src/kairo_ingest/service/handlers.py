@@ -12,8 +12,7 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest import config, logs, secretbox
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.domain import registry, statuses
-from kairo_ingest.pipeline import budget, tenants
-from kairo_ingest.pipeline import compile as compile_job
+from kairo_ingest.pipeline import budget, compile_job, tenants
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.worker import builtin
 from kairo_ingest.worker import context as worker_context

@@ -17,8 +17,7 @@ from pipeline_kit import Kit
 from kairo_ingest import errors
 from kairo_ingest.db import tables
 from kairo_ingest.domain import evidence
-from kairo_ingest.pipeline import compile as compile_job
-from kairo_ingest.pipeline import tx
+from kairo_ingest.pipeline import compile_job, tx
 
 
 class _Refused:

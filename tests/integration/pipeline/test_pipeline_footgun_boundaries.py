@@ -20,8 +20,7 @@ from kairo_ingest import config
 from kairo_ingest.apify import reconcile
 from kairo_ingest.db import items, runs, sources, tables
 from kairo_ingest.domain import evidence, registry
-from kairo_ingest.pipeline import compile as compile_job
-from kairo_ingest.pipeline import store
+from kairo_ingest.pipeline import compile_job, store
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import handlers
 from kairo_ingest.worker import config as worker_config

@@ -17,8 +17,7 @@ from pipeline_kit import ALL_SOURCES, Kit
 from kairo_ingest import errors
 from kairo_ingest.db import items, runs, sources, tables
 from kairo_ingest.domain import evidence, registry
-from kairo_ingest.pipeline import compile as compile_job
-from kairo_ingest.pipeline import store
+from kairo_ingest.pipeline import compile_job, store
 from kairo_ingest.queue import jobs as queue_jobs
 
 TIKTOK = [("tiktok", "profile_videos", "@acme")]

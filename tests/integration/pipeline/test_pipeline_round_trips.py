@@ -15,7 +15,7 @@ import uuid
 from pipeline_kit import Kit
 
 from kairo_ingest.db import roundtrips
-from kairo_ingest.pipeline import compile as compile_job
+from kairo_ingest.pipeline import compile_job
 from kairo_ingest.queue import jobs as queue_jobs
 
 ONE = [("tiktok", "profile_videos", "@acme")]

@@ -17,8 +17,7 @@ from kairo_ingest import errors
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.db import tables
 from kairo_ingest.domain import evidence, registry
-from kairo_ingest.pipeline import compile as compile_job
-from kairo_ingest.pipeline import store
+from kairo_ingest.pipeline import compile_job, store
 
 R = tables.apify_runs
 TWO = [("tiktok", "profile_videos", "@acme"), ("instagram", "posts", "@acme")]

@@ -21,7 +21,7 @@ from kairo_ingest import errors
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import runs, sources, tables
 from kairo_ingest.domain import registry
-from kairo_ingest.pipeline import compile as compile_job
+from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.simulator import config as sim_config

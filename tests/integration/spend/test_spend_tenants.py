@@ -12,7 +12,7 @@ from spend_kit import DEFAULT_TOKEN, TOKEN_A, TOKEN_B, SpendKit
 
 from kairo_ingest import metrics
 from kairo_ingest.db import tables
-from kairo_ingest.pipeline import compile as compile_job
+from kairo_ingest.pipeline import compile_job
 from kairo_ingest.simulator import platform
 
 

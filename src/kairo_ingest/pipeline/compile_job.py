@@ -140,7 +140,7 @@ async def _source(
     own, reusable = state.own, (state.reusable if state.own is None else None)
     if own is not None:
         # This job already has a run for the source (a retry, or a takeover after a crash).
-        return await source_run.refresh(d, lease, source, spec, reason="resumed", run=own)
+        return await source_run.run(d, lease, source, spec, reason="resumed", run=own)
 
     decision = freshness.decide(
         force_refresh=force,
@@ -149,7 +149,7 @@ async def _source(
         ttl=d.freshness_ttl,
     )
     if decision.action is freshness.Action.REFRESH or reusable is None:
-        return await source_run.refresh(d, lease, source, spec, reason=decision.reason, run=None)
+        return await source_run.run(d, lease, source, spec, reason=decision.reason, run=None)
 
     facts = source_run.facts(reusable)
     if reusable.normalized_at is None:
