@@ -17,7 +17,7 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest.db import budget as budget_db
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import tables
-from kairo_ingest.pipeline import budget, compile
+from kairo_ingest.pipeline import budget, compile_job
 from kairo_ingest.simulator import platform
 from kairo_ingest.worker import listener as worker_listener
 
@@ -35,7 +35,7 @@ async def test_no_more_runs_in_flight_than_the_accounts_budget(kit: SpendKit) ->
     await kit.account("tenant-a", TOKEN_A, max_concurrent_runs=2)
     brand, _ = await kit.brand("tenant-a", SIX)
     spent = budget.Budget(kit.engine, poll_seconds=0.05)
-    result = await compile.run(kit.deps(budget=spent), await kit.lease(brand))
+    result = await compile_job.run(kit.deps(budget=spent), await kit.lease(brand))
     assert len(result.evidence_status["refreshed"]) == 6, result.evidence_status
     stats = kit.sim.stats()
     assert stats["activePeakByToken"][platform.token_tag(TOKEN_A)] == 2
@@ -141,7 +141,7 @@ async def test_a_waiter_is_woken_by_notify_not_by_its_poll(kit: SpendKit, db_url
     try:
         await asyncio.wait_for(listener.listening.wait(), timeout=30)
         async with asyncio.timeout(120):
-            result = await compile.run(kit.deps(budget=spent), await kit.lease(brand))
+            result = await compile_job.run(kit.deps(budget=spent), await kit.lease(brand))
     finally:
         stop.set()
         await asyncio.wait_for(listening, timeout=10)

@@ -14,7 +14,7 @@ from spend_kit import TOKEN_A, SpendKit
 
 from kairo_ingest.db import accounts, tables
 from kairo_ingest.domain import evidence
-from kairo_ingest.pipeline import budget, compile
+from kairo_ingest.pipeline import budget, compile_job
 from kairo_ingest.queue import jobs as queue_jobs
 
 THREE = [
@@ -24,7 +24,7 @@ THREE = [
 ]
 
 
-async def _snooze(kit: SpendKit, lease: queue_jobs.Lease, result: compile.Result) -> None:
+async def _snooze(kit: SpendKit, lease: queue_jobs.Lease, result: compile_job.Result) -> None:
     assert result.error is not None
     await queue_jobs.fail(
         kit.engine,
@@ -45,7 +45,7 @@ async def test_a_cap_reached_mid_job_stops_starts_snoozes_to_the_window_and_resu
     deps = kit.deps(source_concurrency=1, budget=budget.Budget(kit.engine, poll_seconds=0.05))
 
     lease = await kit.lease(brand)
-    result = await compile.run(deps, lease)
+    result = await compile_job.run(deps, lease)
     assert result.verdict is evidence.Verdict.SNOOZE
     assert kit.sim.stats()["starts"] == 1  # no start past the cap
     (done,) = result.evidence_status["refreshed"]
@@ -75,7 +75,7 @@ async def test_a_cap_reached_mid_job_stops_starts_snoozes_to_the_window_and_resu
         )
         await conn.execute(sa.update(tables.jobs).values(available_at=sa.func.now()))
     leases = await queue_jobs.claim(kit.engine, owner="test", limit=1, lease_seconds=60)
-    again = await compile.run(deps, leases[0])
+    again = await compile_job.run(deps, leases[0])
     # One more run fits in the new window; the cap stops the third again.
     assert kit.sim.stats()["starts"] == 2
     assert len(again.evidence_status["refreshed"]) == 2, again.evidence_status
@@ -90,7 +90,7 @@ async def test_a_brands_own_cap_applies_without_an_account_cap(
     brand, _ = await kit.brand("tenant-a", THREE[:1])
     await accounts.set_brand_cap(kit.engine, brand, 0)
     deps = kit.deps(budget=budget.Budget(kit.engine, poll_seconds=0.05))
-    result = await compile.run(deps, await kit.lease(brand))
+    result = await compile_job.run(deps, await kit.lease(brand))
     (entry,) = result.evidence_status["failed"]
     assert entry["error_kind"] == "budget_exceeded"
     assert f"brand {brand}" in entry["error"]

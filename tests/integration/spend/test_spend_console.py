@@ -8,13 +8,13 @@ from spend_kit import TOKEN_A, SpendKit
 
 from kairo_ingest.console import spend
 from kairo_ingest.db import tables
-from kairo_ingest.pipeline import budget, compile
+from kairo_ingest.pipeline import budget, compile_job
 
 
 async def test_panel_shows_each_accounts_runs_budget_and_spend_today(kit: SpendKit) -> None:
     await kit.account("tenant-a", TOKEN_A, max_concurrent_runs=4, daily_cap_usd=5)
     brand, _ = await kit.brand("tenant-a")
-    await compile.run(kit.deps(budget=budget.Budget(kit.engine)), await kit.lease(brand))
+    await compile_job.run(kit.deps(budget=budget.Budget(kit.engine)), await kit.lease(brand))
     async with kit.engine.connect() as conn:
         cost = await conn.scalar(sa.select(sa.func.sum(tables.apify_runs.c.usage_total_usd)))
     default = spend.DefaultLimits(32, 32_768, None)
