@@ -28,7 +28,7 @@ from kairo_ingest import errors, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import context, dedicated
+from kairo_ingest.worker import context, dedicated, maintenance
 
 _log = logs.get("kairo_ingest.worker")
 
@@ -87,7 +87,7 @@ class LeaseKeeper:
                 await self._conn.get()
         except Exception as exc:  # noqa: BLE001 - beats reconnect on their own
             await self._conn.discard()
-            _log_beat_error(exc, 1, self._interval)
+            maintenance.log_loop_error("heartbeat", exc, 1, self._interval)
 
     async def run(self, stop: asyncio.Event) -> None:
         failures = 0
@@ -128,7 +128,7 @@ class LeaseKeeper:
         except Exception as exc:  # noqa: BLE001 - keep beating through outages
             await self._conn.discard()
             failures += 1
-            _log_beat_error(exc, failures, self._interval)
+            maintenance.log_loop_error("heartbeat", exc, failures, self._interval)
             return failures
         for slot in held:
             if slot.lease.job_id in beat.extended:
@@ -167,20 +167,5 @@ class LeaseKeeper:
             except Exception as exc:  # noqa: BLE001 - the reaper requeues it after expiry
                 failures += 1
                 delay = retry_rules.retry_delay_seconds(failures, self._rng)
-                _log_beat_error(exc, failures, delay, loop="give_up")
+                maintenance.log_loop_error("give_up", exc, failures, delay)
                 await asyncio.sleep(min(delay, deadline.remaining()))
-
-
-def _log_beat_error(
-    exc: BaseException, failures: int, retry_in: float, *, loop: str = "heartbeat"
-) -> None:
-    kind, retryable, _ = errors.classify(exc)
-    _log.warning(
-        "worker_loop_error",
-        loop=loop,
-        error_kind=kind.value,
-        retryable=retryable,
-        error=errors.describe(exc),
-        failures=failures,
-        retry_in_seconds=round(retry_in, 3),
-    )
