@@ -229,32 +229,25 @@ async def _fetch(
         run = await _dataset_of(d, lease, run)
     assert run.dataset_id is not None  # _dataset_of raised otherwise; narrows the type
     cap = run.item_cap or registry.cap_for(source.platform, source.capability, d.env)
+    store_page = functools.partial(
+        store.store_page,
+        d.engine,
+        lease,
+        run,
+        platform=source.platform,
+        capability=source.capability,
+        policy=d.retry_policy,
+    )
     page: list[tuple[int, Any]] = []
     async for index, item in d.apify.iter_dataset_items(
         run.dataset_id, limit=cap, page_size=d.page_size
     ):
         page.append((index, item))
         if len(page) >= d.page_size:
-            await store.store_page(
-                d.engine,
-                lease,
-                run,
-                platform=source.platform,
-                capability=source.capability,
-                page=page,
-                policy=d.retry_policy,
-            )
+            await store_page(page=page)
             page = []
     if page:
-        await store.store_page(
-            d.engine,
-            lease,
-            run,
-            platform=source.platform,
-            capability=source.capability,
-            page=page,
-            policy=d.retry_policy,
-        )
+        await store_page(page=page)
     return await _write(
         d,
         lease,
