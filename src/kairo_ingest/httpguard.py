@@ -16,12 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http import h11_impl
 
 DESCRIPTOR_LOG_INTERVAL_SECONDS = 30.0
+
+# The ASGI interface our two hand-written apps (health, console) speak.
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """Acknowledge an ASGI lifespan's startup and shutdown; the apps have nothing to do."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

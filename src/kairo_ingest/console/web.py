@@ -11,17 +11,15 @@ import dataclasses
 import http.cookies
 import re
 import urllib.parse
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-from kairo_ingest import errors, logs
+from kairo_ingest import errors, httpguard, logs
 from kairo_ingest.console import responses, security, views
 
 log = logs.get(__name__)
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Scope = httpguard.Scope
+Receive = httpguard.Receive
+Send = httpguard.Send
 
 MAX_BODY_BYTES = 16 * 1024
 # Everything the pages need comes from this server; inline SVG needs no script at all.
@@ -95,13 +93,8 @@ class Console:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await httpguard.answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         body = b""

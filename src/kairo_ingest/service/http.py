@@ -15,16 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from kairo_ingest import clock, errors, logs, metrics
+from kairo_ingest import clock, errors, httpguard, logs, metrics
 from kairo_ingest.db import migrate, probe
 
 log = logs.get(__name__)
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Scope = httpguard.Scope
+Receive = httpguard.Receive
+Send = httpguard.Send
 
 LOOP_LAG_LIMIT_SECONDS = 5.0
 TICK_SECONDS = 0.5
@@ -118,13 +117,8 @@ def app(health: Health) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await httpguard.answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         path = scope["path"]
