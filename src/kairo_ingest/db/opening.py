@@ -4,11 +4,13 @@ The job needs the database's ``now()`` (freshness is judged on the database's cl
 the brand's enabled sources, and for each source this job's own latest run (a retry or a
 takeover resumes it) and the source's newest reusable run. Read one by one, in
 transactions of their own, that was ``3 + 3 x sources`` round trips (BEGIN, SELECT,
-ROLLBACK each); here it is one autocommit statement::
+ROLLBACK each); here it is one autocommit statement, for one job or for several
+(:func:`read_many`, used by :mod:`kairo_ingest.pipeline.openings` to read the openings of
+jobs that start together in one round trip)::
 
-    (SELECT now()) AS clock
-      LEFT JOIN (sources LEFT JOIN LATERAL own run LEFT JOIN LATERAL reusable run)
-             ON the brand's enabled sources
+    unnest(brand ids, job ids) WITH ORDINALITY AS pair
+      LEFT JOIN sources ON the pair's brand's enabled sources
+      LEFT JOIN LATERAL the job's own run LEFT JOIN LATERAL the reusable run
 
 so a brand without sources still returns one row (its ``now()``). The reads need no
 common snapshot: each run lookup is as good as the separate reads were.
@@ -19,9 +21,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.db import runs, sources, tables
@@ -48,11 +52,23 @@ class Opening:
 
 
 def _query() -> sa.Select[Any]:
-    brand_id = sa.bindparam("brand_id", type_=_s.c.brand_id.type)
-    job_id = sa.bindparam("job_id", type_=_OWN.c.job_id.type)
+    # One row per (brand, job) pair with no enabled source, else one per source; `ord`
+    # says which pair a row answers.
+    pairs = (
+        sa.func.unnest(
+            sa.bindparam("brand_ids", type_=postgresql.ARRAY(_s.c.brand_id.type)),
+            sa.bindparam("job_ids", type_=postgresql.ARRAY(_OWN.c.job_id.type)),
+        )
+        .table_valued(
+            sa.column("brand_id", _s.c.brand_id.type),
+            sa.column("job_id", _OWN.c.job_id.type),
+            with_ordinality="ord",
+        )
+        .render_derived(name="pair", with_types=False)
+    )
     own = (
         sa.select(_OWN)
-        .where(_OWN.c.job_id == job_id, _OWN.c.source_connection_id == _s.c.id)
+        .where(_OWN.c.job_id == pairs.c.job_id, _OWN.c.source_connection_id == _s.c.id)
         .order_by(_OWN.c.created_at.desc(), _OWN.c.attempt.desc())
         .limit(1)
         .lateral("own")
@@ -68,19 +84,20 @@ def _query() -> sa.Select[Any]:
         .limit(1)
         .lateral("reuse")
     )
-    clock = sa.select(sa.func.now().label("db_now")).subquery("clock")
-    per_source = _s.outerjoin(own, sa.true()).outerjoin(reuse, sa.true())
     return (
         sa.select(
-            clock.c.db_now,
+            pairs.c.ord,
+            sa.func.now().label("db_now"),
             *[_s.c[name].label(f"s_{name}") for name in _SOURCE_FIELDS],
             *[own.c[name].label(f"o_{name}") for name in _RUN_FIELDS],
             *[reuse.c[name].label(f"r_{name}") for name in _RUN_FIELDS],
         )
         .select_from(
-            clock.outerjoin(per_source, sa.and_(_s.c.brand_id == brand_id, _s.c.enabled.is_(True)))
+            pairs.outerjoin(_s, sa.and_(_s.c.brand_id == pairs.c.brand_id, _s.c.enabled.is_(True)))
+            .outerjoin(own, sa.true())
+            .outerjoin(reuse, sa.true())
         )
-        .order_by(_s.c.platform, _s.c.capability, _s.c.identifier)
+        .order_by(pairs.c.ord, _s.c.platform, _s.c.capability, _s.c.identifier)
     )
 
 
@@ -98,13 +115,24 @@ def _run(m: Any, prefix: str) -> runs.Run | None:
 async def read(
     conn: sa_async.AsyncConnection, *, brand_id: uuid.UUID, job_id: uuid.UUID
 ) -> Opening:
-    rows = (await conn.execute(_QUERY, {"brand_id": brand_id, "job_id": job_id})).all()
-    now: dt.datetime = rows[0].db_now
-    states = []
+    return (await read_many(conn, [(brand_id, job_id)]))[0]
+
+
+async def read_many(
+    conn: sa_async.AsyncConnection, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]
+) -> list[Opening]:
+    """The openings of several jobs, ``(brand_id, job_id)`` each, in one statement, in order."""
+    if not pairs:
+        return []
+    params = {"brand_ids": [b for b, _ in pairs], "job_ids": [j for _, j in pairs]}
+    rows = (await conn.execute(_QUERY, params)).all()
+    now: dt.datetime = rows[0].db_now  # each pair has at least its clock row
+    openings = [Opening(now, []) for _ in pairs]
     for row in rows:
         m = row._mapping
+        states = openings[m["ord"] - 1].sources
         if m["s_id"] is None:
-            continue  # the brand has no enabled source: the clock row alone
+            continue  # the brand has no enabled source: the pair's clock row alone
         source = sources.Source(**{name: m[f"s_{name}"] for name in _SOURCE_FIELDS})
         states.append(SourceState(source, _run(m, "o_"), _run(m, "r_")))
-    return Opening(now, states)
+    return openings

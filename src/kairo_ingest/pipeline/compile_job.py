@@ -17,7 +17,6 @@ import dataclasses
 from typing import Any
 
 from kairo_ingest import errors, logs
-from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import opening, sources
 from kairo_ingest.domain import evidence, freshness, registry, statuses
 from kairo_ingest.pipeline import deps as deps_module
@@ -41,9 +40,9 @@ async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
     brand_id = lease.brand_id
 
     async def read_opening() -> opening.Opening:
-        # One autocommit statement: now(), the enabled sources and their runs.
-        async with db_engine.autocommit(d.engine) as conn:
-            return await opening.read(conn, brand_id=brand_id, job_id=lease.job_id)
+        # now(), the enabled sources and their runs: one autocommit statement, shared
+        # with the other jobs that start at the same time (pipeline/openings.py).
+        return await d.openings.read(brand_id=brand_id, job_id=lease.job_id)
 
     start = await tx.call(d.retry_policy, read_opening, operation="opening_read")
     now = start.now

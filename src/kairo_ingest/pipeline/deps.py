@@ -12,6 +12,7 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest import clock
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.pipeline import budget as budget_module
+from kairo_ingest.pipeline import openings as openings_module
 from kairo_ingest.pipeline import tenants as tenants_module
 from kairo_ingest.pipeline import tx
 
@@ -40,6 +41,13 @@ class Deps:
     """The account of the source at hand (set per source by ``source_run``)."""
     budget: budget_module.Budget | None = None
     """The accounts' shared run budgets and daily caps; None: no budget (tests)."""
+    openings: openings_module.OpeningReads = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+    """Batches the opening reads of jobs that start together (made from ``engine``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "openings", openings_module.OpeningReads(self.engine))
 
     @property
     def retry_policy(self) -> tx.Policy:

@@ -46,6 +46,8 @@ from kairo_ingest.queue import jobs as queue_jobs
 T = TypeVar("T")
 log = logs.get(__name__)
 
+_JITTER = random.Random()
+
 LEASE_SHARE = 0.5
 """The share of the lease one unit may spend retrying (see the module docstring)."""
 
@@ -57,7 +59,9 @@ class Policy:
     cap_seconds: float = 2.0
     clock: clocks.Clock = clocks.SYSTEM
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    rng: random.Random = dataclasses.field(default_factory=random.Random)
+    # One generator for every policy: a policy is made per job, and seeding a fresh
+    # generator from os.urandom each time cost more than the job's own read (issue 12).
+    rng: random.Random = _JITTER
 
     @classmethod
     def for_lease(cls, lease_seconds: float, clock_: clocks.Clock = clocks.SYSTEM) -> Policy:
