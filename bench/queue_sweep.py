@@ -24,17 +24,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import asyncpg
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
 
-import queue_throughput as qt  # bench/ is the script's directory
+import cpu_split  # bench/ is the script's directory
+import queue_throughput as qt
 from kairo_ingest import logs
+from kairo_ingest.db import engine as db_engine
+from kairo_ingest.db import migrate
+from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.queue import sql
+from kairo_ingest.worker import builtin
 
 BATCH_SIZES = (10, 50, 100, 200)
+OURS = "ours, best"
+STATEMENTS_ALONE = "our statements alone (no per-job Python)"
 
 
 def ours_tuned(concurrency: int) -> dict[str, int]:
@@ -47,11 +59,84 @@ def ours_tuned(concurrency: int) -> dict[str, int]:
 Setting = tuple[str, str, Callable[..., Awaitable[float]], dict[str, int]]
 
 
-async def _measure(dsn: str, n: int, c: int, setting: Setting) -> float:
+def _positional(statement: Any) -> tuple[str, list[str]]:
+    compiled = statement.compile(dialect=asyncpg_dialect.dialect())
+    return str(compiled), list(compiled.positiontup or [])
+
+
+async def statements_alone(url: str, n: int, concurrency: int) -> float:
+    """Our claim and complete statements with no per-job Python: the ceiling of our SQL.
+
+    One asyncpg connection claims batches of ``concurrency`` jobs while a second completes
+    the batch before, as the worker's claim loop and finisher do, but nothing runs per
+    job: no task, handler, log context, metric or row object. What is left is what
+    PostgreSQL spends on the two row updates (and their index entries) plus the driver.
+    """
+    await migrate.upgrade(url)
+    engine = db_engine.create(url)
+    try:
+        await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=n)
+    finally:
+        await engine.dispose()
+    await qt.analyze(url, "jobs")
+    claim, claim_names = _positional(sql.CLAIM)
+    complete, _ = _positional(sql.COMPLETE)
+    claim_values: dict[str, Any] = {
+        "kinds": [builtin.NOOP_KIND],
+        "limit": concurrency,
+        "owner": "ceiling",
+        "lease_seconds": 60.0,
+    }
+    claim_args = [claim_values[name] for name in claim_names]
+    batches: asyncio.Queue[list[Any] | None] = asyncio.Queue(maxsize=2)
+    claimer = await asyncpg.connect(url)
+    completer = await asyncpg.connect(url)
+    await claimer.execute(str(sql.CLAIM_PLANNER_SESSION))
+
+    async def claim_all() -> None:
+        while rows := await claimer.fetch(claim, *claim_args):
+            await batches.put(rows)
+        await batches.put(None)
+
+    async def complete_all() -> None:
+        while (rows := await batches.get()) is not None:
+            ids = [r["id"] for r in rows]
+            tokens = [r["lease_token"] for r in rows]
+            await completer.fetch(complete, ids, tokens, [None] * len(rows))
+
+    try:
+        with cpu_split.Drain() as drain:
+            await asyncio.gather(claim_all(), complete_all())
+    finally:
+        await claimer.close()
+        await completer.close()
+    done = await qt.count(url, "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+    if done != n:
+        raise RuntimeError(f"statements alone: {done} of {n} jobs succeeded")
+    return drain.seconds
+
+
+@dataclasses.dataclass
+class Best:
+    """A setting's best drain: its rate and where that drain's CPU went."""
+
+    rate: float = 0.0
+    split: cpu_split.Split | None = None
+
+
+async def _measure(dsn: str, n: int, c: int, setting: Setting) -> tuple[float, cpu_split.Split]:
     _, system, run, settings = setting
     async with qt.fresh_database(dsn, system) as url:
         elapsed = await run(url, n, c, **settings)
-    return n / elapsed
+    return n / elapsed, cpu_split.RECORDED[-1]
+
+
+def _cpu(best: Best, n: int) -> str:
+    if best.split is None:
+        return "n/a"
+    process, server = best.split.per_job_us(n)
+    server_text = "n/a" if server is None else f"{server:.0f}"
+    return f"{process:.0f} + {server_text}"
 
 
 async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None:
@@ -61,13 +146,15 @@ async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None
         f"best of {rounds} interleaved round(s) per setting (procrastinate: one)",
         flush=True,
     )
-    rows: list[tuple[int, float, float, int, float, float, float]] = []
+    rows: list[tuple[int, dict[str, Best], str, int, str]] = []
     for c in concurrencies:
         tuned = ours_tuned(c)
         label = ", ".join(f"{k} {v}" for k, v in tuned.items())
+        ours_tuned_label = f"ours, service pool ({label})"
         settings: list[Setting] = [
-            (f"ours, service pool ({label})", "ours", qt.ours_throughput, tuned),
+            (ours_tuned_label, "ours", qt.ours_throughput, tuned),
             ("ours, old defaults", "ours", qt.ours_throughput, {}),
+            (STATEMENTS_ALONE, "ours", statements_alone, {}),
         ]
         # pgqueuer refuses concurrency < 2 x batch.
         batches = [b for b in BATCH_SIZES if c >= 2 * b]
@@ -76,46 +163,64 @@ async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None
             for b in batches
         ]
         pool = min(c, 50)
+        proc_label = f"procrastinate (pool {pool})"
         proc_setting: Setting = (
-            f"procrastinate (pool {pool})",
+            proc_label,
             "procrastinate",
             qt.procrastinate_throughput,
             {"max_size": pool},
         )
-        best: dict[str, float] = {}
+        best: dict[str, Best] = {}
         for round_no in range(rounds):
             # Interleaved, so that a burst of load elsewhere on the machine hits every setting.
             for setting in settings + ([proc_setting] if round_no == 0 else []):
-                rate = await _measure(dsn, n, c, setting)
-                best[setting[0]] = max(best.get(setting[0], 0.0), rate)
-                print(f"  c={c:<4} {setting[0]:<40} {rate:>9,.0f} jobs/s", flush=True)
-        pgq_batch = max(batches, key=lambda b: best[f"pgqueuer batch {b}"])
-        rows.append(
-            (
-                c,
-                # Ours at its best: the better of its two engine shapes.
-                max(best[settings[0][0]], best["ours, old defaults"]),
-                best["ours, old defaults"],
-                pgq_batch,
-                best[f"pgqueuer batch {pgq_batch}"],
-                best[proc_setting[0]],
-                best[f"pgqueuer batch {BATCH_SIZES[0]}"],
-            )
-        )
+                rate, split = await _measure(dsn, n, c, setting)
+                kept = best.setdefault(setting[0], Best())
+                if rate > kept.rate:
+                    kept.rate, kept.split = rate, split
+                print(
+                    f"  c={c:<4} {setting[0]:<44} {rate:>9,.0f} jobs/s  "
+                    f"CPU us/job (this process + server): {_cpu(Best(rate, split), n)}",
+                    flush=True,
+                )
+        # Ours at its best: the better of its two engine shapes.
+        best[OURS] = max(best[ours_tuned_label], best["ours, old defaults"], key=lambda b: b.rate)
+        pgq_batch = max(batches, key=lambda b: best[f"pgqueuer batch {b}"].rate)
+        rows.append((c, best, f"pgqueuer batch {pgq_batch}", pgq_batch, proc_label))
     print()
     print("best against best (one worker process each):\n")
     print("| concurrency | ours, best | best pgqueuer | procrastinate | ours / best peer |")
     print("|---|---|---|---|---|")
-    for c, ours, _, batch, pgq, proc, _ in rows:
+    for c, best, pgq, batch, proc in rows:
+        peer = max(best[pgq].rate, best[proc].rate)
         print(
-            f"| {c} | {ours:,.0f} | {pgq:,.0f} (batch {batch}) | {proc:,.0f} "
-            f"| **{ours / max(pgq, proc):.2f}** |"
+            f"| {c} | {best[OURS].rate:,.0f} | {best[pgq].rate:,.0f} (batch {batch}) "
+            f"| {best[proc].rate:,.0f} | **{best[OURS].rate / peer:.2f}** |"
+        )
+    print(
+        "\nwhere the CPU goes, microseconds per job (this process + the PostgreSQL server),"
+        "\nand the ceiling of our SQL: our claim and complete statements with no per-job"
+        "\nPython at all (two asyncpg connections, batches of the concurrency):\n"
+    )
+    print(
+        "| concurrency | ours, CPU | best pgqueuer, CPU | statements alone | CPU "
+        "| statements alone / best peer |"
+    )
+    print("|---|---|---|---|---|---|")
+    for c, best, pgq, _, proc in rows:
+        peer = max(best[pgq].rate, best[proc].rate)
+        alone = best[STATEMENTS_ALONE]
+        print(
+            f"| {c} | {_cpu(best[OURS], n)} | {_cpu(best[pgq], n)} | {alone.rate:,.0f} jobs/s "
+            f"| {_cpu(alone, n)} | {alone.rate / peer:.2f} |"
         )
     print("\ndefault settings (the old comparison): ours with db.engine.create's defaults")
     print("(pool 10 + 10), pgqueuer at its default batch size of 10:\n")
     print("| concurrency | ours, defaults | pgqueuer, batch 10 | ratio |")
     print("|---|---|---|---|")
-    for c, _, default, _, _, _, pgq_default in rows:
+    for c, best, *_ in rows:
+        default = best["ours, old defaults"].rate
+        pgq_default = best[f"pgqueuer batch {BATCH_SIZES[0]}"].rate
         ratio = f"{default / pgq_default:.2f}" if pgq_default else "n/a"
         print(f"| {c} | {default:,.0f} | {pgq_default:,.0f} | {ratio} |")
 

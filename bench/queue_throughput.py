@@ -40,6 +40,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
+import cpu_split  # bench/ is the script's directory
 from kairo_ingest import config, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
@@ -127,9 +128,9 @@ async def ours_throughput(
         await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=n)
         await analyze(url, "jobs")
         worker = our_worker(engine, builtin.HANDLERS, url, concurrency)
-        started = time.perf_counter()
-        await worker.run(drain=True)
-        elapsed = time.perf_counter() - started
+        with cpu_split.Drain() as drain:
+            await worker.run(drain=True)
+        elapsed = drain.seconds
     finally:
         await engine.dispose()
     done = await count(url, "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
@@ -192,11 +193,13 @@ async def pgqueuer_throughput(url: str, n: int, concurrency: int, *, batch_size:
         async def noop(job: Any) -> None:
             return None
 
-        started = time.perf_counter()
-        await qm.run(
-            mode=QueueExecutionMode.drain, max_concurrent_tasks=concurrency, batch_size=batch_size
-        )
-        elapsed = time.perf_counter() - started
+        with cpu_split.Drain() as drain:
+            await qm.run(
+                mode=QueueExecutionMode.drain,
+                max_concurrent_tasks=concurrency,
+                batch_size=batch_size,
+            )
+        elapsed = drain.seconds
     finally:
         await conn.close()
     left = await count(url, "SELECT count(*) FROM pgqueuer")
@@ -267,11 +270,11 @@ async def procrastinate_throughput(
         for start in range(0, n, 5000):
             await noop.batch_defer_async(*([{}] * min(5000, n - start)))
         await analyze(url, "procrastinate_jobs")
-        started = time.perf_counter()
-        await app.run_worker_async(
-            concurrency=concurrency, wait=False, install_signal_handlers=False
-        )
-        elapsed = time.perf_counter() - started
+        with cpu_split.Drain() as drain:
+            await app.run_worker_async(
+                concurrency=concurrency, wait=False, install_signal_handlers=False
+            )
+        elapsed = drain.seconds
     done = await count(url, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'")
     if done != n:
         raise RuntimeError(f"procrastinate: {done} of {n} jobs succeeded")
