@@ -3,13 +3,16 @@
 ``KAIRO_SECRET_KEY`` holds one or more Fernet keys, comma-separated, newest first
 (``Fernet.generate_key()``: 32 url-safe base64-encoded bytes). Encryption uses the first
 key; decryption tries each (``MultiFernet``), so a new key can be put in front, the
-tokens re-encrypted (:meth:`SecretBox.rotate`), and the old key dropped later.
+tokens re-encrypted (``kairo-ingest accounts rotate-key``), and the old key dropped.
 
 The fingerprint shown by ``accounts list`` is an HMAC-SHA256 of the token under a key
 derived from the first secret key, first 8 hex characters: enough to tell two tokens
 apart, useless for guessing one (a plain hash of a token could be matched against a
-leaked token list offline). Every decrypted token is registered with
-:mod:`kairo_ingest.redaction`, so logs and stored errors mask it.
+leaked token list offline). It is stored with the account when the token is added, so
+putting a new key in front changes no fingerprint by itself; ``accounts rotate-key``
+re-encrypts the tokens and recomputes every fingerprint under the new first key (and
+prints old and new), so that all of them are keyed alike again. Every decrypted token
+is registered with :mod:`kairo_ingest.redaction`, so logs and stored errors mask it.
 """
 
 from __future__ import annotations

@@ -12,6 +12,27 @@ MAX_RUNS = 100_000
 MAX_MEMORY_MBYTES = 2**31 - 1
 MAX_CAP_USD = 1e9
 
+ROTATE_KEY_DESCRIPTION = """\
+Re-encrypt every stored account token under the first key of KAIRO_SECRET_KEY, in one
+transaction (all or nothing), and print each account's name and token fingerprint.
+
+The fingerprint is an HMAC under a key derived from the first key, so rotate-key
+recomputes it under the new first key: each line shows the new fingerprint and the
+previous one. Afterwards, equal tokens show equal fingerprints again.
+"""
+
+ROTATE_KEY_EPILOG = """\
+To replace a key:
+  1. Put the new key first, KAIRO_SECRET_KEY="NEW,OLD", wherever it is set (the
+     workers and this CLI), and restart the workers: they now decrypt with either key.
+  2. Run `kairo-ingest accounts rotate-key`: every token is now encrypted under NEW.
+  3. Drop the old key, KAIRO_SECRET_KEY="NEW", and restart the processes.
+
+Running it again is harmless. It exits 2 and changes nothing when KAIRO_SECRET_KEY is
+not set, or when a token cannot be decrypted with any of its keys (the error names the
+account: put the key that encrypted it back, or remove and add the account again).
+"""
+
 
 def usd(value: str) -> float:
     """A finite dollar amount from 0 to 1e9."""
@@ -91,6 +112,15 @@ def add_parsers(
     _limits(st, suppress=True)
     rm = with_json(asub.add_parser("remove", help="remove an account no source uses"))
     rm.add_argument("--name", type=name_arg, required=True, help="account name")
+    with_json(
+        asub.add_parser(
+            "rotate-key",
+            help="re-encrypt every account token under the first key of KAIRO_SECRET_KEY",
+            description=ROTATE_KEY_DESCRIPTION,
+            epilog=ROTATE_KEY_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
     bc = with_json(
         asub.add_parser("brand-cap", help="a brand's own daily cap, overriding its accounts'")
     )

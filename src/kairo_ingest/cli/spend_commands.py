@@ -20,6 +20,7 @@ _ACCOUNT_COLUMNS = [
     "max_memory_mbytes",
     "daily_cap_usd",
 ]
+_ROTATED_COLUMNS = ["name", "fingerprint", "previous_fingerprint"]
 
 
 def _box(settings: config.Settings) -> secretbox.SecretBox:
@@ -50,8 +51,51 @@ def _limit_values(args: argparse.Namespace) -> dict[str, Any]:
     return {name: given[name] for name in names if name in given}
 
 
+async def rotate_key(args: argparse.Namespace, settings: config.Settings) -> int:
+    """Re-encrypt every account token under the first key, and fingerprint it under that key.
+
+    All or nothing: a token no key opens stops the command (exit 2, naming the account)
+    before anything is written. Tokens already under the first key are rewritten too.
+    """
+    box = _box(settings)  # before opening the database
+
+    def rekey(row: accounts.Account) -> tuple[str, str]:
+        try:
+            token = box.decrypt(row.token_ciphertext)  # registers it with the redaction
+        except errors.ConfigError:
+            raise errors.ConfigError(
+                f"account {row.name!r}: its token cannot be decrypted with any key in "
+                f"{secretbox.SECRET_KEY_VARIABLE} (was the key that encrypted it removed?); "
+                "no token was changed",
+                variable=secretbox.SECRET_KEY_VARIABLE,
+            ) from None
+        return box.encrypt(token), box.fingerprint(token)
+
+    async with resources.database(settings) as db:
+        done = await accounts.rewrite_tokens(db.engine, rekey)
+    rows = [
+        {
+            "name": after.name,
+            "fingerprint": after.fingerprint,
+            "previous_fingerprint": before.fingerprint,
+        }
+        for before, after in done
+    ]
+    if args.json:
+        output.emit({"accounts": rows, "rotated": len(rows)}, as_json=True)
+    else:
+        output.table(rows, _ROTATED_COLUMNS, as_json=False)
+        sys.stdout.write(
+            f"{len(rows)} account token(s) re-encrypted under the first key of "
+            f"{secretbox.SECRET_KEY_VARIABLE}\n"
+        )
+    return 0
+
+
 async def cmd_accounts(args: argparse.Namespace, settings: config.Settings) -> int:
     action = args.accounts_command
+    if action == "rotate-key":
+        return await rotate_key(args, settings)
     if action == "add":
         box = _box(settings)  # before reading the token or opening the database
         token = read_token()

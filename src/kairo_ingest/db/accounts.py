@@ -2,7 +2,9 @@
 
 The token is stored only as Fernet ciphertext (:mod:`kairo_ingest.secretbox`); nothing
 here returns it in clear. The ``default`` account is implicit (token and limits come
-from the settings) and is not a row.
+from the settings) and is not a row. The fingerprint is stored with the ciphertext: it
+is computed when the token is added and again when the tokens are re-encrypted under a
+new key (:func:`rewrite_tokens`), never when a row is read.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +21,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
-from kairo_ingest.db import tables
+from kairo_ingest.db import dberrors, tables
 
 DEFAULT = "default"
 _t = tables.accounts
@@ -128,6 +131,41 @@ async def remove(engine: sa_async.AsyncEngine, name: str) -> Account:
     if row is None:
         raise errors.UsageError(f"no account named {name!r}")
     return _row(row)
+
+
+Rekey = Callable[[Account], tuple[str, str]]
+"""An account row to its new ``(token_ciphertext, fingerprint)``."""
+
+
+async def rewrite_tokens(
+    engine: sa_async.AsyncEngine, rekey: Rekey
+) -> list[tuple[Account, Account]]:
+    """Give every account the ciphertext and fingerprint ``rekey`` computes, all or nothing.
+
+    One transaction: if ``rekey`` raises for any row, no row changes. The table is locked
+    against writes meanwhile (SHARE ROW EXCLUSIVE: reads such as the worker's go on), so
+    an account added or changed during the rewrite cannot keep its old ciphertext, and
+    two rewrites run one after the other. Returns ``(before, after)`` per account, by name.
+    """
+    with dberrors.mapped("rewrite account tokens"):
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(f'LOCK TABLE "{_t.name}" IN SHARE ROW EXCLUSIVE MODE'))
+            rows = [_row(r) for r in await conn.execute(sa.select(_t).order_by(_t.c.name))]
+            new_values = [rekey(row) for row in rows]  # every row before any write
+            done = []
+            for before, (ciphertext, fingerprint) in zip(rows, new_values, strict=True):
+                statement = (
+                    sa.update(_t)
+                    .where(_t.c.id == before.id)
+                    .values(
+                        token_ciphertext=ciphertext,
+                        fingerprint=fingerprint,
+                        updated_at=sa.func.now(),
+                    )
+                    .returning(*_t.c)
+                )
+                done.append((before, _row((await conn.execute(statement)).one())))
+    return done
 
 
 async def exists(engine: sa_async.AsyncEngine, name: str) -> bool:

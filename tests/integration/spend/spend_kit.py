@@ -108,17 +108,21 @@ class SpendKit:
 
     async def dump(self) -> str:
         """Every row of every table as text: what a ``pg_dump`` of the data would show."""
-        async with self.engine.connect() as conn:
-            names = (
-                await conn.execute(
-                    sa.text(
-                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                        "ORDER BY tablename"
-                    )
+        return await dump(self.engine)
+
+
+async def dump(engine: sa_async.AsyncEngine, *only: str) -> str:
+    """Every row of every table (or of the tables named) as text, like a ``pg_dump``."""
+    async with engine.connect() as conn:
+        names = (
+            await conn.execute(
+                sa.text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
                 )
-            ).scalars()
-            parts = []
-            for name in list(names):
-                rows = await conn.execute(sa.text(f'SELECT t::text FROM "{name}" t'))
-                parts.extend(f"{name}: {r[0]}" for r in rows)
-        return "\n".join(parts)
+            )
+        ).scalars()
+        parts: list[str] = []
+        for name in [n for n in names if not only or n in only]:
+            rows = await conn.execute(sa.text(f'SELECT t::text FROM "{name}" t'))
+            parts.extend(f"{name}: {r[0]}" for r in rows)
+    return "\n".join(parts)
