@@ -61,10 +61,6 @@ class SecretBox:
         redaction.register_secret(token)
         return token
 
-    def rotate(self, ciphertext: str) -> str:
-        """Re-encrypt under the first key (after a new key was put in front)."""
-        return self._multi.rotate(ciphertext.encode()).decode()
-
     def fingerprint(self, token: str) -> str:
         digest = hmac.new(self._mac_key, token.encode(), hashlib.sha256).hexdigest()
         return digest[:FINGERPRINT_HEX_CHARS]
