@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
-from kairo_ingest.queue import dberrors
+from kairo_ingest.db import dberrors
 
 PAGE_SIZE = 50
 

@@ -33,9 +33,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors, logs, metrics
+from kairo_ingest.db import dberrors
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
-from kairo_ingest.queue import dberrors, sql
+from kairo_ingest.queue import sql
 
 _log = logs.get("kairo_ingest.queue")
 

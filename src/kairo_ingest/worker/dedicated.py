@@ -20,7 +20,7 @@ import contextlib
 
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest.queue import dberrors
+from kairo_ingest.db import dberrors
 
 
 class DedicatedConnection:

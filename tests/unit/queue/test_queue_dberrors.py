@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from kairo_ingest import errors
-from kairo_ingest.queue import dberrors
+from kairo_ingest.db import dberrors
 
 
 class _Orig(Exception):
