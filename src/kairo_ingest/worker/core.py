@@ -8,7 +8,7 @@ One process runs up to ``concurrency`` jobs as coroutines on one event loop. Its
                           context; a handler's exception is its job's failure, never ours
     lease keeper (lease_keeper.py)  heartbeats on a connection of its own; gives a lease
                           up with a margin before the database lease ends, and hands it back
-    finisher     (finisher.py)  batches the final writes, shielded from cancellation
+    finisher     (finisher.py)  batches the final writes in a task of its own
     maintenance  (maintenance.py)  reaper, sampler, pruner
     listener     (listener.py)  LISTEN kairo_jobs on its own connection (optional)
     shutdown     (shutdown.py)  grace period, then cancel and release what still runs

@@ -1,10 +1,11 @@
 """The final status writes of a worker's jobs, batched.
 
-A job task hands its outcome to :meth:`Finisher.submit` and awaits the returned future
-(shielded, so a cancel during shutdown does not lose the write). One background task
-writes whatever has accumulated: every success in the batch in a single fenced
-``complete_many`` statement, and each failure through ``fail`` (retry, snooze or fail
-for good). Batching is natural, with no timer: while one write is in flight the next
+A job task hands its outcome to :meth:`Finisher.submit` and awaits the returned future.
+The write belongs to this module's task, so a job task cancelled while it waits (at
+shutdown) loses nothing: the write lands, and the cancelled future is not resolved.
+That task writes whatever has accumulated: every success in the batch in a single
+fenced ``complete_many`` statement, and each failure through ``fail`` (retry, snooze or
+fail for good). Batching is natural, with no timer: while one write is in flight the next
 batch collects, so an idle worker writes at once and a busy one writes in bulk.
 
 A write that fails because the database is unavailable is retried with backoff until it

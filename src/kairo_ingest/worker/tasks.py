@@ -2,9 +2,9 @@
 
 A handler's exception (or a ``CancelledError`` nobody asked for) becomes its job's failed
 attempt, never the worker's; its outcome goes to the finisher, and the task awaits the
-write shielded, so a cancel during shutdown does not lose it. A job whose lease is lost
-(the keeper's verdict, or a fenced write in the handler) is cancelled and writes nothing
-more.
+write. The finisher's own task makes it, so a cancel during shutdown does not lose it.
+A job whose lease is lost (the keeper's verdict, or a fenced write in the handler) is
+cancelled and writes nothing more.
 """
 
 from __future__ import annotations
@@ -99,8 +99,9 @@ class JobTasks:
         written = self._finisher.submit(
             lease, evidence_status=outcome.evidence_status, error=outcome.error
         )
-        # The write must land even if this task is cancelled while it is in flight.
-        stored = await asyncio.shield(written)
+        # The finisher's task makes the write, not this one: if this task is cancelled
+        # while it waits, the write still lands (the future is only how it hears back).
+        stored = await written
         log.debug(
             "job_finished",
             ok=outcome.error is None,
