@@ -138,6 +138,7 @@ async def _start(
                 intent_at=run.intent_at,
                 exclude_run_ids=owned,
                 timeout_secs=int(d.run_deadline_seconds),
+                memory_mbytes=d.run_memory_mbytes,
                 max_items=run.item_cap,
             )
     except errors.ApifyError as exc:
