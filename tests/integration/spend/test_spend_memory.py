@@ -55,6 +55,7 @@ async def test_an_account_memory_limit_below_the_actors_default_still_runs_ours(
     default of 4 GB beside another: without ``memory`` the second start is refused."""
     kit.sim.config.default_memory_mbytes = 4096
     kit.sim.config.max_total_memory_mbytes = 4096
+    kit.sim.config.time_factor = 0.1  # runs of 0.5 to 2 s: they overlap
     await kit.account("tenant-a", TOKEN_A, max_concurrent_runs=4, max_memory_mbytes=4096)
     brand, _ = await kit.brand("tenant-a", SIX)
     spent = budget.Budget(kit.engine, memory_mbytes=1024, poll_seconds=0.05)
