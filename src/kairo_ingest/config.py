@@ -90,7 +90,8 @@ class Settings(pydantic_settings.BaseSettings):
     apify_account_max_concurrent_runs: int = pydantic.Field(32, ge=1)
     apify_account_max_memory_mbytes: int = pydantic.Field(32_768, ge=128)
     apify_account_daily_cap_usd: float | None = pydantic.Field(None, ge=0, allow_inf_nan=False)
-    apify_run_memory_mbytes: int = pydantic.Field(1024, ge=128)
+    # Sent as each run's memory, so a power of 2 from 128 MB to 32 GB, as Apify requires.
+    apify_run_memory_mbytes: int = pydantic.Field(1024, ge=128, le=32_768)
     budget_poll_seconds: float = pydantic.Field(5.0, gt=0)
     # Test-only: the length of the daily cap's window (86400 = the UTC day).
     budget_window_seconds: int = pydantic.Field(86_400, ge=1)
@@ -107,6 +108,13 @@ class Settings(pydantic_settings.BaseSettings):
         if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return upper
+
+    @pydantic.field_validator("apify_run_memory_mbytes")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError("must be a power of 2 (Apify refuses any other run memory)")
+        return value
 
     @pydantic.field_validator("database_url")
     @classmethod

@@ -37,6 +37,8 @@ class RunInfo:
     """``usageTotalUsd``: what the run has cost so far (final once the run ended)."""
     usage: dict[str, Any] | None = None
     """``usage``: compute units, dataset writes... as Apify reports them."""
+    memory_mbytes: int | None = None
+    """``options.memoryMbytes``: the memory Apify gave the run; None when not reported."""
 
     @property
     def terminal(self) -> bool:
@@ -103,7 +105,16 @@ def parse_run(data: object, *, operation: str) -> RunInfo:
         default_dataset_id=_optional_str(data, "defaultDatasetId"),
         usage_total_usd=_usd(data.get("usageTotalUsd")),
         usage=dict(data["usage"]) if isinstance(data.get("usage"), Mapping) else None,
+        memory_mbytes=_memory(data.get("options")),
     )
+
+
+def _memory(options: object) -> int | None:
+    """``options.memoryMbytes`` when it is a positive integer; anything else is unknown."""
+    value = options.get("memoryMbytes") if isinstance(options, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
 
 
 def _usd(value: object) -> float | None:

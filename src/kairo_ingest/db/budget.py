@@ -152,6 +152,24 @@ async def remove(conn: sa_async.AsyncConnection, run_id: uuid.UUID, lease_token:
     return bool(result.rowcount)
 
 
+async def resize(
+    conn: sa_async.AsyncConnection, run_id: uuid.UUID, lease_token: uuid.UUID, memory_mbytes: int
+) -> bool:
+    """Count our row of a run at ``memory_mbytes``; False when it already did or is not ours.
+
+    The memory Apify gave the run, when it differs from what the row was registered with.
+    Call under :func:`lock`: the account's memory sum changes.
+    """
+    result = await conn.execute(
+        sa.text(
+            "UPDATE run_slots SET memory_mbytes = :memory "
+            "WHERE run_id = :run_id AND lease_token = :token AND memory_mbytes <> :memory"
+        ),
+        {"run_id": run_id, "token": lease_token, "memory": memory_mbytes},
+    )
+    return bool(result.rowcount)
+
+
 async def usage(conn: sa_async.AsyncConnection, account: str | None = None) -> dict[str, Any]:
     """Live slots (held by a job that still has its lease) and waiters, per account."""
     where = "AND s.account = :account" if account is not None else ""

@@ -10,6 +10,10 @@ bounded poll (``poll_seconds``) in case a notification was lost or LISTEN is off
 ended (or the start failed, or the job was cancelled), and the freed slot is granted to
 the next waiter in the same transaction.
 
+A slot counts :attr:`Budget.memory_mbytes`, which is also the memory every run is started
+with (``source_run``). When the run object reports another memory (a run adopted after a
+crash, started by an older release without one), :meth:`Budget.resize` counts that instead.
+
 Daily caps are checked when the slot is requested and again when it is granted: with the
 account's (or the brand's own) spend in the current window at or past its cap, no run
 starts and :class:`~kairo_ingest.errors.BudgetExceededError` (snooze until the window
@@ -173,6 +177,49 @@ class Budget:
             f"this {window}; no new run starts until it resets in {max(left, 0):.0f}s",
             retry_after_seconds=max(left, 1.0),
         )
+
+    async def resize(self, ask: Ask, memory_mbytes: int) -> None:
+        """Count the run's slot at the memory Apify reports for the run, if not ours.
+
+        Every start asks for :attr:`memory_mbytes`, but an adopted run may have been started
+        with another (by an older release, or by hand, and Apify then gives it the actor's
+        default), and the account's memory sum must be what Apify counts. Fenced: only
+        while the job holds its lease. A smaller memory frees room, granted on to the
+        waiters that now fit in the same transaction; a larger one holds the account's
+        next grants back until it fits again. A database failure is logged, never the
+        run's: the run is in flight on Apify either way.
+        """
+        if memory_mbytes == self.memory_mbytes:
+            return
+        limits = ask.tenant.limits
+
+        async def unit(conn: sa_async.AsyncConnection) -> bool:
+            await budget_db.lock(conn, ask.tenant.account)
+            if not await budget_db.resize(conn, ask.run.id, ask.lease.token, memory_mbytes):
+                return False
+            granted = await budget_db.grant(
+                conn,
+                ask.tenant.account,
+                max_runs=limits.max_concurrent_runs,
+                max_memory_mbytes=limits.max_memory_mbytes,
+            )
+            await budget_db.notify(conn, granted)
+            return True
+
+        try:
+            resized = await tx.write(
+                self._engine, ask.lease, unit, policy=self._policy, operation="resize_run_slot"
+            )
+        except errors.DatabaseError as exc:
+            log.warning("run_slot_resize_failed", error=errors.describe(exc))
+            return
+        if resized:
+            log.info(
+                "run_slot_resized",
+                account=ask.tenant.account,
+                counted_mbytes=self.memory_mbytes,
+                run_mbytes=memory_mbytes,
+            )
 
     async def _release(self, ask: Ask, claim: budget_db.Claim) -> None:
         """Give the slot (or our place in the queue) back and grant it on, in one transaction.

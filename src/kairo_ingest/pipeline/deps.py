@@ -50,6 +50,14 @@ class Deps:
         object.__setattr__(self, "openings", openings_module.OpeningReads(self.engine))
 
     @property
+    def run_memory_mbytes(self) -> int | None:
+        """The memory every run is started with: what its slot counts (``budget``).
+
+        None without a budget (tests): Apify then gives the run its actor's default.
+        """
+        return self.budget.memory_mbytes if self.budget is not None else None
+
+    @property
     def retry_policy(self) -> tx.Policy:
         if self.db_retry is not None:
             return self.db_retry

@@ -138,6 +138,7 @@ async def _start(
                 intent_at=run.intent_at,
                 exclude_run_ids=owned,
                 timeout_secs=int(d.run_deadline_seconds),
+                memory_mbytes=d.run_memory_mbytes,
                 max_items=run.item_cap,
             )
     except errors.ApifyError as exc:
@@ -153,7 +154,18 @@ async def _start(
             error_summary=exc.message,
         )
         raise
-    return await _record_started(d, lease, run, info)
+    run = await _record_started(d, lease, run, info)
+    await _count_memory(d, lease, run, info)
+    return run
+
+
+async def _count_memory(
+    d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, info: apify_models.RunInfo
+) -> None:
+    """Make the run's slot count the memory Apify gave the run (started or adopted)."""
+    if d.budget is None or d.tenant is None or info.memory_mbytes is None:
+        return
+    await d.budget.resize(budget_module.Ask(run, d.tenant, lease), info.memory_mbytes)
 
 
 async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:

@@ -18,6 +18,10 @@ input defaults in the stored INPUT, visibility lag (404 ``record-not-found`` and
 from lists just after a start), late creation of a run whose start answer was lost, limit
 errors with a status drawn from ``limit_error_statuses``, 302 redirects for record reads,
 a TIMING-OUT phase, and a graceful abort that spends ``abort_grace_seconds`` in ABORTING.
+A run started without ``memory`` gets its actor's default (``default_memory_mbytes``, or
+``actor_memory_mbytes`` per actor), and that is what counts against
+``max_total_memory_mbytes``; a ``memory`` that is not a power of 2 from 128 to 32768 MB
+is refused (400 ``invalid-parameter``).
 
 Control (no auth, no faults): ``GET /_sim/stats``, ``GET /_sim/runs``,
 ``GET /_sim/runs/{runId}/plan``, ``GET|POST /_sim/config``, ``POST /_sim/reset``.
@@ -52,6 +56,10 @@ JSON_TYPE = "application/json; charset=utf-8"
 NO_LIMIT = 999_999_999_999  # what Apify reports as the limit of an unlimited items request
 MAX_WAIT_FOR_FINISH = 60  # seconds
 MAX_LIST_LIMIT = 1000
+# A run's memory: a power of 2 within Apify's per-run bounds (the run object's
+# ``options.memoryMbytes`` is declared 128..32768 in the official client's models).
+MIN_RUN_MEMORY_MBYTES = 128
+MAX_RUN_MEMORY_MBYTES = 32_768
 
 
 @dataclasses.dataclass(slots=True)
@@ -88,6 +96,12 @@ def _int(value: str | None, default: int | None = None) -> int | None:
     if value is None or value == "":
         return default
     return int(value)
+
+
+def valid_memory(mbytes: int) -> bool:
+    """A memory Apify accepts for a run: a power of 2 from 128 MB to 32 GB."""
+    power_of_two = mbytes > 0 and mbytes & (mbytes - 1) == 0
+    return power_of_two and MIN_RUN_MEMORY_MBYTES <= mbytes <= MAX_RUN_MEMORY_MBYTES
 
 
 def _datetime(value: str | None) -> dt.datetime | None:
@@ -279,10 +293,17 @@ class SimulatorApp:
             if not isinstance(decoded, list):
                 return error_reply(400, "invalid-parameter", "webhooks must be a JSON array")
         memory = _int(query.get("memory"))
-        if memory is not None and memory < 128:
-            return error_reply(400, "invalid-parameter", "Memory must be at least 128 MB")
+        if memory is not None and not valid_memory(memory):
+            return error_reply(
+                400,
+                "invalid-parameter",
+                f"Memory must be a power of 2 from {MIN_RUN_MEMORY_MBYTES} "
+                f"to {MAX_RUN_MEMORY_MBYTES} MB, got {memory}",
+            )
+        if memory is None:
+            memory = state.memory_for(actor_id)  # the actor's default, counted like any other
         tag = platform.token_tag(self._token(request))
-        not_now = state.capacity_error(memory or state.config.default_memory_mbytes, tag)
+        not_now = state.capacity_error(memory, tag)
         if not_now is not None:
             state.counters.rejected[not_now] += 1
             return error_reply(

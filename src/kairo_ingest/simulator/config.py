@@ -81,7 +81,11 @@ class SimConfig:
     empty_item_share: float = 0.0
     max_concurrent_runs: int | None = None  # None: no concurrent-runs-limit-exceeded
     max_total_memory_mbytes: int | None = None  # None: no actor-memory-limit-exceeded
-    default_memory_mbytes: int = 1024
+    # The memory of a run started without ``memory``: the actor's own default, often
+    # several GB for browser-based scrapers. ``actor_memory_mbytes`` sets it per actor,
+    # keyed as the path names the actor (``owner~name`` or ``owner/name``).
+    default_memory_mbytes: int = 4096
+    actor_memory_mbytes: dict[str, int] = dataclasses.field(default_factory=dict)
     default_timeout_secs: int = 3600
     abort_grace_seconds: float = 0.2  # real seconds in ABORTING after a graceful abort
     # Platform behaviours (issue 8), each off by default. Seconds here are real seconds.
@@ -119,6 +123,8 @@ class SimConfig:
                 raise errors.ConfigError(f"unknown simulator setting {key!r}", variable=key)
             if key == "faults":
                 self._apply_faults(value)
+            elif key == "actor_memory_mbytes":
+                self.actor_memory_mbytes = _memory_by_actor(value)
             elif key == "outcome_weights":
                 if not isinstance(value, Mapping):
                     raise errors.ConfigError("outcome_weights must be an object", variable=key)
@@ -150,6 +156,22 @@ class SimConfig:
                     raise errors.ConfigError(f"unknown fault {name!r}", variable="faults")
                 setattr(current, name, _coerce(name, raw, getattr(current, name)))
             self.faults[endpoint] = current
+
+
+def _memory_by_actor(value: Any) -> dict[str, int]:
+    """``{"owner~name": MB}``: each actor's default memory."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise errors.ConfigError(
+            "actor_memory_mbytes must be an object", variable="actor_memory_mbytes"
+        )
+    try:
+        return {str(k): int(v) for k, v in value.items()}
+    except (TypeError, ValueError) as exc:
+        raise errors.ConfigError(
+            "bad value for 'actor_memory_mbytes'", variable="actor_memory_mbytes"
+        ) from exc
 
 
 def _coerce(name: str, value: Any, current: Any) -> Any:

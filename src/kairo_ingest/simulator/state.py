@@ -277,6 +277,14 @@ class SimState:
         self.actor_names[act_id] = name
         return name, act_id
 
+    def memory_for(self, actor_id: str) -> int:
+        """The default memory of an actor: what a run started without ``memory`` gets."""
+        name, _ = self.resolve_actor(actor_id)
+        for key, memory in self.config.actor_memory_mbytes.items():
+            if datasets.normalize_actor(key) == name:
+                return memory
+        return self.config.default_memory_mbytes
+
     def active_of(self, token_tag: str | None) -> list[str]:
         """The runs in flight on one account (a token is an account)."""
         return [r for r in self.active if self.runs[r].token_tag == token_tag]
@@ -318,11 +326,12 @@ class SimState:
         sequence = next(self._sequence)
         run_id = make_id(cfg.seed, "run", sequence)
         name, act_id = self.resolve_actor(actor_id)
+        memory = memory_mbytes if memory_mbytes is not None else self.memory_for(actor_id)
         options = {
             "build": build or "latest",
             "timeoutSecs": timeout_secs if timeout_secs is not None else cfg.default_timeout_secs,
-            "memoryMbytes": memory_mbytes or cfg.default_memory_mbytes,
-            "diskMbytes": 2 * (memory_mbytes or cfg.default_memory_mbytes),
+            "memoryMbytes": memory,
+            "diskMbytes": 2 * memory,
             "maxItems": max_items,
         }
         plan = plan_run(

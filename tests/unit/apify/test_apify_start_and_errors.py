@@ -14,6 +14,7 @@ import respx
 
 from kairo_ingest import errors
 from kairo_ingest.apify import client as apify_client
+from kairo_ingest.apify import models as apify_models
 
 Make = Callable[..., apify_client.ApifyClient]
 START = "/v2/actors/apify~instagram-scraper/runs"
@@ -42,6 +43,25 @@ async def test_start_sends_input_and_options(router: respx.MockRouter, make_clie
     assert params["memory"] == "1024"
     assert params["maxItems"] == "5"
     assert json.loads(base64.b64decode(params["webhooks"])) == hooks
+
+
+@pytest.mark.parametrize(
+    ("options", "memory"),
+    [
+        ({"memoryMbytes": 4096, "diskMbytes": 8192}, 4096),
+        ({}, None),
+        (None, None),
+        ({"memoryMbytes": "4096"}, None),
+        ({"memoryMbytes": True}, None),
+        ({"memoryMbytes": 0}, None),
+    ],
+    ids=["reported", "no-field", "no-options", "string", "bool", "zero"],
+)
+def test_the_runs_memory_is_read_from_its_options(options: object, memory: int | None) -> None:
+    data: dict[str, object] = {"id": "r", "status": "READY"}
+    if options is not None:
+        data["options"] = options
+    assert apify_models.parse_run(data, operation="test").memory_mbytes == memory
 
 
 @pytest.mark.parametrize(

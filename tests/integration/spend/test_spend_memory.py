@@ -1,0 +1,182 @@
+"""A run's memory: the one its slot counts is the one Apify gives it (issue 10).
+
+Each run takes ``KAIRO_APIFY_RUN_MEMORY_MBYTES`` of its account's memory budget. A start
+without ``memory`` gets the actor's default on Apify (often several GB), so the count
+would be fiction and the account's real limit would refuse starts with
+``actor-memory-limit-exceeded``. Every start sends the memory its slot counts; a run
+that reports another memory (one adopted after a crash, started by an older release)
+has its slot corrected to what Apify reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from spend_kit import TOKEN_A, SpendKit
+from sqlalchemy.ext import asyncio as sa_async
+
+from kairo_ingest import config
+from kairo_ingest.db import budget as budget_db
+from kairo_ingest.db import runs, tables
+from kairo_ingest.domain import registry
+from kairo_ingest.pipeline import budget, compile_job
+from kairo_ingest.service import handlers
+from kairo_ingest.simulator import platform
+
+SIX = [
+    ("instagram", "posts", "@mem"),
+    ("instagram", "reels", "@mem"),
+    ("tiktok", "profile_videos", "@mem"),
+    ("youtube", "channel_videos", "https://www.youtube.com/@mem"),
+    ("linkedin", "company_posts", "https://www.linkedin.com/company/mem/"),
+    ("instagram", "posts", "@mem2"),
+]
+
+
+def run_memories(kit: SpendKit) -> list[int]:
+    return [int(run.options["memoryMbytes"]) for run in kit.sim.state.runs.values()]
+
+
+async def test_runs_are_started_with_the_configured_memory_not_the_actors_default(
+    kit: SpendKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kit.sim.config.default_memory_mbytes = 4096
+    monkeypatch.setenv("KAIRO_APIFY_RUN_MEMORY_MBYTES", "2048")
+    settings = config.load(budget_poll_seconds=0.05)
+    assert settings.apify_run_memory_mbytes == 2048
+    deps = handlers.pipeline_deps(settings, kit.engine, kit.apify)  # what `run` builds
+    brand, _ = await kit.brand(None)
+    try:
+        result = await compile_job.run(deps, await kit.lease(brand))
+    finally:
+        assert deps.tenants is not None
+        await deps.tenants.aclose()
+    assert len(result.evidence_status["refreshed"]) == 2, result.evidence_status
+    assert run_memories(kit) == [2048, 2048]
+
+
+async def test_an_account_memory_limit_below_the_actors_default_still_runs_ours(
+    kit: SpendKit,
+) -> None:
+    """Apify's limit of 4 GB fits four of our 1 GB runs, but not one run at the actor's
+    default of 4 GB beside another: without ``memory`` the second start is refused."""
+    kit.sim.config.default_memory_mbytes = 4096
+    kit.sim.config.max_total_memory_mbytes = 4096
+    kit.sim.config.time_factor = 0.1  # runs of 0.5 to 2 s: they overlap
+    await kit.account("tenant-a", TOKEN_A, max_concurrent_runs=4, max_memory_mbytes=4096)
+    brand, _ = await kit.brand("tenant-a", SIX)
+    spent = budget.Budget(kit.engine, memory_mbytes=1024, poll_seconds=0.05)
+    result = await compile_job.run(kit.deps(budget=spent), await kit.lease(brand))
+    stats = kit.sim.stats()
+    assert stats["rejected"] == {}  # no actor-memory-limit-exceeded
+    assert len(result.evidence_status["refreshed"]) == 6, result.evidence_status
+    assert run_memories(kit) == [1024] * 6
+    assert stats["activePeakByToken"][platform.token_tag(TOKEN_A)] >= 2
+    assert await kit.count_slots() == 0
+
+
+async def _account_memory(engine: sa_async.AsyncEngine, account: str) -> int:
+    async with engine.connect() as conn:
+        used = await budget_db.usage(conn, account)
+    return int(used[account]["memory_mbytes"]) if account in used else 0
+
+
+async def test_an_adopted_run_with_another_memory_is_counted_at_its_own(kit: SpendKit) -> None:
+    """A crash left an intent STARTING after its start reached Apify without ``memory``
+    (an older release): the run has the actor's 4 GB. The job resumes, adopts that run,
+    and its slot counts 4 GB while the run is in flight, not the 1 GB asked for."""
+    kit.sim.config.default_memory_mbytes = 4096
+    kit.sim.config.duration_min_seconds = kit.sim.config.duration_max_seconds = 400  # 4 s
+    await kit.account("tenant-a", TOKEN_A)
+    brand, (source,) = await kit.brand("tenant-a", [("instagram", "posts", "@adopted")])
+    lease = await kit.lease(brand)
+    spec = registry.get_spec(source.platform, source.capability)
+    cap = registry.cap_for(source.platform, source.capability, {})
+    run_input = spec.build_input(source.identifier, source.settings, cap)
+    async with kit.engine.begin() as conn:
+        await runs.create_intent(
+            conn,
+            job_id=lease.job_id,
+            source_id=source.id,
+            brand_id=brand,
+            actor_id=spec.actor_id,
+            run_input=run_input,
+            item_cap=cap,
+            attempt=1,
+            account="tenant-a",
+        )
+    tenant = await kit.tenants.resolve("tenant-a")
+    started = await tenant.api.start_run(spec.actor_id, run_input)  # no memory: 4096
+    assert started.memory_mbytes == 4096
+
+    spent = budget.Budget(kit.engine, memory_mbytes=1024, poll_seconds=0.05)
+    job = asyncio.create_task(compile_job.run(kit.deps(budget=spent), lease))
+    seen: set[int] = set()
+    while not job.done():
+        seen.add(await _account_memory(kit.engine, "tenant-a"))
+        await asyncio.sleep(0.02)
+    result = await job
+    assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
+    assert kit.sim.stats()["starts"] == 1  # adopted, never started again
+    async with kit.engine.connect() as conn:
+        apify_run_id = await conn.scalar(sa.select(tables.apify_runs.c.apify_run_id))
+    assert apify_run_id == started.id
+    assert 4096 in seen  # counted at what Apify gave the run while it was in flight
+    assert seen <= {0, 1024, 4096}
+    assert await kit.count_slots() == 0
+
+
+async def test_a_smaller_memory_frees_room_for_the_next_waiter(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    """Resizing a held slot down grants the waiters that now fit (the same rule as a
+    release); resizing a row that is not ours (another lease token) changes nothing."""
+    async with engine.begin() as conn:
+        held = await _slot(conn, granted=True, memory=4096)
+        waiting = await _slot(conn, granted=False, memory=1024)
+        assert await budget_db.grant(conn, "acct", max_runs=10, max_memory_mbytes=4096) == []
+        assert not await budget_db.resize(conn, held[0], uuid.uuid4(), 1024)  # not our lease
+        assert await budget_db.resize(conn, held[0], held[1], 2048)
+        assert not await budget_db.resize(conn, held[0], held[1], 2048)  # already so
+        assert await budget_db.grant(conn, "acct", max_runs=10, max_memory_mbytes=4096) == [
+            waiting[0]
+        ]
+        assert (await budget_db.usage(conn, "acct"))["acct"]["memory_mbytes"] == 3072
+
+
+async def _slot(
+    conn: sa_async.AsyncConnection, *, granted: bool, memory: int
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A run with a slot row (held or waiting) under a running job of a brand of its own:
+    (run id, lease token)."""
+    brand, token = uuid.uuid4(), uuid.uuid4()
+    job = await conn.scalar(
+        sa.insert(tables.jobs)
+        .values(
+            brand_id=brand,
+            status="running",
+            lease_token=token,
+            lease_expires_at=sa.text("now() + interval '1 minute'"),
+        )
+        .returning(tables.jobs.c.id)
+    )
+    source = await conn.scalar(
+        sa.insert(tables.source_connections)
+        .values(
+            brand_id=brand, platform="web", capability="crawl_pages", identifier=str(uuid.uuid4())
+        )
+        .returning(tables.source_connections.c.id)
+    )
+    run = await conn.scalar(
+        sa.insert(tables.apify_runs)
+        .values(job_id=job, source_connection_id=source, brand_id=brand, actor_id="a", input={})
+        .returning(tables.apify_runs.c.id)
+    )
+    assert job is not None
+    assert run is not None
+    claim = budget_db.Claim(run, "acct", brand, job, token, memory)
+    await budget_db.register(conn, claim, granted=granted)
+    return run, token
