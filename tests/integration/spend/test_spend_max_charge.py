@@ -75,12 +75,12 @@ async def test_a_cap_reached_with_runs_in_flight_is_overshot_by_at_most_their_ma
     assert len(result.evidence_status["refreshed"]) == in_flight, result.evidence_status
     blocked = [entry["error_kind"] for entry in result.evidence_status["failed"]]
     assert blocked == ["budget_exceeded"] * (len(SIX) - in_flight)
-    runs = list(kit.sim.state.runs.values())
-    assert all(run.status == "SUCCEEDED" for run in runs)
-    assert all(run.usage_total_usd() <= max_charge for run in runs)
     async with kit.engine.connect() as conn:
         day, _ = await costs.spent_in_window(
             conn, window_seconds=budget.DAY_SECONDS, account="tenant-a"
         )
     assert cap < day <= cap + in_flight * max_charge
+    runs = list(kit.sim.state.runs.values())
+    assert all(run.status == "SUCCEEDED" for run in runs)
+    assert all(run.usage_total_usd() <= max_charge for run in runs)
     assert await kit.count_slots() == 0
