@@ -92,6 +92,11 @@ class Settings(pydantic_settings.BaseSettings):
     apify_account_daily_cap_usd: float | None = pydantic.Field(None, ge=0, allow_inf_nan=False)
     # Sent as each run's memory, so a power of 2 from 128 MB to 32 GB, as Apify requires.
     apify_run_memory_mbytes: int = pydantic.Field(1024, ge=128, le=32_768)
+    # Sent as each run's maxTotalChargeUsd: the most a pay-per-event run may charge, which
+    # bounds what runs in flight add past a daily cap. Unset: not sent.
+    apify_run_max_charge_usd: float | None = pydantic.Field(
+        None, gt=0, le=1_000_000, allow_inf_nan=False
+    )
     budget_poll_seconds: float = pydantic.Field(5.0, gt=0)
     # Test-only: the length of the daily cap's window (86400 = the UTC day).
     budget_window_seconds: int = pydantic.Field(86_400, ge=1)
@@ -133,7 +138,9 @@ class Settings(pydantic_settings.BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @pydantic.field_validator("secret_key", "apify_account_daily_cap_usd", mode="before")
+    @pydantic.field_validator(
+        "secret_key", "apify_account_daily_cap_usd", "apify_run_max_charge_usd", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

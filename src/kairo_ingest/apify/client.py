@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import decimal
 import functools
 import json
 import urllib.parse
@@ -45,6 +46,11 @@ PAGE_TIMEOUT = 60.0  # seconds, cap for one dataset page attempt
 MAX_ATTEMPTS = 6  # per ordinary call; waits retry until their deadline instead
 MAX_PAGE_SIZE = 250_000  # Apify's own cap on a dataset page
 NOT_FOUND_GRACE_SECONDS = 30.0  # a 404 this early in a wait is replica lag, not a lost run
+
+
+def _usd(value: float) -> str:
+    """A dollar amount as a plain decimal, as a query parameter: ``0.00001``, not ``1e-05``."""
+    return format(decimal.Decimal(repr(float(value))), "f")
 
 
 def _segment(value: str) -> str:
@@ -180,10 +186,14 @@ class ApifyClient:
         timeout_secs: int | None = None,
         memory_mbytes: int | None = None,
         max_items: int | None = None,
+        max_total_charge_usd: float | None = None,
         webhooks: Sequence[Mapping[str, Any]] | None = None,
         deadline: clock.Deadline | None = None,
     ) -> models.RunInfo:
         """``POST /v2/actors/{actorId}/runs`` with ``input`` as the body; the new run.
+
+        ``max_total_charge_usd`` is sent as ``maxTotalChargeUsd``: the most the run may
+        charge (Apify holds pay-per-event actors to it; None sends none).
 
         Retried only when the request provably never reached Apify (connect errors) or was
         rejected with 429. Any failure after the request may have reached Apify raises
@@ -199,6 +209,8 @@ class ApifyClient:
             params["memory"] = int(memory_mbytes)
         if max_items is not None:
             params["maxItems"] = int(max_items)
+        if max_total_charge_usd is not None:
+            params["maxTotalChargeUsd"] = _usd(max_total_charge_usd)
         if webhooks:
             encoded = json.dumps(list(webhooks), separators=(",", ":")).encode()
             params["webhooks"] = base64.b64encode(encoded).decode("ascii")

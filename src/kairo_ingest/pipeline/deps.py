@@ -41,6 +41,9 @@ class Deps:
     """The account of the source at hand (set per source by ``source_run``)."""
     budget: budget_module.Budget | None = None
     """The accounts' shared run budgets and daily caps; None: no budget (tests)."""
+    run_max_charge_usd: float | None = None
+    """Sent as every run's ``maxTotalChargeUsd``: the most a pay-per-event run may charge,
+    which bounds what runs in flight add past a daily cap. None: not sent."""
     openings: openings_module.OpeningReads = dataclasses.field(
         init=False, repr=False, compare=False
     )

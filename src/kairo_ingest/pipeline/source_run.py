@@ -140,6 +140,7 @@ async def _start(
                 timeout_secs=int(d.run_deadline_seconds),
                 memory_mbytes=d.run_memory_mbytes,
                 max_items=run.item_cap,
+                max_total_charge_usd=d.run_max_charge_usd,
             )
     except errors.ApifyError as exc:
         if not reconcile.is_definite_refusal(exc):

@@ -43,6 +43,7 @@ def pipeline_deps(
             poll_seconds=budget_poll_seconds(settings),
             window_seconds=settings.budget_window_seconds,
         ),
+        run_max_charge_usd=settings.apify_run_max_charge_usd,
     )
 
 

@@ -21,7 +21,10 @@ a TIMING-OUT phase, and a graceful abort that spends ``abort_grace_seconds`` in 
 A run started without ``memory`` gets its actor's default (``default_memory_mbytes``, or
 ``actor_memory_mbytes`` per actor), and that is what counts against
 ``max_total_memory_mbytes``; a ``memory`` that is not a power of 2 from 128 to 32768 MB
-is refused (400 ``invalid-parameter``).
+is refused (400 ``invalid-parameter``). ``maxTotalChargeUsd`` is echoed in the run's
+``options``; a value that is not a non-negative number is refused (400
+``invalid-parameter``), and a run started with one stops once its charge reaches it
+(:func:`~kairo_ingest.simulator.state.charge_capped`).
 
 Control (no auth, no faults): ``GET /_sim/stats``, ``GET /_sim/runs``,
 ``GET /_sim/runs/{runId}/plan``, ``GET|POST /_sim/config``, ``POST /_sim/reset``.
@@ -37,6 +40,7 @@ import datetime as dt
 import gzip
 import hmac
 import json
+import math
 import re
 import urllib.parse
 import zlib
@@ -60,6 +64,8 @@ MAX_LIST_LIMIT = 1000
 # ``options.memoryMbytes`` is declared 128..32768 in the official client's models).
 MIN_RUN_MEMORY_MBYTES = 128
 MAX_RUN_MEMORY_MBYTES = 32_768
+# A plain non-negative decimal number (``options.maxTotalChargeUsd`` is declared ``ge=0``).
+_USD = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 @dataclasses.dataclass(slots=True)
@@ -102,6 +108,15 @@ def valid_memory(mbytes: int) -> bool:
     """A memory Apify accepts for a run: a power of 2 from 128 MB to 32 GB."""
     power_of_two = mbytes > 0 and mbytes & (mbytes - 1) == 0
     return power_of_two and MIN_RUN_MEMORY_MBYTES <= mbytes <= MAX_RUN_MEMORY_MBYTES
+
+
+def max_charge(raw: str) -> float | None:
+    """The dollar amount of a ``maxTotalChargeUsd``, or None when Apify would refuse it:
+    anything but a finite non-negative number."""
+    if not _USD.fullmatch(raw):
+        return None
+    value = float(raw)
+    return value if math.isfinite(value) else None
 
 
 def _datetime(value: str | None) -> dt.datetime | None:
@@ -302,6 +317,14 @@ class SimulatorApp:
             )
         if memory is None:
             memory = state.memory_for(actor_id)  # the actor's default, counted like any other
+        charge_raw = query.get("maxTotalChargeUsd") or None
+        charge = None if charge_raw is None else max_charge(charge_raw)
+        if charge_raw is not None and charge is None:
+            return error_reply(
+                400,
+                "invalid-parameter",
+                f"maxTotalChargeUsd must be a non-negative number, got {charge_raw!r}",
+            )
         tag = platform.token_tag(self._token(request))
         not_now = state.capacity_error(memory, tag)
         if not_now is not None:
@@ -315,6 +338,7 @@ class SimulatorApp:
             timeout_secs=_int(query.get("timeout")),
             memory_mbytes=memory,
             max_items=_int(query.get("maxItems")),
+            max_total_charge_usd=charge,
             build=query.get("build"),
             token_tag=tag,
         )

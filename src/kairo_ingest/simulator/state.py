@@ -7,6 +7,10 @@ is set) on event-loop timers, or to ABORTING / ABORTED when aborted. Each run ha
 :class:`asyncio.Event` set when it ends, which is what a ``waitForFinish`` long-poll
 waits on: it answers the moment the run ends.
 
+A run started with ``maxTotalChargeUsd`` behaves as a pay-per-event actor does: it stops
+at the last item whose charge fits and ends SUCCEEDED, and its ``usageTotalUsd`` never
+exceeds the max (:func:`charge_capped`).
+
 Visibility (``visibility_lag_seconds``) is measured on the state's injectable ``clock``
 (a monotonic ``() -> float``; tests pass a fake one and move it instead of sleeping).
 
@@ -62,6 +66,8 @@ class RunPlan:
     duration_seconds: float
     outcome: str
     item_count: int
+    stopped_at_max_charge: bool = False
+    """Cut short by the run's ``maxTotalChargeUsd`` (:func:`charge_capped`)."""
 
 
 def plan_run(
@@ -92,6 +98,59 @@ def plan_run(
     elif outcome == "TIMED-OUT":
         count = int(count * rng.uniform(0.3, 1.0))
     return RunPlan(duration_seconds=duration, outcome=outcome, item_count=max(0, count))
+
+
+def cost_usd(*, memory_mbytes: int, simulated_seconds: float, items: int) -> float:
+    """What a run has cost, unrounded: the INPUT record's read and write, compute (memory
+    GB x hours x ``USD_PER_CU``), and per item a dataset write and the actor's charge per
+    result. :meth:`SimRun.usage_total_usd` reports the same sum, rounded per part."""
+    fixed = platform.USD_PER_KVS_READ + platform.USD_PER_KVS_WRITE
+    compute = memory_mbytes / 1024 * simulated_seconds / 3600 * platform.USD_PER_CU
+    per_item = platform.USD_PER_DATASET_WRITE + platform.USD_PER_RESULT
+    return fixed + compute + items * per_item
+
+
+def charge_capped(plan: RunPlan, *, memory_mbytes: int, max_total_charge_usd: float) -> RunPlan:
+    """The plan of a run started with ``maxTotalChargeUsd``, as a pay-per-event actor runs.
+
+    The simulator counts a run's whole cost (:func:`cost_usd`) as what the actor charges.
+    The charge grows as the run goes: compute with time, and a charge per result as each
+    item is pushed (items come evenly over the planned duration, item ``i`` of ``n`` at
+    ``i/n`` of it). Apify refuses a charge that would pass the max and tells the actor,
+    which stops. So the run keeps only the items whose charge fits, goes on at most until
+    its compute reaches the max or its next item is due, and ends SUCCEEDED there with the
+    items pushed so far. A plan whose whole cost fits is returned unchanged.
+    """
+    limit = max_total_charge_usd
+    count, duration = plan.item_count, plan.duration_seconds
+
+    def cost(share: float, items: int) -> float:
+        seconds = duration * share
+        return cost_usd(memory_mbytes=memory_mbytes, simulated_seconds=seconds, items=items)
+
+    if cost(1.0, count) <= limit:
+        return plan
+    fixed = cost(0.0, 0)
+    compute = cost(1.0, 0) - fixed  # over the whole planned duration
+    per_item = cost(0.0, 1) - fixed
+    pushed = 0
+    if count > 0:
+        # Item k is pushed at k/count of the run: it fits while fixed + compute * k/count
+        # + per_item * k <= limit. Solved for k, then checked (floating point).
+        pushed = max(0, min(count, int((limit - fixed) / (compute / count + per_item))))
+        while pushed > 0 and cost(pushed / count, pushed) > limit:
+            pushed -= 1
+    room = limit - cost(0.0, pushed)
+    share = room / compute if compute > 0 else 1.0
+    if pushed < count:
+        share = min(share, (pushed + 1) / count)  # the next item's charge does not fit
+    share = max(0.0, min(1.0, share))
+    return RunPlan(
+        duration_seconds=duration * share,
+        outcome="SUCCEEDED",
+        item_count=pushed,
+        stopped_at_max_charge=True,
+    )
 
 
 class SimRun:
@@ -185,12 +244,24 @@ class SimRun:
             "KEY_VALUE_STORE_WRITES": platform.USD_PER_KVS_WRITE,
         }
 
+    @property
+    def max_total_charge_usd(self) -> float | None:
+        """The ``maxTotalChargeUsd`` the run was started with, if any."""
+        value = self.options.get("maxTotalChargeUsd")
+        return None if value is None else float(value)
+
     def usage_total_usd(self) -> float:
         """What the run cost: platform usage (compute grows with duration) plus the actor's
-        charge per result (grows with items), as for a pay-per-result actor."""
+        charge per result (grows with items), as for a pay-per-result actor.
+
+        Never more than the run's ``maxTotalChargeUsd``: its plan stops the run before the
+        max (:func:`charge_capped`); the platform charges nothing past it, which also
+        covers the rounding of the parts and a max below the INPUT record's own cost.
+        """
         items = self.final_item_count if self.final_item_count is not None else 0
-        total = sum(self.usage_usd().values()) + items * platform.USD_PER_RESULT
-        return round(float(total), 6)
+        total = round(float(sum(self.usage_usd().values()) + items * platform.USD_PER_RESULT), 6)
+        limit = self.max_total_charge_usd
+        return total if limit is None else min(total, limit)
 
     def to_json(self, *, short: bool = False) -> dict[str, Any]:
         finished = iso(self.finished_at) if self.finished_at else None
@@ -319,6 +390,7 @@ class SimState:
         timeout_secs: int | None = None,
         memory_mbytes: int | None = None,
         max_items: int | None = None,
+        max_total_charge_usd: float | None = None,
         build: str | None = None,
         token_tag: str | None = None,
     ) -> SimRun:
@@ -327,7 +399,7 @@ class SimState:
         run_id = make_id(cfg.seed, "run", sequence)
         name, act_id = self.resolve_actor(actor_id)
         memory = memory_mbytes if memory_mbytes is not None else self.memory_for(actor_id)
-        options = {
+        options: dict[str, Any] = {
             "build": build or "latest",
             "timeoutSecs": timeout_secs if timeout_secs is not None else cfg.default_timeout_secs,
             "memoryMbytes": memory,
@@ -341,6 +413,11 @@ class SimState:
             max_items=max_items,
             timeout_secs=timeout_secs,
         )
+        if max_total_charge_usd is not None:
+            options["maxTotalChargeUsd"] = max_total_charge_usd
+            plan = charge_capped(
+                plan, memory_mbytes=memory, max_total_charge_usd=max_total_charge_usd
+            )
         run = SimRun(
             run_id=run_id,
             actor=name,
@@ -402,6 +479,8 @@ class SimState:
         run.final_item_count = items
         run.status = outcome
         run.status_message = MESSAGES[outcome].format(items=items)
+        if outcome == "SUCCEEDED" and run.plan.stopped_at_max_charge:
+            run.status_message += " (the maximum total charge was reached)"
         run.exit_code = 0 if outcome == "SUCCEEDED" else 1
         run.finished_at = dt.datetime.now(dt.UTC)
         run.finished_epoch = time.time()
@@ -505,6 +584,7 @@ class SimState:
                 "plannedOutcome": run.plan.outcome,
                 "durationSeconds": run.plan.duration_seconds,
                 "itemCount": run.final_item_count,
+                "stoppedAtMaxCharge": run.plan.stopped_at_max_charge,
                 "startedAt": iso(run.started_at),
                 "finishedAt": iso(run.finished_at) if run.finished_at else None,
                 "finishedAtEpoch": run.finished_epoch,

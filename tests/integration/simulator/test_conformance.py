@@ -114,6 +114,19 @@ async def test_run_list_and_abort_answers_conform() -> None:
     assert {run.data.status, finished.data.status} <= STATUSES
 
 
+async def test_a_run_started_with_a_max_charge_conforms() -> None:
+    async with server.running(PLATFORM) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+        started = await http.post(RUNS, json=SENT, params={"maxTotalChargeUsd": "0.001"})
+        run = conform(_models.RunResponse, started.json())
+        assert isinstance(run, _models.RunResponse)
+        got = await http.get(f"/v2/actor-runs/{run.data.id}", params={"waitForFinish": 10})
+        finished = conform(_models.RunResponse, got.json())
+    assert isinstance(finished, _models.RunResponse)
+    assert finished.data.options is not None
+    assert finished.data.options.max_total_charge_usd == 0.001
+    assert finished.data.status == "SUCCEEDED"
+
+
 async def test_error_envelopes_conform() -> None:
     cfg = sim_config.SimConfig(
         expected_token="t",
@@ -136,6 +149,8 @@ async def test_error_envelopes_conform() -> None:
         assert (await http.post(RUNS, json=SENT, headers=auth)).status_code == 201
         kinds.add(conform_error(await http.post(RUNS, json=SENT, headers=auth)))
         kinds.add(conform_error(await http.post(RUNS, params={"memory": 64}, headers=auth)))
+        charge = {"maxTotalChargeUsd": "-1"}
+        kinds.add(conform_error(await http.post(RUNS, params=charge, headers=auth)))
         await http.post("/_sim/config", json={"max_concurrent_runs": None})
         kinds.add(conform_error(await http.post(RUNS, params={"memory": 8192}, headers=auth)))
         for _ in range(12):

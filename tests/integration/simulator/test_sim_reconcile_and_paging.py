@@ -37,6 +37,22 @@ async def test_reconciliation_adopts_a_run_whose_start_answer_was_lost() -> None
         assert sim.stats()["starts"] == 2
 
 
+async def test_a_lost_start_with_a_max_charge_adopts_its_run_by_input_containment() -> None:
+    """``maxTotalChargeUsd`` is a query parameter, not part of INPUT: the stored INPUT (with
+    the actor's defaults filled in) still holds ours, and the adopted run carries the max."""
+    cfg = sim_config.SimConfig(seed=3, time_factor=0.01, input_defaults=True)
+    async with server.running(cfg) as sim, apify_client.ApifyClient(sim.base_url, None) as api:
+        sim.config.apply({"faults": {"start": {"drop": 1.0, "after_effect": True}}})
+        ours = {"username": ["acme"], "resultsLimit": 5}
+        run = await reconcile.start_or_adopt(
+            api, ACTOR, ours, intent_at=dt.datetime.now(dt.UTC), max_total_charge_usd=0.25
+        )
+        assert sim.stats()["starts"] == 1
+        adopted = sim.state.runs[run.id]
+        assert adopted.stored_input != ours  # a superset: the actor's defaults
+        assert adopted.options["maxTotalChargeUsd"] == 0.25
+
+
 async def test_adopt_existing_finds_nothing_for_a_new_input() -> None:
     async with (
         server.running(sim_config.SimConfig(time_factor=0.01)) as sim,

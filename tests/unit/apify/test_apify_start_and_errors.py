@@ -32,6 +32,7 @@ async def test_start_sends_input_and_options(router: respx.MockRouter, make_clie
         timeout_secs=300,
         memory_mbytes=1024,
         max_items=5,
+        max_total_charge_usd=0.5,
         webhooks=hooks,
     )
     assert run.id == "run1"
@@ -42,7 +43,30 @@ async def test_start_sends_input_and_options(router: respx.MockRouter, make_clie
     assert params["timeout"] == "300"
     assert params["memory"] == "1024"
     assert params["maxItems"] == "5"
+    assert params["maxTotalChargeUsd"] == "0.5"
     assert json.loads(base64.b64decode(params["webhooks"])) == hooks
+
+
+@pytest.mark.parametrize(
+    ("usd", "sent"),
+    [(None, None), (0.00001, "0.00001"), (2.0, "2.0"), (1e6, "1000000.0"), (0.1 + 0.2, None)],
+    ids=["unset", "small", "whole", "largest", "float-noise"],
+)
+async def test_the_max_charge_is_sent_as_a_plain_decimal(
+    router: respx.MockRouter, make_client: Make, usd: float | None, sent: str | None
+) -> None:
+    route = router.post(START).mock(
+        return_value=httpx.Response(201, json=apify_fakes.run_json(status="READY"))
+    )
+    await make_client().start_run("apify/instagram-scraper", {}, max_total_charge_usd=usd)
+    params = route.calls[0].request.url.params
+    if usd is None:
+        assert "maxTotalChargeUsd" not in params
+    else:
+        assert float(params["maxTotalChargeUsd"]) == usd
+        assert "e" not in params["maxTotalChargeUsd"].lower()
+        if sent is not None:
+            assert params["maxTotalChargeUsd"] == sent
 
 
 @pytest.mark.parametrize(
