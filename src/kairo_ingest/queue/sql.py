@@ -204,7 +204,10 @@ _NOTE_IF_SUPERSEDED = (
 # probe of uq_jobs_running_per_brand per candidate row; brand-less jobs match nothing), so
 # the claim never trips that index and the batch stays one index walk. Each claimed row
 # gets a fresh fencing token and a lease that ends :lease_seconds after the database's
-# now().
+# now(). The UPDATE finds the picked rows with `id = ANY(ARRAY(...))`, primary-key lookups
+# whatever the statistics say: joined as `FROM picked WHERE j.id = picked.id`, the planner
+# hashed the picked ids and scanned the whole table once it held a few tens of thousands
+# of rows, so a claim's cost grew with the finished jobs kept (tests read the plan).
 CLAIM = _typed(
     f"""
     WITH picked AS (
@@ -227,8 +230,7 @@ CLAIM = _typed(
         lease_expires_at = now() + make_interval(secs => CAST(:lease_seconds AS double precision)),
         started_at = coalesce(j.started_at, now()),
         updated_at = now()
-    FROM picked
-    WHERE j.id = picked.id
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING {_LEASE}
     """,
     LEASE_COLUMNS,
