@@ -535,7 +535,8 @@ LIST_JOBS = _typed(
 )
 
 # Delete one bounded batch of finished jobs older than the retention, oldest first, along
-# ix_jobs_finished. Callers loop until a batch comes back short.
+# ix_jobs_finished. Callers loop until a batch comes back short. The doomed rows are found
+# by primary key, as the claim's are (a join let the planner scan the whole table).
 PRUNE = sa.text(
     f"""
     WITH doomed AS (
@@ -547,7 +548,7 @@ PRUNE = sa.text(
         LIMIT CAST(:batch AS integer)
         FOR UPDATE SKIP LOCKED
     )
-    DELETE FROM jobs AS j USING doomed WHERE j.id = doomed.id
+    DELETE FROM jobs AS j WHERE j.id = ANY(ARRAY(SELECT id FROM doomed))
     """
 )
 
