@@ -169,6 +169,22 @@ async def _count_memory(
     await d.budget.resize(budget_module.Ask(run, d.tenant, lease), info.memory_mbytes)
 
 
+async def _count_taken_over_memory(
+    d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run
+) -> None:
+    """A run taken over in flight was started by an earlier holder, perhaps by an older
+    release that sent no memory: look at the run once and count the memory Apify gave it.
+    If Apify cannot say now, the slot keeps our figure; the wait goes on either way."""
+    if d.budget is None or d.tenant is None or run.apify_run_id is None:
+        return
+    try:
+        info = await d.apify.get_run(run.apify_run_id)
+    except errors.ApifyError as exc:
+        log.warning("apify_run_memory_unknown", error=errors.describe(exc))
+        return
+    await _count_memory(d, lease, run, info)
+
+
 async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:
     if run.apify_run_id is None:
         raise SourceRunError(
@@ -392,6 +408,7 @@ async def _advance(
     elif not statuses.is_terminal(run.status):
         # In flight on Apify already (a takeover): it occupies the account; take its slot.
         async with _slot(d, lease, run, force=True):
+            await _count_taken_over_memory(d, lease, run)
             run = await _until_ended(d, lease, run)
     with logs.bind(apify_run_id=run.apify_run_id):
         if run.status != statuses.RunStatus.SUCCEEDED:

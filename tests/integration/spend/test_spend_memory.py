@@ -129,6 +129,57 @@ async def test_an_adopted_run_with_another_memory_is_counted_at_its_own(kit: Spe
     assert await kit.count_slots() == 0
 
 
+async def test_a_run_taken_over_in_flight_is_counted_at_its_own_memory(kit: SpendKit) -> None:
+    """A replica died while its run was RUNNING on Apify; the run had been started without
+    ``memory`` (an older release) and has the actor's 4 GB. The job's next holder takes
+    the run over in flight (a forced slot, no new start) and counts it at 4 GB."""
+    kit.sim.config.default_memory_mbytes = 4096
+    kit.sim.config.duration_min_seconds = kit.sim.config.duration_max_seconds = 400  # 4 s
+    await kit.account("tenant-a", TOKEN_A)
+    brand, (source,) = await kit.brand("tenant-a", [("instagram", "posts", "@taken_over")])
+    lease = await kit.lease(brand)
+    spec = registry.get_spec(source.platform, source.capability)
+    cap = registry.cap_for(source.platform, source.capability, {})
+    run_input = spec.build_input(source.identifier, source.settings, cap)
+    tenant = await kit.tenants.resolve("tenant-a")
+    started = await tenant.api.start_run(spec.actor_id, run_input)  # no memory: 4096
+    async with kit.engine.begin() as conn:
+        intent = await runs.create_intent(
+            conn,
+            job_id=lease.job_id,
+            source_id=source.id,
+            brand_id=brand,
+            actor_id=spec.actor_id,
+            run_input=run_input,
+            item_cap=cap,
+            attempt=1,
+            account="tenant-a",
+        )
+        await conn.execute(
+            sa.update(tables.apify_runs)
+            .where(tables.apify_runs.c.id == intent.id)
+            .values(
+                apify_run_id=started.id,
+                dataset_id=started.default_dataset_id,
+                status="RUNNING",
+                started_at=sa.func.now(),
+            )
+        )
+
+    spent = budget.Budget(kit.engine, memory_mbytes=1024, poll_seconds=0.05)
+    job = asyncio.create_task(compile_job.run(kit.deps(budget=spent), lease))
+    seen: set[int] = set()
+    while not job.done():
+        seen.add(await _account_memory(kit.engine, "tenant-a"))
+        await asyncio.sleep(0.02)
+    result = await job
+    assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
+    assert kit.sim.stats()["starts"] == 1  # taken over, never started again
+    assert 4096 in seen  # counted at what Apify gave the run while it was in flight
+    assert seen <= {0, 1024, 4096}
+    assert await kit.count_slots() == 0
+
+
 async def test_a_smaller_memory_frees_room_for_the_next_waiter(
     engine: sa_async.AsyncEngine,
 ) -> None:
