@@ -3,14 +3,15 @@
 A claim starts its whole batch of jobs in one turn of the event loop, and each compile
 job's first act is its opening read (:mod:`kairo_ingest.db.opening`). Issued one by
 one, each pays a pool checkout, a statement and a socket write of its own: for a brand
-without sources that was nearly all of the job's cost (issue 12). Here the reads that
-arrive while none is being written are gathered and sent as one ``read_many``; while one
-statement is in flight the next batch collects, so a lone job is read at once and a
-burst in bulk, with no timer.
+without sources that was nearly all of the job's cost (issue 12). Here the reads asked
+for in one turn of the loop are sent together as one ``read_many``, at the end of that
+turn (``call_soon``), with no timer: a lone job is read at once, a claimed batch in bulk.
 
-The statement runs in a task of its own, not in any job's: a job that is cancelled while
-it waits (its lease lost, shutdown) only stops waiting, and the other jobs of the batch
-still get their answer. A failed statement fails each read of its batch with the same
+Each batch is a task of its own, and batches do not wait for each other: a statement
+that stalls (a half-open connection, a stuck backend) holds up its own batch only, as a
+job's own read did before, never the reads asked for after it. A job that is cancelled
+while it waits (its lease lost, shutdown) only stops waiting; the rest of its batch still
+gets the answer. A failed statement fails each read of its batch with the same
 classified error, which each job's retry unit (:func:`kairo_ingest.pipeline.tx.call`)
 handles as it did for its own read.
 """
@@ -18,12 +19,12 @@ handles as it did for its own read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import uuid
 
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_ingest import errors
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import opening
 
@@ -43,48 +44,46 @@ class OpeningReads:
         self._engine = engine
         self._max_batch = max_batch
         self._waiting: list[_Waiting] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()  # strong references to the batches
         self.statements = 0  # read_many statements sent (tests check the batching with it)
 
     async def read(self, *, brand_id: uuid.UUID, job_id: uuid.UUID) -> opening.Opening:
-        answer: asyncio.Future[opening.Opening] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[opening.Opening] = loop.create_future()
+        if not self._waiting:
+            # The first read of this turn: send the turn's reads once it is over.
+            loop.call_soon(self._send_waiting)
         self._waiting.append(_Waiting(brand_id, job_id, answer))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._send(), name="kairo-opening-reads")
         return await answer
 
-    async def _send(self) -> None:
-        try:
-            while self._waiting:
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
-                batch = [w for w in batch if not w.answer.done()]  # drop cancelled waits
-                if batch:
-                    await self._answer(batch)
-        except BaseException:
-            for w in self._waiting:  # cancelled: no job may wait for an answer for ever
-                w.answer.cancel()
-            self._waiting.clear()
-            raise
-        finally:
-            self._writer = None
+    def _send_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        asked = [w for w in waiting if not w.answer.done()]  # drop cancelled waits
+        for start in range(0, len(asked), self._max_batch):
+            batch = asked[start : start + self._max_batch]
+            task = asyncio.create_task(self._answer(batch), name="kairo-opening-reads")
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def _answer(self, batch: list[_Waiting]) -> None:
+        self.statements += 1
         try:
-            self.statements += 1
             async with db_engine.autocommit(self._engine) as conn:
                 found = await opening.read_many(conn, [(w.brand_id, w.job_id) for w in batch])
-        except Exception as exc:  # noqa: BLE001 - each waiting job gets the error to handle
-            for w in batch:
-                if not w.answer.done():
-                    w.answer.set_exception(exc)
-            return
-        except BaseException:
-            # Cancelled (the loop is closing): no waiting job may wait for ever.
-            for w in batch:
-                with contextlib.suppress(asyncio.InvalidStateError):
-                    w.answer.cancel()
+        except asyncio.CancelledError:
+            # Only when the loop itself is being torn down: the jobs were not cancelled,
+            # so they get a retryable error, not a cancellation they did not ask for.
+            _fail(batch, errors.DatabaseUnavailableError("the opening read was interrupted"))
             raise
+        except Exception as exc:  # noqa: BLE001 - each waiting job gets the error to handle
+            _fail(batch, exc)
+            return
         for w, result in zip(batch, found, strict=True):
             if not w.answer.done():
                 w.answer.set_result(result)
+
+
+def _fail(batch: list[_Waiting], exc: BaseException) -> None:
+    for w in batch:
+        if not w.answer.done():
+            w.answer.set_exception(exc)

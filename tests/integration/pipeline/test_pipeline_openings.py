@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from pipeline_kit import Kit
@@ -96,3 +97,54 @@ async def test_a_burst_larger_than_a_batch_is_read_in_batches(kit: Kit, max_batc
     )
     assert [o.sources for o in found] == [[], [], [], []]
     assert reads.statements == 4 // max_batch
+
+
+class _Stalled:
+    """``opening.read_many`` whose first statement hangs until released."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def __call__(self, conn: Any, pairs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            await self.release.wait()
+        return await self.real(conn, pairs)
+
+
+async def test_a_stalled_statement_holds_up_its_own_batch_only(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stalled = _Stalled(opening.read_many)
+    monkeypatch.setattr(opening, "read_many", stalled)
+    reads = openings.OpeningReads(kit.engine)
+    first = asyncio.create_task(reads.read(brand_id=uuid.uuid4(), job_id=uuid.uuid4()))
+    while stalled.calls == 0:
+        await asyncio.sleep(0.01)  # the first batch's statement is in flight, and hangs
+    later = await asyncio.wait_for(
+        reads.read(brand_id=uuid.uuid4(), job_id=uuid.uuid4()), timeout=30
+    )
+    assert later.sources == []
+    assert not first.done()
+    stalled.release.set()
+    assert (await first).sources == []
+    assert reads.statements == 2
+
+
+async def test_a_batch_interrupted_under_its_jobs_gives_them_a_retryable_error(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stalled = _Stalled(opening.read_many)
+    monkeypatch.setattr(opening, "read_many", stalled)
+    reads = openings.OpeningReads(kit.engine)
+    waiting = asyncio.create_task(reads.read(brand_id=uuid.uuid4(), job_id=uuid.uuid4()))
+    while stalled.calls == 0:
+        await asyncio.sleep(0.01)
+    for batch in list(reads._sending):  # as the loop's teardown would
+        batch.cancel()
+    with pytest.raises(errors.DatabaseUnavailableError) as caught:
+        await waiting
+    assert caught.value.retryable
+    assert not waiting.cancelled()
