@@ -5,6 +5,11 @@ here each source names its account and gets that account's client. The ``default
 account is implicit: the service's own client (``KAIRO_APIFY_TOKEN``) and the limits from
 ``KAIRO_APIFY_ACCOUNT_*``. A named account's token is decrypted when first used (and again
 when its ciphertext changes), registered with the redaction, and its client cached.
+
+``accounts rotate-key`` rewrites every ciphertext (Fernet output is never the same twice)
+but no token: a changed ciphertext that still opens to the same token keeps its client.
+A client replaced because the token really changed may still be waiting on runs of jobs
+in flight, so it is kept and closed with the others, never dropped open.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import decimal
+import hashlib
 from collections.abc import Callable
 
 from sqlalchemy.ext import asyncio as sa_async
@@ -39,6 +45,13 @@ class Tenant:
     limits: Limits
 
 
+@dataclasses.dataclass(slots=True)
+class _Cached:
+    ciphertext: str
+    token_digest: bytes  # tells a re-encrypted token from a new one, without keeping it
+    api: apify_client.ApifyClient
+
+
 class Tenants:
     def __init__(
         self,
@@ -53,7 +66,8 @@ class Tenants:
         self._default = Tenant(accounts.DEFAULT, default_api, default_limits)
         self._box = box
         self._factory = factory
-        self._clients: dict[str, tuple[str, apify_client.ApifyClient]] = {}
+        self._clients: dict[str, _Cached] = {}
+        self._replaced: list[apify_client.ApifyClient] = []  # closed with the others
         self._lock = asyncio.Lock()
         self.default_limits = default_limits
 
@@ -79,8 +93,8 @@ class Tenants:
     async def _client(self, row: accounts.Account) -> apify_client.ApifyClient:
         async with self._lock:
             cached = self._clients.get(row.name)
-            if cached is not None and cached[0] == row.token_ciphertext:
-                return cached[1]
+            if cached is not None and cached.ciphertext == row.token_ciphertext:
+                return cached.api
             if self._box is None:
                 raise errors.JobError(
                     f"account {row.name!r} has an encrypted token but KAIRO_SECRET_KEY is not set",
@@ -88,12 +102,19 @@ class Tenants:
                     retryable=False,
                 )
             token = self._box.decrypt(row.token_ciphertext)  # registers it with redaction
+            digest = hashlib.sha256(token.encode()).digest()
+            if cached is not None and cached.token_digest == digest:
+                cached.ciphertext = row.token_ciphertext  # re-encrypted, same token
+                return cached.api
             api = self._factory(token)
-            self._clients[row.name] = (row.token_ciphertext, api)
+            if cached is not None:
+                self._replaced.append(cached.api)
+            self._clients[row.name] = _Cached(row.token_ciphertext, digest, api)
             log.info("apify_account_client", account=row.name, fingerprint=row.fingerprint)
             return api
 
     async def aclose(self) -> None:
-        for _, api in self._clients.values():
+        for api in [c.api for c in self._clients.values()] + self._replaced:
             await api.aclose()
         self._clients.clear()
+        self._replaced.clear()

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from spend_kit import DEFAULT_TOKEN, TOKEN_A, TOKEN_B, SpendKit
 
 from kairo_ingest import metrics
+from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import tables
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.simulator import platform
@@ -84,3 +85,40 @@ async def test_tokens_never_reach_the_database_or_metrics_in_clear(kit: SpendKit
     for token in (TOKEN_A, DEFAULT_TOKEN):
         assert token not in dump
         assert token not in rendered
+
+
+async def test_a_reencrypted_token_keeps_its_client_and_a_new_token_closes_the_old_one(
+    kit: SpendKit,
+) -> None:
+    """``accounts rotate-key`` rewrites every ciphertext but no token: the worker keeps the
+    account's client (a new one per rotation was an open connection pool each time). A
+    really new token gets a new client; the old one is closed with the rest, not dropped."""
+    made: list[apify_client.ApifyClient] = []
+    factory = kit.tenants._factory
+
+    def counting(token: str) -> apify_client.ApifyClient:
+        made.append(factory(token))
+        return made[-1]
+
+    kit.tenants._factory = counting
+    await kit.account("acme", TOKEN_A)
+    first = (await kit.tenants.resolve("acme")).api
+
+    async def set_ciphertext(token: str) -> None:
+        async with kit.engine.begin() as conn:
+            await conn.execute(
+                sa.update(tables.accounts)
+                .where(tables.accounts.c.name == "acme")
+                .values(token_ciphertext=kit.box.encrypt(token))
+            )
+
+    await set_ciphertext(TOKEN_A)  # what rotate-key does: same token, new ciphertext
+    assert (await kit.tenants.resolve("acme")).api is first
+    assert len(made) == 1
+
+    await set_ciphertext(TOKEN_B)  # a new token
+    second = (await kit.tenants.resolve("acme")).api
+    assert second is not first
+    assert len(made) == 2
+    await kit.tenants.aclose()
+    assert all(api._http.is_closed for api in made)
