@@ -11,8 +11,9 @@ ended (or the start failed, or the job was cancelled), and the freed slot is gra
 the next waiter in the same transaction.
 
 A slot counts :attr:`Budget.memory_mbytes`, which is also the memory every run is started
-with (``source_run``). When the run object reports another memory (a run adopted after a
-crash, started by an older release without one), :meth:`Budget.resize` counts that instead.
+with (``source_run``). When the run object reports another memory (a run adopted or taken
+over after a crash, started by an older release without one), :meth:`Budget.resize`
+counts that instead.
 
 Daily caps are checked when the slot is requested and again when it is granted: with the
 account's (or the brand's own) spend in the current window at or past its cap, no run
@@ -181,9 +182,10 @@ class Budget:
     async def resize(self, ask: Ask, memory_mbytes: int) -> None:
         """Count the run's slot at the memory Apify reports for the run, if not ours.
 
-        Every start asks for :attr:`memory_mbytes`, but an adopted run may have been started
-        with another (by an older release, or by hand, and Apify then gives it the actor's
-        default), and the account's memory sum must be what Apify counts. Fenced: only
+        Every start asks for :attr:`memory_mbytes`, but an adopted or taken-over run may
+        have been started with another (by an older release, or by hand, and Apify then
+        gives it the actor's default), and the account's memory sum must be what Apify
+        counts. Fenced: only
         while the job holds its lease. A smaller memory frees room, granted on to the
         waiters that now fit in the same transaction; a larger one holds the account's
         next grants back until it fits again. A database failure is logged, never the

@@ -163,7 +163,8 @@ async def _start(
 async def _count_memory(
     d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, info: apify_models.RunInfo
 ) -> None:
-    """Make the run's slot count the memory Apify gave the run (started or adopted)."""
+    """Make the run's slot count the memory Apify gave the run (started, adopted or taken
+    over)."""
     if d.budget is None or d.tenant is None or info.memory_mbytes is None:
         return
     await d.budget.resize(budget_module.Ask(run, d.tenant, lease), info.memory_mbytes)
