@@ -25,6 +25,7 @@ class Split:
     seconds: float
     process_cpu_seconds: float
     server_cpu_seconds: float | None
+    claim_wait_seconds: float | None = None  # ours: the claim loop's wait on its statements
 
     def per_job_us(self, jobs: int) -> tuple[float, float | None]:
         """(this process, the server) CPU microseconds per job."""

@@ -139,6 +139,14 @@ def _cpu(best: Best, n: int) -> str:
     return f"{process:.0f} + {server_text}"
 
 
+def _claim_wait(best: Best) -> str:
+    """The share of ours' drain its claim loop spent waiting on claim statements."""
+    split = best.split
+    if split is None or split.claim_wait_seconds is None:
+        return "n/a"
+    return f"{split.claim_wait_seconds / split.seconds:.0%}"
+
+
 async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None:
     print(
         f"queue sweep: {n} no-op jobs per drain, PostgreSQL {await qt.server_version(dsn)} at "
@@ -203,16 +211,16 @@ async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None
         "\nPython at all (two asyncpg connections, batches of the concurrency):\n"
     )
     print(
-        "| concurrency | ours, CPU | best pgqueuer, CPU | statements alone | CPU "
-        "| statements alone / best peer |"
+        "| concurrency | ours, CPU | ours, waiting on claims | best pgqueuer, CPU "
+        "| statements alone | CPU | statements alone / best peer |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for c, best, pgq, _, proc in rows:
         peer = max(best[pgq].rate, best[proc].rate)
         alone = best[STATEMENTS_ALONE]
         print(
-            f"| {c} | {_cpu(best[OURS], n)} | {_cpu(best[pgq], n)} | {alone.rate:,.0f} jobs/s "
-            f"| {_cpu(alone, n)} | {alone.rate / peer:.2f} |"
+            f"| {c} | {_cpu(best[OURS], n)} | {_claim_wait(best[OURS])} | {_cpu(best[pgq], n)} "
+            f"| {alone.rate:,.0f} jobs/s | {_cpu(alone, n)} | {alone.rate / peer:.2f} |"
         )
     print("\ndefault settings (the old comparison): ours with db.engine.create's defaults")
     print("(pool 10 + 10), pgqueuer at its default batch size of 10:\n")

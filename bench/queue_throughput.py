@@ -131,6 +131,9 @@ async def ours_throughput(
         with cpu_split.Drain() as drain:
             await worker.run(drain=True)
         elapsed = drain.seconds
+        cpu_split.RECORDED[-1] = dataclasses.replace(
+            drain.split, claim_wait_seconds=worker.claim_seconds
+        )
     finally:
         await engine.dispose()
     done = await count(url, "SELECT count(*) FROM jobs WHERE status = 'succeeded'")

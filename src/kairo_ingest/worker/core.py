@@ -113,6 +113,7 @@ class Worker:
         # Set when drain mode ends: pending jobs that wait on a backoff, and until when.
         self.drain_report: queue_jobs.Waiting | None = None
         self.claims = 0  # claim statements issued (tests check the NOTIFY debounce with it)
+        self.claim_seconds = 0.0  # time the claim loop spent waiting on claim statements
 
     # ---------------------------------------------------------------- public surface
 
@@ -238,10 +239,12 @@ class Worker:
                     kinds=self._kinds,
                 )
             except Exception as exc:  # noqa: BLE001 - the loop must outlive database outages
+                self.claim_seconds += self._clock.monotonic() - claimed_at
                 failures += 1
                 await self._claim_conn.discard()
                 await self._pause_after_error("claim", exc, failures)
                 continue
+            self.claim_seconds += self._clock.monotonic() - claimed_at
             failures = 0
             if self._stop.is_set():
                 # Stopped while the claim was in flight: hand the jobs straight back.
