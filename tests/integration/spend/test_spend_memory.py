@@ -19,10 +19,12 @@ from spend_kit import TOKEN_A, SpendKit
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import config
+from kairo_ingest.apify import models as apify_models
 from kairo_ingest.db import budget as budget_db
 from kairo_ingest.db import runs, tables
 from kairo_ingest.domain import registry
 from kairo_ingest.pipeline import budget, compile_job
+from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import handlers
 from kairo_ingest.simulator import platform
 
@@ -84,65 +86,19 @@ async def _account_memory(engine: sa_async.AsyncEngine, account: str) -> int:
     return int(used[account]["memory_mbytes"]) if account in used else 0
 
 
-async def test_an_adopted_run_with_another_memory_is_counted_at_its_own(kit: SpendKit) -> None:
-    """A crash left an intent STARTING after its start reached Apify without ``memory``
-    (an older release): the run has the actor's 4 GB. The job resumes, adopts that run,
-    and its slot counts 4 GB while the run is in flight, not the 1 GB asked for."""
+async def _run_without_memory(
+    kit: SpendKit, identifier: str
+) -> tuple[queue_jobs.Lease, runs.Run, apify_models.RunInfo]:
+    """A job's lease, its intent for its one source, and that source's run started on
+    Apify without ``memory`` (as an older release did): the run has the actor's 4 GB."""
     kit.sim.config.default_memory_mbytes = 4096
     kit.sim.config.duration_min_seconds = kit.sim.config.duration_max_seconds = 400  # 4 s
     await kit.account("tenant-a", TOKEN_A)
-    brand, (source,) = await kit.brand("tenant-a", [("instagram", "posts", "@adopted")])
+    brand, (source,) = await kit.brand("tenant-a", [("instagram", "posts", identifier)])
     lease = await kit.lease(brand)
     spec = registry.get_spec(source.platform, source.capability)
     cap = registry.cap_for(source.platform, source.capability, {})
     run_input = spec.build_input(source.identifier, source.settings, cap)
-    async with kit.engine.begin() as conn:
-        await runs.create_intent(
-            conn,
-            job_id=lease.job_id,
-            source_id=source.id,
-            brand_id=brand,
-            actor_id=spec.actor_id,
-            run_input=run_input,
-            item_cap=cap,
-            attempt=1,
-            account="tenant-a",
-        )
-    tenant = await kit.tenants.resolve("tenant-a")
-    started = await tenant.api.start_run(spec.actor_id, run_input)  # no memory: 4096
-    assert started.memory_mbytes == 4096
-
-    spent = budget.Budget(kit.engine, memory_mbytes=1024, poll_seconds=0.05)
-    job = asyncio.create_task(compile_job.run(kit.deps(budget=spent), lease))
-    seen: set[int] = set()
-    while not job.done():
-        seen.add(await _account_memory(kit.engine, "tenant-a"))
-        await asyncio.sleep(0.02)
-    result = await job
-    assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
-    assert kit.sim.stats()["starts"] == 1  # adopted, never started again
-    async with kit.engine.connect() as conn:
-        apify_run_id = await conn.scalar(sa.select(tables.apify_runs.c.apify_run_id))
-    assert apify_run_id == started.id
-    assert 4096 in seen  # counted at what Apify gave the run while it was in flight
-    assert seen <= {0, 1024, 4096}
-    assert await kit.count_slots() == 0
-
-
-async def test_a_run_taken_over_in_flight_is_counted_at_its_own_memory(kit: SpendKit) -> None:
-    """A replica died while its run was RUNNING on Apify; the run had been started without
-    ``memory`` (an older release) and has the actor's 4 GB. The job's next holder takes
-    the run over in flight (a forced slot, no new start) and counts it at 4 GB."""
-    kit.sim.config.default_memory_mbytes = 4096
-    kit.sim.config.duration_min_seconds = kit.sim.config.duration_max_seconds = 400  # 4 s
-    await kit.account("tenant-a", TOKEN_A)
-    brand, (source,) = await kit.brand("tenant-a", [("instagram", "posts", "@taken_over")])
-    lease = await kit.lease(brand)
-    spec = registry.get_spec(source.platform, source.capability)
-    cap = registry.cap_for(source.platform, source.capability, {})
-    run_input = spec.build_input(source.identifier, source.settings, cap)
-    tenant = await kit.tenants.resolve("tenant-a")
-    started = await tenant.api.start_run(spec.actor_id, run_input)  # no memory: 4096
     async with kit.engine.begin() as conn:
         intent = await runs.create_intent(
             conn,
@@ -155,6 +111,45 @@ async def test_a_run_taken_over_in_flight_is_counted_at_its_own_memory(kit: Spen
             attempt=1,
             account="tenant-a",
         )
+    tenant = await kit.tenants.resolve("tenant-a")
+    started = await tenant.api.start_run(spec.actor_id, run_input)
+    assert started.memory_mbytes == 4096
+    return lease, intent, started
+
+
+async def _memory_counted_while_the_job_runs(kit: SpendKit, lease: queue_jobs.Lease) -> set[int]:
+    """Run the job with slots counted at 1 GB; every account memory sum seen meanwhile."""
+    spent = budget.Budget(kit.engine, memory_mbytes=1024, poll_seconds=0.05)
+    job = asyncio.create_task(compile_job.run(kit.deps(budget=spent), lease))
+    seen: set[int] = set()
+    while not job.done():
+        seen.add(await _account_memory(kit.engine, "tenant-a"))
+        await asyncio.sleep(0.02)
+    result = await job
+    assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
+    assert kit.sim.stats()["starts"] == 1  # the run was not started again
+    assert await kit.count_slots() == 0
+    return seen
+
+
+async def test_an_adopted_run_with_another_memory_is_counted_at_its_own(kit: SpendKit) -> None:
+    """A crash left an intent STARTING after its start reached Apify without ``memory``.
+    The job resumes, adopts that run, and its slot counts 4 GB while the run is in
+    flight, not the 1 GB asked for."""
+    lease, _, started = await _run_without_memory(kit, "@adopted")
+    seen = await _memory_counted_while_the_job_runs(kit, lease)
+    async with kit.engine.connect() as conn:
+        apify_run_id = await conn.scalar(sa.select(tables.apify_runs.c.apify_run_id))
+    assert apify_run_id == started.id  # adopted
+    assert 4096 in seen  # counted at what Apify gave the run while it was in flight
+    assert seen <= {0, 1024, 4096}
+
+
+async def test_a_run_taken_over_in_flight_is_counted_at_its_own_memory(kit: SpendKit) -> None:
+    """A replica died while the run was RUNNING on Apify. The job's next holder takes the
+    run over in flight (a forced slot, no new start) and counts it at 4 GB."""
+    lease, intent, started = await _run_without_memory(kit, "@taken_over")
+    async with kit.engine.begin() as conn:
         await conn.execute(
             sa.update(tables.apify_runs)
             .where(tables.apify_runs.c.id == intent.id)
@@ -165,19 +160,9 @@ async def test_a_run_taken_over_in_flight_is_counted_at_its_own_memory(kit: Spen
                 started_at=sa.func.now(),
             )
         )
-
-    spent = budget.Budget(kit.engine, memory_mbytes=1024, poll_seconds=0.05)
-    job = asyncio.create_task(compile_job.run(kit.deps(budget=spent), lease))
-    seen: set[int] = set()
-    while not job.done():
-        seen.add(await _account_memory(kit.engine, "tenant-a"))
-        await asyncio.sleep(0.02)
-    result = await job
-    assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
-    assert kit.sim.stats()["starts"] == 1  # taken over, never started again
+    seen = await _memory_counted_while_the_job_runs(kit, lease)
     assert 4096 in seen  # counted at what Apify gave the run while it was in flight
     assert seen <= {0, 1024, 4096}
-    assert await kit.count_slots() == 0
 
 
 async def test_a_smaller_memory_frees_room_for_the_next_waiter(
