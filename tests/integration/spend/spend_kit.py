@@ -11,12 +11,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import secretbox
+from kairo_ingest import config, secretbox
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import accounts, sources
+from kairo_ingest.pipeline import compile_job, tenants
 from kairo_ingest.pipeline import deps as deps_module
-from kairo_ingest.pipeline import tenants
 from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.service import handlers
 from kairo_ingest.simulator import server as sim_server
 
 DEFAULT_TOKEN = "apify_api_defaultDEFAULTdefault0001"
@@ -76,6 +77,16 @@ class SpendKit:
             max_memory_mbytes=limits.get("max_memory_mbytes"),
             daily_cap_usd=limits.get("daily_cap_usd"),
         )
+
+    async def compile_as_the_service(self, settings: config.Settings) -> compile_job.Result:
+        """One compile job for a new brand (default account), with the deps ``run`` builds."""
+        deps = handlers.pipeline_deps(settings, self.engine, self.apify)
+        brand, _ = await self.brand(None)
+        try:
+            return await compile_job.run(deps, await self.lease(brand))
+        finally:
+            assert deps.tenants is not None
+            await deps.tenants.aclose()
 
     async def brand(
         self, account: str | None, pairs: list[tuple[str, str, str]] | None = None

@@ -16,7 +16,6 @@ from spend_kit import TOKEN_A, SpendKit
 from kairo_ingest import config
 from kairo_ingest.db import costs
 from kairo_ingest.pipeline import budget, compile_job
-from kairo_ingest.service import handlers
 from kairo_ingest.simulator import platform
 
 SIX = [
@@ -42,14 +41,7 @@ async def test_runs_carry_the_configured_max_charge_and_none_without_it(
         monkeypatch.delenv(VARIABLE, raising=False)
     else:
         monkeypatch.setenv(VARIABLE, raw)
-    settings = config.load(budget_poll_seconds=0.05)
-    deps = handlers.pipeline_deps(settings, kit.engine, kit.apify)  # what `run` builds
-    brand, _ = await kit.brand(None)
-    try:
-        result = await compile_job.run(deps, await kit.lease(brand))
-    finally:
-        assert deps.tenants is not None
-        await deps.tenants.aclose()
+    result = await kit.compile_as_the_service(config.load(budget_poll_seconds=0.05))
     assert len(result.evidence_status["refreshed"]) == 2, result.evidence_status
     assert max_charges(kit) == [sent, sent]
 

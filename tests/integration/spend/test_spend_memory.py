@@ -25,7 +25,6 @@ from kairo_ingest.db import runs, tables
 from kairo_ingest.domain import registry
 from kairo_ingest.pipeline import budget, compile_job
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.service import handlers
 from kairo_ingest.simulator import platform
 
 SIX = [
@@ -49,13 +48,7 @@ async def test_runs_are_started_with_the_configured_memory_not_the_actors_defaul
     monkeypatch.setenv("KAIRO_APIFY_RUN_MEMORY_MBYTES", "2048")
     settings = config.load(budget_poll_seconds=0.05)
     assert settings.apify_run_memory_mbytes == 2048
-    deps = handlers.pipeline_deps(settings, kit.engine, kit.apify)  # what `run` builds
-    brand, _ = await kit.brand(None)
-    try:
-        result = await compile_job.run(deps, await kit.lease(brand))
-    finally:
-        assert deps.tenants is not None
-        await deps.tenants.aclose()
+    result = await kit.compile_as_the_service(settings)
     assert len(result.evidence_status["refreshed"]) == 2, result.evidence_status
     assert run_memories(kit) == [2048, 2048]
 
