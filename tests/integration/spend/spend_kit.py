@@ -13,7 +13,8 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import config, secretbox
 from kairo_ingest.apify import client as apify_client
-from kairo_ingest.db import accounts, sources
+from kairo_ingest.db import accounts, sources, tables
+from kairo_ingest.db import budget as budget_db
 from kairo_ingest.pipeline import compile_job, tenants
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.queue import jobs as queue_jobs
@@ -137,3 +138,49 @@ async def dump(engine: sa_async.AsyncEngine, *only: str) -> str:
             rows = await conn.execute(sa.text(f'SELECT t::text FROM "{name}" t'))
             parts.extend(f"{name}: {r[0]}" for r in rows)
     return "\n".join(parts)
+
+
+async def job_row(
+    conn: sa_async.AsyncConnection, brand: uuid.UUID, *, running: bool = True
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A job of ``brand``, running under a live lease or pending: (id, lease token)."""
+    token = uuid.uuid4()
+    job = await conn.scalar(
+        sa.insert(tables.jobs)
+        .values(
+            brand_id=brand,
+            status="running" if running else "pending",
+            lease_token=token if running else None,
+            lease_expires_at=sa.text("now() + interval '1 minute'") if running else None,
+        )
+        .returning(tables.jobs.c.id)
+    )
+    assert job is not None
+    return job, token
+
+
+async def slot_row(
+    conn: sa_async.AsyncConnection,
+    brand: uuid.UUID,
+    job: tuple[uuid.UUID, uuid.UUID],
+    *,
+    granted: bool = False,
+    memory_mbytes: int = 1024,
+) -> uuid.UUID:
+    """A run of ``job`` (id, lease token) with its slot row in account ``acct``."""
+    source = await conn.scalar(
+        sa.insert(tables.source_connections)
+        .values(
+            brand_id=brand, platform="web", capability="crawl_pages", identifier=str(uuid.uuid4())
+        )
+        .returning(tables.source_connections.c.id)
+    )
+    run = await conn.scalar(
+        sa.insert(tables.apify_runs)
+        .values(job_id=job[0], source_connection_id=source, brand_id=brand, actor_id="a", input={})
+        .returning(tables.apify_runs.c.id)
+    )
+    assert run is not None
+    claim = budget_db.Claim(run, "acct", brand, job[0], job[1], memory_mbytes)
+    await budget_db.register(conn, claim, granted=granted)
+    return run

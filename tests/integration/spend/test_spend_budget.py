@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import spend_kit
 import sqlalchemy as sa
 from spend_kit import TOKEN_A, SpendKit
 from sqlalchemy.ext import asyncio as sa_async
@@ -43,60 +44,18 @@ async def test_no_more_runs_in_flight_than_the_accounts_budget(kit: SpendKit) ->
     assert await kit.count_slots() == 0  # every slot released
 
 
-async def _job(
-    conn: sa_async.AsyncConnection, brand: uuid.UUID, *, running: bool = True
-) -> tuple[uuid.UUID, uuid.UUID]:
-    token = uuid.uuid4()
-    job = await conn.scalar(
-        sa.insert(tables.jobs)
-        .values(
-            brand_id=brand,
-            status="running" if running else "pending",
-            lease_token=token if running else None,
-            lease_expires_at=sa.text("now() + interval '1 minute'") if running else None,
-        )
-        .returning(tables.jobs.c.id)
-    )
-    assert job is not None
-    return job, token
-
-
-async def _waiter(
-    conn: sa_async.AsyncConnection,
-    brand: uuid.UUID,
-    job: tuple[uuid.UUID, uuid.UUID],
-    *,
-    granted: bool = False,
-) -> uuid.UUID:
-    source = await conn.scalar(
-        sa.insert(tables.source_connections)
-        .values(
-            brand_id=brand, platform="web", capability="crawl_pages", identifier=str(uuid.uuid4())
-        )
-        .returning(tables.source_connections.c.id)
-    )
-    run = await conn.scalar(
-        sa.insert(tables.apify_runs)
-        .values(job_id=job[0], source_connection_id=source, brand_id=brand, actor_id="a", input={})
-        .returning(tables.apify_runs.c.id)
-    )
-    assert run is not None
-    claim = budget_db.Claim(run, "acct", brand, job[0], job[1], 1024)
-    await budget_db.register(conn, claim, granted=granted)
-    return run
-
-
 async def test_grants_go_to_the_brand_holding_fewest_slots_then_the_oldest(
     engine: sa_async.AsyncEngine,
 ) -> None:
     big, small = uuid.uuid4(), uuid.uuid4()
     async with engine.begin() as conn:
-        big_job = await _job(conn, big)
-        small_job = await _job(conn, small, running=False)
-        small_job = await _job(conn, uuid.uuid4())  # another running job (one per brand)
-        await _waiter(conn, big, big_job, granted=True)
-        big_waits = [await _waiter(conn, big, big_job) for _ in range(3)]  # oldest first
-        small_wait = await _waiter(conn, uuid.uuid4(), small_job)
+        big_job = await spend_kit.job_row(conn, big)
+        small_job = await spend_kit.job_row(conn, small, running=False)
+        # Another running job (one per brand).
+        small_job = await spend_kit.job_row(conn, uuid.uuid4())
+        await spend_kit.slot_row(conn, big, big_job, granted=True)
+        big_waits = [await spend_kit.slot_row(conn, big, big_job) for _ in range(3)]  # oldest first
+        small_wait = await spend_kit.slot_row(conn, uuid.uuid4(), small_job)
         granted = await budget_db.grant(conn, "acct", max_runs=3, max_memory_mbytes=10**6)
     # Two free slots: the brand with none goes first although it asked last, then the
     # oldest of the big brand's waiters.
@@ -108,16 +67,16 @@ async def test_a_slot_whose_job_lost_its_lease_is_free_and_swept(
 ) -> None:
     brand = uuid.uuid4()
     async with engine.begin() as conn:
-        dead_job = await _job(conn, brand)
-        await _waiter(conn, brand, dead_job, granted=True)
+        dead_job = await spend_kit.job_row(conn, brand)
+        await spend_kit.slot_row(conn, brand, dead_job, granted=True)
         # The holder was killed; the reaper took its job back (a new lease, or none).
         await conn.execute(
             sa.update(tables.jobs)
             .where(tables.jobs.c.id == dead_job[0])
             .values(status="pending", lease_token=None, lease_expires_at=None)
         )
-        live = await _job(conn, uuid.uuid4())
-        waiting = await _waiter(conn, uuid.uuid4(), live)
+        live = await spend_kit.job_row(conn, uuid.uuid4())
+        waiting = await spend_kit.slot_row(conn, uuid.uuid4(), live)
         assert (await budget_db.usage(conn, "acct"))["acct"] == {
             "runs": 0,
             "memory_mbytes": 0,

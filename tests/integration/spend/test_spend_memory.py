@@ -14,6 +14,7 @@ import asyncio
 import uuid
 
 import pytest
+import spend_kit
 import sqlalchemy as sa
 from spend_kit import TOKEN_A, SpendKit
 from sqlalchemy.ext import asyncio as sa_async
@@ -164,8 +165,8 @@ async def test_a_smaller_memory_frees_room_for_the_next_waiter(
     """Resizing a held slot down grants the waiters that now fit (the same rule as a
     release); resizing a row that is not ours (another lease token) changes nothing."""
     async with engine.begin() as conn:
-        held = await _slot(conn, granted=True, memory=4096)
-        waiting = await _slot(conn, granted=False, memory=1024)
+        held = await _slot(conn, granted=True, memory_mbytes=4096)
+        waiting = await _slot(conn, granted=False, memory_mbytes=1024)
         assert await budget_db.grant(conn, "acct", max_runs=10, max_memory_mbytes=4096) == []
         assert not await budget_db.resize(conn, held[0], uuid.uuid4(), 1024)  # not our lease
         assert await budget_db.resize(conn, held[0], held[1], 2048)
@@ -177,35 +178,11 @@ async def test_a_smaller_memory_frees_room_for_the_next_waiter(
 
 
 async def _slot(
-    conn: sa_async.AsyncConnection, *, granted: bool, memory: int
+    conn: sa_async.AsyncConnection, *, granted: bool, memory_mbytes: int
 ) -> tuple[uuid.UUID, uuid.UUID]:
     """A run with a slot row (held or waiting) under a running job of a brand of its own:
     (run id, lease token)."""
-    brand, token = uuid.uuid4(), uuid.uuid4()
-    job = await conn.scalar(
-        sa.insert(tables.jobs)
-        .values(
-            brand_id=brand,
-            status="running",
-            lease_token=token,
-            lease_expires_at=sa.text("now() + interval '1 minute'"),
-        )
-        .returning(tables.jobs.c.id)
-    )
-    source = await conn.scalar(
-        sa.insert(tables.source_connections)
-        .values(
-            brand_id=brand, platform="web", capability="crawl_pages", identifier=str(uuid.uuid4())
-        )
-        .returning(tables.source_connections.c.id)
-    )
-    run = await conn.scalar(
-        sa.insert(tables.apify_runs)
-        .values(job_id=job, source_connection_id=source, brand_id=brand, actor_id="a", input={})
-        .returning(tables.apify_runs.c.id)
-    )
-    assert job is not None
-    assert run is not None
-    claim = budget_db.Claim(run, "acct", brand, job, token, memory)
-    await budget_db.register(conn, claim, granted=granted)
-    return run, token
+    brand = uuid.uuid4()
+    job = await spend_kit.job_row(conn, brand)
+    run = await spend_kit.slot_row(conn, brand, job, granted=granted, memory_mbytes=memory_mbytes)
+    return run, job[1]
