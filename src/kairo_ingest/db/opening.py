@@ -4,9 +4,8 @@ The job needs the database's ``now()`` (freshness is judged on the database's cl
 the brand's enabled sources, and for each source this job's own latest run (a retry or a
 takeover resumes it) and the source's newest reusable run. Read one by one, in
 transactions of their own, that was ``3 + 3 x sources`` round trips (BEGIN, SELECT,
-ROLLBACK each); here it is one autocommit statement, for one job or for several
-(:func:`read_many`, used by :mod:`kairo_ingest.pipeline.openings` to read the openings of
-jobs that start together in one round trip)::
+ROLLBACK each); here it is one autocommit statement (:func:`read_many`), for every job
+that starts at the same time (:mod:`kairo_ingest.pipeline.openings` gathers them)::
 
     unnest(brand ids, job ids) WITH ORDINALITY AS pair
       LEFT JOIN sources ON the pair's brand's enabled sources
@@ -110,12 +109,6 @@ def _run(m: Any, prefix: str) -> runs.Run | None:
     if m[f"{prefix}id"] is None:
         return None
     return runs.Run(**{name: m[f"{prefix}{name}"] for name in _RUN_FIELDS})
-
-
-async def read(
-    conn: sa_async.AsyncConnection, *, brand_id: uuid.UUID, job_id: uuid.UUID
-) -> Opening:
-    return (await read_many(conn, [(brand_id, job_id)]))[0]
 
 
 async def read_many(
