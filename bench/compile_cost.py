@@ -143,9 +143,7 @@ async def drain(url: str, kind: str, n: int, concurrency: int) -> tuple[float, i
                 elapsed = time.perf_counter() - started
     finally:
         await engine.dispose()
-    done = await qt.count(url, "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
-    if done != n:
-        raise RuntimeError(f"{kind}: {done} of {n} jobs succeeded")
+    await qt.require_succeeded(url, n, kind)
     return n / elapsed, counter.total
 
 

@@ -40,7 +40,6 @@ import queue_throughput as qt
 from kairo_ingest import logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
-from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.queue import sql
 from kairo_ingest.worker import builtin
 
@@ -75,10 +74,9 @@ async def statements_alone(url: str, n: int, concurrency: int) -> float:
     await migrate.upgrade(url)
     engine = db_engine.create(url)
     try:
-        await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=n)
+        await qt.load_noops(engine, url, n)
     finally:
         await engine.dispose()
-    await qt.analyze(url, "jobs")
     claim, claim_names = _positional(sql.CLAIM)
     complete, _ = _positional(sql.COMPLETE)
     claim_values: dict[str, Any] = {
@@ -110,9 +108,7 @@ async def statements_alone(url: str, n: int, concurrency: int) -> float:
     finally:
         await claimer.close()
         await completer.close()
-    done = await qt.count(url, "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
-    if done != n:
-        raise RuntimeError(f"statements alone: {done} of {n} jobs succeeded")
+    await qt.require_succeeded(url, n, "statements alone")
     return drain.seconds
 
 

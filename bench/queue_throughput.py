@@ -107,6 +107,19 @@ async def count(url: str, query: str) -> int:
         await conn.close()
 
 
+async def load_noops(engine: Any, url: str, n: int) -> None:
+    """Enqueue n of our no-op jobs and give the planner their statistics."""
+    await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=n)
+    await analyze(url, "jobs")
+
+
+async def require_succeeded(url: str, n: int, label: str) -> None:
+    """Fail the benchmark unless every one of our n jobs succeeded."""
+    done = await count(url, "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+    if done != n:
+        raise RuntimeError(f"{label}: {done} of {n} jobs succeeded")
+
+
 # ------------------------------------------------------------------------------ ours
 
 
@@ -125,8 +138,7 @@ async def ours_throughput(
     await migrate.upgrade(url)
     engine = db_engine.create(url, pool_size=pool_size, max_overflow=max_overflow)
     try:
-        await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=n)
-        await analyze(url, "jobs")
+        await load_noops(engine, url, n)
         worker = our_worker(engine, builtin.HANDLERS, url, concurrency)
         with cpu_split.Drain() as drain:
             await worker.run(drain=True)
@@ -136,9 +148,7 @@ async def ours_throughput(
         )
     finally:
         await engine.dispose()
-    done = await count(url, "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
-    if done != n:
-        raise RuntimeError(f"ours: {done} of {n} jobs succeeded")
+    await require_succeeded(url, n, "ours")
     return elapsed
 
 
