@@ -104,25 +104,32 @@ class _Stalled:
 
     def __init__(self, real: Any) -> None:
         self.real = real
+        self.entered = asyncio.Event()  # the first statement is in flight
         self.release = asyncio.Event()
-        self.calls = 0
 
     async def __call__(self, conn: Any, pairs: Any) -> Any:
-        self.calls += 1
-        if self.calls == 1:
+        if not self.entered.is_set():
+            self.entered.set()
             await self.release.wait()
         return await self.real(conn, pairs)
+
+
+async def _first_read_stalled(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> tuple[_Stalled, openings.OpeningReads, asyncio.Task[opening.Opening]]:
+    """One read whose batch's statement is in flight and hangs until released."""
+    stalled = _Stalled(opening.read_many)
+    monkeypatch.setattr(opening, "read_many", stalled)
+    reads = openings.OpeningReads(kit.engine)
+    first = asyncio.create_task(reads.read(brand_id=uuid.uuid4(), job_id=uuid.uuid4()))
+    await stalled.entered.wait()
+    return stalled, reads, first
 
 
 async def test_a_stalled_statement_holds_up_its_own_batch_only(
     kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stalled = _Stalled(opening.read_many)
-    monkeypatch.setattr(opening, "read_many", stalled)
-    reads = openings.OpeningReads(kit.engine)
-    first = asyncio.create_task(reads.read(brand_id=uuid.uuid4(), job_id=uuid.uuid4()))
-    while stalled.calls == 0:
-        await asyncio.sleep(0.01)  # the first batch's statement is in flight, and hangs
+    stalled, reads, first = await _first_read_stalled(kit, monkeypatch)
     later = await asyncio.wait_for(
         reads.read(brand_id=uuid.uuid4(), job_id=uuid.uuid4()), timeout=30
     )
@@ -136,12 +143,7 @@ async def test_a_stalled_statement_holds_up_its_own_batch_only(
 async def test_a_batch_interrupted_under_its_jobs_gives_them_a_retryable_error(
     kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stalled = _Stalled(opening.read_many)
-    monkeypatch.setattr(opening, "read_many", stalled)
-    reads = openings.OpeningReads(kit.engine)
-    waiting = asyncio.create_task(reads.read(brand_id=uuid.uuid4(), job_id=uuid.uuid4()))
-    while stalled.calls == 0:
-        await asyncio.sleep(0.01)
+    _, reads, waiting = await _first_read_stalled(kit, monkeypatch)
     for batch in list(reads._sending):  # as the loop's teardown would
         batch.cancel()
     with pytest.raises(errors.DatabaseUnavailableError) as caught:
