@@ -20,6 +20,9 @@ metadata = sa.MetaData(
 )
 
 _NOW = sa.text("now()")
+# Run statuses after which nothing more happens: Apify's four terminal ones and our own
+# START_FAILED (an intent that provably never became a run). SQL text, for predicates.
+RUN_ENDED_SQL = "('SUCCEEDED', 'FAILED', 'TIMED-OUT', 'ABORTED', 'START_FAILED')"
 _UUID = sa.text("gen_random_uuid()")
 
 
@@ -163,9 +166,26 @@ apify_runs = sa.Table(
     sa.Column("error_summary", sa.Text(), nullable=True),
     *_timestamps(),
     # Spend (0004): the account the run was started with, and what Apify says it cost.
-    sa.Column("account", sa.Text(), nullable=True),
+    # NOT NULL since 0005: every request about a run uses the token of that account.
+    sa.Column("account", sa.Text(), nullable=False, server_default=sa.text("'default'")),
     sa.Column("usage_total_usd", sa.Numeric(14, 6), nullable=True),
     sa.Column("usage", pg.JSONB(), nullable=True),
+    # The run ledger (0005). When the last start request was sent (NULL: never sent).
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    # From the final run object: the charge limit and the events charged.
+    sa.Column("max_total_charge_usd", sa.Numeric(14, 6), nullable=True),
+    sa.Column("charged_event_counts", pg.JSONB(), nullable=True),
+    # Why a kept dataset is partial (charge_cap, aborted, timed_out); who recorded the end.
+    sa.Column("partial_reason", sa.Text(), nullable=True),
+    sa.Column("ended_by", sa.Text(), nullable=True),
+    # The ledger service: when to look next; the job stopped following; abort sent.
+    sa.Column("ledger_check_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("abort_requested_at", sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint(
+        "partial_reason IN ('charge_cap', 'aborted', 'timed_out')", name="partial_reason"
+    ),
+    sa.CheckConstraint("ended_by IN ('job', 'adoption', 'final_look', 'ledger')", name="ended_by"),
     # Freshness: the newest succeeded run per source.
     sa.Index(
         "ix_apify_runs_source_succeeded",
@@ -186,6 +206,19 @@ apify_runs = sa.Table(
     ),
     # Spend: today's cost per account (daily caps) and the `costs` report (0004).
     sa.Index("ix_apify_runs_account_finished", "account", "finished_at"),
+    # The ledger's work list: only runs that have not ended (0005).
+    sa.Index(
+        "ix_apify_runs_unended",
+        "ledger_check_at",
+        postgresql_where=sa.text(f"status NOT IN {RUN_ENDED_SQL}"),
+    ),
+    # Reconciliation's exclusion set: runs already recorded for an actor in a window (0005).
+    sa.Index(
+        "ix_apify_runs_actor_started",
+        "actor_id",
+        "started_at",
+        postgresql_where=sa.text("apify_run_id IS NOT NULL"),
+    ),
 )
 
 raw_apify_items = sa.Table(
