@@ -12,8 +12,8 @@ The pipeline-facing calls::
 
     async with ApifyClient(base_url, token) as api:
         run = await reconcile.start_or_adopt(api, actor_id, run_input, intent_at=intent_at)
-        run = await api.wait_or_abort(run.id, clock.Deadline.after(900))
-        async for index, item in api.iter_dataset_items(run.default_dataset_id, limit=None):
+        end = await api.wait_or_abort(run.id, clock.Deadline.after(900))
+        async for index, item in api.iter_dataset_items(end.run.default_dataset_id, limit=None):
             ...
 """
 
@@ -325,35 +325,47 @@ class ApifyClient:
         gracefully: bool = False,
         abort_timeout_seconds: float = 10.0,
         not_found_grace_seconds: float = NOT_FOUND_GRACE_SECONDS,
-    ) -> models.RunInfo:
+    ) -> models.RunEnd:
         """:meth:`wait_for_run`; on the deadline, abort the run so it stops costing money.
 
-        The abort is not graceful: its partial data is discarded anyway, and a graceful
-        abort lets the run go on (and bill) for up to 30 s more. It is bounded by
-        ``abort_timeout_seconds`` and best effort: a failed abort is logged. Then, whether
-        the abort worked or not, one final GET: a run that ended on its own at the last
-        moment (SUCCEEDED, FAILED, TIMED-OUT) is returned, so a run that succeeded is kept
-        and not paid for again. Otherwise the :class:`~kairo_ingest.errors.ApifyTimeoutError`
-        is raised.
+        The abort is not graceful: a graceful abort lets the run go on (and bill) for up to
+        30 s more. It is bounded by ``abort_timeout_seconds`` and best effort: a failed
+        abort is logged. Then, whether the abort worked or not, a final look that waits up
+        to ``abort_timeout_seconds`` for the run's end (a forced abort still passes through
+        ABORTING): the final run object, with Apify's real status and cost. A run that
+        succeeded at the last moment comes back SUCCEEDED and is kept, not paid for again;
+        an aborted one comes back ABORTED with what it cost (its partial dataset is kept).
+
+        Returns a :class:`~kairo_ingest.apify.models.RunEnd`: ``deadline_passed`` says we
+        aborted; ``ended`` is False when the run was still going (or could not be read)
+        after the final look, and the caller hands it to the run ledger.
         """
         try:
-            return await self.wait_for_run(
-                run_id, deadline, not_found_grace_seconds=not_found_grace_seconds
+            return models.RunEnd(
+                await self.wait_for_run(
+                    run_id, deadline, not_found_grace_seconds=not_found_grace_seconds
+                )
             )
         except errors.ApifyTimeoutError:
             aborted = await self._abort_quietly(run_id, gracefully, abort_timeout_seconds)
             looked = await self._final_look(run_id, abort_timeout_seconds)
             ended = [run for run in (looked, aborted) if run is not None and run.terminal]
-            final = ended[0] if ended else None
-            if final is not None and final.status != "ABORTED":
-                log.info("apify_run_ended_at_deadline", run_id=run_id, status=final.status)
-                return final
-            raise
+            final = ended[0] if ended else (looked or aborted)
+            log.info(
+                "apify_run_after_deadline",
+                run_id=run_id,
+                status=None if final is None else final.status,
+            )
+            return models.RunEnd(final, deadline_passed=True)
 
     async def _final_look(self, run_id: str, timeout_seconds: float) -> models.RunInfo | None:
+        """The run once more, waiting up to ``timeout_seconds`` for it to end; None on error."""
+        wait_secs = max(0, min(MAX_WAIT_FOR_FINISH, int(timeout_seconds)))
         try:
             return await self.get_run(
-                run_id, 0, deadline=clock.Deadline.after(timeout_seconds, self._clock)
+                run_id,
+                wait_secs,
+                deadline=clock.Deadline.after(wait_secs + LONG_POLL_MARGIN, self._clock),
             )
         except errors.ApifyError as exc:
             log.warning("apify_final_look_failed", run_id=run_id, error=errors.describe(exc))

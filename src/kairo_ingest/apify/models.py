@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kairo_ingest import errors
-from kairo_ingest.domain import statuses
+from kairo_ingest.domain import charges, statuses
 
 KNOWN_STATUSES = frozenset(
     {"READY", "RUNNING", "SUCCEEDED", "FAILED", "TIMING-OUT", "TIMED-OUT", "ABORTING", "ABORTED"}
@@ -39,6 +39,12 @@ class RunInfo:
     """``usage``: compute units, dataset writes... as Apify reports them."""
     memory_mbytes: int | None = None
     """``options.memoryMbytes``: the memory Apify gave the run; None when not reported."""
+    max_total_charge_usd: float | None = None
+    """``options.maxTotalChargeUsd``: the most the run may charge; None when not set."""
+    charged_event_counts: dict[str, int] | None = None
+    """``chargedEventCounts``: pay-per-event events charged so far, by name."""
+    event_prices_usd: dict[str, float] | None = None
+    """``pricingInfo.pricingPerEvent.actorChargeEvents.{event}.eventPriceUsd``, by name."""
 
     @property
     def terminal(self) -> bool:
@@ -52,6 +58,33 @@ class RunInfo:
     @property
     def known_status(self) -> bool:
         return self.status in KNOWN_STATUSES
+
+    @property
+    def stopped_at_charge_cap(self) -> bool:
+        """The run's next charge would not have fit under its max (domain/charges.py)."""
+        return charges.stopped_at_charge_cap(
+            max_total_charge_usd=self.max_total_charge_usd,
+            usage_total_usd=self.usage_total_usd,
+            charged_event_counts=self.charged_event_counts,
+            event_prices_usd=self.event_prices_usd,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunEnd:
+    """What :meth:`ApifyClient.wait_or_abort` saw last: the run, and whether we aborted it.
+
+    ``run`` is terminal unless the run was still going (ABORTING after our abort, say)
+    when the final look gave up; None when not even the final look got an answer.
+    """
+
+    run: RunInfo | None
+    deadline_passed: bool = False
+    """Our deadline passed first, so we asked Apify to abort the run (forced)."""
+
+    @property
+    def ended(self) -> bool:
+        return self.run is not None and self.run.terminal
 
 
 def parse_datetime(value: object) -> dt.datetime | None:
@@ -106,7 +139,48 @@ def parse_run(data: object, *, operation: str) -> RunInfo:
         usage_total_usd=_usd(data.get("usageTotalUsd")),
         usage=dict(data["usage"]) if isinstance(data.get("usage"), Mapping) else None,
         memory_mbytes=_memory(data.get("options")),
+        max_total_charge_usd=_max_charge(data.get("options")),
+        charged_event_counts=_event_counts(data.get("chargedEventCounts")),
+        event_prices_usd=_event_prices(data.get("pricingInfo")),
     )
+
+
+def _max_charge(options: object) -> float | None:
+    """``options.maxTotalChargeUsd`` as a finite non-negative amount (a number or its text)."""
+    value = options.get("maxTotalChargeUsd") if isinstance(options, Mapping) else None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    return _usd(value)
+
+
+def _event_counts(value: object) -> dict[str, int] | None:
+    """``chargedEventCounts``: event name -> a non-negative whole count; others dropped."""
+    if not isinstance(value, Mapping):
+        return None
+    return {
+        str(name): count
+        for name, count in value.items()
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 0
+    }
+
+
+def _event_prices(pricing: object) -> dict[str, float] | None:
+    """Event prices from a pay-per-event ``pricingInfo``; None for other pricing models."""
+    if not isinstance(pricing, Mapping):
+        return None
+    per_event = pricing.get("pricingPerEvent")
+    events = per_event.get("actorChargeEvents") if isinstance(per_event, Mapping) else None
+    if not isinstance(events, Mapping):
+        return None
+    prices: dict[str, float] = {}
+    for name, event in events.items():
+        price = _usd(event.get("eventPriceUsd")) if isinstance(event, Mapping) else None
+        if price is not None:
+            prices[str(name)] = price
+    return prices
 
 
 def _memory(options: object) -> int | None:

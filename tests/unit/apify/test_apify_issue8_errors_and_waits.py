@@ -110,8 +110,10 @@ async def test_a_404_just_after_a_start_is_waited_through(
         ]
     )
     api = make_client(clock=fake)
-    run = await api.wait_or_abort("run1", clock.Deadline(fake.now + 600, fake))
-    assert run.status == "SUCCEEDED"
+    end = await api.wait_or_abort("run1", clock.Deadline(fake.now + 600, fake))
+    assert end.run is not None
+    assert end.run.status == "SUCCEEDED"
+    assert not end.deadline_passed
     assert route.call_count == 3
 
 
@@ -121,41 +123,57 @@ async def test_the_deadline_abort_is_hard_and_a_last_moment_success_is_kept(
     """Old: ``gracefully=true`` and, when the abort failed, TIMED-OUT without a last look,
     so a run that succeeded at the last moment was paid for and run again."""
     fake = FakeClock()
-    polls = 0
+    aborted = False
 
     def get(request: httpx.Request) -> httpx.Response:
-        nonlocal polls
-        polls += 1
         fake.now += int(request.url.params.get("waitForFinish", "0"))
-        status = "RUNNING" if fake.now < 1030 else "SUCCEEDED"
-        if request.url.params.get("waitForFinish") != "0":
-            status = "RUNNING"  # the long-polls never saw the end
+        # The run succeeds at the last moment: only a look after the abort sees it.
+        status = "SUCCEEDED" if aborted else "RUNNING"
         return httpx.Response(200, json=apify_fakes.run_json(status=status))
 
+    def abort_request(request: httpx.Request) -> httpx.Response:
+        nonlocal aborted
+        aborted = True
+        return httpx.Response(500, json={"error": {"type": "internal-server-error"}})
+
     router.get("/v2/actor-runs/run1").mock(side_effect=get)
-    abort = router.post("/v2/actor-runs/run1/abort").mock(
-        return_value=httpx.Response(500, json={"error": {"type": "internal-server-error"}})
-    )
-    run = await make_client(clock=fake).wait_or_abort("run1", clock.Deadline(fake.now + 30, fake))
-    assert run.status == "SUCCEEDED"
+    abort = router.post("/v2/actor-runs/run1/abort").mock(side_effect=abort_request)
+    end = await make_client(clock=fake).wait_or_abort("run1", clock.Deadline(fake.now + 30, fake))
+    assert end.run is not None
+    assert end.run.status == "SUCCEEDED"
     assert abort.calls[0].request.url.params["gracefully"] == "false"
 
 
-async def test_an_aborted_run_still_raises_the_timeout(
+async def test_a_run_aborted_at_the_deadline_comes_back_with_its_final_cost(
     router: respx.MockRouter, make_client: Make
 ) -> None:
+    """Old: the abort raised a timeout and the run was recorded TIMED-OUT without its cost.
+    A forced abort passes through ABORTING: the final look waits for the end."""
     fake = FakeClock()
+    aborted = False
 
     def get(request: httpx.Request) -> httpx.Response:
-        fake.now += int(request.url.params.get("waitForFinish", "0"))
-        return httpx.Response(200, json=apify_fakes.run_json(status="RUNNING"))
+        wait = int(request.url.params.get("waitForFinish", "0"))
+        fake.now += wait
+        if not aborted:
+            return httpx.Response(200, json=apify_fakes.run_json(status="RUNNING"))
+        assert wait > 0, "the final look waits for the run's end"
+        ended = apify_fakes.run_json(status="ABORTED", usageTotalUsd=0.0123)
+        return httpx.Response(200, json=ended)
+
+    def abort_request(request: httpx.Request) -> httpx.Response:
+        nonlocal aborted
+        aborted = True
+        return httpx.Response(200, json=apify_fakes.run_json(status="ABORTING"))
 
     router.get("/v2/actor-runs/run1").mock(side_effect=get)
-    router.post("/v2/actor-runs/run1/abort").mock(
-        return_value=httpx.Response(200, json=apify_fakes.run_json(status="ABORTED"))
-    )
-    with pytest.raises(errors.ApifyTimeoutError):
-        await make_client(clock=fake).wait_or_abort("run1", clock.Deadline(fake.now + 3, fake))
+    router.post("/v2/actor-runs/run1/abort").mock(side_effect=abort_request)
+    end = await make_client(clock=fake).wait_or_abort("run1", clock.Deadline(fake.now + 3, fake))
+    assert end.deadline_passed
+    assert end.ended
+    assert end.run is not None
+    assert end.run.status == "ABORTED"
+    assert end.run.usage_total_usd == 0.0123
 
 
 async def test_an_input_record_redirect_is_followed_without_the_token(
