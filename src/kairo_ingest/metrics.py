@@ -72,6 +72,37 @@ APIFY_SPENT_USD = prom.Counter(
     ["account", "actor"],
     registry=REGISTRY,
 )
+APIFY_RUNS_ENDED = prom.Counter(
+    "kairo_apify_runs_ended_total",
+    "Apify run ends recorded, by account, how the run ended (complete, charge_cap, aborted, "
+    "timed_out, failed) and who recorded it (job, adoption, final_look, ledger)",
+    ["account", "ended", "ended_by"],
+    registry=REGISTRY,
+)
+APIFY_RUNS_ENDED_WITHOUT_COST = prom.Counter(
+    "kairo_apify_runs_ended_without_cost_total",
+    "Apify run ends recorded without a usageTotalUsd (should stay 0)",
+    ["account"],
+    registry=REGISTRY,
+)
+LEDGER_RUNS_LOOKED_AT = prom.Counter(
+    "kairo_ledger_runs_followed_total",
+    "Runs the ledger service looked at on Apify because no job follows them, by account",
+    ["account"],
+    registry=REGISTRY,
+)
+LEDGER_RUNS_ABORTED = prom.Counter(
+    "kairo_ledger_runs_aborted_total",
+    "Runs the ledger service aborted because their job no longer wants them, by account",
+    ["account"],
+    registry=REGISTRY,
+)
+LEDGER_UNFOLLOWED = prom.Gauge(
+    "kairo_ledger_unfollowed_runs",
+    "Runs that have not ended and that no job follows (the ledger's), by account",
+    ["account"],
+    registry=REGISTRY,
+)
 RUN_SLOT_WAITS = prom.Counter(
     "kairo_run_slot_waits_total",
     "Run starts that had to wait for a slot of the account's shared budget",

@@ -58,7 +58,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from kairo_ingest import errors, logs
@@ -268,6 +268,7 @@ async def start_or_adopt(
     settle_delays_seconds: Sequence[float] = SETTLE_DELAYS_SECONDS,
     sleep: retrying.Sleep | None = None,
     now: Now = _utcnow,
+    before_send: Callable[[], Awaitable[None]] | None = None,
     **start_kwargs: Any,
 ) -> models.RunInfo:
     """Start a run for an intent; if the start's outcome is unknown, reconcile (settled).
@@ -283,9 +284,15 @@ async def start_or_adopt(
     retried, ``ApifyNotNowError`` means snooze, auth, billing and invalid input are
     permanent. An error of the re-send is raised as an unknown start: the first send's
     run may still exist.
+
+    ``before_send`` is awaited before each send (the pipeline commits the intent's
+    ``sent_at`` there, so settling is measured from the last send); if it raises, nothing
+    is sent.
     """
     last_error: errors.ApifyStartUnknownError | None = None
     for attempt in range(1, max(1, max_starts) + 1):
+        if before_send is not None:
+            await before_send()
         try:
             return await client.start_run(actor_id, run_input, **start_kwargs)
         except errors.ApifyStartUnknownError as exc:

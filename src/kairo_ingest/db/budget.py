@@ -1,11 +1,15 @@
 """The run budget of an Apify account, shared by every replica: rows in ``run_slots``.
 
 A source that is about to start a run registers a row for its run intent (``granted``
-false: waiting) and is granted a slot when the account has room. A row counts only
-while its job still holds the lease token written on it (the job is ``running`` with
-that token): a replica killed with -9 leaves rows that stop counting as soon as the
-reaper (or another replica) takes the job, and the next acquisition deletes them. So
-slots cannot leak.
+false: waiting) and is granted a slot when the account has room. A row counts while its
+job still holds the lease token written on it (the job is ``running`` with that token),
+and a granted row goes on counting, whatever its job does, while its run has been sent to
+Apify and has not ended: the run occupies the account until then (the run ledger removes
+the row when it records the end). Any other row stops counting as soon as its job lets
+go of the lease: a replica killed with -9 leaves waiting rows, and slots of runs that
+ended or were never sent, that stop counting as soon as the reaper (or another replica)
+takes the job, and the next acquisition deletes them. So slots cannot leak, and the
+budget never grants past what is really running on the account.
 
 Every change for an account runs under a transaction-level advisory lock on the
 account's name, so two replicas never count at the same moment and grant past the
@@ -24,13 +28,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_ingest.db import tables
+
 CHANNEL = "kairo_run_slots"
 _LOCK_NAMESPACE = 0x6B616972  # "kair": the advisory-lock namespace of run budgets
 
-_LIVE = """EXISTS (
+# The run of a granted row is on Apify: sent, and not ended (terminal or START_FAILED).
+_RUN_ON_APIFY = f"""s.granted AND EXISTS (
+    SELECT 1 FROM apify_runs r
+    WHERE r.id = s.run_id AND r.sent_at IS NOT NULL AND r.status NOT IN {tables.RUN_ENDED_SQL}
+)"""
+_LIVE = f"""(EXISTS (
     SELECT 1 FROM jobs j
     WHERE j.id = s.job_id AND j.lease_token = s.lease_token AND j.status = 'running'
-)"""
+) OR ({_RUN_ON_APIFY}))"""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,12 +155,26 @@ async def notify(conn: sa_async.AsyncConnection, run_ids: list[uuid.UUID]) -> No
 
 
 async def remove(conn: sa_async.AsyncConnection, run_id: uuid.UUID, lease_token: uuid.UUID) -> bool:
-    """Delete our row of a run (a slot or a wait); False when it was not ours any more."""
+    """Delete our row of a run (a slot or a wait); False when it was not ours any more, or
+    when its run is still on Apify (the row counts until the run ledger records the end)."""
     result = await conn.execute(
-        sa.text("DELETE FROM run_slots WHERE run_id = :run_id AND lease_token = :token"),
+        sa.text(
+            "DELETE FROM run_slots s WHERE s.run_id = :run_id AND s.lease_token = :token "
+            f"AND NOT ({_RUN_ON_APIFY})"
+        ),
         {"run_id": run_id, "token": lease_token},
     )
     return bool(result.rowcount)
+
+
+async def forget(conn: sa_async.AsyncConnection, run_id: uuid.UUID) -> str | None:
+    """Delete the row of a run that has ended, whoever holds it: its account, or None when
+    there was none. Call under :func:`lock` of that account, then :func:`grant`."""
+    account = await conn.scalar(
+        sa.text("DELETE FROM run_slots WHERE run_id = :run_id RETURNING account"),
+        {"run_id": run_id},
+    )
+    return None if account is None else str(account)
 
 
 async def resize(
@@ -171,7 +196,8 @@ async def resize(
 
 
 async def usage(conn: sa_async.AsyncConnection, account: str | None = None) -> dict[str, Any]:
-    """Live slots (held by a job that still has its lease) and waiters, per account."""
+    """Live slots (held by a job that still has its lease, or of a run still on Apify) and
+    waiters, per account."""
     where = "AND s.account = :account" if account is not None else ""
     rows = (
         await conn.execute(

@@ -78,6 +78,9 @@ def _query() -> sa.Select[Any]:
             _REUSE.c.source_connection_id == _s.c.id,
             _REUSE.c.status == statuses.RunStatus.SUCCEEDED,
             _REUSE.c.raw_stored_at.is_not(None),
+            # Without its end time a run would sort first and look newest forever
+            # (db/runs.py newest_reusable): every end records one; old rows are skipped.
+            _REUSE.c.finished_at.is_not(None),
         )
         .order_by(_REUSE.c.finished_at.desc())
         .limit(1)

@@ -29,6 +29,9 @@ class RunFacts:
     items_skipped: int = 0
     usage_total_usd: float | None = None
     """What Apify reported the run cost (None: not reported)."""
+    partial_reason: str | None = None
+    """Why the run's kept dataset is partial: ``charge_cap``, ``aborted``, ``timed_out``
+    (None: the run finished on its own). A charge-capped run is not started again."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,6 +70,8 @@ class Entry:
             )
             if self.run.usage_total_usd is not None:
                 data["usage_total_usd"] = self.run.usage_total_usd
+            if self.run.partial_reason is not None:
+                data.update(partial=True, partial_reason=self.run.partial_reason)
         if self.run_age_hours is not None:
             data["run_age_hours"] = self.run_age_hours
         if self.bucket is statuses.EvidenceBucket.FAILED:

@@ -41,6 +41,15 @@ def is_terminal(status: str) -> bool:
     return status in APIFY_TERMINAL
 
 
+RUN_ENDED = APIFY_TERMINAL | {RunStatus.START_FAILED}
+"""Run rows after which nothing more happens: Apify ended the run, or no run was created."""
+
+
+def has_ended(status: str) -> bool:
+    """True for a run row that needs no more following (a terminal run or START_FAILED)."""
+    return status in RUN_ENDED
+
+
 class Platform(enum.StrEnum):
     INSTAGRAM = "instagram"
     LINKEDIN = "linkedin"

@@ -7,8 +7,10 @@ lease keeps beating. It is woken by ``NOTIFY`` when a slot is granted to it (the
 service feeds :meth:`Budget.on_notify` from a LISTEN connection), and it re-checks on a
 bounded poll (``poll_seconds``) in case a notification was lost or LISTEN is off
 (behind a transaction-mode pooler it only polls). The slot is released when the run has
-ended (or the start failed, or the job was cancelled), and the freed slot is granted to
-the next waiter in the same transaction.
+ended (or the start failed), and the freed slot is granted to the next waiter in the
+same transaction. A run that was sent and has not ended when its job lets go (a
+cancel, a lost lease, a wait that failed) keeps its slot until the run ledger records
+its end (``db/budget.py``).
 
 A slot counts :attr:`Budget.memory_mbytes`, which is also the memory every run is started
 with (``source_run``). When the run object reports another memory (a run adopted or taken
@@ -227,7 +229,9 @@ class Budget:
         """Give the slot (or our place in the queue) back and grant it on, in one transaction.
 
         Not fenced: a lost lease already made the row dead; ``remove`` only deletes the
-        row while it still carries our lease token.
+        row while it still carries our lease token. The slot of a run that was sent and has
+        not ended stays: the run still occupies the account, and the run ledger frees the
+        slot when it records the end (``free_ended``).
         """
         limits = ask.tenant.limits
 
@@ -249,3 +253,21 @@ class Budget:
         except errors.DatabaseError as exc:
             # The row dies with the lease anyway (db/budget.py): never fail the run for it.
             log.warning("run_slot_release_failed", error=errors.describe(exc))
+
+
+async def free_ended(
+    conn: sa_async.AsyncConnection, run_id: uuid.UUID, tenant: tenants.Tenant
+) -> None:
+    """Inside the run ledger's transaction that records a run's end: delete the run's slot,
+    whoever holds it, and grant the room to the next waiters (woken at commit)."""
+    limits = tenant.limits
+    await budget_db.lock(conn, tenant.account)
+    if await budget_db.forget(conn, run_id) is None:
+        return
+    granted = await budget_db.grant(
+        conn,
+        tenant.account,
+        max_runs=limits.max_concurrent_runs,
+        max_memory_mbytes=limits.max_memory_mbytes,
+    )
+    await budget_db.notify(conn, granted)

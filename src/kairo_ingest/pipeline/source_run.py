@@ -1,14 +1,25 @@
 """One source through one Apify run: intent, start or adopt, wait, fetch, normalize.
 
 The run row is written *before* Apify hears of the run (status STARTING, with the
-exact input and the intent's time), so a crash at any point can be resumed without
-paying twice:
+exact input and the intent's time), and ``sent_at`` is committed before each start
+request goes out, so a crash at any point can be resumed without paying twice:
 
-* no row, or the last attempt ended badly -> a new intent, then start;
-* STARTING -> reconcile: adopt the Apify run whose INPUT matches, start only if none;
-* READY / RUNNING / ... -> wait on the same run again;
-* SUCCEEDED without stored items -> fetch (idempotent inserts);
-* SUCCEEDED with stored items -> nothing to do.
+* no row, or the last run ended without a dataset worth keeping (START_FAILED, FAILED)
+  -> a new intent, then start;
+* STARTING and sent -> reconcile first, settled from ``sent_at``: adopt the Apify run
+  whose INPUT matches (it takes its slot at once); only if none, take a slot like a new
+  intent and start;
+* STARTING and never sent -> take a slot and start;
+* READY / RUNNING / ... -> wait on the same run again, with the run's own account;
+* SUCCEEDED, or ended partial (charge cap, aborted, timed out), without stored items
+  -> fetch (idempotent inserts);
+* with stored items -> nothing to do.
+
+Every request about an existing run uses the account that started it (``run.account``),
+whatever the source's account is now; a new intent uses the source's account. A run's
+end is recorded the same way on every path (``pipeline/run_ends.py``). When the job stops
+following a run that has not ended (a wait that failed, an abort still ABORTING), the
+run is released to the run ledger (``pipeline/ledger.py``), which follows it to its end.
 """
 
 from __future__ import annotations
@@ -23,26 +34,31 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import clock, errors, logs, metrics
+from kairo_ingest import clock, errors, logs
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.apify import reconcile
 from kairo_ingest.db import runs, sources, tables
-from kairo_ingest.domain import evidence, registry, statuses
+from kairo_ingest.domain import charges, evidence, registry, statuses
 from kairo_ingest.pipeline import budget as budget_module
 from kairo_ingest.pipeline import deps as deps_module
-from kairo_ingest.pipeline import store, tx
+from kairo_ingest.pipeline import run_ends, store, tx
 from kairo_ingest.queue import jobs as queue_jobs
 
 log = logs.get(__name__)
 
-_RESTART_AFTER = frozenset(
-    {
-        statuses.RunStatus.START_FAILED,
-        statuses.RunStatus.FAILED,
-        statuses.RunStatus.TIMED_OUT,
-        statuses.RunStatus.ABORTED,
-    }
-)
+
+def kept(run: runs.Run) -> bool:
+    """The run ended with a dataset worth keeping: SUCCEEDED, or partial (a charge cap, an
+    abort, a timeout: paid results, and the same input would stop the same way)."""
+    return run.status == statuses.RunStatus.SUCCEEDED or (
+        run.partial_reason is not None and statuses.is_terminal(run.status)
+    )
+
+
+def restart_after(run: runs.Run | None) -> bool:
+    """A new intent is needed: no run yet, or the last one ended with nothing to keep
+    (START_FAILED, FAILED, or an older row that ended ABORTED or TIMED-OUT unlabelled)."""
+    return run is None or (run.ended and not kept(run))
 
 
 def facts(run: runs.Run) -> evidence.RunFacts:
@@ -56,6 +72,7 @@ def facts(run: runs.Run) -> evidence.RunFacts:
         normalized_updated=run.normalized_updated or 0,
         items_skipped=run.items_skipped or 0,
         usage_total_usd=None if run.usage_total_usd is None else float(run.usage_total_usd),
+        partial_reason=run.partial_reason if kept(run) else None,
     )
 
 
@@ -83,17 +100,28 @@ async def _write(
 async def _record_started(
     d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, info: apify_models.RunInfo
 ) -> runs.Run:
+    """Bind the intent to its Apify run; a run that has already ended (adopted after it
+    ended) has its end recorded at once, with its cost, like any other end."""
     with logs.bind(apify_run_id=info.id):
         log.info("apify_run_recorded", actor_id=run.actor_id, status=info.status)
-    try:
-        return await _write(
-            d,
-            lease,
+
+    async def unit(conn: sa_async.AsyncConnection) -> tuple[runs.Run, bool]:
+        bound = await runs.update(
+            conn,
             run.id,
             apify_run_id=info.id,
             dataset_id=info.default_dataset_id,
-            status=info.status,
+            status=run.status if info.terminal else info.status,
             started_at=info.started_at or sa.func.now(),
+        )
+        if not info.terminal:
+            return bound, False
+        end = run_ends.end_of(info, ended_by=run_ends.EndedBy.ADOPTION)
+        return await runs.record_end(conn, run.id, end)
+
+    try:
+        bound, wrote = await tx.write(
+            d.engine, lease, unit, policy=d.retry_policy, operation="record_run_started"
         )
     except errors.DatabaseConstraintError as exc:
         # Two intents with identical input adopted the same run at the same moment; the
@@ -102,46 +130,84 @@ async def _record_started(
         raise errors.ApifyStartUnknownError(
             f"Apify run {info.id} is already recorded for another intent"
         ) from exc
+    if wrote:
+        run_ends.counted(bound)
+    return bound
 
 
-async def _start(
-    d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, *, resuming: bool
-) -> runs.Run:
-    info: apify_models.RunInfo | None = None
+async def _owned(d: deps_module.Deps, run: runs.Run) -> set[str]:
+    """The Apify runs already recorded for the actor in the intent's listing window."""
+    return await tx.read(
+        d.engine,
+        functools.partial(
+            runs.owned_apify_run_ids,
+            actor_id=run.actor_id,
+            since=run.intent_at - reconcile.DEFAULT_CLOCK_SLACK,
+        ),
+        policy=d.retry_policy,
+        operation="owned_apify_runs",
+    )
+
+
+async def _reconcile(
+    d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run
+) -> tuple[runs.Run, apify_models.RunInfo | None]:
+    """A resumed intent that was sent: adopt its run if Apify has one, settled from the
+    last send (``sent_at``; the budget wait before it does not count). Errors keep the
+    intent STARTING (``ApifyStartUnknownError``)."""
+    assert run.sent_at is not None
 
     async def owned_and_age(conn: sa_async.AsyncConnection) -> tuple[set[str], float]:
         owned = await runs.owned_apify_run_ids(
             conn, actor_id=run.actor_id, since=run.intent_at - reconcile.DEFAULT_CLOCK_SLACK
         )
-        return owned, (await runs.db_now(conn) - run.intent_at).total_seconds()
+        assert run.sent_at is not None
+        return owned, (await runs.db_now(conn) - run.sent_at).total_seconds()
 
     owned, age = await tx.read(
         d.engine, owned_and_age, policy=d.retry_policy, operation="owned_apify_runs"
     )
+    info = await reconcile.adopt_settled(
+        d.apify,
+        run.actor_id,
+        run.input,
+        intent_at=run.intent_at,
+        exclude_run_ids=owned,
+        settle_delays_seconds=reconcile.settle_left(age),
+    )
+    if info is None:
+        return run, None
+    log.info("apify_run_adopted", apify_run_id=info.id)
+    return await _record_started(d, lease, run, info), info
+
+
+async def _start(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:
+    """Send the start (``sent_at`` committed before each send); an unknown outcome is
+    reconciled inside ``start_or_adopt``."""
+    owned = await _owned(d, run)
+
+    async def before_send() -> None:
+        await tx.write(
+            d.engine,
+            lease,
+            functools.partial(runs.mark_sent, run_id=run.id),
+            policy=d.retry_policy,
+            operation="mark_run_sent",
+        )
+
     try:
-        if resuming:
-            info = await reconcile.adopt_settled(
-                d.apify,
-                run.actor_id,
-                run.input,
-                intent_at=run.intent_at,
-                exclude_run_ids=owned,
-                settle_delays_seconds=reconcile.settle_left(age),
-            )
-            if info is not None:
-                log.info("apify_run_adopted", apify_run_id=info.id)
-        if info is None:
-            info = await reconcile.start_or_adopt(
-                d.apify,
-                run.actor_id,
-                run.input,
-                intent_at=run.intent_at,
-                exclude_run_ids=owned,
-                timeout_secs=int(d.run_deadline_seconds),
-                memory_mbytes=d.run_memory_mbytes,
-                max_items=run.item_cap,
-                max_total_charge_usd=d.run_max_charge_usd,
-            )
+        info = await reconcile.start_or_adopt(
+            d.apify,
+            run.actor_id,
+            run.input,
+            intent_at=run.intent_at,
+            exclude_run_ids=owned,
+            before_send=before_send,
+            timeout_secs=int(d.run_deadline_seconds),
+            memory_mbytes=d.run_memory_mbytes,
+            max_items=run.item_cap,
+            max_total_charge_usd=d.run_max_charge_usd,
+        )
     except errors.ApifyError as exc:
         if not reconcile.is_definite_refusal(exc):
             raise  # a run may exist: stay STARTING, reconcile next time
@@ -186,6 +252,34 @@ async def _count_taken_over_memory(
     await _count_memory(d, lease, run, info)
 
 
+async def _record_end(
+    d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, end: runs.End
+) -> runs.Run:
+    """Record the run's end (fenced); the first end recorded wins (``runs.record_end``)."""
+    ended, wrote = await tx.write(
+        d.engine,
+        lease,
+        functools.partial(runs.record_end, run_id=run.id, end=end),
+        policy=d.retry_policy,
+        operation="record_run_end",
+    )
+    if wrote:
+        run_ends.counted(ended)
+    return ended
+
+
+async def _release(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:
+    """The job stops following a run that has not ended: the ledger follows it from now
+    (``released_at``). A lost lease already left it to the ledger."""
+    try:
+        return await _write(
+            d, lease, run.id, released_at=sa.func.now(), ledger_check_at=sa.func.now()
+        )
+    except (errors.LeaseLostError, errors.DatabaseError) as exc:
+        log.warning("apify_run_release_failed", error=errors.describe(exc))
+        return run
+
+
 async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:
     if run.apify_run_id is None:
         raise SourceRunError(
@@ -199,40 +293,41 @@ async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> 
     )
     deadline = clock.Deadline.after(max(0.0, d.run_deadline_seconds - elapsed), d.clock)
     try:
-        info = await d.apify.wait_or_abort(run.apify_run_id, deadline)
-    except errors.ApifyTimeoutError as exc:
-        metrics.APIFY_RUNS.labels(statuses.RunStatus.TIMED_OUT).inc()
-        run = await _write(
-            d,
-            lease,
-            run.id,
-            status=statuses.RunStatus.TIMED_OUT,
-            finished_at=sa.func.now(),
-            error_kind=errors.ErrorKind.TIMEOUT.value,
-            error_summary=exc.message,
-        )
-        raise SourceRunError(exc, run) from exc
-    metrics.APIFY_RUNS.labels(info.status).inc()
-    values: dict[str, Any] = {
-        "status": info.status,
-        "finished_at": info.finished_at or sa.func.now(),
-        "dataset_id": info.default_dataset_id or run.dataset_id,
-    }
-    if info.usage_total_usd is not None:
-        # The final run object's cost: what daily caps and `costs` count.
-        values.update(usage_total_usd=info.usage_total_usd, usage=info.usage)
-        metrics.APIFY_SPENT_USD.labels(run.account or "default", run.actor_id).inc(
-            info.usage_total_usd
-        )
-    if not info.succeeded:
-        failure = errors.ApifyRunFailedError(
-            f"Apify run {info.id} ended {info.status}"
-            + (f": {info.status_message}" if info.status_message else "")
-        )
-        values.update(error_kind=failure.kind.value, error_summary=failure.message)
-        run = await _write(d, lease, run.id, **values)
-        raise SourceRunError(failure, run)
-    return await _write(d, lease, run.id, **values)
+        end = await d.apify.wait_or_abort(run.apify_run_id, deadline)
+    except errors.ApifyError as exc:
+        # No end in sight (a 404 past its grace, a refused token...): the run may go on.
+        raise SourceRunError(exc, await _release(d, lease, run)) from exc
+    if end.run is not None and end.run.terminal:
+        if end.deadline_passed:
+            # Aborted at our deadline (or ended just then): Apify's real status and cost.
+            finished = run_ends.end_of(
+                end.run,
+                ended_by=run_ends.EndedBy.FINAL_LOOK,
+                aborted_for=charges.PartialReason.TIMED_OUT,
+            )
+        else:
+            finished = run_ends.end_of(end.run, ended_by=run_ends.EndedBy.JOB)
+        return await _record_end(d, lease, run, finished)
+    # Aborted at our deadline, but not ended by the final look (still ABORTING, or Apify
+    # did not answer): the ledger records its end; its dataset is kept as timed out.
+    status = end.run.status if end.run is not None else run.status
+    run = await _write(
+        d,
+        lease,
+        run.id,
+        status=status,
+        partial_reason=charges.PartialReason.TIMED_OUT.value,
+        abort_requested_at=sa.func.now(),
+        released_at=sa.func.now(),
+        ledger_check_at=sa.func.now(),
+    )
+    raise SourceRunError(
+        errors.ApifyTimeoutError(
+            f"Apify run {run.apify_run_id} was aborted at the run deadline and had not ended "
+            f"(still {status}); the run ledger records its end"
+        ),
+        run,
+    )
 
 
 async def _dataset_of(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> runs.Run:
@@ -302,14 +397,14 @@ async def run(
     ``run`` is the job's latest run for the source (``runs.latest_for``), or None.
     """
     try:
-        account = source.account or "default"
+        # A run that exists is the business of the account that started it (its token
+        # reads, waits, aborts and fetches it); a new intent uses the source's account.
+        account = (source.account or "default") if restart_after(run) else _account_of(run)
         if d.tenants is not None:
-            tenant = await d.tenants.resolve(source.account)
-            # Every Apify call of this source goes out with its own account's token.
+            tenant = await d.tenants.resolve(account)
             d = dataclasses.replace(d, apify=tenant.api, tenant=tenant)
             account = tenant.account
-        async with d.run_slots:
-            run = await _advance(d, lease, source, spec, run, account=account)
+        run = await _advance(d, lease, source, spec, run, account=account)
     except SourceRunError as exc:
         return _failed(source, reason, exc.cause, exc.run)
     except errors.LeaseLostError:
@@ -333,6 +428,11 @@ async def run(
         reason,
         run=facts(run),
     )
+
+
+def _account_of(run: runs.Run | None) -> str:
+    assert run is not None
+    return run.account
 
 
 async def _create_intent(
@@ -379,7 +479,7 @@ async def _advance(
     *,
     account: str,
 ) -> runs.Run:
-    if run is None or run.status in _RESTART_AFTER:
+    if restart_after(run):
         cap = registry.cap_for(source.platform, source.capability, d.env)
         run = await tx.write(
             d.engine,
@@ -399,20 +499,33 @@ async def _advance(
         )
         log.info("apify_run_intent", run_id=str(run.id), actor_id=run.actor_id)
         async with _slot(d, lease, run, force=False):
-            run = await _start(d, lease, run, resuming=False)
+            run = await _start(d, lease, run)
             run = await _until_ended(d, lease, run)
-    elif run.status == statuses.RunStatus.STARTING:
-        log.info("apify_run_intent_resumed", run_id=str(run.id))
-        async with _slot(d, lease, run, force=False):
-            run = await _start(d, lease, run, resuming=True)
-            run = await _until_ended(d, lease, run)
-    elif not statuses.is_terminal(run.status):
+    elif run is not None and run.status == statuses.RunStatus.STARTING:
+        log.info("apify_run_intent_resumed", run_id=str(run.id), sent=run.sent_at is not None)
+        adopted: apify_models.RunInfo | None = None
+        if run.sent_at is not None:
+            # A start was sent: its run may exist. Look before any budget or cap check, so
+            # a run that exists is never marked START_FAILED and paid for again.
+            run, adopted = await _reconcile(d, lease, run)
+        if adopted is not None:
+            async with _slot(d, lease, run, force=True):
+                await _count_memory(d, lease, run, adopted)
+                run = await _until_ended(d, lease, run)
+        else:
+            async with _slot(d, lease, run, force=False):
+                run = await _start(d, lease, run)
+                run = await _until_ended(d, lease, run)
+    elif run is not None and not run.ended:
         # In flight on Apify already (a takeover): it occupies the account; take its slot.
         async with _slot(d, lease, run, force=True):
+            if run.released_at is not None:
+                run = await _write(d, lease, run.id, released_at=None, ledger_check_at=None)
             await _count_taken_over_memory(d, lease, run)
             run = await _until_ended(d, lease, run)
+    assert run is not None
     with logs.bind(apify_run_id=run.apify_run_id):
-        if run.status != statuses.RunStatus.SUCCEEDED:
+        if not kept(run):
             raise SourceRunError(
                 errors.ApifyRunFailedError(f"Apify run {run.apify_run_id} ended {run.status}"), run
             )
@@ -424,6 +537,7 @@ async def _advance(
                 created=run.normalized_created,
                 updated=run.normalized_updated,
                 skipped=run.items_skipped,
+                partial_reason=run.partial_reason,
             )
     return run
 
@@ -439,17 +553,24 @@ async def _until_ended(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.R
 async def _slot(
     d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, *, force: bool
 ) -> AsyncIterator[None]:
-    """A slot of the account's shared budget around a run's start and wait (pipeline/budget).
+    """A slot of the account's shared budget, then one of the process's (``run_slots``),
+    around a run's start and wait (pipeline/budget).
 
     A daily cap reached before the start marks the intent START_FAILED with kind
     ``budget_exceeded`` (the next attempt makes a new intent) and fails the source with a
     snoozing error: the job waits for the cap's window without spending an attempt.
     """
     if d.budget is None or d.tenant is None:
-        yield
+        async with d.run_slots:
+            yield
         return
     try:
-        async with d.budget.slot(budget_module.Ask(run, d.tenant, lease, force=force)):
+        # The account's slot first, then the process-wide one: sources waiting for a full
+        # account must not hold the process's slots that another account could use.
+        async with (
+            d.budget.slot(budget_module.Ask(run, d.tenant, lease, force=force)),
+            d.run_slots,
+        ):
             yield
     except errors.BudgetExceededError as exc:
         if run.apify_run_id is not None or run.status != statuses.RunStatus.STARTING:

@@ -51,7 +51,10 @@ async def test_run_record_created_after_start_orphans_a_paid_run(
     lease = await kit.lease(brand)
     run = await _intent(kit, lease, source.id)
     if crash_point == "after_start_before_record":
-        # The start reached Apify, then the process died before recording its answer.
+        # The start reached Apify (its sending committed first, as the pipeline does),
+        # then the process died before recording its answer.
+        async with kit.engine.begin() as conn:
+            await runs.mark_sent(conn, run.id)
         await kit.apify.start_run(run.actor_id, run.input, max_items=run.item_cap)
     lease = await kit.reclaim(lease)
 
@@ -365,19 +368,30 @@ async def test_evidence_status_names_every_source_once_with_classified_errors(ki
     assert result.verdict is evidence.Verdict.FAILED
 
 
-async def test_run_deadline_aborts_the_apify_run_and_records_timed_out(kit: Kit) -> None:
-    """A1 at the pipeline: the old client left the run running (and billing) after giving up."""
-    kit.sim.state.apply_config({"time_factor": 1.0, "duration_min_seconds": 60})
+async def test_run_deadline_aborts_the_apify_run_and_keeps_what_it_paid_for(kit: Kit) -> None:
+    """A1 at the pipeline: the old client left the run running (and billing) after giving up.
+    Then the run was recorded TIMED-OUT without its cost and its paid items were thrown away
+    (and paid for again by the retry). Now: Apify's real end and cost from the final look,
+    the items pushed before the abort kept, and the entry marked partial, timed out."""
+    kit.sim.state.apply_config(
+        {"time_factor": 0.05, "duration_min_seconds": 60, "duration_max_seconds": 60}
+    )
     brand, (_source,) = await kit.brand(TIKTOK)
-    result = await compile_job.run(kit.deps(run_deadline_seconds=0.5), await kit.lease(brand))
+    # Under a second: Apify is sent `timeout=0` (none), so our deadline comes first.
+    result = await compile_job.run(kit.deps(run_deadline_seconds=0.9), await kit.lease(brand))
 
-    (entry,) = result.evidence_status["failed"]
-    assert entry["error_kind"] == "timeout"
-    assert entry["apify_status"] == "TIMED-OUT"
+    (entry,) = result.evidence_status["refreshed"]
+    assert (entry["partial"], entry["partial_reason"]) == (True, "timed_out")
+    assert entry["apify_status"] == "ABORTED"
     (run,) = await kit.rows(R)
-    assert (run.status, run.error_kind) == ("TIMED-OUT", "timeout")
+    (summary,) = kit.sim.state.run_summaries()
+    assert (run.status, run.partial_reason, run.ended_by) == ("ABORTED", "timed_out", "final_look")
+    assert run.finished_at is not None
+    assert float(run.usage_total_usd) == summary["usageTotalUsd"] > 0
+    assert 0 < run.raw_item_count == summary["itemCount"]
     assert kit.sim.stats()["abortRequests"] >= 1
-    assert result.verdict is evidence.Verdict.RETRY
+    assert kit.sim.stats()["starts"] == 1  # not started again: its results are kept
+    assert result.verdict is evidence.Verdict.SUCCEEDED
 
 
 async def test_fresh_runs_are_reused_and_failed_runs_never_are(kit: Kit) -> None:

@@ -20,17 +20,19 @@ from kairo_ingest.queue import jobs as queue_jobs
 
 ONE = [("tiktok", "profile_videos", "@acme")]
 
-# A refreshed source with one page: 27 round trips, as
+# A refreshed source with one page: 30 round trips, as
 #   opening read (all sources)                     1 (autocommit)
 #   run intent: BEGIN, fence, latest run, INSERT, COMMIT   5
-#   before the start: owned Apify run ids, now()   2 (autocommit reads)
+#   before the start: owned Apify run ids          1 (autocommit read)
+#   start sent (sent_at): BEGIN, fence, UPDATE, COMMIT     4
 #   run started: BEGIN, fence, UPDATE, COMMIT      4
 #   wait: seconds since start                      1 (autocommit)
 #   run finished: BEGIN, fence, UPDATE, COMMIT     4
 #   the page: BEGIN, fence, raw items, evidence, counts, COMMIT   6
 #   run stored: BEGIN, fence, UPDATE, COMMIT       4
-# (before issue 12: 40, every read in BEGIN ... ROLLBACK and the opening reads apart).
-REFRESHED_ONE_PAGE = {"begin": 5, "statement": 17, "commit": 5, "rollback": 0}
+# (before issue 12: 40, every read in BEGIN ... ROLLBACK and the opening reads apart; the
+# run ledger added the commit of sent_at before the start request goes out).
+REFRESHED_ONE_PAGE = {"begin": 6, "statement": 18, "commit": 6, "rollback": 0}
 
 
 async def _compile(kit: Kit, brand: object) -> tuple[compile_job.Result, dict[str, int]]:

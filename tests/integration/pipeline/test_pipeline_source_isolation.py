@@ -108,8 +108,13 @@ class _NoDatasetId:
         if name not in {"start_run", "get_run", "wait_or_abort", "wait_for_run"}:
             return attribute
 
-        async def stripped(*args: Any, **kwargs: Any) -> apify_models.RunInfo:
+        async def stripped(*args: Any, **kwargs: Any) -> Any:
             info = await attribute(*args, **kwargs)
+            if isinstance(info, apify_models.RunEnd):  # wait_or_abort's answer
+                assert info.run is not None
+                return dataclasses.replace(
+                    info, run=dataclasses.replace(info.run, default_dataset_id=None)
+                )
             return dataclasses.replace(info, default_dataset_id=None)
 
         return stripped

@@ -68,6 +68,8 @@ async def _leased_intent(engine: sa_async.AsyncEngine) -> tuple[queue_jobs.Lease
             item_cap=spec.default_cap,
             attempt=1,
         )
+        # A crash after the start was sent: the pipeline commits sent_at before sending.
+        intent = await runs.mark_sent(conn, intent.id)
     return lease, intent
 
 

@@ -105,6 +105,7 @@ async def _run_without_memory(
             attempt=1,
             account="tenant-a",
         )
+        intent = await runs.mark_sent(conn, intent.id)  # as the pipeline does before a send
     tenant = await kit.tenants.resolve("tenant-a")
     started = await tenant.api.start_run(spec.actor_id, run_input)
     assert started.memory_mbytes == 4096
