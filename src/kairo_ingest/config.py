@@ -98,6 +98,17 @@ class Settings(pydantic_settings.BaseSettings):
         None, gt=0, le=1_000_000, allow_inf_nan=False
     )
     budget_poll_seconds: float = pydantic.Field(5.0, gt=0)
+    ledger_interval_seconds: float = pydantic.Field(
+        2.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description=(
+            "How often the run ledger looks for Apify runs that no job follows (it also "
+            "wakes on NOTIFY kairo_ledger from `jobs cancel`); a run that is just running "
+            "is looked at less often, at most every 60 s."
+        ),
+    )
     # Test-only: the length of the daily cap's window (86400 = the UTC day).
     budget_window_seconds: int = pydantic.Field(86_400, ge=1)
 

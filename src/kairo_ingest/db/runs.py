@@ -231,6 +231,8 @@ class End:
     partial_reason: str | None = None
     error_kind: str | None = None
     error_summary: str | None = None
+    aborted: bool = False
+    """We asked Apify to abort the run (``abort_requested_at`` is set if it was not)."""
 
 
 async def record_end(
@@ -267,6 +269,11 @@ async def record_end(
                 error_kind=end.error_kind,
                 error_summary=end.error_summary,
                 ledger_check_at=None,
+                abort_requested_at=(
+                    sa.func.coalesce(c.abort_requested_at, sa.func.now())
+                    if end.aborted
+                    else c.abort_requested_at
+                ),
                 updated_at=sa.func.now(),
             )
             .returning(*_t.c)

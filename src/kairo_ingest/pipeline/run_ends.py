@@ -34,12 +34,13 @@ def end_of(
     *,
     ended_by: str,
     aborted_for: str | None = None,
+    aborted: bool = False,
 ) -> runs.End:
     """The end of a terminal run, as its final run object tells it.
 
     ``aborted_for`` is why we asked Apify to abort it, if we did (``timed_out`` at our
     deadline, ``aborted`` otherwise): an ABORTED run gets it as its partial reason unless
-    its numbers say it stopped at its charge cap.
+    its numbers say it stopped at its charge cap. ``aborted``: this path sent the abort.
     """
     reason = charges.partial_reason(
         info.status,
@@ -65,6 +66,7 @@ def end_of(
         partial_reason=None if reason is None else reason.value,
         error_kind=error_kind,
         error_summary=error_summary,
+        aborted=aborted,
     )
 
 

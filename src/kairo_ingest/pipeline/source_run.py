@@ -304,6 +304,7 @@ async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> 
                 end.run,
                 ended_by=run_ends.EndedBy.FINAL_LOOK,
                 aborted_for=charges.PartialReason.TIMED_OUT,
+                aborted=True,
             )
         else:
             finished = run_ends.end_of(end.run, ended_by=run_ends.EndedBy.JOB)

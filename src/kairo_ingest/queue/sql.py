@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from kairo_ingest.db import tables
+from kairo_ingest.db import ledger, tables
 
 # The LISTEN/NOTIFY channel; ``enqueue`` and manual ``retry`` notify it with the job kind.
 CHANNEL = "kairo_jobs"
@@ -484,7 +484,8 @@ REAP = sa.text(
 ).columns(tables.jobs.c.id, tables.jobs.c.status)
 
 # Operator cancel of a pending or running job. Clearing the token makes the owner's next
-# heartbeat miss, so it cancels the handler and writes nothing more.
+# heartbeat miss, so it cancels the handler and writes nothing more. The NOTIFY, delivered
+# when the cancel commits, wakes the run ledger (db/ledger.py), which aborts the job's runs.
 CANCEL = _typed(
     f"""
     UPDATE jobs AS j
@@ -495,7 +496,7 @@ CANCEL = _typed(
         last_error_kind = CAST(:error_kind AS text),
         updated_at = now()
     WHERE j.id = CAST(:id AS uuid) AND j.status IN ('pending', 'running')
-    RETURNING {_JOB}
+    RETURNING {_JOB}, pg_notify('{ledger.CHANNEL}', CAST(j.id AS text)) IS NULL AS ledger_woken
     """,
     JOB_COLUMNS,
 )

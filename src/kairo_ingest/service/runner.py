@@ -22,6 +22,7 @@ from kairo_ingest.db import budget as budget_db
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.pipeline import budget as pipeline_budget
 from kairo_ingest.pipeline import deps as deps_module
+from kairo_ingest.pipeline import ledger as pipeline_ledger
 from kairo_ingest.service import apify_access, handlers, health_server, http, resources
 from kairo_ingest.worker import config as worker_config_module
 from kairo_ingest.worker import core as worker_core
@@ -34,24 +35,43 @@ def owner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+# How long `run --drain` waits, once the queue is idle, for the run ledger to abort and
+# record the runs no job wants any more (a forced abort ends within seconds).
+LEDGER_SETTLE_SECONDS = 30.0
+
+
+def make_ledger(settings: config.Settings, deps: deps_module.Deps) -> pipeline_ledger.Ledger:
+    return pipeline_ledger.Ledger(deps, interval_seconds=settings.ledger_interval_seconds)
+
+
 def make_worker(
     settings: config.Settings,
     db: resources.Database,
     deps: deps_module.Deps,
     concurrency: int,
+    *,
+    ledger: pipeline_ledger.Ledger | None = None,
 ) -> worker_core.Worker:
     worker_config = worker_config_module.WorkerConfig.from_settings(
         settings, owner=owner_name(), concurrency=concurrency, dsn_for_listen=db.url
     )
-    return worker_core.Worker(db.engine, handlers.table(deps), worker_config)
+    ledger = ledger or make_ledger(settings, deps)
+    return worker_core.Worker(
+        db.engine, handlers.table(deps), worker_config, loops=[("ledger", ledger.run)]
+    )
 
 
 @contextlib.asynccontextmanager
 async def slot_listener(
-    db: resources.Database, budget: pipeline_budget.Budget
+    db: resources.Database,
+    budget: pipeline_budget.Budget,
+    ledger: pipeline_ledger.Ledger | None = None,
 ) -> AsyncIterator[None]:
+    """LISTEN for granted run slots, and for the run ledger's wake-ups (``jobs cancel``),
+    on one connection."""
+    more = {pipeline_ledger.CHANNEL: ledger.on_notify} if ledger is not None else None
     listener = worker_listener.Listener(
-        db_engine.plain_dsn(db.url), budget.on_notify, channel=budget_db.CHANNEL
+        db_engine.plain_dsn(db.url), budget.on_notify, channel=budget_db.CHANNEL, more=more
     )
     stop = asyncio.Event()
     task = asyncio.create_task(listener.run(stop), name="run-slot-listener")
@@ -72,10 +92,12 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
         deps = handlers.pipeline_deps(settings, db.engine, apify)
         if deps.tenants is not None:
             stack.push_async_callback(deps.tenants.aclose)  # the accounts' own clients
+        ledger = make_ledger(settings, deps)
         if deps.budget is not None and handlers.listens(settings):
-            # Waiters for a run slot are woken by NOTIFY; polling is the fallback.
-            await stack.enter_async_context(slot_listener(db, deps.budget))
-        worker = make_worker(settings, db, deps, slots)
+            # Waiters for a run slot and the run ledger are woken by NOTIFY; polling is the
+            # fallback.
+            await stack.enter_async_context(slot_listener(db, deps.budget, ledger))
+        worker = make_worker(settings, db, deps, slots, ledger=ledger)
         health = http.Health(db.url, apify=apify_access.label(settings))
         front = health_server.HealthServer(health, host=settings.http_host, port=settings.http_port)
         console = None
@@ -125,6 +147,11 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
         )
         try:
             await worker.run(drain=drain)
+            if drain:
+                # The queue is idle: let the ledger abort and record the runs no job wants.
+                left = await ledger.settle(LEDGER_SETTLE_SECONDS)
+                if left:
+                    log.warning("ledger_runs_left", runs=left)
             if worker.drain_report is not None:
                 print(f"drained: {worker.drain_report.describe()}", flush=True)
         finally:

@@ -9,7 +9,7 @@ One process runs up to ``concurrency`` jobs as coroutines on one event loop. Its
     lease keeper (lease_keeper.py)  heartbeats on a connection of its own; gives a lease
                           up with a margin before the database lease ends, and hands it back
     finisher     (finisher.py)  batches the final writes in a task of its own
-    maintenance  (maintenance.py)  reaper, sampler, pruner
+    maintenance  (maintenance.py)  reaper, sampler, pruner, and the service's loops
     listener     (listener.py)  LISTEN kairo_jobs on its own connection (optional)
     shutdown     (shutdown.py)  grace period, then cancel and release what still runs
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy.ext import asyncio as sa_async
 
@@ -61,6 +61,7 @@ class Worker:
         *,
         clock: clock_module.Clock = clock_module.SYSTEM,
         rng: random.Random | None = None,
+        loops: Sequence[tuple[str, maintenance.Loop]] = (),
     ) -> None:
         if not handlers:
             raise errors.ConfigError("the worker needs at least one job handler")
@@ -68,6 +69,7 @@ class Worker:
         self.config = config
         self._engine = engine
         self._handlers = dict(handlers)
+        self._loops = list(loops)  # maintenance loops the service adds (the run ledger)
         self._kinds = sorted(self._handlers)
         self.owner = config.owner
         self._clock = clock
@@ -176,7 +178,7 @@ class Worker:
         )
         cfg = self.config
         background = maintenance.start(
-            self._engine, cfg, self._stop, self._rng, on_requeued=self._wake.set
+            self._engine, cfg, self._stop, self._rng, on_requeued=self._wake.set, loops=self._loops
         )
         if self._listener is not None:
             listening = self._listener.run(self._stop)

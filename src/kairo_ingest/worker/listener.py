@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -38,6 +38,7 @@ class Listener:
         on_notify: Callable[[str], None],
         *,
         channel: str = sql.CHANNEL,
+        more: Mapping[str, Callable[[str], None]] | None = None,
         ping_interval_seconds: float = 30.0,
         reconnect_base_seconds: float = 0.2,
         reconnect_cap_seconds: float = 30.0,
@@ -46,6 +47,8 @@ class Listener:
         self._dsn = dsn
         self._on_notify = on_notify
         self._channel = channel
+        # Other channels on the same connection (the run ledger's beside the run slots').
+        self._more = dict(more or {})
         self._ping_interval = ping_interval_seconds
         self._reconnect_base = reconnect_base_seconds
         self._reconnect_cap = reconnect_cap_seconds
@@ -54,9 +57,9 @@ class Listener:
         self.connects = 0  # successful (re)connections, for tests and logs
         self.notifications = 0
 
-    def _callback(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _callback(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         self.notifications += 1
-        self._on_notify(payload)
+        self._more.get(channel, self._on_notify)(payload)
 
     async def run(self, stop: asyncio.Event) -> None:
         failures = 0
@@ -91,11 +94,15 @@ class Listener:
         try:
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(self._channel, self._callback)
+            for channel in self._more:
+                await conn.add_listener(channel, self._callback)
             self.connects += 1
             self.listening.set()
             _log.debug("listener_connected", channel=self._channel, connects=self.connects)
             # Anything sent while we were not listening is lost: look once now.
             self._on_notify("")
+            for on_notify in self._more.values():
+                on_notify("")
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._ping_interval):

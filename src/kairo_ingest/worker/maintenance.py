@@ -1,4 +1,5 @@
-"""The worker's periodic maintenance, one unit each: the reaper, the sampler, the pruner.
+"""The worker's periodic maintenance, one unit each: the reaper, the sampler, the pruner,
+and the loops the service adds (the run ledger, ``pipeline/ledger.py``).
 
 Each unit does one round per call; :func:`every` runs a unit at its interval until the
 worker stops, retrying a failed round with the worker's loop backoff (never longer than
@@ -12,7 +13,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 from sqlalchemy.ext import asyncio as sa_async
 
@@ -28,6 +30,8 @@ FULL_STATS_EVERY = 20  # samples: finished-job counts refresh every 20 stats int
 
 
 Work = Callable[[], Awaitable[None]]
+Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+"""A unit with a loop of its own (the run ledger's), run until the stop event is set."""
 
 
 async def every(
@@ -60,8 +64,10 @@ def start(
     rng: random.Random,
     *,
     on_requeued: Callable[[], None],
+    loops: Sequence[tuple[str, Loop]] = (),
 ) -> list[asyncio.Task[None]]:
-    """Start the reaper, the sampler and (with a retention) the pruner, each in a task."""
+    """Start the reaper, the sampler, (with a retention) the pruner and the ``loops`` the
+    service composed (the run ledger), each in a task."""
     units: list[tuple[str, float, Work]] = [
         (
             "reap",
@@ -77,10 +83,12 @@ def start(
     ]
     if config.retention is not None:
         units.append(("prune", config.prune_interval_seconds, Pruner(engine, config.retention)))
-    return [
+    tasks = [
         asyncio.create_task(every(name, interval, unit, stop, rng), name=f"kairo-worker-{name}")
         for name, interval, unit in units
     ]
+    tasks += [asyncio.create_task(loop(stop), name=f"kairo-worker-{name}") for name, loop in loops]
+    return tasks
 
 
 class Reaper:
