@@ -150,8 +150,22 @@ class LedgerKit:
             return bool(rows) and self.sim_run(rows[0].apify_run_id)["status"] == "RUNNING"
 
         await eventually(running, what="the job's run is RUNNING on Apify")
-        (run,) = await self.runs(R.c.job_id == held.job_id)
+        run = (await self.runs(R.c.job_id == held.job_id, R.c.apify_run_id.is_not(None)))[0]
         return task, held, run
+
+    async def complete(self, lease: queue_jobs.Lease, result: compile_job.Result) -> None:
+        """The worker's final write of a job that ran to its end."""
+        await queue_jobs.complete_many(self.engine, [(lease, result.evidence_status)])
+
+    async def reclaim(self, lease: queue_jobs.Lease) -> queue_jobs.Lease:
+        """What a takeover after a crash looks like: the lease ends, the job is claimed again."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(tables.jobs)
+                .where(tables.jobs.c.id == lease.job_id)
+                .values(status="pending", lease_token=None, lease_expires_at=None, lease_owner=None)
+            )
+        return await self.claim()
 
     async def crash(self, task: asyncio.Task[Any]) -> None:
         """The worker that ran the job dies (or its heartbeat missed: the handler stops)."""
