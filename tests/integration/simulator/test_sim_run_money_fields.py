@@ -87,16 +87,16 @@ async def test_the_money_fields_agree_at_every_read(
 
 
 async def test_a_running_run_is_charged_for_what_it_pushed_so_far() -> None:
-    async with server.running(PRICEY) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    two_seconds = dataclasses.replace(PRICEY, duration_min_seconds=200, duration_max_seconds=200)
+    async with server.running(two_seconds) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
         run_id = (await http.post(RUNS, json=BODY)).json()["data"]["id"]
-        for _ in range(2000):
-            run = (await http.get(f"/v2/actor-runs/{run_id}")).json()["data"]
-            pushed = run["chargedEventCounts"][platform.RESULT_EVENT]
-            if pushed > 0 or run["finishedAt"] is not None:
-                break
-            await asyncio.sleep(0.005)
-    assert pushed > 0
-    assert run["usageTotalUsd"] >= pushed * platform.USD_PER_RESULT
+        seen = await reads_until_the_end(http, run_id)
+    running = [run for run in seen if run["status"] == "RUNNING"]
+    pushed = [run["chargedEventCounts"][platform.RESULT_EVENT] for run in running]
+    assert 0 < max(pushed) < 40
+    for run, count in zip(running, pushed, strict=True):
+        assert run["usage"]["DATASET_WRITES"] == count
+        assert run["usageTotalUsd"] >= count * platform.USD_PER_RESULT
 
 
 @pytest.mark.parametrize("cap_outcome", ["SUCCEEDED", "ABORTED"])
