@@ -13,18 +13,31 @@ Endpoints (``/v2/acts/...`` is accepted wherever ``/v2/actors/...`` is)::
     GET  /storage/key-value-stores/{storeId}/records/{key}?signature=...   the signed target
          of an INPUT read when ``record_redirects`` is on (no auth; refuses Authorization)
 
+Accounts: a token is an account (no token is one more). A run belongs to the token that
+started it: lists show an account its own runs only, and a run, its INPUT, its dataset
+items and its log answer 404 ``record-not-found`` to any other token, and so does an
+abort, which then does nothing; such requests are counted in ``foreignTokenRequests``.
+The signed storage URL of an INPUT redirect needs no token (its signature is the grant),
+and only the run's own account gets one.
+
 Platform behaviours, each a setting (see :class:`~kairo_ingest.simulator.config.SimConfig`):
 input defaults in the stored INPUT, visibility lag (404 ``record-not-found`` and absence
 from lists just after a start), late creation of a run whose start answer was lost, limit
 errors with a status drawn from ``limit_error_statuses``, 302 redirects for record reads,
-a TIMING-OUT phase, and a graceful abort that spends ``abort_grace_seconds`` in ABORTING.
+a TIMING-OUT phase, and aborts that always pass through ABORTING: ``abort_grace_seconds``
+for a graceful one, ``forced_abort_seconds`` for a forced one.
 A run started without ``memory`` gets its actor's default (``default_memory_mbytes``, or
 ``actor_memory_mbytes`` per actor), and that is what counts against
 ``max_total_memory_mbytes``; a ``memory`` that is not a power of 2 from 128 to 32768 MB
 is refused (400 ``invalid-parameter``). ``maxTotalChargeUsd`` is echoed in the run's
 ``options``; a value that is not a non-negative number is refused (400
-``invalid-parameter``), and a run started with one stops once its charge reaches it
-(:func:`~kairo_ingest.simulator.state.charge_capped`).
+``invalid-parameter``), and so is one below ``minimal_max_total_charge_usd`` when that is
+set (400 ``max-total-charge-usd-below-minimum``). A run started with one stops once its
+charge reaches it (:func:`~kairo_ingest.simulator.state.charge_capped`) and ends
+SUCCEEDED or, through ABORTING, ABORTED (``charge_cap_outcome_weights``). The full run
+object carries ``pricingInfo`` (pay per event), ``chargedEventCounts``, ``usage``,
+``usageUsd`` and ``usageTotalUsd``, which always agree
+(:meth:`~kairo_ingest.simulator.state.SimRun.money`).
 
 Control (no auth, no faults): ``GET /_sim/stats``, ``GET /_sim/runs``,
 ``GET /_sim/runs/{runId}/plan``, ``GET|POST /_sim/config``, ``POST /_sim/reset``.
@@ -231,12 +244,16 @@ class SimulatorApp:
         given = header[7:].strip() if header.lower().startswith("bearer ") else None
         return given or request.query.get("token") or None
 
-    def _note_token(self, run: sim_state.SimRun, request: Request) -> None:
-        """Record which token asked about a run; count those that are not its starter's."""
+    def _owned(self, run: sim_state.SimRun, request: Request) -> bool:
+        """True when the request's token is the account that started the run (a token is
+        an account). Every request is recorded per token; another account's is counted in
+        ``foreign_token_requests`` and must be answered as if the run did not exist."""
         tag = platform.token_tag(self._token(request))
         run.request_tags[tag] += 1
         if tag != run.token_tag:
             self.state.counters.foreign_token_requests += 1
+            return False
+        return True
 
     def _check_auth(self, request: Request) -> Reply | None:
         accepted = self.state.config.accepted_tokens
@@ -274,9 +291,8 @@ class SimulatorApp:
         if endpoint == "items":
             return self._items(argument, request)
         run = self.state.runs.get(argument)
-        if run is None or not self.state.visible(run):
+        if run is None or not self._owned(run, request) or not self.state.visible(run):
             return error_reply(404, "record-not-found", "Actor run was not found")
-        self._note_token(run, request)
         if endpoint == "get_run":
             await self.state.wait_for_finish(run, _wait_seconds(request))
             return json_reply(200, {"data": run.to_json()})
@@ -324,6 +340,13 @@ class SimulatorApp:
                 400,
                 "invalid-parameter",
                 f"maxTotalChargeUsd must be a non-negative number, got {charge_raw!r}",
+            )
+        minimum = state.config.minimal_max_total_charge_usd
+        if charge is not None and minimum is not None and charge < minimum:
+            return error_reply(
+                400,
+                "max-total-charge-usd-below-minimum",
+                f"maxTotalChargeUsd must be at least {minimum} for this Actor",
             )
         tag = platform.token_tag(self._token(request))
         not_now = state.capacity_error(memory, tag)
@@ -412,9 +435,8 @@ class SimulatorApp:
     def _items(self, dataset_or_run_id: str, request: Request) -> Reply:
         state = self.state
         run = state.by_dataset.get(dataset_or_run_id) or state.runs.get(dataset_or_run_id)
-        if run is None:
+        if run is None or not self._owned(run, request):
             return error_reply(404, "record-not-found", "Dataset was not found")
-        self._note_token(run, request)
         query = request.query
         if query.get("format", "json") != "json":
             return error_reply(400, "invalid-parameter", "Only format=json is simulated")

@@ -1,7 +1,8 @@
 """The simulator's configuration, changeable at run time through ``POST /_sim/config``.
 
 Durations are in simulated seconds and multiplied by ``time_factor`` (0.01 turns a
-120 s run into 1.2 s). ``waitForFinish`` and fault delays are real seconds.
+120 s run into 1.2 s). ``waitForFinish``, fault delays and the ABORTING phases
+(``abort_grace_seconds``, ``forced_abort_seconds``) are real seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ ENDPOINTS = (
     "items",
     "log",
 )
+# How a run that reaches its ``maxTotalChargeUsd`` ends: the actor finishes by itself, or
+# the platform aborts it (through ABORTING). Either way its dataset keeps what it pushed.
+CHARGE_CAP_OUTCOMES = ("SUCCEEDED", "ABORTED")
 FAULT_KINDS = ("error_500", "error_502", "error_503", "error_429", "drop", "truncate", "non_json")
 
 
@@ -88,6 +92,19 @@ class SimConfig:
     actor_memory_mbytes: dict[str, int] = dataclasses.field(default_factory=dict)
     default_timeout_secs: int = 3600
     abort_grace_seconds: float = 0.2  # real seconds in ABORTING after a graceful abort
+    # Real seconds in ABORTING after a forced abort (``gracefully=false``) and after the
+    # platform aborts a run at its ``maxTotalChargeUsd``: short, but never skipped.
+    forced_abort_seconds: float = 0.05
+    # How a run stopped by its ``maxTotalChargeUsd`` ends, drawn per run from the seed:
+    # weights of "SUCCEEDED" (the actor finishes early) and "ABORTED" (the platform aborts
+    # it). The default keeps the actor finishing by itself.
+    charge_cap_outcome_weights: dict[str, float] = dataclasses.field(
+        default_factory=lambda: {"SUCCEEDED": 1.0}
+    )
+    # The actor's ``pricingInfo.minimalMaxTotalChargeUsd``; a start whose
+    # ``maxTotalChargeUsd`` is below it is refused (``max-total-charge-usd-below-minimum``).
+    # None: the actor sets no minimum.
+    minimal_max_total_charge_usd: float | None = None
     # Platform behaviours (issue 8), each off by default. Seconds here are real seconds.
     input_defaults: bool = False  # fill the actor's input-schema defaults into INPUT
     visibility_lag_seconds: float = 0.0  # a new run: 404 on get/abort/INPUT, absent from lists
@@ -129,6 +146,8 @@ class SimConfig:
                 if not isinstance(value, Mapping):
                     raise errors.ConfigError("outcome_weights must be an object", variable=key)
                 self.outcome_weights = {str(k): float(v) for k, v in value.items()}
+            elif key == "charge_cap_outcome_weights":
+                self.charge_cap_outcome_weights = _cap_outcomes(value)
             else:
                 setattr(self, key, _coerce(key, value, getattr(self, key)))
 
@@ -156,6 +175,25 @@ class SimConfig:
                     raise errors.ConfigError(f"unknown fault {name!r}", variable="faults")
                 setattr(current, name, _coerce(name, raw, getattr(current, name)))
             self.faults[endpoint] = current
+
+
+def _cap_outcomes(value: Any) -> dict[str, float]:
+    """``{"SUCCEEDED": w, "ABORTED": w}``: how capped runs end; other keys are refused."""
+    name = "charge_cap_outcome_weights"
+    if not isinstance(value, Mapping):
+        raise errors.ConfigError(f"{name} must be an object", variable=name)
+    unknown = sorted(str(k) for k in value if k not in CHARGE_CAP_OUTCOMES)
+    if unknown:
+        raise errors.ConfigError(
+            f"{name}: unknown outcome {unknown[0]!r} (known: SUCCEEDED, ABORTED)", variable=name
+        )
+    try:
+        weights = {str(k): float(v) for k, v in value.items()}
+    except (TypeError, ValueError) as exc:
+        raise errors.ConfigError(f"bad value for {name!r}", variable=name) from exc
+    if any(w < 0 for w in weights.values()):
+        raise errors.ConfigError(f"{name}: weights must not be negative", variable=name)
+    return weights
 
 
 def _memory_by_actor(value: Any) -> dict[str, int]:
@@ -191,6 +229,8 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
             return [int(v) for v in value]
         if name in ("max_concurrent_runs", "max_total_memory_mbytes"):
             return int(value)
+        if name == "minimal_max_total_charge_usd":
+            return float(value)
         if name in ("expected_token", "storage_base_url"):
             return str(value)
     except (TypeError, ValueError) as exc:

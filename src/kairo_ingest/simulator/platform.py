@@ -1,4 +1,5 @@
-"""Platform habits the simulator can be told to copy: input defaults and signed storage URLs.
+"""Platform habits the simulator can be told to copy: input defaults and signed storage URLs,
+plus the simulated account's prices and the actors' pay-per-event pricing.
 
 Apify fills an actor's input-schema defaults into the ``INPUT`` record of a run started
 through the API, so the stored input is a superset of the body that was sent. The fields
@@ -82,7 +83,36 @@ USD_PER_CU = 0.4
 USD_PER_DATASET_WRITE = 0.000005
 USD_PER_KVS_READ = 0.000005
 USD_PER_KVS_WRITE = 0.00005
-USD_PER_RESULT = 0.0023  # a pay-per-result actor's charge per dataset item ($2.30 / 1,000)
+USD_PER_RESULT = 0.0023  # the actor's charge per dataset item ($2.30 / 1,000)
+
+# Every simulated actor is priced per event, with one event: Apify's synthetic
+# ``apify-default-dataset-item``, charged for each item pushed to the run's default
+# dataset, at ``USD_PER_RESULT``. The account also pays the run's platform usage
+# (``usageUsd``), and ``maxTotalChargeUsd`` caps the two together (see state.py).
+RESULT_EVENT = "apify-default-dataset-item"
+APIFY_MARGIN = 0.2
+PRICING_SINCE = "2025-01-01T00:00:00.000Z"
+
+
+def pricing_info(minimal_max_total_charge_usd: float | None) -> dict[str, Any]:
+    """The run object's ``pricingInfo``: a pay-per-event actor with ``RESULT_EVENT``."""
+    return {
+        "pricingModel": "PAY_PER_EVENT",
+        "apifyMarginPercentage": APIFY_MARGIN,
+        "createdAt": PRICING_SINCE,
+        "startedAt": PRICING_SINCE,
+        "pricingPerEvent": {
+            "actorChargeEvents": {
+                RESULT_EVENT: {
+                    "eventTitle": "Result",
+                    "eventDescription": "One item pushed to the run's default dataset",
+                    "eventPriceUsd": USD_PER_RESULT,
+                    "isPrimaryEvent": True,
+                }
+            }
+        },
+        "minimalMaxTotalChargeUsd": minimal_max_total_charge_usd,
+    }
 
 
 def token_tag(token: str | None) -> str | None:

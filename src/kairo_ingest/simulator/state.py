@@ -3,13 +3,25 @@
 A run is planned once, deterministically from the seed and its id (:func:`plan_run`):
 how long it runs, how it ends and how many items it yields. It then moves READY ->
 RUNNING -> SUCCEEDED / FAILED / TIMED-OUT (through TIMING-OUT when ``timing_out_seconds``
-is set) on event-loop timers, or to ABORTING / ABORTED when aborted. Each run has an
-:class:`asyncio.Event` set when it ends, which is what a ``waitForFinish`` long-poll
+is set) on event-loop timers. An abort always passes through ABORTING before ABORTED:
+``abort_grace_seconds`` for a graceful one (the actor works on meanwhile),
+``forced_abort_seconds`` for a forced one (the run stops working at once). Each run has
+an :class:`asyncio.Event` set when it ends, which is what a ``waitForFinish`` long-poll
 waits on: it answers the moment the run ends.
 
-A run started with ``maxTotalChargeUsd`` behaves as a pay-per-event actor does: it stops
-at the last item whose charge fits and ends SUCCEEDED, and its ``usageTotalUsd`` never
-exceeds the max (:func:`charge_capped`).
+Money, as the run object reports it (:meth:`SimRun.money`): every actor is priced per
+event (``pricingInfo``, :func:`~kairo_ingest.simulator.platform.pricing_info`) with one
+event, ``apify-default-dataset-item``, charged per item pushed (``chargedEventCounts``);
+the account also pays the run's platform usage (``usage``, priced in ``usageUsd``). So
+``usageTotalUsd`` = sum(``usageUsd``) + sum(count x ``eventPriceUsd``), rounded to 6
+decimals, and never more than ``options.maxTotalChargeUsd``. Items count as pushed as the
+dataset serves them, so a running run's figures grow as it goes.
+
+A run started with ``maxTotalChargeUsd`` behaves as a pay-per-event actor does
+(:func:`charge_capped`): it stops at the last item whose charge fits, and either finishes
+(SUCCEEDED) or is aborted by the platform (ABORTING, then ABORTED), as
+``charge_cap_outcome_weights`` draws per run; its dataset keeps the items pushed, and its
+``usageTotalUsd`` never exceeds the max.
 
 Visibility (``visibility_lag_seconds``) is measured on the state's injectable ``clock``
 (a monotonic ``() -> float``; tests pass a fake one and move it instead of sleeping).
@@ -67,7 +79,8 @@ class RunPlan:
     outcome: str
     item_count: int
     stopped_at_max_charge: bool = False
-    """Cut short by the run's ``maxTotalChargeUsd`` (:func:`charge_capped`)."""
+    """Cut short by the run's ``maxTotalChargeUsd`` (:func:`charge_capped`); its
+    ``outcome`` is then SUCCEEDED (the actor finished) or ABORTED (the platform aborted it)."""
 
 
 def plan_run(
@@ -110,7 +123,25 @@ def cost_usd(*, memory_mbytes: int, simulated_seconds: float, items: int) -> flo
     return fixed + compute + items * per_item
 
 
-def charge_capped(plan: RunPlan, *, memory_mbytes: int, max_total_charge_usd: float) -> RunPlan:
+def charge_cap_outcome(cfg: sim_config.SimConfig, run_id: str) -> str:
+    """How the run ends if its ``maxTotalChargeUsd`` stops it: SUCCEEDED or ABORTED, drawn
+    from ``charge_cap_outcome_weights`` (same seed and run id, same outcome)."""
+    weights = {
+        k: w
+        for k, w in cfg.charge_cap_outcome_weights.items()
+        if k in sim_config.CHARGE_CAP_OUTCOMES and w > 0
+    } or {"SUCCEEDED": 1.0}
+    rng = random.Random(f"{cfg.seed}:cap:{run_id}")
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def charge_capped(
+    plan: RunPlan,
+    *,
+    memory_mbytes: int,
+    max_total_charge_usd: float,
+    outcome: str = "SUCCEEDED",
+) -> RunPlan:
     """The plan of a run started with ``maxTotalChargeUsd``, as a pay-per-event actor runs.
 
     The simulator counts a run's whole cost (:func:`cost_usd`) as what the actor charges.
@@ -118,8 +149,10 @@ def charge_capped(plan: RunPlan, *, memory_mbytes: int, max_total_charge_usd: fl
     item is pushed (items come evenly over the planned duration, item ``i`` of ``n`` at
     ``i/n`` of it). Apify refuses a charge that would pass the max and tells the actor,
     which stops. So the run keeps only the items whose charge fits, goes on at most until
-    its compute reaches the max or its next item is due, and ends SUCCEEDED there with the
-    items pushed so far. A plan whose whole cost fits is returned unchanged.
+    its compute reaches the max or its next item is due, and ends there with the items
+    pushed so far: ``outcome`` SUCCEEDED (the actor finishes) or ABORTED (the platform
+    aborts it; :meth:`SimState._end` takes it through ABORTING). A plan whose whole cost
+    fits is returned unchanged.
     """
     limit = max_total_charge_usd
     count, duration = plan.item_count, plan.duration_seconds
@@ -147,7 +180,7 @@ def charge_capped(plan: RunPlan, *, memory_mbytes: int, max_total_charge_usd: fl
     share = max(0.0, min(1.0, share))
     return RunPlan(
         duration_seconds=duration * share,
-        outcome="SUCCEEDED",
+        outcome=outcome,
         item_count=pushed,
         stopped_at_max_charge=True,
     )
@@ -169,6 +202,7 @@ class SimRun:
         created_clock: float = 0.0,
         stored_input: Any = None,
         token_tag: str | None = None,
+        pricing_info: dict[str, Any] | None = None,
     ) -> None:
         self.id = run_id
         # Which token started the run (a digest, never the token: platform.token_tag).
@@ -191,6 +225,8 @@ class SimRun:
         self.running_since: float | None = None  # loop time
         self.run_seconds = 0.0  # real seconds of RUNNING
         self.final_item_count: int | None = None
+        self.worked_share: float | None = None  # share of the plan done when it stopped
+        self.pricing_info = platform.pricing_info(None) if pricing_info is None else pricing_info
         self.dataset_id = make_id(run_id, "dataset")
         self.kvs_id = make_id(run_id, "kvs")
         self.rq_id = make_id(run_id, "rq")
@@ -203,46 +239,43 @@ class SimRun:
     def terminal(self) -> bool:
         return statuses.is_terminal(self.status)
 
+    def progress(self, now: float) -> float:
+        """The share of its plan the run has done (0..1): by time while it works, frozen
+        once it stopped working (its planned end, a forced abort, the end of an abort)."""
+        if self.worked_share is not None:
+            return self.worked_share
+        if self.running_since is None:
+            return 0.0
+        if self.run_seconds <= 0:
+            return 1.0
+        return max(0.0, min(1.0, (now - self.running_since) / self.run_seconds))
+
+    def stop_working(self, now: float, share: float | None = None) -> None:
+        """Freeze what the run has done (items and compute) at ``share``, else at now."""
+        if self.worked_share is None:
+            self.worked_share = self.progress(now) if share is None else share
+
     def available_items(self, now: float) -> int:
         """Items pushed so far: all of them once ended, a share of them while running."""
         if self.final_item_count is not None:
             return self.final_item_count
-        if self.running_since is None:
-            return 0
-        progress = (now - self.running_since) / self.run_seconds if self.run_seconds > 0 else 1
-        return int(self.plan.item_count * max(0.0, min(1.0, progress)))
+        return int(self.plan.item_count * self.progress(now))
 
-    def elapsed_simulated_seconds(self) -> float:
-        """How long the run has gone, in simulated seconds (its plan's, once ended)."""
-        if self.terminal and self.final_item_count is not None:
-            if self.plan.item_count and self.final_item_count < self.plan.item_count:
-                return self.plan.duration_seconds * self.final_item_count / self.plan.item_count
-            return self.plan.duration_seconds
-        if self.running_since is None or self.run_seconds <= 0:
-            return 0.0
-        now = asyncio.get_running_loop().time()
-        share = max(0.0, min(1.0, (now - self.running_since) / self.run_seconds))
-        return self.plan.duration_seconds * share
+    def elapsed_simulated_seconds(self, now: float | None = None) -> float:
+        """How long the run has worked, in simulated seconds."""
+        if now is None:
+            now = asyncio.get_running_loop().time()
+        return self.plan.duration_seconds * self.progress(now)
 
-    def usage(self) -> dict[str, Any]:
+    def usage(self, now: float | None = None) -> dict[str, Any]:
         """Resource use so far: compute units (memory GB x hours) and dataset writes."""
-        memory_gb = int(self.options.get("memoryMbytes") or 1024) / 1024
-        items = self.final_item_count if self.final_item_count is not None else 0
-        return {
-            "ACTOR_COMPUTE_UNITS": round(memory_gb * self.elapsed_simulated_seconds() / 3600, 6),
-            "DATASET_WRITES": items,
-            "KEY_VALUE_STORE_READS": 1,
-            "KEY_VALUE_STORE_WRITES": 1,
-        }
+        return self.money(now).usage
 
-    def usage_usd(self) -> dict[str, Any]:
-        used = self.usage()
-        return {
-            "ACTOR_COMPUTE_UNITS": round(used["ACTOR_COMPUTE_UNITS"] * platform.USD_PER_CU, 6),
-            "DATASET_WRITES": round(used["DATASET_WRITES"] * platform.USD_PER_DATASET_WRITE, 6),
-            "KEY_VALUE_STORE_READS": platform.USD_PER_KVS_READ,
-            "KEY_VALUE_STORE_WRITES": platform.USD_PER_KVS_WRITE,
-        }
+    def usage_usd(self, now: float | None = None) -> dict[str, Any]:
+        return self.money(now).usage_usd
+
+    def charged_event_counts(self, now: float | None = None) -> dict[str, int]:
+        return self.money(now).charged_event_counts
 
     @property
     def max_total_charge_usd(self) -> float | None:
@@ -250,22 +283,53 @@ class SimRun:
         value = self.options.get("maxTotalChargeUsd")
         return None if value is None else float(value)
 
-    def usage_total_usd(self) -> float:
-        """What the run cost: platform usage (compute grows with duration) plus the actor's
-        charge per result (grows with items), as for a pay-per-result actor.
+    def usage_total_usd(self, now: float | None = None) -> float:
+        """What the run cost (see :meth:`money`)."""
+        return self.money(now).usage_total_usd
 
-        Never more than the run's ``maxTotalChargeUsd``: its plan stops the run before the
-        max (:func:`charge_capped`); the platform charges nothing past it, which also
-        covers the rounding of the parts and a max below the INPUT record's own cost.
+    def money(self, now: float | None = None) -> RunMoney:
+        """The run's money fields at one instant, so they always agree with each other.
+
+        ``usage``: compute units (memory GB x hours worked), one dataset write per item
+        pushed, the INPUT record's read and write; ``usageUsd`` prices each at the
+        platform's prices; ``chargedEventCounts``: one ``apify-default-dataset-item`` per
+        item pushed. ``usageTotalUsd`` = sum(``usageUsd``) + the events' charge, rounded to
+        6 decimals and never more than ``maxTotalChargeUsd``: the run's plan stops it
+        before the max (:func:`charge_capped`), and the platform charges nothing past it,
+        which also covers the rounding and a max below the INPUT record's own cost.
         """
-        items = self.final_item_count if self.final_item_count is not None else 0
-        total = round(float(sum(self.usage_usd().values()) + items * platform.USD_PER_RESULT), 6)
+        if now is None:
+            now = asyncio.get_running_loop().time()
+        memory_gb = int(self.options.get("memoryMbytes") or 1024) / 1024
+        items = self.available_items(now)
+        compute_units = round(memory_gb * self.elapsed_simulated_seconds(now) / 3600, 6)
+        usage = {
+            "ACTOR_COMPUTE_UNITS": compute_units,
+            "DATASET_WRITES": items,
+            "KEY_VALUE_STORE_READS": 1,
+            "KEY_VALUE_STORE_WRITES": 1,
+        }
+        usage_usd = {
+            "ACTOR_COMPUTE_UNITS": round(compute_units * platform.USD_PER_CU, 6),
+            "DATASET_WRITES": round(items * platform.USD_PER_DATASET_WRITE, 6),
+            "KEY_VALUE_STORE_READS": platform.USD_PER_KVS_READ,
+            "KEY_VALUE_STORE_WRITES": platform.USD_PER_KVS_WRITE,
+        }
+        events = {platform.RESULT_EVENT: items}
+        charged = items * platform.USD_PER_RESULT
+        total = round(float(sum(usage_usd.values()) + charged), 6)
         limit = self.max_total_charge_usd
-        return total if limit is None else min(total, limit)
+        return RunMoney(
+            usage=usage,
+            usage_usd=usage_usd,
+            charged_event_counts=events,
+            usage_total_usd=total if limit is None else min(total, limit),
+        )
 
     def to_json(self, *, short: bool = False) -> dict[str, Any]:
         finished = iso(self.finished_at) if self.finished_at else None
         meta = {"origin": "API", "userAgent": "kairo-simulator"}
+        money = self.money()
         common: dict[str, Any] = {
             "id": self.id,
             "actId": self.act_id,
@@ -276,7 +340,7 @@ class SimRun:
             "buildId": self.build_id,
             "buildNumber": "0.0.1",
             "meta": meta,
-            "usageTotalUsd": self.usage_total_usd(),
+            "usageTotalUsd": money.usage_total_usd,
             "defaultKeyValueStoreId": self.kvs_id,
             "defaultDatasetId": self.dataset_id,
             "defaultRequestQueueId": self.rq_id,
@@ -292,12 +356,25 @@ class SimRun:
                 "inputBodyLen": len(str(self.input)),
                 "restartCount": 0,
                 "resurrectCount": 0,
-                "computeUnits": 0.01,
+                "computeUnits": money.usage["ACTOR_COMPUTE_UNITS"],
             },
             "options": self.options,
-            "usage": self.usage(),
+            "pricingInfo": self.pricing_info,
+            "chargedEventCounts": money.charged_event_counts,
+            "usage": money.usage,
+            "usageUsd": money.usage_usd,
             "containerUrl": f"https://{self.id.lower()}.runs.apify.net",
         }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunMoney:
+    """A run's money fields at one instant (:meth:`SimRun.money`)."""
+
+    usage: dict[str, Any]
+    usage_usd: dict[str, Any]
+    charged_event_counts: dict[str, int]
+    usage_total_usd: float
 
 
 @dataclasses.dataclass(slots=True)
@@ -416,7 +493,10 @@ class SimState:
         if max_total_charge_usd is not None:
             options["maxTotalChargeUsd"] = max_total_charge_usd
             plan = charge_capped(
-                plan, memory_mbytes=memory, max_total_charge_usd=max_total_charge_usd
+                plan,
+                memory_mbytes=memory,
+                max_total_charge_usd=max_total_charge_usd,
+                outcome=charge_cap_outcome(cfg, run_id),
             )
         run = SimRun(
             run_id=run_id,
@@ -431,6 +511,7 @@ class SimState:
                 platform.stored_input(name, run_input) if cfg.input_defaults else run_input
             ),
             token_tag=token_tag,
+            pricing_info=platform.pricing_info(cfg.minimal_max_total_charge_usd),
         )
         self.runs[run_id] = run
         self.by_dataset[run.dataset_id] = run
@@ -449,9 +530,18 @@ class SimState:
         return run
 
     def _end(self, run: SimRun, outcome: str) -> None:
-        """The planned end; a timeout first spends ``timing_out_seconds`` in TIMING-OUT."""
+        """The planned end: the run has done all its plan. A timeout first spends
+        ``timing_out_seconds`` in TIMING-OUT; a run the platform aborts at its
+        ``maxTotalChargeUsd`` (a planned ABORTED) goes through ABORTING like a forced abort."""
+        if run.terminal:
+            return
+        run.stop_working(asyncio.get_running_loop().time(), share=1.0)
+        if outcome == "ABORTED":
+            run.timers.clear()
+            self._aborting(run, self.config.forced_abort_seconds)
+            return
         seconds = self.config.timing_out_seconds
-        if outcome != "TIMED-OUT" or seconds <= 0 or run.terminal:
+        if outcome != "TIMED-OUT" or seconds <= 0:
             self._finish(run, outcome)
             return
         run.timers.clear()
@@ -472,14 +562,15 @@ class SimState:
         if run.terminal:
             return
         now = asyncio.get_running_loop().time()
-        items = run.available_items(now) if outcome == "ABORTED" else run.plan.item_count
+        run.stop_working(now)  # a graceful abort: the actor worked until now
+        items = run.available_items(now)
         for timer in run.timers:
             timer.cancel()
         run.timers.clear()
         run.final_item_count = items
         run.status = outcome
         run.status_message = MESSAGES[outcome].format(items=items)
-        if outcome == "SUCCEEDED" and run.plan.stopped_at_max_charge:
+        if run.plan.stopped_at_max_charge and run.worked_share == 1.0:
             run.status_message += " (the maximum total charge was reached)"
         run.exit_code = 0 if outcome == "SUCCEEDED" else 1
         run.finished_at = dt.datetime.now(dt.UTC)
@@ -489,7 +580,10 @@ class SimState:
         run.done.set()
 
     def abort(self, run: SimRun, *, gracefully: bool) -> None:
-        """Abort a run that is READY or RUNNING; a no-op for ABORTING and ended runs."""
+        """Abort a run that is READY, RUNNING or TIMING-OUT; a no-op for ABORTING and ended
+        runs. Either way the run passes through ABORTING: a graceful abort for
+        ``abort_grace_seconds`` while the actor works on, a forced one for
+        ``forced_abort_seconds`` with the run stopped at once."""
         self.counters.abort_requests += 1
         if run.status not in statuses.APIFY_ABORTABLE:
             return
@@ -497,15 +591,18 @@ class SimState:
         for timer in run.timers:
             timer.cancel()
         run.timers.clear()
-        if not gracefully:
-            self._finish(run, "ABORTED")
+        if gracefully:
+            self._aborting(run, self.config.abort_grace_seconds)
             return
+        run.stop_working(asyncio.get_running_loop().time())
+        self._aborting(run, self.config.forced_abort_seconds)
+
+    def _aborting(self, run: SimRun, seconds: float) -> None:
+        """ABORTING for ``seconds`` (real), then ABORTED."""
         run.status = "ABORTING"
         run.status_message = MESSAGES["ABORTING"]
         loop = asyncio.get_running_loop()
-        run.timers.append(
-            loop.call_later(self.config.abort_grace_seconds, self._finish, run, "ABORTED")
-        )
+        run.timers.append(loop.call_later(max(0.0, seconds), self._finish, run, "ABORTED"))
 
     async def wait_for_finish(self, run: SimRun, seconds: float) -> None:
         """Return when the run ends or after ``seconds``, whichever comes first."""
@@ -591,6 +688,7 @@ class SimState:
                 "tokenTag": run.token_tag,
                 "requestTokenTags": {str(k): v for k, v in run.request_tags.items()},
                 "usageTotalUsd": run.usage_total_usd(),
+                "chargedEventCounts": run.charged_event_counts(),
             }
             for run in list(self.runs.values())
         ]

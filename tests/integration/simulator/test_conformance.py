@@ -8,6 +8,8 @@ original is missing and the new name is unknown.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import typing
 from typing import Any
 
@@ -51,18 +53,54 @@ def unknown_keys(model: type[pydantic.BaseModel], value: Any, where: str = "") -
     if not isinstance(value, dict):
         return []
     hints = typing.get_type_hints(model, globalns=vars(_models))  # resolves forward refs
-    aliases = {(info.alias or name): name for name, info in model.model_fields.items()}
     problems: list[str] = []
     for key, item in value.items():
-        name = aliases.get(key)
+        name = _aliases(model).get(key)
         if name is None:
             problems.append(f"{where}{key}")
             continue
-        for nested in _models_in(hints[name]):
-            items = item if isinstance(item, list) else [item]
-            for element in items:
-                problems += unknown_keys(nested, element, f"{where}{key}.")
+        nested = _models_in(hints[name])
+        if not nested:
+            continue
+        if _is_mapping(hints[name]) and isinstance(item, dict):
+            elements = list(item.values())  # ``dict[str, Model]``: its keys are free
+        else:
+            elements = item if isinstance(item, list) else [item]
+        for element in elements:
+            problems += _unknown_in_any(nested, element, f"{where}{key}.")
     return problems
+
+
+def _aliases(model: type[pydantic.BaseModel]) -> dict[str, str]:
+    """JSON key -> field name. A field whose annotation is a forward reference reports no
+    alias, though validation applies the model's alias generator to it: apply it here."""
+    generate = model.model_config.get("alias_generator")
+    found: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        alias = info.alias or (generate(name) if callable(generate) else None) or name
+        found[alias] = name
+    return found
+
+
+def _is_mapping(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is dict:
+        return True
+    return any(_is_mapping(arg) for arg in typing.get_args(annotation))
+
+
+def _unknown_in_any(models: list[type[pydantic.BaseModel]], value: Any, where: str) -> list[str]:
+    """The unknown keys of ``value`` for the member of a union that accepts it (a
+    discriminated union such as ``pricingInfo`` has one); all of them when none does."""
+    if len(models) == 1:
+        return unknown_keys(models[0], value, where)
+    found: list[list[str]] = []
+    for model in models:
+        try:
+            model.model_validate(value)
+        except pydantic.ValidationError:
+            continue
+        found.append(unknown_keys(model, value, where))
+    return min(found, key=len) if found else [f"{where}(no member of the union accepts it)"]
 
 
 def conform(model: type[pydantic.BaseModel], body: Any) -> pydantic.BaseModel:
@@ -114,17 +152,76 @@ async def test_run_list_and_abort_answers_conform() -> None:
     assert {run.data.status, finished.data.status} <= STATUSES
 
 
-async def test_a_run_started_with_a_max_charge_conforms() -> None:
-    async with server.running(PLATFORM) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
-        started = await http.post(RUNS, json=SENT, params={"maxTotalChargeUsd": "0.001"})
+@pytest.mark.parametrize("cap_outcome", ["SUCCEEDED", "ABORTED"])
+async def test_a_run_stopped_by_its_max_charge_conforms(cap_outcome: str) -> None:
+    """Finished by the actor or aborted by the platform, with its money fields."""
+    cfg = dataclasses.replace(PLATFORM, charge_cap_outcome_weights={cap_outcome: 1.0})
+    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+        started = await http.post(RUNS, json=SENT, params={"maxTotalChargeUsd": "0.01"})
         run = conform(_models.RunResponse, started.json())
         assert isinstance(run, _models.RunResponse)
         got = await http.get(f"/v2/actor-runs/{run.data.id}", params={"waitForFinish": 10})
         finished = conform(_models.RunResponse, got.json())
     assert isinstance(finished, _models.RunResponse)
     assert finished.data.options is not None
-    assert finished.data.options.max_total_charge_usd == 0.001
-    assert finished.data.status == "SUCCEEDED"
+    assert finished.data.options.max_total_charge_usd == 0.01
+    assert finished.data.status == cap_outcome
+    assert sim.state.runs[run.data.id].plan.stopped_at_max_charge
+    pricing = finished.data.pricing_info
+    assert isinstance(pricing, _models.PayPerEventActorPricingInfo)
+    events = pricing.pricing_per_event.actor_charge_events
+    assert events is not None
+    assert set(finished.data.charged_event_counts or {}) == set(events)
+    assert sum((finished.data.charged_event_counts or {}).values()) > 0
+    assert finished.data.usage_usd is not None
+    assert finished.data.usage_total_usd is not None
+    assert 0 < finished.data.usage_total_usd <= 0.01
+
+
+async def test_aborting_run_objects_conform() -> None:
+    """A forced abort, and a run the platform aborts at its max, both seen in ABORTING."""
+    slow = dataclasses.replace(
+        PLATFORM,
+        time_factor=1.0,
+        duration_min_seconds=600,
+        duration_max_seconds=600,
+        forced_abort_seconds=30.0,
+    )
+    async with server.running(slow) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+        plain = (await http.post(RUNS, json=SENT)).json()["data"]["id"]
+        forced = await http.post(f"/v2/actor-runs/{plain}/abort", params={"gracefully": "false"})
+    capped_cfg = dataclasses.replace(
+        PLATFORM, forced_abort_seconds=30.0, charge_cap_outcome_weights={"ABORTED": 1.0}
+    )
+    async with server.running(capped_cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+        capped = (await http.post(RUNS, json=SENT, params={"maxTotalChargeUsd": "0.01"})).json()
+        for _ in range(2000):  # its plan reaches the max within about 5 ms
+            at_cap = await http.get(f"/v2/actor-runs/{capped['data']['id']}")
+            if at_cap.json()["data"]["status"] not in ("READY", "RUNNING"):
+                break
+            await asyncio.sleep(0.005)
+    answers = [conform(_models.RunResponse, r.json()) for r in (forced, at_cap)]
+    for answer in answers:
+        assert isinstance(answer, _models.RunResponse)
+        assert answer.data.status == "ABORTING"
+        assert answer.data.finished_at is None
+
+
+async def test_another_accounts_token_gets_a_conforming_record_not_found() -> None:
+    cfg = dataclasses.replace(PLATFORM, accepted_tokens=["token-a", "token-b"])
+    a, b = {"Authorization": "Bearer token-a"}, {"Authorization": "Bearer token-b"}
+    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+        run = (await http.post(RUNS, json=SENT, headers=a)).json()["data"]
+        answers = [
+            await http.get(f"/v2/actor-runs/{run['id']}", headers=b),
+            await http.post(f"/v2/actor-runs/{run['id']}/abort", headers=b),
+            await http.get(f"/v2/actor-runs/{run['id']}/key-value-store/records/INPUT", headers=b),
+            await http.get(f"/v2/datasets/{run['defaultDatasetId']}/items", headers=b),
+            await http.get(f"/v2/actor-runs/{run['id']}/log", headers=b),
+        ]
+    assert [r.status_code for r in answers] == [404] * 5
+    assert {conform_error(r) for r in answers} == {"record-not-found"}
+    assert sim.stats()["foreignTokenRequests"] == 5
 
 
 async def test_error_envelopes_conform() -> None:

@@ -2,7 +2,8 @@
 
 A start may carry the most the run may charge. The run object echoes it in
 ``options.maxTotalChargeUsd``; the run's ``usageTotalUsd`` never exceeds it; a run whose
-charge reaches it stops producing items and ends SUCCEEDED with what it pushed. A value
+charge reaches it stops producing items and, by default, ends SUCCEEDED with what it
+pushed (the platform may also abort it: ``test_sim_charge_cap_outcomes``). A value
 that is not a non-negative number is refused with ``invalid-parameter``, and no run is
 created.
 """

@@ -117,8 +117,10 @@ async def test_a_run_times_out_through_timing_out() -> None:
                 break
             await asyncio.sleep(0.02)
         aborted = await http.post(f"/v2/actor-runs/{run_id}/abort", params={"gracefully": "false"})
+        final = await http.get(f"/v2/actor-runs/{run_id}", params={"waitForFinish": 10})
     assert seen == "TIMING-OUT"
-    assert aborted.json()["data"]["status"] == "ABORTED"  # abortable, and at once
+    assert aborted.json()["data"]["status"] == "ABORTING"  # abortable
+    assert final.json()["data"]["status"] == "ABORTED"  # well before its 30 s of TIMING-OUT
 
 
 async def test_a_graceful_abort_takes_its_grace_and_a_hard_one_does_not() -> None:
@@ -128,10 +130,12 @@ async def test_a_graceful_abort_takes_its_grace_and_a_hard_one_does_not() -> Non
         two = (await http.post(RUNS, json=SENT)).json()["data"]["id"]
         soft = await http.post(f"/v2/actor-runs/{one}/abort", params={"gracefully": "true"})
         hard = await http.post(f"/v2/actor-runs/{two}/abort", params={"gracefully": "false"})
+        hard_end = await http.get(f"/v2/actor-runs/{two}", params={"waitForFinish": 10})
         still = await http.get(f"/v2/actor-runs/{one}")
     assert soft.json()["data"]["status"] == "ABORTING"
-    assert still.json()["data"]["status"] == "ABORTING"
-    assert hard.json()["data"]["status"] == "ABORTED"
+    assert hard.json()["data"]["status"] == "ABORTING"  # briefly (forced_abort_seconds)
+    assert hard_end.json()["data"]["status"] == "ABORTED"
+    assert still.json()["data"]["status"] == "ABORTING"  # the graceful one is in its grace
 
 
 async def test_pagination_count_counts_rows_clean_skipped() -> None:
