@@ -303,3 +303,37 @@ async def test_a_run_without_an_end_time_never_counts_as_the_newest(kit: LedgerK
     (reused,) = again.evidence_status["reused"]
     assert reused["apify_run_id"] == fresh.apify_run_id
     assert kit.sim.stats()["starts"] == 1
+
+
+@pytest.mark.parametrize("outcome", ["ABORTED", "SUCCEEDED"])
+async def test_a_run_stopped_at_its_charge_cap_keeps_its_items_and_is_not_run_again(
+    kit: LedgerKit, outcome: str
+) -> None:
+    """Old: a run the platform aborted at its maxTotalChargeUsd lost its paid items and
+    was started again with the same input, to hit the same cap (up to max_attempts times
+    the cap, with no data). Either way a capped run ends, its items are kept and its entry
+    says it stopped at the cap, from the run object's numbers."""
+    kit.sim.state.apply_config(
+        {
+            "time_factor": 0.01,
+            "duration_min_seconds": 20,
+            "duration_max_seconds": 20,
+            "charge_cap_outcome_weights": {outcome: 1.0},
+        }
+    )
+    brand, _ = await kit.brand(pairs=[("instagram", "posts", "@acme")])
+
+    result = await compile_job.run(kit.deps(run_max_charge_usd=0.02), await kit.lease(brand))
+
+    (entry,) = result.evidence_status["refreshed"]
+    assert (entry["partial"], entry["partial_reason"]) == (True, "charge_cap")
+    (row,) = await kit.runs()
+    summary = kit.sim_run(row.apify_run_id)
+    assert summary["stoppedAtMaxCharge"]
+    assert (row.status, row.partial_reason) == (outcome, "charge_cap")
+    assert 0 < row.raw_item_count == summary["itemCount"]
+    assert float(row.usage_total_usd) == summary["usageTotalUsd"] <= 0.02
+    assert float(row.max_total_charge_usd) == 0.02
+    assert row.charged_event_counts == {"apify-default-dataset-item": summary["itemCount"]}
+    assert kit.sim.stats()["starts"] == 1
+    assert result.error is None

@@ -13,8 +13,18 @@ def test_a_run_whose_next_charge_would_not_fit_stopped_at_its_cap() -> None:
     # 12 results at $0.004 and a start: $0.049 charged; one more result would be $0.053.
     assert charges.stopped_at_charge_cap(
         max_total_charge_usd=0.05,
-        usage_total_usd=0.0612,  # platform usage on top: not what the cap counts
+        usage_total_usd=None,
         charged_event_counts={"result": 12, "actor-start": 1},
+        event_prices_usd=PRICES,
+    )
+
+
+def test_platform_usage_the_account_pays_counts_against_the_max_too() -> None:
+    # Events alone ($0.021) leave room, but with the platform usage the total is $0.0485.
+    assert charges.stopped_at_charge_cap(
+        max_total_charge_usd=0.05,
+        usage_total_usd=0.0485,
+        charged_event_counts={"result": 5, "actor-start": 1},
         event_prices_usd=PRICES,
     )
 
@@ -41,7 +51,7 @@ def test_a_run_whose_next_charge_still_fits_is_not_capped() -> None:
 
 @pytest.mark.parametrize(
     ("usage", "capped"),
-    [(0.05, True), (0.0499995, True), (0.0499, False), (None, False)],
+    [(0.05, True), (0.049995, True), (0.0499, False), (None, False)],
 )
 def test_without_prices_the_usage_must_reach_the_max(usage: float | None, capped: bool) -> None:
     assert charges.stopped_at_charge_cap(max_total_charge_usd=0.05, usage_total_usd=usage) is capped
