@@ -196,6 +196,7 @@ COMMANDS: dict[str, Command] = {
     "console": cmd_console,
     "accounts": spend_commands.cmd_accounts,
     "costs": spend_commands.cmd_costs,
+    "ledger": spend_commands.cmd_ledger,
 }
 
 

@@ -129,9 +129,34 @@ def add_parsers(
         "--daily-cap-usd", type=cap_or_none, required=True, metavar="X", help="'none' removes it"
     )
 
-    costs = with_json(cmd("costs", "Apify spend per account, brand, actor and UTC day"))
+    costs = with_json(
+        cmd(
+            "costs",
+            "Apify spend per account, brand, actor and UTC day, with the share of runs that "
+            "were aborted, timed out or stopped at their charge cap",
+        )
+    )
     costs.add_argument("--account", type=name_arg, help="only this account")
     costs.add_argument("--brand", type=argtypes.uuid_arg, help="only this brand")
     costs.add_argument(
         "--since", type=date_arg, metavar="DATE", help="from this UTC day on (default: 30 days)"
+    )
+
+    ledger = with_json(
+        cmd(
+            "ledger",
+            "the run ledger: Apify runs that have not ended, by account, status and who "
+            "follows them (a job or the ledger), and the runs ended since a day, by how",
+        )
+    )
+    ledger.add_argument(
+        "--unfollowed",
+        action="store_true",
+        help="list the runs that have not ended and that no job follows any more instead",
+    )
+    ledger.add_argument(
+        "--since",
+        type=date_arg,
+        metavar="DATE",
+        help="ended runs from this UTC day on (default: today)",
     )

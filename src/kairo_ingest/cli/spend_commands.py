@@ -1,15 +1,17 @@
-"""``accounts`` and ``costs``: tokens per tenant and what the runs cost (issue 10)."""
+"""``accounts``, ``costs`` and ``ledger``: tokens per tenant, what the runs cost, and what
+the run ledger follows."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import sys
 from typing import Any
 
 from kairo_ingest import config, errors, secretbox
 from kairo_ingest.cli import output
-from kairo_ingest.db import accounts, costs
+from kairo_ingest.db import accounts, costs, ledger
 from kairo_ingest.service import resources
 
 _ACCOUNT_COLUMNS = [
@@ -145,7 +147,65 @@ async def cmd_costs(args: argparse.Namespace, settings: config.Settings) -> int:
         )
     output.table(
         rows,
-        ["day", "account", "brand_id", "actor_id", "runs", "usage_total_usd"],
+        [
+            "day",
+            "account",
+            "brand_id",
+            "actor_id",
+            "runs",
+            "usage_total_usd",
+            "aborted_usd",
+            "timed_out_usd",
+            "charge_cap_usd",
+        ],
         as_json=args.json,
     )
     return 0
+
+
+async def cmd_ledger(args: argparse.Namespace, settings: config.Settings) -> int:
+    """``ledger``: what the run ledger follows, and how runs ended (``db/ledger.py``)."""
+    since = args.since or dt.datetime.now(dt.UTC).date()
+    async with resources.database(settings) as db, db.engine.connect() as conn:
+        if args.unfollowed:
+            rows = await ledger.unfollowed(conn, limit=1000)
+        else:
+            live = await ledger.live_by_state(conn)
+            ended = await ledger.ended_by_state(
+                conn, since=dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
+            )
+    if args.unfollowed:
+        output.table(rows, _UNFOLLOWED_COLUMNS, as_json=args.json)
+        return 0
+    if args.json:
+        output.emit({"live": live, "ended": ended}, as_json=True)
+        return 0
+    sys.stdout.write("Runs that have not ended:\n")
+    output.table(live, ["account", "status", "followed_by", "runs"], as_json=False)
+    sys.stdout.write(f"\nRuns ended since {since.isoformat()}:\n")
+    output.table(
+        ended,
+        [
+            "account",
+            "status",
+            "partial_reason",
+            "ended_by",
+            "runs",
+            "without_cost",
+            "usage_total_usd",
+        ],
+        as_json=False,
+    )
+    return 0
+
+
+_UNFOLLOWED_COLUMNS = [
+    "run_id",
+    "apify_run_id",
+    "account",
+    "status",
+    "job_status",
+    "unwanted",
+    "abort_requested_at",
+    "next_check_at",
+]

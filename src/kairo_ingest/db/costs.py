@@ -66,7 +66,9 @@ async def report(
     brand_id: uuid.UUID | None = None,
     since: dt.date | None = None,
 ) -> list[dict[str, Any]]:
-    """Spend per UTC day, account, brand and actor; runs without a reported cost count 0."""
+    """Spend per UTC day, account, brand and actor; runs without a reported cost count 0.
+    Each row also says how much of it went on runs that ended partial: aborted, timed out,
+    or stopped at their charge cap."""
     if since is None:
         since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=DEFAULT_REPORT_DAYS)
     per_run = (
@@ -78,10 +80,17 @@ async def report(
             _r.c.brand_id,
             _r.c.actor_id,
             _r.c.usage_total_usd,
+            _r.c.partial_reason,
         )
         .where(_r.c.apify_run_id.is_not(None))
         .subquery()
     )
+
+    def spent_by(reason: str) -> sa.ColumnElement[Any]:
+        return sa.func.coalesce(
+            sa.func.sum(per_run.c.usage_total_usd).filter(per_run.c.partial_reason == reason), 0
+        ).label(f"{reason}_usd")
+
     c = per_run.c
     query = (
         sa.select(
@@ -91,6 +100,9 @@ async def report(
             c.actor_id,
             sa.func.count().label("runs"),
             sa.func.coalesce(sa.func.sum(c.usage_total_usd), 0).label("usd"),
+            spent_by("aborted"),
+            spent_by("timed_out"),
+            spent_by("charge_cap"),
         )
         .where(c.day >= since)
         .group_by(c.day, c.account, c.brand_id, c.actor_id)
@@ -110,6 +122,10 @@ async def report(
             "actor_id": r.actor_id,
             "runs": int(r.runs),
             "usage_total_usd": round(float(r.usd), 6),
+            # Of which: runs whose kept dataset is partial, by why (the run ledger).
+            "aborted_usd": round(float(r.aborted_usd), 6),
+            "timed_out_usd": round(float(r.timed_out_usd), 6),
+            "charge_cap_usd": round(float(r.charge_cap_usd), 6),
         }
         for r in rows
     ]

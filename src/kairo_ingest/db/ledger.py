@@ -308,9 +308,9 @@ async def unfollowed(conn: sa_async.AsyncConnection, *, limit: int = 100) -> lis
             f"""
             SELECT r.id, r.apify_run_id, r.account, r.status, r.job_id,
                    j.status AS job_status, r.brand_id, r.actor_id, r.sent_at, r.started_at,
-                   r.released_at, r.abort_requested_at, r.ledger_check_at
-            FROM apify_runs r
-            LEFT JOIN jobs j ON j.id = r.job_id
+                   r.released_at, r.abort_requested_at, r.ledger_check_at,
+                   {_UNWANTED} AS unwanted
+            FROM {_JOINED}
             WHERE r.status NOT IN {ENDED} AND {_UNFOLLOWED}
             ORDER BY r.intent_at, r.id
             LIMIT :limit
@@ -326,6 +326,7 @@ async def unfollowed(conn: sa_async.AsyncConnection, *, limit: int = 100) -> lis
             "status": r.status,
             "job_id": None if r.job_id is None else str(r.job_id),
             "job_status": r.job_status,
+            "unwanted": r.unwanted,
             "brand_id": str(r.brand_id),
             "actor_id": r.actor_id,
             "sent_at": _iso(r.sent_at),

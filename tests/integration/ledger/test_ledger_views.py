@@ -1,0 +1,58 @@
+"""What the ledger shows (db/ledger.py, ``kairo-ingest ledger`` and ``costs``): runs by
+state with their account and follower, the runs no job follows, and the spend of runs
+that ended partial."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ledger_kit import TOKEN_A, LedgerKit
+
+from kairo_ingest.db import costs
+from kairo_ingest.db import ledger as ledger_db
+from kairo_ingest.queue import jobs as queue_jobs
+
+
+async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None:
+    await kit.account("tenant-a", TOKEN_A)
+    followed_brand, _ = await kit.brand("tenant-a")
+    dropped_brand, _ = await kit.brand(pairs=[("tiktok", "profile_videos", "@other")])
+    followed, _lease, _run = await kit.running_job(followed_brand)
+    dropped, lease, run = await kit.running_job(dropped_brand)
+    await queue_jobs.cancel(kit.engine, lease.job_id)
+    await kit.crash(dropped)
+
+    async with kit.engine.connect() as conn:
+        live = await ledger_db.live_by_state(conn)
+        unfollowed = await ledger_db.unfollowed(conn)
+        left = await ledger_db.unwanted_left(conn)
+    assert {(r["account"], r["followed_by"], r["runs"]) for r in live} == {
+        ("tenant-a", "job", 1),
+        ("default", "ledger", 1),
+    }
+    (lost,) = unfollowed
+    assert (lost["apify_run_id"], lost["job_status"]) == (run.apify_run_id, "cancelled")
+    assert lost["unwanted"] == "its job is cancelled"
+    assert left == 1
+
+    await kit.ledger().round()
+
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    async with kit.engine.connect() as conn:
+        ended = await ledger_db.ended_by_state(conn, since=since)
+        assert await ledger_db.unwanted_left(conn) == 0
+        assert await ledger_db.unfollowed(conn) == []
+    (aborted,) = ended
+    summary = kit.sim_run(run.apify_run_id)
+    assert (aborted["account"], aborted["status"], aborted["partial_reason"]) == (
+        "default",
+        "ABORTED",
+        "aborted",
+    )
+    assert (aborted["ended_by"], aborted["runs"], aborted["without_cost"]) == ("ledger", 1, 0)
+    assert aborted["usage_total_usd"] == summary["usageTotalUsd"]
+
+    (row,) = await costs.report(kit.engine, account="default")
+    assert row["aborted_usd"] == row["usage_total_usd"] == summary["usageTotalUsd"]
+    assert (row["timed_out_usd"], row["charge_cap_usd"]) == (0, 0)
+    await kit.crash(followed)
