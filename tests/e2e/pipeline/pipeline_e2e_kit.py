@@ -116,19 +116,21 @@ class Processes:
         self.started.append((proc, log_path))
         return proc
 
-    async def cli(self, env: Mapping[str, str], *args: str) -> Any:
-        """Run one short CLI command with ``--json``; its parsed stdout (exit 0 required)."""
+    async def cli(self, env: Mapping[str, str], *args: str, stdin: str | None = None) -> Any:
+        """Run one short CLI command with ``--json``; its parsed stdout (exit 0 required).
+        ``stdin`` is sent to it (a token for ``accounts add``)."""
         proc = await asyncio.create_subprocess_exec(
             *kairo_command(),
             *args,
             "--json",
             env=dict(env),
             cwd=self.workdir,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await asyncio.wait_for(proc.communicate(), BOUND_SECONDS)
+        sent = None if stdin is None else stdin.encode()
+        out, err = await asyncio.wait_for(proc.communicate(sent), BOUND_SECONDS)
         assert proc.returncode == 0, (args, proc.returncode, err.decode(errors="replace"))
         return json.loads(out)
 
