@@ -69,8 +69,10 @@ async def add(
     """Insert a source, or return the existing one; the bool says whether it was created.
 
     ``account`` (a name from ``accounts``; None or ``default`` is the implicit default
-    account) is set on the existing source too when given.
+    account) is set on the existing source too when given: ``default`` moves it back to
+    the default account, None leaves its account as it is.
     """
+    move_to_default = account == "default"
     if account == "default":
         account = None
     # UsageError (exit 2): an unknown pair (listing the valid ones), bad identifier or settings.
@@ -103,7 +105,7 @@ async def add(
         created = (await conn.execute(insert)).first()
         if created is not None:
             return _row(created), True
-        if account is not None:
+        if account is not None or move_to_default:
             await conn.execute(
                 sa.update(_t)
                 .where(

@@ -6,14 +6,15 @@ platform aborts it (ABORTED). Either way the results pushed before the stop are 
 dataset and are paid for. We tell a capped run from the numbers on the final run object,
 never from its ``statusMessage`` (free text that actors and Apify word as they like):
 
-* ``charged``: the sum of ``chargedEventCounts[e] x eventPriceUsd[e]`` over the events
-  ``pricingInfo`` prices, or ``usageTotalUsd`` when the run object carries no priced
-  event;
+* ``charged``: the larger of ``usageTotalUsd`` and the sum of ``chargedEventCounts[e] x
+  eventPriceUsd[e]`` over the events ``pricingInfo`` prices (an account that also pays
+  the platform usage of a pay-per-event run has that counted against the max too);
 * ``step``: the price of the dearest event the run charged (of any priced event when it
   charged none), or 0 without prices;
-* the run stopped at its cap when ``charged + step > max`` (the next charge of that event
-  would not have fit), or, without prices, when ``charged`` reached the max (within a
-  micro-dollar of rounding).
+* the run stopped at its cap when ``charged + step`` passes the max (the next charge of
+  that event would not have fit), or, without prices, when ``charged`` reached the max;
+  both within ``TOLERANCE_USD`` (the run object's dollar figures are rounded, and a
+  platform may add a few micro-dollars of its own per item).
 
 A run that finished on its own within one event's price of its max is called capped too:
 its dataset is kept either way, only its label says "partial".
@@ -26,7 +27,7 @@ from collections.abc import Mapping
 
 from kairo_ingest.domain import statuses
 
-ROUNDING_USD = 1e-6  # Apify reports dollar figures to the micro-dollar
+TOLERANCE_USD = 1e-5  # ten micro-dollars: rounding, and a platform's own per-item fees
 
 
 class PartialReason(enum.StrEnum):
@@ -40,13 +41,14 @@ def charged_usd(
     charged_event_counts: Mapping[str, int] | None,
     event_prices_usd: Mapping[str, float] | None,
 ) -> float | None:
-    """What the run charged: its priced events, else its ``usageTotalUsd`` (None: unknown)."""
+    """What counts against the run's max: the larger of its ``usageTotalUsd`` and its priced
+    events (None: unknown)."""
     counts = charged_event_counts or {}
     prices = event_prices_usd or {}
     priced = [name for name in counts if name in prices]
-    if priced:
-        return sum(counts[name] * prices[name] for name in priced)
-    return usage_total_usd
+    events = sum(counts[name] * prices[name] for name in priced) if priced else None
+    known = [value for value in (usage_total_usd, events) if value is not None]
+    return max(known) if known else None
 
 
 def stopped_at_charge_cap(
@@ -67,9 +69,7 @@ def stopped_at_charge_cap(
     used = [prices[name] for name, count in counts.items() if count > 0 and name in prices]
     candidates = used or list(prices.values())
     step = max(candidates) if candidates else 0.0
-    if step > 0:
-        return charged + step > max_total_charge_usd + ROUNDING_USD / 1000
-    return charged >= max_total_charge_usd - ROUNDING_USD
+    return charged + step > max_total_charge_usd - TOLERANCE_USD
 
 
 def partial_reason(

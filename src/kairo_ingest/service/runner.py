@@ -36,8 +36,9 @@ def owner_name() -> str:
 
 
 # How long `run --drain` waits, once the queue is idle, for the run ledger to abort and
-# record the runs no job wants any more (a forced abort ends within seconds).
-LEDGER_SETTLE_SECONDS = 30.0
+# record the runs no job wants any more: a forced abort ends within seconds, but an
+# intent whose start's answer was lost is settled for 30 s from its send first.
+LEDGER_SETTLE_SECONDS = 60.0
 
 
 def make_ledger(settings: config.Settings, deps: deps_module.Deps) -> pipeline_ledger.Ledger:

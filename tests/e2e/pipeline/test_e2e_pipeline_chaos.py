@@ -1,18 +1,26 @@
-"""Chaos end to end: every platform behaviour of issue 8 on, several workers, ``kill -9``.
+"""Chaos end to end: every platform behaviour on, several workers, ``kill -9``, sources
+moved between accounts and a job cancelled mid-run.
 
 The simulator behaves like the real platform at its least kind: input-schema defaults in
 the stored INPUT, replica lag (404 and absence from lists after a start), runs created
 seconds after their start answer was lost, concurrent-runs limits answered 400, 402 or
 403, INPUT reads redirected to signed storage URLs, TIMING-OUT and slow graceful aborts,
-and clean pagination that counts rows it does not return; plus dropped connections and
-5xx. Three workers run the jobs; two are killed with SIGKILL mid-flight; drains finish.
+clean pagination that counts rows it does not return, charge caps (runs carry
+``maxTotalChargeUsd``; a capped run finishes early or the platform aborts it), forced
+aborts through ABORTING, and account isolation (a run, its INPUT, dataset, log and abort
+answer 404 to another account's token); plus dropped connections and 5xx. Brands run on
+three accounts. Three workers run the jobs; two are killed with SIGKILL mid-flight;
+sources move between accounts and one brand's job is cancelled while its runs go on;
+drains finish.
 
 The product's promise, checked against the simulator's own records:
 
 * 0 orphan runs: every run the simulator started is recorded by exactly one row (no
   exemption, not even for a run whose request body never arrived);
 * 0 duplicate runs for one (job, source) attempt;
-* 0 runs left running once every job is terminal.
+* 0 runs left running once every job is terminal, and every run recorded as ended;
+* every ended run's cost recorded equal to the simulator's;
+* 0 requests made with the wrong account's token.
 """
 
 from __future__ import annotations
@@ -32,12 +40,32 @@ import pipeline_e2e_kit as kit
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_ingest import secretbox
 from kairo_ingest.db import sources
 
-BRANDS = ("acme", "globex", "initech")
+# Each brand's sources run on an account; hooli's job is cancelled mid-run.
+BRANDS = {"acme": None, "globex": "tenant-a", "initech": "tenant-b", "hooli": "tenant-a"}
+CANCELLED = "hooli"
+TOKENS = {
+    "tenant-a": "apify_api_tenantAAAAAAAAAAAAAAAAAA0001",
+    "tenant-b": "apify_api_tenantBBBBBBBBBBBBBBBBBB0002",
+}
+# Sources that move to another account once runs are in flight: (brand, platform, to).
+MOVES = (
+    ("acme", "youtube", "tenant-a"),
+    ("globex", "instagram", "tenant-b"),
+    ("initech", "tiktok", None),
+)
 WORKERS = 3
 MAX_ATTEMPTS = 6
 LIVE = ("READY", "RUNNING", "TIMING-OUT", "ABORTING")
+MAX_CHARGE_USD = "0.02"
+ENDED = (
+    "SUCCEEDED",
+    "FAILED",
+    "TIMED-OUT",
+    "ABORTED",
+)  # a run of 8 items and 80 s at 1 GB would cost about $0.027
 
 SIM_CONFIG: dict[str, Any] = {
     "seed": 8,
@@ -58,6 +86,9 @@ SIM_CONFIG: dict[str, Any] = {
     "record_redirects": True,
     "timing_out_seconds": 1.0,
     "abort_grace_seconds": 3.0,
+    "forced_abort_seconds": 0.5,
+    # The run-ledger issue's platform behaviours: capped runs end either way.
+    "charge_cap_outcome_weights": {"SUCCEEDED": 0.5, "ABORTED": 0.5},
     "faults": {
         "start": {"drop": 0.2, "error_502": 0.1, "after_effect": True},
         "get_run": {"error_500": 0.03, "error_503": 0.03, "drop": 0.03},
@@ -75,11 +106,14 @@ async def _rows(engine: sa_async.AsyncEngine, query: str) -> list[sa.Row[Any]]:
 
 async def _setup(
     engine: sa_async.AsyncEngine, processes: kit.Processes, env: dict[str, str]
-) -> list[str]:
-    """Every platform's sources for each brand (straight into the database: the CLI's
-    ``sources add`` is covered by the other end-to-end tests), then a job each via the CLI."""
-    brands = {uuid.uuid4(): name for name in BRANDS}
-    for brand, name in brands.items():
+) -> tuple[dict[str, uuid.UUID], dict[str, str]]:
+    """The accounts (via the CLI, tokens on stdin); every platform's sources for each brand
+    on its account (straight into the database: the CLI's ``sources add`` is covered by the
+    other end-to-end tests); then a job each via the CLI."""
+    for name, token in TOKENS.items():
+        await processes.cli(env, "accounts", "add", "--name", name, stdin=token + "\n")
+    brands = {name: uuid.uuid4() for name in BRANDS}
+    for name, brand in brands.items():
         for platform, capability, identifier, settings in kit.ALL_SOURCES:
             await sources.add(
                 engine,
@@ -90,14 +124,29 @@ async def _setup(
                 settings=json.loads(json.dumps(settings).replace("{h}", name))
                 if settings
                 else None,
+                account=BRANDS[name],
             )
-    jobs = []
-    for brand in brands:
+    jobs = {}
+    for name, brand in brands.items():
         job = await processes.cli(
             env, "enqueue", "--brand", str(brand), "--max-attempts", str(MAX_ATTEMPTS)
         )
-        jobs.append(job["id"])
-    return jobs
+        jobs[name] = job["id"]
+    return brands, jobs
+
+
+async def _move_sources(
+    processes: kit.Processes, env: dict[str, str], brands: dict[str, uuid.UUID]
+) -> None:
+    """``sources add ... --account`` on existing sources: they move to another account."""
+    for name, platform, to in MOVES:
+        for spec_platform, capability, identifier, _settings in kit.ALL_SOURCES:
+            if spec_platform != platform:
+                continue
+            args = ["sources", "add", "--brand", str(brands[name]), "--platform", platform]
+            args += ["--capability", capability, "--identifier", identifier.format(h=name)]
+            moved = await processes.cli(env, *args, "--account", to or "default")
+            assert moved["account"] == (to or "default")
 
 
 async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_running(
@@ -113,19 +162,24 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
         db_url=db_url,
         apify_url=simulator.base_url,
         data_dir=tmp_path,
+        KAIRO_SECRET_KEY=secretbox.generate_key(),
+        KAIRO_APIFY_RUN_MAX_CHARGE_USD=MAX_CHARGE_USD,
+        KAIRO_LEDGER_INTERVAL_SECONDS="0.5",
         **caps,
     )
     started = time.monotonic()
-    job_ids = await _setup(engine, processes, env)
+    brands, job_ids = await _setup(engine, processes, env)
     set_up = time.monotonic()
     workers = [
         await processes.spawn([*kit.kairo_command(), "run"], env, log_name=f"worker-{n}")
         for n in range(WORKERS)
     ]
 
-    async def recorded(at_least: int) -> bool:
+    async def recorded(at_least: int, brand: uuid.UUID | None = None) -> bool:
+        where = "" if brand is None else f" AND brand_id = '{brand}'"
         (row,) = await _rows(
-            engine, "SELECT count(*) AS n FROM apify_runs WHERE apify_run_id IS NOT NULL"
+            engine,
+            f"SELECT count(*) AS n FROM apify_runs WHERE apify_run_id IS NOT NULL{where}",
         )
         return bool(row.n >= at_least)
 
@@ -135,6 +189,9 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
     async def more_recorded() -> bool:
         return await recorded(6)
 
+    async def cancellable() -> bool:
+        return await recorded(2, brands[CANCELLED])
+
     await kit.wait_until(first_recorded, what="a first Apify run recorded")
     os.kill(workers[0].pid, signal.SIGKILL)
     await kit.wait_until(more_recorded, what="more Apify runs recorded")
@@ -142,6 +199,10 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
     for doomed in workers[:2]:
         assert await processes.exit_code(doomed, kit.BOUND_SECONDS) == -signal.SIGKILL
     killed = time.monotonic()
+    await _move_sources(processes, env, brands)
+    await kit.wait_until(cancellable, what=f"{CANCELLED}'s runs recorded")
+    cancelled = await processes.cli(env, "jobs", "cancel", job_ids[CANCELLED])
+    assert cancelled["status"] == "cancelled"
 
     async def all_terminal() -> bool:
         (row,) = await _rows(
@@ -149,18 +210,22 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
         )
         return bool(row.n == 0)
 
+    async def drain() -> None:
+        rescuer = await processes.spawn(
+            [*kit.kairo_command(), "run", "--drain"], env, log_name="worker-drain"
+        )
+        assert await processes.exit_code(rescuer, kit.BOUND_SECONDS) == 0
+
     async def drain_until_done() -> None:
         # The surviving worker goes on; drains add a hand while jobs remain.
         while not await all_terminal():
-            rescuer = await processes.spawn(
-                [*kit.kairo_command(), "run", "--drain"], env, log_name="worker-drain"
-            )
-            assert await processes.exit_code(rescuer, kit.BOUND_SECONDS) == 0
+            await drain()
             await asyncio.sleep(0.2)
 
     await asyncio.wait_for(drain_until_done(), kit.BOUND_SECONDS)
     workers[2].send_signal(signal.SIGTERM)
     await processes.exit_code(workers[2], kit.BOUND_SECONDS)
+    await drain()  # its run ledger settles what no job wants any more before it exits
     done = time.monotonic()
 
     # Runs still ABORTING (a graceful abort by anyone) are given their grace to end.
@@ -172,7 +237,8 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
     sim_runs = {r["id"]: r for r in await simulator.runs()}
     rows = await _rows(
         engine,
-        "SELECT job_id, source_connection_id, attempt, apify_run_id, status FROM apify_runs",
+        "SELECT job_id, source_connection_id, attempt, apify_run_id, status, account, "
+        "usage_total_usd, partial_reason FROM apify_runs",
     )
     recorded_ids = [r.apify_run_id for r in rows if r.apify_run_id is not None]
     orphans = set(sim_runs) - set(recorded_ids)
@@ -180,22 +246,48 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
         (r.job_id, r.source_connection_id, r.attempt) for r in rows if r.apify_run_id
     )
     duplicates = {key: n for key, n in per_attempt.items() if n > 1}
+    unended = [r for r in rows if r.apify_run_id and r.status not in ENDED]
+    wrong_cost = [
+        (r.apify_run_id, r.usage_total_usd, sim_runs[r.apify_run_id]["usageTotalUsd"])
+        for r in rows
+        if r.apify_run_id in sim_runs
+        and (
+            r.usage_total_usd is None
+            or float(r.usage_total_usd) != sim_runs[r.apify_run_id]["usageTotalUsd"]
+        )
+    ]
     sys.stderr.write(
         f"chaos: setup {set_up - started:.1f}s, until the kills {killed - set_up:.1f}s, "
         f"then {done - killed:.1f}s; "
         f"simulator starts {stats['starts']} (late {stats['lateStarts']}), rows with a run "
         f"{len(recorded_ids)}, orphans {len(orphans)}, duplicates {len(duplicates)}, "
+        f"not ended {len(unended)}, cost differing from the simulator's {len(wrong_cost)}, "
+        f"foreign token requests {stats['foreignTokenRequests']}, "
         f"rejected {stats['rejected']}, redirects {stats['redirects']}, "
         f"statuses {collections.Counter(r['status'] for r in sim_runs.values())}, "
+        f"partial {collections.Counter(r.partial_reason for r in rows if r.partial_reason)}, "
+        f"accounts {collections.Counter(r.account for r in rows if r.apify_run_id)}, "
         f"faults {sum(stats['faults'].values())}\n"
     )
-    jobs = await _rows(engine, "SELECT id, status, evidence_status FROM jobs")
-    assert sorted(str(j.id) for j in jobs) == sorted(job_ids)
-    assert all(j.status in ("succeeded", "failed") for j in jobs), jobs
-    assert all(j.evidence_status is not None for j in jobs), jobs
+    jobs = {
+        str(j.id): j for j in await _rows(engine, "SELECT id, status, evidence_status FROM jobs")
+    }
+    assert sorted(jobs) == sorted(job_ids.values())
+    for name, job_id in job_ids.items():
+        job = jobs[job_id]
+        if name == CANCELLED:
+            assert job.status == "cancelled", job
+        else:
+            assert job.status in ("succeeded", "failed"), job
+            assert job.evidence_status is not None, job
     assert not orphans, [sim_runs[o] for o in orphans]
     assert not duplicates, duplicates
     assert len(recorded_ids) == len(set(recorded_ids)) == stats["starts"]
+    assert not unended, unended
+    assert not wrong_cost, wrong_cost
+    assert stats["foreignTokenRequests"] == 0
     assert stats["runs"]["active"] == 0
     assert stats["lateStarts"] > 0, "late creations should have happened"
     assert stats["redirects"] > 0, "INPUT reads should have been redirected"
+    assert any(r.partial_reason == "charge_cap" for r in rows), "runs should have been capped"
+    assert {r.account for r in rows if r.apify_run_id} == {"default", "tenant-a", "tenant-b"}

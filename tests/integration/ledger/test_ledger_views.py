@@ -8,7 +8,7 @@ import datetime as dt
 
 from ledger_kit import TOKEN_A, LedgerKit
 
-from kairo_ingest.db import costs
+from kairo_ingest.db import costs, sources
 from kairo_ingest.db import ledger as ledger_db
 from kairo_ingest.queue import jobs as queue_jobs
 
@@ -56,3 +56,20 @@ async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None
     assert row["aborted_usd"] == row["usage_total_usd"] == summary["usageTotalUsd"]
     assert (row["timed_out_usd"], row["charge_cap_usd"]) == (0, 0)
     await kit.crash(followed)
+
+
+async def test_a_source_moves_between_accounts_and_back_to_the_default(kit: LedgerKit) -> None:
+    """``sources add ... --account default`` used to leave a moved source where it was."""
+    await kit.account("tenant-a", TOKEN_A)
+    brand, (source,) = await kit.brand("tenant-a")
+    spec = {"brand_id": brand, "platform": source.platform, "capability": source.capability}
+    moved, _ = await sources.add(
+        kit.engine, **spec, identifier=source.identifier, account="default"
+    )
+    assert moved.account is None
+    kept, _ = await sources.add(kit.engine, **spec, identifier=source.identifier)
+    assert kept.account is None
+    back, _ = await sources.add(
+        kit.engine, **spec, identifier=source.identifier, account="tenant-a"
+    )
+    assert back.account == "tenant-a"
