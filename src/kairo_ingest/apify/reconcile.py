@@ -7,11 +7,16 @@ So we *reconcile*: list the actor's runs started around the intent, read each on
 record, and adopt the run whose input holds ours. Only when none does, after the platform
 had time to settle, is the start sent again, and at most once.
 
-The pipeline records an intent (its timestamp and the exact input) before starting, then:
+The pipeline records an intent (its timestamp and the exact input) before starting, and
+commits the time of each send (``sent_at``, through ``before_send``) before the request
+goes out, then:
 
 - for a fresh intent: :func:`start_or_adopt`;
-- for an intent left in STARTING by a crash: :func:`adopt_settled`, and
-  :func:`start_or_adopt` only if that returns ``None``.
+- for an intent left in STARTING by a crash after a send: :func:`adopt_settled`, with
+  what is left of the settle period after the last send (the budget wait before a send
+  does not count), and :func:`start_or_adopt` only if that returns ``None``; an intent
+  never sent starts at once. The run ledger does the same, one look per round, for the
+  intents no job follows (``pipeline/ledger.py``).
 
 Why each choice is safe:
 

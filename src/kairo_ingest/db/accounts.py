@@ -22,6 +22,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
 from kairo_ingest.db import dberrors, tables
+from kairo_ingest.domain import statuses
 
 DEFAULT = "default"
 _t = tables.accounts
@@ -126,6 +127,21 @@ async def remove(engine: sa_async.AsyncEngine, name: str) -> Account:
         if used:
             raise errors.UsageError(
                 f"account {name!r} is used by {used} source(s); move or disable them first"
+            )
+        runs = tables.apify_runs
+        going = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(runs)
+            .where(
+                runs.c.account == name,
+                runs.c.status.not_in(sorted(statuses.RUN_ENDED)),
+            )
+        )
+        if going:
+            # Every request about a run needs the token of the account that started it.
+            raise errors.UsageError(
+                f"account {name!r} has {going} Apify run(s) that have not ended; the run "
+                "ledger follows them with its token (see `kairo-ingest ledger`)"
             )
         row = (await conn.execute(sa.delete(_t).where(_t.c.name == name).returning(*_t.c))).first()
     if row is None:

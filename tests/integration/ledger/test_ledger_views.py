@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from ledger_kit import TOKEN_A, LedgerKit
 
-from kairo_ingest.db import costs, sources
+from kairo_ingest import errors
+from kairo_ingest.db import accounts, costs, sources
 from kairo_ingest.db import ledger as ledger_db
 from kairo_ingest.queue import jobs as queue_jobs
 
@@ -73,3 +75,21 @@ async def test_a_source_moves_between_accounts_and_back_to_the_default(kit: Ledg
         kit.engine, **spec, identifier=source.identifier, account="tenant-a"
     )
     assert back.account == "tenant-a"
+
+
+async def test_an_account_with_runs_still_going_cannot_be_removed(kit: LedgerKit) -> None:
+    """The ledger needs the token of the account that started a run until the run ends."""
+    await kit.account("tenant-a", TOKEN_A)
+    brand, (source,) = await kit.brand("tenant-a")
+    task, _lease, _run = await kit.running_job(brand)
+    await kit.crash(task)
+    await sources.add(
+        kit.engine,
+        brand_id=brand,
+        platform=source.platform,
+        capability=source.capability,
+        identifier=source.identifier,
+        account="default",
+    )
+    with pytest.raises(errors.UsageError, match="have not ended"):
+        await accounts.remove(kit.engine, "tenant-a")
