@@ -8,7 +8,7 @@
   ``aborted``, ``timed_out``) for a run whose dataset was kept although it did not finish
   on its own, and ``ended_by`` (``job``, ``adoption``, ``final_look``, ``ledger``).
 * The ledger service's bookkeeping: ``ledger_check_at`` (when it may look at the run
-  next), ``released_at`` (the job that started the run stopped following it before it
+  next), ``ledger_looked_at`` (when a replica last claimed it), ``released_at`` (the job that started the run stopped following it before it
   ended) and ``abort_requested_at`` (we asked Apify to abort it).
 * ``apify_runs.account`` becomes NOT NULL (``default`` for older rows): every request about
   a run must use the token of the account that started it.
@@ -44,6 +44,9 @@ def upgrade() -> None:
     op.add_column("apify_runs", sa.Column("ended_by", sa.Text(), nullable=True))
     op.add_column(
         "apify_runs", sa.Column("ledger_check_at", sa.DateTime(timezone=True), nullable=True)
+    )
+    op.add_column(
+        "apify_runs", sa.Column("ledger_looked_at", sa.DateTime(timezone=True), nullable=True)
     )
     op.add_column("apify_runs", sa.Column("released_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column(
@@ -94,6 +97,7 @@ def downgrade() -> None:
     for column in (
         "abort_requested_at",
         "released_at",
+        "ledger_looked_at",
         "ledger_check_at",
         "ended_by",
         "partial_reason",

@@ -52,9 +52,10 @@ _JOINED = """apify_runs r
     LEFT JOIN jobs j ON j.id = r.job_id
     LEFT JOIN source_connections s ON s.id = r.source_connection_id"""
 
-# Due: its next look has come, or it is unwanted, no abort was sent yet and there is one
-# to send or nothing to wait for (a cancel wakes the ledger at once, whatever the run's
-# backoff; an intent being reconciled keeps its own pace).
+# Due: its next look has come; or it became unwanted (its job finished, its source changed)
+# after the ledger last claimed it, no abort was sent yet, and there is one to send or
+# nothing to wait for: a cancel is acted on at once, whatever the run's backoff (an intent
+# being reconciled keeps its own pace).
 _CLAIM = sa.text(
     f"""
     WITH due AS (
@@ -64,13 +65,15 @@ _CLAIM = sa.text(
           AND (r.released_at IS NOT NULL OR j.id IS NULL OR j.status <> 'running')
           AND (r.ledger_check_at IS NULL OR r.ledger_check_at <= now()
                OR (r.abort_requested_at IS NULL AND ({_UNWANTED}) IS NOT NULL
-                   AND (r.apify_run_id IS NOT NULL OR r.sent_at IS NULL)))
+                   AND (r.apify_run_id IS NOT NULL OR r.sent_at IS NULL)
+                   AND r.ledger_looked_at < greatest(j.finished_at, s.updated_at)))
         ORDER BY r.ledger_check_at NULLS FIRST, r.id
         LIMIT CAST(:limit AS integer)
         FOR UPDATE OF r SKIP LOCKED
     )
     UPDATE apify_runs AS r
-    SET ledger_check_at = now() + make_interval(secs => CAST(:hold_seconds AS double precision))
+    SET ledger_check_at = now() + make_interval(secs => CAST(:hold_seconds AS double precision)),
+        ledger_looked_at = now()
     FROM due
     WHERE r.id = due.id
     RETURNING r.*, due.unwanted,

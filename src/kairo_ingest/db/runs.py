@@ -58,6 +58,7 @@ class Run:
     """Why the kept dataset is partial: ``charge_cap``, ``aborted`` or ``timed_out``."""
     ended_by: str | None = None
     ledger_check_at: dt.datetime | None = None
+    ledger_looked_at: dt.datetime | None = None
     released_at: dt.datetime | None = None
     abort_requested_at: dt.datetime | None = None
 

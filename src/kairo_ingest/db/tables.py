@@ -178,8 +178,10 @@ apify_runs = sa.Table(
     # Why a kept dataset is partial (charge_cap, aborted, timed_out); who recorded the end.
     sa.Column("partial_reason", sa.Text(), nullable=True),
     sa.Column("ended_by", sa.Text(), nullable=True),
-    # The ledger service: when to look next; the job stopped following; abort sent.
+    # The ledger service: when to look next, when it was last claimed; the job stopped
+    # following it; an abort was sent.
     sa.Column("ledger_check_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ledger_looked_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("abort_requested_at", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint(

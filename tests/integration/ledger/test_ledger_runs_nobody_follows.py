@@ -6,6 +6,7 @@ budget at once. The run ledger follows every run to its end, whatever its job do
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import pytest
 from ledger_kit import TOKEN_A, TOKEN_B, LedgerKit, R, eventually
@@ -13,6 +14,7 @@ from ledger_kit import TOKEN_A, TOKEN_B, LedgerKit, R, eventually
 from kairo_ingest import errors
 from kairo_ingest.db import budget as budget_db
 from kairo_ingest.db import engine as db_engine
+from kairo_ingest.db import ledger as ledger_db
 from kairo_ingest.db import sources
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import ledger as pipeline_ledger
@@ -239,3 +241,32 @@ async def test_jobs_cancel_wakes_the_ledger_by_notify_not_by_its_interval(
         stop.set()
         await asyncio.gather(*loops)
     assert listener.notifications >= 1
+
+
+async def test_a_run_one_replica_claimed_is_not_claimed_by_another_meanwhile(
+    kit: LedgerKit,
+) -> None:
+    """A cancelled job's runs are due at once, whatever their backoff; once a replica has
+    claimed them (it is aborting them now), another replica's round must not take them
+    again, whether it runs at the same moment or just after."""
+    brand, _ = await kit.brand()
+    task, lease, run = await kit.running_job(brand)
+    await kit.ledger().round()  # a first look while the job runs: nothing to do
+    await kit.crash(task)
+    await queue_jobs.release(kit.engine, [lease])
+    # Pending: the run is noted and looked at again later (here: in 10 minutes).
+    await pipeline_ledger.Ledger(kit.deps(), interval_seconds=600).round()
+    (noted,) = await kit.runs(R.c.id == run.id)
+    assert noted.ledger_check_at is not None
+    assert noted.ledger_looked_at is not None
+    assert noted.ledger_check_at - noted.ledger_looked_at > dt.timedelta(minutes=5)
+    await queue_jobs.cancel(kit.engine, lease.job_id)
+
+    async with kit.engine.begin() as conn:
+        first = await ledger_db.claim(conn, limit=10, hold_seconds=120)
+    async with kit.engine.begin() as conn:
+        second = await ledger_db.claim(conn, limit=10, hold_seconds=120)
+
+    assert [o.run.id for o in first] == [run.id]  # due at once despite its backoff
+    assert first[0].unwanted == "its job is cancelled"
+    assert second == []
