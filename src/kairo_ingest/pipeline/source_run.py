@@ -400,7 +400,9 @@ async def run(
     try:
         # A run that exists is the business of the account that started it (its token
         # reads, waits, aborts and fetches it); a new intent uses the source's account.
-        account = (source.account or "default") if restart_after(run) else _account_of(run)
+        account = source.account or "default"
+        if run is not None and not restart_after(run):
+            account = run.account
         if d.tenants is not None:
             tenant = await d.tenants.resolve(account)
             d = dataclasses.replace(d, apify=tenant.api, tenant=tenant)
@@ -429,11 +431,6 @@ async def run(
         reason,
         run=facts(run),
     )
-
-
-def _account_of(run: runs.Run | None) -> str:
-    assert run is not None
-    return run.account
 
 
 async def _create_intent(
