@@ -190,7 +190,7 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
         return await recorded(6)
 
     async def cancellable() -> bool:
-        return await recorded(2, brands[CANCELLED])
+        return await recorded(1, brands[CANCELLED])
 
     await kit.wait_until(first_recorded, what="a first Apify run recorded")
     os.kill(workers[0].pid, signal.SIGKILL)
@@ -199,10 +199,10 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
     for doomed in workers[:2]:
         assert await processes.exit_code(doomed, kit.BOUND_SECONDS) == -signal.SIGKILL
     killed = time.monotonic()
-    await _move_sources(processes, env, brands)
     await kit.wait_until(cancellable, what=f"{CANCELLED}'s runs recorded")
     cancelled = await processes.cli(env, "jobs", "cancel", job_ids[CANCELLED])
     assert cancelled["status"] == "cancelled"
+    await _move_sources(processes, env, brands)
 
     async def all_terminal() -> bool:
         (row,) = await _rows(
@@ -237,8 +237,8 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
     sim_runs = {r["id"]: r for r in await simulator.runs()}
     rows = await _rows(
         engine,
-        "SELECT job_id, source_connection_id, attempt, apify_run_id, status, account, "
-        "usage_total_usd, partial_reason FROM apify_runs",
+        "SELECT job_id, brand_id, source_connection_id, attempt, apify_run_id, status, "
+        "account, usage_total_usd, partial_reason, ended_by FROM apify_runs",
     )
     recorded_ids = [r.apify_run_id for r in rows if r.apify_run_id is not None]
     orphans = set(sim_runs) - set(recorded_ids)
@@ -256,6 +256,9 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
             or float(r.usage_total_usd) != sim_runs[r.apify_run_id]["usageTotalUsd"]
         )
     ]
+    stopped = [
+        (r.status, r.ended_by) for r in rows if r.brand_id == brands[CANCELLED] and r.apify_run_id
+    ]
     sys.stderr.write(
         f"chaos: setup {set_up - started:.1f}s, until the kills {killed - set_up:.1f}s, "
         f"then {done - killed:.1f}s; "
@@ -267,6 +270,7 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
         f"statuses {collections.Counter(r['status'] for r in sim_runs.values())}, "
         f"partial {collections.Counter(r.partial_reason for r in rows if r.partial_reason)}, "
         f"accounts {collections.Counter(r.account for r in rows if r.apify_run_id)}, "
+        f"the cancelled job's ends {collections.Counter(stopped)}, "
         f"faults {sum(stats['faults'].values())}\n"
     )
     jobs = {
