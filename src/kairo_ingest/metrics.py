@@ -51,6 +51,18 @@ OLDEST_READY_AGE = prom.Gauge(
     "Age of the oldest job that is ready to run (sampled)",
     registry=REGISTRY,
 )
+READY_JOBS = prom.Gauge(
+    "kairo_queue_ready_jobs",
+    "Jobs ready to be claimed now, per kind (sampled; what the autoscaler reads)",
+    ["kind"],
+    registry=REGISTRY,
+)
+RUNNING_JOBS = prom.Gauge(
+    "kairo_queue_running_jobs",
+    "Jobs running in any process, per kind (sampled)",
+    ["kind"],
+    registry=REGISTRY,
+)
 REAPED = prom.Counter(
     "kairo_jobs_reaped_total",
     "Expired leases returned by the reaper",

@@ -110,11 +110,14 @@ class Reaper:
 
 class Sampler:
     """Queue depth and the oldest ready job's age for the metrics: active counts every
-    time (cheap), counts of finished jobs (which scan more) every FULL_STATS_EVERY."""
+    time (cheap), counts of finished jobs (which scan more) every FULL_STATS_EVERY; and
+    ready and running jobs per kind, which the autoscaler reads (a kind that had jobs and
+    has none now reads 0, and ``compile`` always has its series)."""
 
     def __init__(self, engine: sa_async.AsyncEngine) -> None:
         self._engine = engine
         self._samples = 0
+        self._kinds: set[str] = {statuses.JobKind.COMPILE.value}
 
     async def __call__(self) -> None:
         self._samples += 1
@@ -127,6 +130,12 @@ class Sampler:
             for status in (statuses.JobStatus.PENDING, statuses.JobStatus.RUNNING):
                 metrics.QUEUE_DEPTH.labels(status=status.value).set(sample[status.value])
         metrics.OLDEST_READY_AGE.set(sample["oldest_ready_age_seconds"] or 0.0)
+        per_kind = await queue_jobs.ready_by_kind(self._engine)
+        self._kinds |= per_kind.keys()
+        for kind in self._kinds:
+            counts = per_kind.get(kind, queue_jobs.KindCounts(ready=0, running=0))
+            metrics.READY_JOBS.labels(kind=kind).set(counts.ready)
+            metrics.RUNNING_JOBS.labels(kind=kind).set(counts.running)
 
 
 class Pruner:
