@@ -63,6 +63,17 @@ RUNNING_JOBS = prom.Gauge(
     ["kind"],
     registry=REGISTRY,
 )
+RAW_PARTITIONS_AHEAD = prom.Gauge(
+    "kairo_raw_partitions_ahead_seconds",
+    "How far past now the newest daily partition of raw items reaches (set by the process"
+    " that ran the last round of their upkeep)",
+    registry=REGISTRY,
+)
+RAW_PARTITIONS_DROPPED = prom.Counter(
+    "kairo_raw_partitions_dropped_total",
+    "Partitions of raw items this process dropped past KAIRO_RAW_RETENTION_DAYS",
+    registry=REGISTRY,
+)
 REAPED = prom.Counter(
     "kairo_jobs_reaped_total",
     "Expired leases returned by the reaper",

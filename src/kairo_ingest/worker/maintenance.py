@@ -1,4 +1,5 @@
-"""The worker's periodic maintenance, one unit each: the reaper, the sampler, the pruner.
+"""The worker's periodic maintenance, one unit each: the reaper, the sampler, the pruner,
+and the raw-item partitions (made ahead, dropped past KAIRO_RAW_RETENTION_DAYS).
 
 Each unit does one round per call; :func:`every` runs a unit at its interval until the
 worker stops, retrying a failed round with the worker's loop backoff (never longer than
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors, logs, metrics
+from kairo_ingest.db import raw_partitions
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import jobs as queue_jobs
@@ -61,7 +63,8 @@ def start(
     *,
     on_requeued: Callable[[], None],
 ) -> list[asyncio.Task[None]]:
-    """Start the reaper, the sampler and (with a retention) the pruner, each in a task."""
+    """Start the reaper, the sampler, the raw-item partitions' upkeep and (with a
+    retention) the pruner, each in a task."""
     units: list[tuple[str, float, Work]] = [
         (
             "reap",
@@ -74,6 +77,11 @@ def start(
             ),
         ),
         ("stats", config.stats_interval_seconds, Sampler(engine)),
+        (
+            "raw_partitions",
+            config.raw_partition_interval_seconds,
+            RawPartitions(engine, config.raw_retention),
+        ),
     ]
     if config.retention is not None:
         units.append(("prune", config.prune_interval_seconds, Pruner(engine, config.retention)))
@@ -147,6 +155,21 @@ class Pruner:
 
     async def __call__(self) -> None:
         await queue_jobs.prune(self._engine, older_than=self._retention)
+
+
+class RawPartitions:
+    """Makes raw items' daily partitions ahead and drops those past the retention
+    (:mod:`kairo_ingest.db.raw_partitions`); one process at a time does a round."""
+
+    def __init__(self, engine: sa_async.AsyncEngine, retention: dt.timedelta | None) -> None:
+        self._engine = engine
+        self._retention = retention
+
+    async def __call__(self) -> None:
+        done = await raw_partitions.maintain(self._engine, retention=self._retention)
+        if done.ahead_seconds is not None:
+            metrics.RAW_PARTITIONS_AHEAD.set(done.ahead_seconds)
+        metrics.RAW_PARTITIONS_DROPPED.inc(len(done.dropped))
 
 
 async def report_drained(
