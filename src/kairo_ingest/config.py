@@ -142,7 +142,11 @@ class Settings(pydantic_settings.BaseSettings):
         return value.rstrip("/")
 
     @pydantic.field_validator(
-        "secret_key", "apify_account_daily_cap_usd", "apify_run_max_charge_usd", mode="before"
+        "apify_token",
+        "secret_key",
+        "apify_account_daily_cap_usd",
+        "apify_run_max_charge_usd",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
