@@ -95,6 +95,18 @@ APIFY_SPENT_USD = prom.Counter(
     ["account", "actor"],
     registry=REGISTRY,
 )
+APIFY_DAILY_CAP_USD = prom.Gauge(
+    "kairo_apify_daily_cap_usd",
+    "An account's daily spend cap, as of this process's last check of it before a start",
+    ["account"],
+    registry=REGISTRY,
+)
+APIFY_DAILY_SPENT_USD = prom.Gauge(
+    "kairo_apify_daily_spent_usd",
+    "An account's spend in the cap's current window (the UTC day), as of the same check",
+    ["account"],
+    registry=REGISTRY,
+)
 RUN_SLOT_WAITS = prom.Counter(
     "kairo_run_slot_waits_total",
     "Run starts that had to wait for a slot of the account's shared budget",
