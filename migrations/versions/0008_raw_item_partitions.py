@@ -19,8 +19,9 @@ been dropped (``dropped_before``), which reuse and renormalization check.
 
 Three steps, so that no lock is held during a scan or an index build:
 
-1. (transaction) add the columns with constant defaults, a ``NOT VALID`` check that the
-   old rows sit below the legacy bound, and the ``raw_item_retention`` row: catalog only.
+1. (transaction) lock both tables (raw items first, as page transactions do), add the
+   columns with constant defaults, a ``NOT VALID`` check that the old rows sit below the
+   legacy bound, and the ``raw_item_retention`` row: catalog only.
 2. (autocommit) ``VALIDATE CONSTRAINT`` scans the table under ``SHARE UPDATE EXCLUSIVE``,
    which lets reads and writes go on; ``CREATE UNIQUE INDEX CONCURRENTLY`` builds the
    two indexes the partitioned parent needs on it (primary key and uniqueness, each with
@@ -59,6 +60,7 @@ LEGACY = "raw_apify_items_legacy"
 LEGACY_CHECK = "ck_raw_apify_items_legacy_bound"
 LEGACY_PKEY = "pk_raw_apify_items_legacy"
 LEGACY_UNIQUE = "uq_raw_apify_items_legacy_run_index"
+LOCK_TIMEOUT = "10s"
 
 
 def _partitioned(bind: sa.Connection) -> bool:
@@ -68,8 +70,18 @@ def _partitioned(bind: sa.Connection) -> bool:
     return kind == "p"
 
 
+def _lock() -> None:
+    """The two tables, in the order page transactions take them (a raw item's insert, then
+    its foreign key's check on the run): the other order deadlocks with them. A lock that
+    is not granted within LOCK_TIMEOUT fails the migration rather than queueing every
+    reader and writer behind it; run it again."""
+    op.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+    op.execute("LOCK TABLE raw_apify_items, apify_runs IN ACCESS EXCLUSIVE MODE")
+
+
 def _prepare() -> None:
     """Step 1: catalog-only changes, in the migration's transaction."""
+    _lock()
     for table in ("apify_runs", "raw_apify_items"):
         op.execute(
             f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS raw_partition_at"
@@ -98,6 +110,7 @@ def _prepare() -> None:
         """
     )
     op.execute("INSERT INTO raw_item_retention DEFAULT VALUES ON CONFLICT (id) DO NOTHING")
+    op.execute("SET LOCAL lock_timeout = DEFAULT")
 
 
 def _build_legacy_indexes(bind: sa.Connection) -> None:
@@ -136,6 +149,7 @@ def _daily_partitions(bind: sa.Connection) -> None:
 
 def _convert(bind: sa.Connection) -> None:
     """Step 3: constraints onto the new indexes, the swap and the attach: catalog only."""
+    _lock()
     next_id = bind.scalar(
         sa.text(
             "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END"
@@ -184,6 +198,7 @@ def _convert(bind: sa.Connection) -> None:
         f" FOR VALUES FROM (MINVALUE) TO ('{LEGACY_UNTIL}')"
     )
     _daily_partitions(bind)
+    op.execute("SET LOCAL lock_timeout = DEFAULT")
 
 
 def upgrade() -> None:
