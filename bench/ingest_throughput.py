@@ -293,7 +293,7 @@ async def child_split(args: argparse.Namespace, url: str, timer: Timer) -> dict[
                     ]
                     async with engine.begin() as conn:
                         await queue_jobs.fence(conn, lease)
-                        await items.set_skip_reasons(conn, reasons)
+                        await items.set_skip_reasons(conn, run.id, reasons)
                         new, old = await items.upsert_evidence(conn, run.brand_id, rows)
                 created += new
                 updated += old

@@ -81,6 +81,9 @@ class Settings(pydantic_settings.BaseSettings):
     snooze_seconds: float = pydantic.Field(60.0, gt=0)
     reap_interval_seconds: float = pydantic.Field(10.0, gt=0)
     finished_job_retention_days: float = pydantic.Field(14.0, ge=0, le=36_500, allow_inf_nan=False)
+    # Raw dataset items are kept this many days, by their run's day (whole daily
+    # partitions are dropped: docs/raw-retention.md); unset keeps them forever.
+    raw_retention_days: int | None = pydantic.Field(None, ge=1, le=36_500)
     source_concurrency: int = pydantic.Field(8, ge=1)
     apify_max_concurrent_runs: int = pydantic.Field(200, ge=1)
 
@@ -150,13 +153,17 @@ class Settings(pydantic_settings.BaseSettings):
         return value.rstrip("/")
 
     @pydantic.field_validator(
-        "secret_key", "apify_account_daily_cap_usd", "apify_run_max_charge_usd", mode="before"
+        "apify_token",
+        "secret_key",
+        "apify_account_daily_cap_usd",
+        "apify_run_max_charge_usd",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @pydantic.field_validator("console_port", mode="before")
+    @pydantic.field_validator("console_port", "raw_retention_days", mode="before")
     @classmethod
     def _blank_port_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -189,6 +196,12 @@ class Settings(pydantic_settings.BaseSettings):
         """None (keep forever) when KAIRO_FINISHED_JOB_RETENTION_DAYS is 0."""
         days = self.finished_job_retention_days
         return dt.timedelta(days=days) if days > 0 else None
+
+    @property
+    def raw_retention(self) -> dt.timedelta | None:
+        """None (keep raw items forever) when KAIRO_RAW_RETENTION_DAYS is unset."""
+        days = self.raw_retention_days
+        return dt.timedelta(days=days) if days is not None else None
 
     @property
     def freshness_ttl(self) -> dt.timedelta:

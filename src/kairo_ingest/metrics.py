@@ -51,6 +51,29 @@ OLDEST_READY_AGE = prom.Gauge(
     "Age of the oldest job that is ready to run (sampled)",
     registry=REGISTRY,
 )
+READY_JOBS = prom.Gauge(
+    "kairo_queue_ready_jobs",
+    "Jobs ready to be claimed now, per kind (sampled; what the autoscaler reads)",
+    ["kind"],
+    registry=REGISTRY,
+)
+RUNNING_JOBS = prom.Gauge(
+    "kairo_queue_running_jobs",
+    "Jobs running in any process, per kind (sampled)",
+    ["kind"],
+    registry=REGISTRY,
+)
+RAW_PARTITIONS_AHEAD = prom.Gauge(
+    "kairo_raw_partitions_ahead_seconds",
+    "How far past now the newest daily partition of raw items reaches (set by the process"
+    " that ran the last round of their upkeep)",
+    registry=REGISTRY,
+)
+RAW_PARTITIONS_DROPPED = prom.Counter(
+    "kairo_raw_partitions_dropped_total",
+    "Partitions of raw items this process dropped past KAIRO_RAW_RETENTION_DAYS",
+    registry=REGISTRY,
+)
 REAPED = prom.Counter(
     "kairo_jobs_reaped_total",
     "Expired leases returned by the reaper",
@@ -100,6 +123,18 @@ LEDGER_RUNS_ABORTED = prom.Counter(
 LEDGER_UNFOLLOWED = prom.Gauge(
     "kairo_ledger_unfollowed_runs",
     "Runs that have not ended and that no job follows (the ledger's), by account",
+    ["account"],
+    registry=REGISTRY,
+)
+APIFY_DAILY_CAP_USD = prom.Gauge(
+    "kairo_apify_daily_cap_usd",
+    "An account's daily spend cap, as of this process's last check of it before a start",
+    ["account"],
+    registry=REGISTRY,
+)
+APIFY_DAILY_SPENT_USD = prom.Gauge(
+    "kairo_apify_daily_spent_usd",
+    "An account's spend in the cap's current window (the UTC day), as of the same check",
     ["account"],
     registry=REGISTRY,
 )

@@ -6,8 +6,12 @@ JSON goes over the wire as ``text[]`` cast to ``jsonb[]`` by the server: the dri
 encodes a text array in C, where a ``jsonb[]`` parameter costs a Python codec call per
 element on the event loop.
 
-* raw items: ``INSERT ... ON CONFLICT (apify_run_id, item_index) DO NOTHING`` - a
-  re-fetch after a crash neither duplicates nor deletes;
+* raw items: ``INSERT ... ON CONFLICT (apify_run_id, item_index, raw_partition_at) DO
+  NOTHING`` - a re-fetch after a crash neither duplicates nor deletes. Every item of a
+  run carries the run's ``raw_partition_at`` (read from ``apify_runs`` by the statement
+  itself), the key ``raw_apify_items`` is partitioned by day on, so the three columns are
+  unique exactly when the first two are; reads and updates name it too, so PostgreSQL
+  visits the run's one partition (docs/raw-retention.md);
 * evidence: ``INSERT ... ON CONFLICT <the uniqueness rule> DO UPDATE`` - the database
   enforces dedupe, so two workers upserting the same items cannot race into
   duplicates. Rows are sorted by key so concurrent batches lock in the same order.
@@ -27,32 +31,38 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.domain import normalize
 
+# The run's partition key, for statements about one run's items.
+_RUN_KEY = "(SELECT raw_partition_at FROM apify_runs WHERE id = CAST(:run_id AS uuid))"
+
 _INSERT_RAW = sa.text(
-    """
-    INSERT INTO raw_apify_items (apify_run_id, item_index, raw_json, skip_reason)
-    SELECT CAST(:run_id AS uuid), u.item_index, u.raw_json, u.skip_reason
+    f"""
+    INSERT INTO raw_apify_items (
+        apify_run_id, item_index, raw_json, skip_reason, raw_partition_at)
+    SELECT CAST(:run_id AS uuid), u.item_index, u.raw_json, u.skip_reason, {_RUN_KEY}
     FROM unnest(
         CAST(:indexes AS integer[]),
         CAST(CAST(:docs AS text[]) AS jsonb[]),
         CAST(:reasons AS text[]))
          AS u(item_index, raw_json, skip_reason)
-    ON CONFLICT (apify_run_id, item_index) DO NOTHING
+    ON CONFLICT (apify_run_id, item_index, raw_partition_at) DO NOTHING
     RETURNING id, item_index
     """
 )
 
 _SET_SKIP_REASONS = sa.text(
-    """
+    f"""
     UPDATE raw_apify_items AS r SET skip_reason = u.reason
     FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS u(id, reason)
-    WHERE r.id = u.id AND r.skip_reason IS DISTINCT FROM u.reason
+    WHERE r.apify_run_id = CAST(:run_id AS uuid) AND r.raw_partition_at = {_RUN_KEY}
+      AND r.id = u.id AND r.skip_reason IS DISTINCT FROM u.reason
     """
 )
 
 _READ_RAW = sa.text(
-    """
+    f"""
     SELECT id, item_index, raw_json FROM raw_apify_items
-    WHERE apify_run_id = :run_id AND item_index >= :after AND item_index < :cap
+    WHERE apify_run_id = CAST(:run_id AS uuid) AND raw_partition_at = {_RUN_KEY}
+      AND item_index >= :after AND item_index < :cap
     ORDER BY item_index
     LIMIT :limit
     """
@@ -238,12 +248,15 @@ async def insert_raw(
 
 
 async def set_skip_reasons(
-    conn: sa_async.AsyncConnection, reasons: Sequence[tuple[int, str | None]]
+    conn: sa_async.AsyncConnection,
+    run_id: uuid.UUID,
+    reasons: Sequence[tuple[int, str | None]],
 ) -> None:
+    """Set the skip reason of the run's raw items ``(id, reason)``."""
     if reasons:
         await conn.execute(
             _SET_SKIP_REASONS,
-            {"ids": [i for i, _ in reasons], "reasons": [r for _, r in reasons]},
+            {"run_id": run_id, "ids": [i for i, _ in reasons], "reasons": [r for _, r in reasons]},
         )
 
 

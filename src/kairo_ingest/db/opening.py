@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest.db import runs, sources, tables
+from kairo_ingest.db import raw_partitions, runs, sources, tables
 from kairo_ingest.domain import statuses
 
 _s = tables.source_connections
@@ -41,7 +41,9 @@ _RUN_FIELDS = [f.name for f in dataclasses.fields(runs.Run)]
 class SourceState:
     source: sources.Source
     own: runs.Run | None  # this job's latest run of the source
-    reusable: runs.Run | None  # the source's newest SUCCEEDED run with raw items stored
+    # the source's newest SUCCEEDED run with raw items stored (and still kept, unless it
+    # was normalized already)
+    reusable: runs.Run | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +83,12 @@ def _query() -> sa.Select[Any]:
             # Without its end time a run would sort first and look newest forever
             # (db/runs.py newest_reusable): every end records one; old rows are skipped.
             _REUSE.c.finished_at.is_not(None),
+            # A run never normalized is normalized from its raw items, which retention may
+            # have dropped: only a run whose raw items are kept may be reused that way.
+            sa.or_(
+                _REUSE.c.normalized_at.is_not(None),
+                _REUSE.c.raw_partition_at >= raw_partitions.DROPPED_BEFORE,
+            ),
         )
         .order_by(_REUSE.c.finished_at.desc())
         .limit(1)

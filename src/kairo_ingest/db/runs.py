@@ -136,6 +136,8 @@ async def create_intent(
                 attempt=attempt,
                 status=statuses.RunStatus.STARTING,
                 account=account,
+                # Its raw items are filed under the day the intent is recorded (0008).
+                raw_partition_at=sa.func.now(),
             )
             .returning(*_t.c)
         )

@@ -6,6 +6,8 @@ autogenerate against the migrated schema and fails on any drift.
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
@@ -23,6 +25,8 @@ _NOW = sa.text("now()")
 # Run statuses after which nothing more happens: Apify's four terminal ones and our own
 # START_FAILED (an intent that provably never became a run). SQL text, for predicates.
 RUN_ENDED_SQL = "('SUCCEEDED', 'FAILED', 'TIMED-OUT', 'ABORTED', 'START_FAILED')"
+_LEGACY = sa.text("'-infinity'::timestamp with time zone")
+_PARTITION = re.compile(r"raw_apify_items_(legacy|p\d{8})")
 _UUID = sa.text("gen_random_uuid()")
 
 
@@ -188,6 +192,11 @@ apify_runs = sa.Table(
         "partial_reason IN ('charge_cap', 'aborted', 'timed_out')", name="partial_reason"
     ),
     sa.CheckConstraint("ended_by IN ('job', 'adoption', 'final_look', 'ledger')", name="ended_by"),
+    # The time this run files its raw items under (0008): now() when the code records the
+    # intent; '-infinity' for runs older than partitioning (and from older releases).
+    sa.Column(
+        "raw_partition_at", sa.DateTime(timezone=True), nullable=False, server_default=_LEGACY
+    ),
     # Freshness: the newest succeeded run per source.
     sa.Index(
         "ix_apify_runs_source_succeeded",
@@ -223,10 +232,15 @@ apify_runs = sa.Table(
     ),
 )
 
+# Partitioned by day on raw_partition_at, its run's value copied onto each item (0008;
+# docs/raw-retention.md): the partitions are created and dropped by the worker's
+# maintenance (db/raw_partitions.py) and are not part of this metadata. The value is the
+# same for every item of a run, so the uniqueness below holds exactly when
+# (apify_run_id, item_index) is unique.
 raw_apify_items = sa.Table(
     "raw_apify_items",
     metadata,
-    sa.Column("id", sa.BigInteger(), sa.Identity(always=False), primary_key=True),
+    sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column(
         "apify_run_id",
         pg.UUID(as_uuid=True),
@@ -237,8 +251,39 @@ raw_apify_items = sa.Table(
     sa.Column("raw_json", pg.JSONB(), nullable=False),
     sa.Column("skip_reason", sa.Text(), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
-    sa.UniqueConstraint("apify_run_id", "item_index"),
+    sa.Column(
+        "raw_partition_at", sa.DateTime(timezone=True), nullable=False, server_default=_LEGACY
+    ),
+    sa.PrimaryKeyConstraint("id", "raw_partition_at"),
+    sa.UniqueConstraint("apify_run_id", "item_index", "raw_partition_at"),
+    postgresql_partition_by="RANGE (raw_partition_at)",
 )
+
+# One row: when the unpartitioned table became the legacy partition, and before which
+# time runs' raw items have been dropped by retention (null: none yet). Reuse and
+# renormalization read it; the maintenance that drops a partition moves it in the same
+# transaction.
+raw_item_retention = sa.Table(
+    "raw_item_retention",
+    metadata,
+    sa.Column("id", sa.Boolean(), primary_key=True, server_default=sa.true()),
+    sa.Column("converted_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("dropped_before", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.CheckConstraint("id", name="one_row"),
+)
+
+
+def is_partition(name: str | None) -> bool:
+    """A raw-item partition (``raw_apify_items_legacy``, ``raw_apify_items_pYYYYMMDD``):
+    schema comparisons leave them out, as they are made at run time."""
+    return name is not None and _PARTITION.fullmatch(name) is not None
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """alembic's ``include_name`` hook: every table but the raw-item partitions."""
+    return not (type_ == "table" and is_partition(name))
+
 
 # ------------------------------------------------------------------ spend control (0004)
 

@@ -161,6 +161,9 @@ class Budget:
             spent, left = await costs.spent_in_window(
                 conn, window_seconds=self.window_seconds, account=ask.tenant.account
             )
+            # As of this check, for the alert on spend against the cap.
+            metrics.APIFY_DAILY_CAP_USD.labels(ask.tenant.account).set(float(account_cap))
+            metrics.APIFY_DAILY_SPENT_USD.labels(ask.tenant.account).set(float(spent))
             if spent >= account_cap:
                 raise self._exceeded(f"account {ask.tenant.account!r}", account_cap, spent, left)
         brand_cap = await costs.brand_cap(conn, ask.run.brand_id)

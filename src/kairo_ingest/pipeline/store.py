@@ -42,7 +42,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors, logs, metrics
 from kairo_ingest.apify import models as apify_models
-from kairo_ingest.db import items, runs
+from kairo_ingest.db import items, raw_partitions, runs
 from kairo_ingest.domain import normalize
 from kairo_ingest.pipeline import offload, tx
 from kairo_ingest.queue import jobs as queue_jobs
@@ -263,7 +263,7 @@ async def _renormalize_write(
     reasons: Sequence[tuple[int, str | None]],
     evidence: items.EvidenceBatch,
 ) -> tuple[int, int]:
-    await items.set_skip_reasons(conn, reasons)
+    await items.set_skip_reasons(conn, run.id, reasons)
     return await items.upsert_evidence(conn, run.brand_id, evidence)
 
 
@@ -313,6 +313,14 @@ async def renormalize(
         total = total + Counts(0, created, updated, skipped)
 
     async def finish(conn: sa_async.AsyncConnection) -> None:
+        # Retention may have dropped the run's raw items since the job opened (the opening
+        # read does not offer such a run for reuse): then what was read is not the run, and
+        # must not be recorded as its normalization. The check waits for a drop in progress.
+        if not await raw_partitions.raw_items_kept(conn, run.id):
+            raise errors.HandlerError(
+                f"the raw items of run {run.id} were dropped by retention while it was"
+                " renormalized; the next attempt refreshes the source"
+            )
         await runs.update(
             conn,
             run.id,

@@ -731,6 +731,23 @@ async def depth(bind: Bind) -> dict[str, Any]:
     }
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class KindCounts:
+    """Jobs of one kind that are ready to claim, and running."""
+
+    ready: int
+    running: int
+
+
+async def ready_by_kind(bind: Bind) -> dict[str, KindCounts]:
+    """Ready and running jobs per kind (kinds with neither are absent), for the gauges the
+    autoscaler reads; "ready" is :data:`sql.READY`."""
+    with dberrors.mapped("ready_by_kind"):
+        async with _statement(bind) as conn:
+            rows = (await conn.execute(sql.READY_BY_KIND)).all()
+    return {str(r.kind): KindCounts(int(r.ready), int(r.running)) for r in rows}
+
+
 async def prune(bind: Bind, *, older_than: dt.timedelta, batch_size: int = PRUNE_BATCH) -> int:
     """Delete finished jobs that finished more than ``older_than`` ago, in bounded batches.
 

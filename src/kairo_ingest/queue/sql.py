@@ -592,6 +592,36 @@ DEPTH = sa.text(
     sa.column("oldest_ready_age_seconds", sa.Float),
 )
 
+# A pending job is *ready* once its available_at has come; the rest of the pending rows wait
+# on a backoff, a snooze or a budget. The per-kind gauges and the autoscaler's query below
+# both count with this one predicate, so a change to what "ready" means changes both (and
+# the test that holds the deployment's scaler query to AUTOSCALER_DEMAND says so).
+READY = "status = 'pending' AND available_at <= now()"
+
+# Ready and running jobs per kind (the worker's sampler: kairo_queue_ready_jobs and
+# kairo_queue_running_jobs). Both halves of the OR are partial-index reads of active rows.
+READY_BY_KIND = sa.text(
+    f"""
+    SELECT kind,
+           count(*) FILTER (WHERE {READY}) AS ready,
+           count(*) FILTER (WHERE status = 'running') AS running
+    FROM jobs
+    WHERE ({READY}) OR status = 'running'
+    GROUP BY kind
+    """
+).columns(
+    tables.jobs.c.kind, sa.column("ready", sa.BigInteger), sa.column("running", sa.BigInteger)
+)
+
+# What the autoscaler scales compile workers on (KEDA's postgresql trigger runs it as it is:
+# deploy/kubernetes/base/worker-scaledobject.yaml carries this exact text): the compile jobs
+# that want a slot now, ready or running. Running jobs count too, so a replica busy with
+# long jobs is not scaled away under them (desired replicas = ceil(demand / concurrency)).
+# Equal to kairo_queue_ready_jobs{kind="compile"} + kairo_queue_running_jobs{kind="compile"}.
+AUTOSCALER_DEMAND = (
+    f"SELECT count(*) FROM jobs WHERE kind = 'compile' AND (({READY}) OR status = 'running')"
+)
+
 # Drain mode's question: is any job (of the given kinds) ready now, or running anywhere?
 HAS_READY_OR_RUNNING = sa.text(
     """

@@ -37,6 +37,8 @@ class WorkerConfig:
     stats_interval_seconds: float = 15.0
     prune_interval_seconds: float = 3600.0
     cancel_timeout_seconds: float = 10.0
+    raw_retention: dt.timedelta | None = None  # None: raw items are kept forever
+    raw_partition_interval_seconds: float = 3600.0
     tune_gc: bool = True  # see worker/gc_tuning.py
 
     @classmethod
@@ -63,6 +65,7 @@ class WorkerConfig:
             reap_interval_seconds=settings.reap_interval_seconds,
             retention=settings.finished_job_retention,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            raw_retention=settings.raw_retention,
         )
         return dataclasses.replace(built, **overrides)
 

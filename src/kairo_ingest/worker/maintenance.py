@@ -1,5 +1,6 @@
 """The worker's periodic maintenance, one unit each: the reaper, the sampler, the pruner,
-and the loops the service adds (the run ledger, ``pipeline/ledger.py``).
+the raw-item partitions (made ahead, dropped past KAIRO_RAW_RETENTION_DAYS), and the loops
+the service adds (the run ledger, ``pipeline/ledger.py``).
 
 Each unit does one round per call; :func:`every` runs a unit at its interval until the
 worker stops, retrying a failed round with the worker's loop backoff (never longer than
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors, logs, metrics
+from kairo_ingest.db import raw_partitions
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import jobs as queue_jobs
@@ -66,8 +68,8 @@ def start(
     on_requeued: Callable[[], None],
     loops: Sequence[tuple[str, Loop]] = (),
 ) -> list[asyncio.Task[None]]:
-    """Start the reaper, the sampler, (with a retention) the pruner and the ``loops`` the
-    service composed (the run ledger), each in a task."""
+    """Start the reaper, the sampler, the raw-item partitions' upkeep, (with a retention)
+    the pruner and the ``loops`` the service composed (the run ledger), each in a task."""
     units: list[tuple[str, float, Work]] = [
         (
             "reap",
@@ -80,6 +82,11 @@ def start(
             ),
         ),
         ("stats", config.stats_interval_seconds, Sampler(engine)),
+        (
+            "raw_partitions",
+            config.raw_partition_interval_seconds,
+            RawPartitions(engine, config.raw_retention),
+        ),
     ]
     if config.retention is not None:
         units.append(("prune", config.prune_interval_seconds, Pruner(engine, config.retention)))
@@ -118,11 +125,14 @@ class Reaper:
 
 class Sampler:
     """Queue depth and the oldest ready job's age for the metrics: active counts every
-    time (cheap), counts of finished jobs (which scan more) every FULL_STATS_EVERY."""
+    time (cheap), counts of finished jobs (which scan more) every FULL_STATS_EVERY; and
+    ready and running jobs per kind, which the autoscaler reads (a kind that had jobs and
+    has none now reads 0, and ``compile`` always has its series)."""
 
     def __init__(self, engine: sa_async.AsyncEngine) -> None:
         self._engine = engine
         self._samples = 0
+        self._kinds: set[str] = {statuses.JobKind.COMPILE.value}
 
     async def __call__(self) -> None:
         self._samples += 1
@@ -135,6 +145,12 @@ class Sampler:
             for status in (statuses.JobStatus.PENDING, statuses.JobStatus.RUNNING):
                 metrics.QUEUE_DEPTH.labels(status=status.value).set(sample[status.value])
         metrics.OLDEST_READY_AGE.set(sample["oldest_ready_age_seconds"] or 0.0)
+        per_kind = await queue_jobs.ready_by_kind(self._engine)
+        self._kinds |= per_kind.keys()
+        for kind in self._kinds:
+            counts = per_kind.get(kind, queue_jobs.KindCounts(ready=0, running=0))
+            metrics.READY_JOBS.labels(kind=kind).set(counts.ready)
+            metrics.RUNNING_JOBS.labels(kind=kind).set(counts.running)
 
 
 class Pruner:
@@ -146,6 +162,21 @@ class Pruner:
 
     async def __call__(self) -> None:
         await queue_jobs.prune(self._engine, older_than=self._retention)
+
+
+class RawPartitions:
+    """Makes raw items' daily partitions ahead and drops those past the retention
+    (:mod:`kairo_ingest.db.raw_partitions`); one process at a time does a round."""
+
+    def __init__(self, engine: sa_async.AsyncEngine, retention: dt.timedelta | None) -> None:
+        self._engine = engine
+        self._retention = retention
+
+    async def __call__(self) -> None:
+        done = await raw_partitions.maintain(self._engine, retention=self._retention)
+        if done.ahead_seconds is not None:
+            metrics.RAW_PARTITIONS_AHEAD.set(done.ahead_seconds)
+        metrics.RAW_PARTITIONS_DROPPED.inc(len(done.dropped))
 
 
 async def report_drained(

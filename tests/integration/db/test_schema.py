@@ -19,7 +19,12 @@ from kairo_ingest.db import migrate, tables
 async def test_orm_metadata_and_migrated_schema_do_not_drift(engine: sa_async.AsyncEngine) -> None:
     def _diff(conn: sa.Connection) -> list[object]:
         ctx = MigrationContext.configure(
-            conn, opts={"compare_type": True, "compare_server_default": True}
+            conn,
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "include_name": tables.include_name,
+            },
         )
         return list(compare_metadata(ctx, tables.metadata))
 
