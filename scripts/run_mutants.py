@@ -220,9 +220,9 @@ def judge(test: str, run: PytestRun) -> TestResult:
     if not reports:
         errors = [r for r in run.records if r.get("event") == "collect-error"]
         if errors:
-            return TestResult(test, "missing", f"not run: collection error: {errors[0]['message']}")
+            return TestResult(test, "missing", f"collection error: {errors[0]['message']}")
         said = f" (pytest: {run.output_tail})" if run.output_tail else ""
-        return TestResult(test, "missing", f"not run: no such test, or not collected{said}")
+        return TestResult(test, "missing", f"no such test, or not collected{said}")
     for r in reports:
         if r["when"] == "call" and r["outcome"] == "failed" and r["assertion"]:
             where = f"  ({r['where']})" if r.get("where") else ""
@@ -233,7 +233,7 @@ def judge(test: str, run: PytestRun) -> TestResult:
             return TestResult(test, "error", f"not an assertion, {phase}: {r['message']}")
         if r["outcome"] == "skipped":
             return TestResult(test, "error", f"skipped ({r['when']})")
-    return TestResult(test, "passed", "passed")
+    return TestResult(test, "passed", "it passed")
 
 
 def baseline(
@@ -246,28 +246,40 @@ def baseline(
     """Run every named test on a clean copy; return one line per test that did not pass."""
     tests = list(dict.fromkeys(t for m in mutants for t in m.tests))
     chunks = [tests[i : i + BASELINE_CHUNK] for i in range(0, len(tests), BASELINE_CHUNK)]
-    problems: list[str] = []
+    runs: dict[str, PytestRun] = {}
     with tempfile.TemporaryDirectory(prefix="kairo-mutant-baseline-") as scratch:
         tree = pathlib.Path(scratch)
         tracked_copy(root, tree)
         elsewhere = imports_from(tree, python)
         if elsewhere is not None:
             return [f"the clean tree imports kairo_ingest from elsewhere: {elsewhere}"]
+
+        def run_chunk(chunk: list[str]) -> None:
+            run = run_pytest(tree, python, chunk, timeout)
+            if run.returncode == 4 and len(chunk) > 1:
+                # pytest refuses a whole command line naming a test it cannot find (exit 4):
+                # run the chunk's tests one by one, so that the missing one is named alone.
+                for test in chunk:
+                    run_chunk([test])
+                return
+            runs.update(dict.fromkeys(chunk, run))
+
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            runs = list(pool.map(lambda chunk: run_pytest(tree, python, chunk, timeout), chunks))
-    for chunk, run in zip(chunks, runs, strict=True):
-        for test in chunk:
-            result = judge(test, run)
-            if result.status == "passed":
-                continue
-            if run.timed_out and result.status == "missing":
-                detail = f"did not finish within {timeout:.0f} s"
-            elif result.status == "assertion":
-                detail = f"fails: {result.detail}"
-            else:
-                detail = result.detail
-            named_by = ", ".join(m.name for m in mutants if test in m.tests)
-            problems.append(f"{test} (named by {named_by}): {detail}")
+            list(pool.map(run_chunk, chunks))
+    problems: list[str] = []
+    for test in tests:
+        run = runs[test]
+        result = judge(test, run)
+        if result.status == "passed":
+            continue
+        if run.timed_out and result.status == "missing":
+            detail = f"did not finish within {timeout:.0f} s"
+        elif result.status == "assertion":
+            detail = f"fails: {result.detail}"
+        else:
+            detail = result.detail
+        named_by = ", ".join(m.name for m in mutants if test in m.tests)
+        problems.append(f"{test} (named by {named_by}): {detail}")
     return problems
 
 
@@ -301,7 +313,7 @@ def run_one(root: pathlib.Path, mutant: Mutant, python: str, timeout: float) -> 
     if survived:
         return Result(mutant, "survived", seconds, f"passed: {', '.join(survived)}", results)
     return Result(
-        mutant, "not-killed", seconds, "a named test failed, but not on an assertion", results
+        mutant, "not-killed", seconds, "a named test did not fail on an assertion", results
     )
 
 
@@ -314,11 +326,18 @@ def _still_running(records: Iterable[dict[str, object]]) -> str | None:
     return running[-1] if running else None
 
 
+_MARKS = {
+    "assertion": "caught by",
+    "passed": "not caught by",
+    "error": "wrong reason in",
+    "missing": "not run:",
+}
+
+
 def print_result(r: Result) -> None:
     print(f"{r.verdict:10} {r.seconds:6.1f}s  {r.mutant.name}: {r.detail}", flush=True)
     for t in r.tests:
-        mark = "caught by" if t.status == "assertion" else t.status
-        print(f"{'':20}{mark} {t.test}: {t.detail}", flush=True)
+        print(f"{'':20}{_MARKS[t.status]} {t.test}: {t.detail}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

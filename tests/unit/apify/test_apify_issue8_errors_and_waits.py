@@ -19,6 +19,7 @@ from apify_client import _literals
 from kairo_ingest import clock, errors
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.apify import mapping
+from support import outcomes
 
 Make = Callable[..., apify_client.ApifyClient]
 FakeClock = apify_fakes.FakeClock
@@ -110,7 +111,7 @@ async def test_a_404_just_after_a_start_is_waited_through(
         ]
     )
     api = make_client(clock=fake)
-    run = await api.wait_or_abort("run1", clock.Deadline(fake.now + 600, fake))
+    run = await outcomes.value_of(api.wait_or_abort("run1", clock.Deadline(fake.now + 600, fake)))
     assert run.status == "SUCCEEDED"
     assert route.call_count == 3
 
@@ -136,7 +137,8 @@ async def test_the_deadline_abort_is_hard_and_a_last_moment_success_is_kept(
     abort = router.post("/v2/actor-runs/run1/abort").mock(
         return_value=httpx.Response(500, json={"error": {"type": "internal-server-error"}})
     )
-    run = await make_client(clock=fake).wait_or_abort("run1", clock.Deadline(fake.now + 30, fake))
+    api = make_client(clock=fake)
+    run = await outcomes.value_of(api.wait_or_abort("run1", clock.Deadline(fake.now + 30, fake)))
     assert run.status == "SUCCEEDED"
     assert abort.calls[0].request.url.params["gracefully"] == "false"
 
@@ -174,7 +176,7 @@ async def test_an_input_record_redirect_is_followed_without_the_token(
         return httpx.Response(302, headers={"Location": signed})
 
     api = make_client(transport=httpx.MockTransport(handler))
-    assert await api.get_run_input("run1") == {"a": 1}
+    assert await outcomes.value_of(api.get_run_input("run1")) == {"a": 1}
     assert seen[0].headers["authorization"] == f"Bearer {apify_fakes.TOKEN}"
     assert [str(r.url) for r in seen[1:]] == [signed]
     assert "authorization" not in seen[1].headers  # the token never reaches another host
