@@ -183,6 +183,31 @@ async def test_an_input_record_redirect_is_followed_without_the_token(
     assert apify_fakes.TOKEN not in str(seen[1].url)
 
 
+@pytest.mark.parametrize(
+    "location",
+    ["http://storage.apify.test/records/INPUT?signature=abc", "http://api.apify.test/v2/x"],
+    ids=["another-host", "same-host"],
+)
+async def test_a_storage_redirect_from_https_down_to_http_is_refused(
+    make_client: Make, location: str
+) -> None:
+    """Never from https down to http: the signed URL (a credential) would cross the
+    network in clear. The 3xx is reported as the error it is, and nothing is sent."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.scheme == "http":
+            return httpx.Response(200, json={"a": 1})
+        return httpx.Response(302, headers={"Location": location})
+
+    api = make_client(transport=httpx.MockTransport(handler))
+    exc = await outcomes.error_of(api.get_run_input("run1"))
+    assert [r.url.scheme for r in seen if r.url.scheme != "https"] == []
+    assert isinstance(exc, errors.ApifyError), exc
+    assert exc.status_code == 302
+
+
 async def test_redirects_are_not_followed_for_api_calls(
     router: respx.MockRouter, make_client: Make
 ) -> None:
