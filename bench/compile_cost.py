@@ -56,7 +56,6 @@ def deps(engine: Any, api: apify_client.ApifyClient, concurrency: int = 8) -> de
     return deps_module.Deps(
         engine=engine,
         apify=api,
-        env={},
         disabled_capabilities=frozenset(),
         freshness_ttl=dt.timedelta(hours=24),
         run_deadline_seconds=60.0,

@@ -72,7 +72,6 @@ async def child(url: str, sim_url: str, concurrency: int) -> dict[str, Any]:
             d = deps_module.Deps(
                 engine=engine,
                 apify=api,
-                env={},
                 disabled_capabilities=frozenset(),
                 freshness_ttl=dt.timedelta(hours=24),
                 run_deadline_seconds=120.0,

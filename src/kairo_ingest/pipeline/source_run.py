@@ -258,7 +258,7 @@ async def _fetch(
     if run.dataset_id is None:
         run = await _dataset_of(d, lease, run)
     assert run.dataset_id is not None  # _dataset_of raised otherwise; narrows the type
-    cap = run.item_cap or registry.cap_for(source.platform, source.capability, d.env)
+    cap = run.item_cap or registry.cap_for(source.platform, source.capability, d.caps)
     store_page = functools.partial(
         store.store_page,
         d.engine,
@@ -380,7 +380,7 @@ async def _advance(
     account: str,
 ) -> runs.Run:
     if run is None or run.status in _RESTART_AFTER:
-        cap = registry.cap_for(source.platform, source.capability, d.env)
+        cap = registry.cap_for(source.platform, source.capability, d.caps)
         run = await tx.write(
             d.engine,
             lease,

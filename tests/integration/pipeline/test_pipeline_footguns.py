@@ -439,7 +439,7 @@ async def test_reused_run_never_normalized_is_normalized_from_stored_raw_items(k
 async def test_cap_is_sent_to_apify_and_enforced_on_fetch(kit: Kit) -> None:
     kit.sim.state.apply_config({"default_item_count": 50})
     brand, (_source,) = await kit.brand(TIKTOK)
-    deps = kit.deps(env={"KAIRO_CAP_TIKTOK_PROFILE_VIDEOS": "3"})
+    deps = kit.deps(caps={"tiktok.profile_videos": 3})
     result = await compile_job.run(deps, await kit.lease(brand))
 
     (entry,) = result.evidence_status["refreshed"]
