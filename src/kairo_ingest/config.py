@@ -47,8 +47,7 @@ def _cap(pair: str) -> Any:
         spec.default_cap,
         ge=1,
         le=registry.MAX_CAP,
-        description=f"The result cap of {pair} ({spec.actor_id}): the most items one run "
-        "returns, enforced in the actor input, on the dataset fetch and in normalization.",
+        description=f"The result cap of {pair} ({spec.actor_id}).",
     )
 
 
@@ -204,8 +203,9 @@ class Settings(pydantic_settings.BaseSettings):
     )
     cap: Caps = pydantic.Field(
         default_factory=Caps,
-        description="Result caps per pair, `KAIRO_CAP_<PLATFORM>_<CAPABILITY>`: a whole "
-        "number from 1 to 999,999,999. An unknown pair is an error.",
+        description="Result caps per pair, `KAIRO_CAP_<PLATFORM>_<CAPABILITY>`: the most "
+        "items one run returns, a whole number from 1 to 999,999,999, enforced in the actor "
+        "input, on the dataset fetch and in normalization. An unknown pair is an error.",
     )
     feature: Features = pydantic.Field(
         default_factory=Features,
