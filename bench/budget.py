@@ -105,6 +105,20 @@ async def _status(url: str) -> dict[str, Any]:
     return {"jobs": counts, "usage": usage, "rows": int(rows or 0), "max_attempts": attempts}
 
 
+def worker_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The settings each worker runs with that differ from the service's defaults: a short
+    lease and reap interval, so that a killed worker's jobs come back within the run, and a
+    short snooze."""
+    return {
+        "KAIRO_APIFY_ACCOUNT_MAX_CONCURRENT_RUNS": str(args.limit),
+        "KAIRO_CONCURRENCY": str(args.concurrency),
+        "KAIRO_LEASE_SECONDS": str(args.lease_seconds),
+        "KAIRO_REAP_INTERVAL_SECONDS": "1",
+        "KAIRO_SNOOZE_SECONDS": "2",
+        "KAIRO_CAP_INSTAGRAM_POSTS": "5",
+    }
+
+
 def _worker(
     url: str, base_url: str, args: argparse.Namespace, log: Path
 ) -> subprocess.Popen[bytes]:
@@ -113,15 +127,10 @@ def _worker(
         KAIRO_DATABASE_URL=url,
         KAIRO_APIFY_BASE_URL=base_url,
         KAIRO_APIFY_TOKEN=TOKEN,
-        KAIRO_APIFY_ACCOUNT_MAX_CONCURRENT_RUNS=str(args.limit),
-        KAIRO_CONCURRENCY=str(args.concurrency),
-        KAIRO_LEASE_SECONDS=str(args.lease_seconds),
-        KAIRO_REAP_INTERVAL_SECONDS="1",
         KAIRO_HTTP_PORT="0",
         KAIRO_LOG_FORMAT="json",
         KAIRO_LOG_LEVEL="WARNING",
-        KAIRO_CAP_INSTAGRAM_POSTS="5",
-        KAIRO_SNOOZE_SECONDS="2",
+        **worker_settings(args),
     )
     out = log.open("wb")
     return subprocess.Popen(
@@ -134,6 +143,8 @@ async def main() -> int:
     runs = args.brands * args.sources
     ideal = runs * args.run_seconds / args.limit
     kill_after = args.kill_after if args.kill_after is not None else ideal / 3
+    shown = ", ".join(f"{k}={v}" for k, v in worker_settings(args).items())
+    print(f"worker settings (the rest are the service's defaults): {shown}", flush=True)
     name = f"kairo_bench_budget_{uuid.uuid4().hex[:8]}"
     await _admin(args.dsn, f'CREATE DATABASE "{name}"')
     url = make_url(args.dsn).set(database=name).render_as_string(hide_password=False)

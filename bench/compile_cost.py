@@ -3,9 +3,12 @@
 1. Round trips (counted from SQLAlchemy's events, :mod:`kairo_ingest.db.roundtrips`: each
    statement and each BEGIN / COMMIT / ROLLBACK the asyncpg adapter really sends) of one
    ``compile`` job, against the in-process Apify simulator: an empty compile (a brand with
-   no sources), one source reused, and one source refreshed with one page. The worker's
-   final write of the job is not included: it is batched with other jobs' (see the
-   throughput part for its share per job).
+   no sources), one source reused, one source refreshed with one page, and one source of a
+   named Apify account refreshed. The pipeline is built as ``run`` builds it
+   (``service.handlers.pipeline_deps`` from the default settings): the run budget (a slot
+   taken and given back per run) and the tenants (a named account's token looked up and
+   decrypted) are on. The worker's final write of the job is not included: it is batched
+   with other jobs' (see the throughput part for its share per job).
 2. Throughput, in the same run and back to back, in fresh databases: N compile jobs for
    brands without sources, then N no-op jobs, drained by one worker at the same
    concurrency; reports both rates and their ratio.
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import logging
 import os
 import sys
@@ -28,13 +30,14 @@ from typing import Any
 import sqlalchemy as sa
 
 import queue_throughput as qt  # bench/ is the script's directory
-from kairo_ingest import config, logs
+from kairo_ingest import config, logs, secretbox
 from kairo_ingest.apify import client as apify_client
+from kairo_ingest.db import accounts, migrate, roundtrips, sources
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.db import migrate, roundtrips, sources
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.service import handlers
 from kairo_ingest.simulator import server as sim_server
 from kairo_ingest.worker import builtin
 
@@ -52,17 +55,30 @@ POOL = 12
 ONE = ("tiktok", "profile_videos", "@acme")
 
 
-def deps(engine: Any, api: apify_client.ApifyClient, concurrency: int = 8) -> deps_module.Deps:
-    return deps_module.Deps(
-        engine=engine,
-        apify=api,
-        env={},
-        disabled_capabilities=frozenset(),
-        freshness_ttl=dt.timedelta(hours=24),
-        run_deadline_seconds=60.0,
-        source_concurrency=concurrency,
-        run_slots=asyncio.Semaphore(1000),
+KEY = secretbox.generate_key()
+ACCOUNT_TOKEN = "bench-account-token-0123456789"
+
+
+def settings(base_url: str) -> config.Settings:
+    """The service's default settings, pointed at the simulator (with a secret key, so a
+    named account's token can be stored and opened)."""
+    return config.Settings(
+        apify_token=TOKEN, apify_base_url=base_url, secret_key=KEY, run_deadline_seconds=60.0
     )
+
+
+def settings_line(s: config.Settings) -> str:
+    return (
+        f"pipeline as `run` builds it: run budget on (runs started with "
+        f"{s.apify_run_memory_mbytes} MB; the default account's limits "
+        f"{s.apify_account_max_concurrent_runs} runs, {s.apify_account_max_memory_mbytes} MB), "
+        f"tenants on, source concurrency {s.source_concurrency}, engine pool {POOL} + 0"
+    )
+
+
+def deps(engine: Any, api: apify_client.ApifyClient) -> deps_module.Deps:
+    """The compile job's dependencies exactly as the service builds them: budget and tenants."""
+    return handlers.pipeline_deps(settings(api.base_url), engine, api)
 
 
 async def _claim(engine: Any, brand: uuid.UUID) -> queue_jobs.Lease:
@@ -84,29 +100,59 @@ async def one_job(d: deps_module.Deps, brand: uuid.UUID) -> tuple[dict[str, int]
 async def round_trips(dsn: str) -> list[tuple[str, dict[str, int]]]:
     async with qt.fresh_database(dsn, "compile") as url:
         await migrate.upgrade(url)
-        engine = db_engine.create(url)
+        engine = db_engine.create(url, pool_size=POOL, max_overflow=0)
+        box = secretbox.SecretBox(KEY)
+        await accounts.add(
+            engine,
+            name="bench-account",
+            token_ciphertext=box.encrypt(ACCOUNT_TOKEN),
+            fingerprint=box.fingerprint(ACCOUNT_TOKEN),
+            max_concurrent_runs=None,
+            max_memory_mbytes=None,
+            daily_cap_usd=None,
+        )
         try:
             async with (
                 sim_server.running(dict(QUICK)) as sim,
                 apify_client.ApifyClient(sim.base_url, TOKEN) as api,
             ):
                 d = deps(engine, api)
-                await one_job(d, uuid.uuid4())  # warm the connections' statement caches
-                empty, _ = await one_job(d, uuid.uuid4())
-                brand = uuid.uuid4()
-                await sources.add(
-                    engine, brand_id=brand, platform=ONE[0], capability=ONE[1], identifier=ONE[2]
-                )
-                refreshed, result = await one_job(d, brand)
-                assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
-                reused, result = await one_job(d, brand)
-                assert len(result.evidence_status["reused"]) == 1, result.evidence_status
+                try:
+                    await one_job(d, uuid.uuid4())  # warm the connections' statement caches
+                    empty, _ = await one_job(d, uuid.uuid4())
+                    brand = uuid.uuid4()
+                    await sources.add(
+                        engine,
+                        brand_id=brand,
+                        platform=ONE[0],
+                        capability=ONE[1],
+                        identifier=ONE[2],
+                    )
+                    refreshed, result = await one_job(d, brand)
+                    assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
+                    reused, result = await one_job(d, brand)
+                    assert len(result.evidence_status["reused"]) == 1, result.evidence_status
+                    other = uuid.uuid4()
+                    await sources.add(
+                        engine,
+                        brand_id=other,
+                        platform=ONE[0],
+                        capability=ONE[1],
+                        identifier=ONE[2],
+                        account="bench-account",
+                    )
+                    named, result = await one_job(d, other)
+                    assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
+                finally:
+                    if d.tenants is not None:
+                        await d.tenants.aclose()
         finally:
             await engine.dispose()
     return [
         ("empty compile (no sources)", empty),
         ("one source, reused", reused),
         ("one source, refreshed, one page", refreshed),
+        ("one source of a named account, refreshed, one page", named),
     ]
 
 
@@ -131,7 +177,7 @@ async def drain(url: str, kind: str, n: int, concurrency: int) -> tuple[float, i
             await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=n)
         await qt.analyze(url, "jobs")
         async with apify_client.ApifyClient("http://127.0.0.1:9", TOKEN) as api:
-            d = deps(engine, api)
+            d = deps(engine, api)  # no source: neither the budget nor the tenants are asked
             handlers = {
                 "compile": _compile_handler(d),
                 builtin.NOOP_KIND: builtin.noop,
@@ -162,6 +208,8 @@ async def main(args: argparse.Namespace) -> None:
         f"compile cost: PostgreSQL {await qt.server_version(args.dsn)}, {os.cpu_count()} CPUs, "
         f"Python {sys.version.split()[0]}"
     )
+    print(f"  {settings_line(settings('http://simulator'))}")
+    print(f"  worker: {qt.settings_line(pruned=False)}")
     print("\nround trips of one compile job (warm statement caches; final write excluded):\n")
     print("| job | BEGIN | statements | COMMIT | ROLLBACK | round trips |")
     print("|---|---|---|---|---|---|")
@@ -204,5 +252,4 @@ def parse() -> argparse.Namespace:
 if __name__ == "__main__":
     logs.configure(level="WARNING", json_format=False)
     logging.getLogger().setLevel(logging.WARNING)
-    _ = config  # the worker's settings come from config.Settings via queue_throughput
     asyncio.run(main(parse()))

@@ -3,13 +3,18 @@
 The simulator runs in this process (its own thread and event loop) with near-instant runs
 (``time_factor`` 0.001: a run takes a few real milliseconds) and small datasets (5 items
 per run, one page). For each worker count (1 and 2 by default), in a fresh database:
-N brands with 7 enabled sources each and one ``compile`` job per brand are loaded, then
-that many worker processes (``python bench/pipeline_throughput.py --child``, each built as
-the service builds it: pool of 12, no overflow, concurrency 50) drain the queue. Every
-source is refreshed (a new Apify run, one page stored and normalized). Reported: jobs/s
-and sources/s over the wall time from the workers' start to the last one's end, round
-trips per source (counted from SQLAlchemy's events in each worker, the worker's own
-claims and final writes included) and each worker's peak RSS.
+N brands with 7 enabled sources each and one ``compile`` job per brand are loaded (the
+brands spread over ``--accounts`` named Apify accounts, default 2, each with the default
+account's limits), then that many worker processes (``python bench/pipeline_throughput.py
+--child``) drain the queue. Each worker is built as ``run`` builds it, from the default
+settings: the database through ``service.resources.database`` (the connection budget's
+pool of 12), the pipeline through ``service.handlers.pipeline_deps`` (the run budget and
+the tenants on), the run-slot LISTEN connection, and the worker through
+``service.runner.make_worker`` (concurrency 50). Every source is refreshed (a new Apify
+run, one page stored and normalized). Reported: jobs/s and sources/s over the wall time
+from the workers' start to the last one's end, round trips per source (counted from
+SQLAlchemy's events in each worker, the worker's own claims, final writes and budget
+transactions included) and each worker's peak RSS. The settings are printed first.
 
     python bench/pipeline_throughput.py --brands 200 --workers 1,2
 """
@@ -18,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import logging
 import os
@@ -31,17 +35,14 @@ from typing import Any
 import sqlalchemy as sa
 
 import queue_throughput as qt  # bench/ is the script's directory
-from kairo_ingest import logs
+from kairo_ingest import config, logs, secretbox
 from kairo_ingest.apify import client as apify_client
+from kairo_ingest.db import accounts, migrate, roundtrips
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.db import migrate, roundtrips
-from kairo_ingest.pipeline import compile_job
-from kairo_ingest.pipeline import deps as deps_module
+from kairo_ingest.service import handlers, resources, runner
 from kairo_ingest.simulator import server as sim_server
-from kairo_ingest.worker import context
 
 TOKEN = "bench-token-0123456789"
-POOL = 12  # KAIRO_DATABASE_POOL_SIZE 15 less LISTEN, probe and heartbeat
 SIM: dict[str, Any] = {
     "seed": 5,
     "time_factor": 0.001,
@@ -62,33 +63,47 @@ SEVEN = [
 ]
 
 
+def settings(url: str, sim_url: str, key: str) -> config.Settings:
+    """The service's default settings, on this database and the simulator."""
+    return config.Settings(
+        database_url=url,
+        apify_token=TOKEN,
+        apify_base_url=sim_url,
+        secret_key=key,
+        run_deadline_seconds=120.0,
+    )
+
+
+def settings_line(s: config.Settings, concurrency: int, accounts_: int) -> str:
+    return (
+        f"as `run` builds it: connection budget {s.database_pool_size} (pool 12 + 0), "
+        f"concurrency {concurrency}, source concurrency {s.source_concurrency}, run budget on "
+        f"(runs of {s.apify_run_memory_mbytes} MB; each account "
+        f"{s.apify_account_max_concurrent_runs} runs, {s.apify_account_max_memory_mbytes} MB; "
+        f"slot LISTEN on, poll {s.budget_poll_seconds:g} s), tenants on ({accounts_} named "
+        f"account(s), else default), lease {s.lease_seconds:g} s"
+    )
+
+
 # ------------------------------------------------------------------------------ child
 
 
-async def child(url: str, sim_url: str, concurrency: int) -> dict[str, Any]:
-    engine = db_engine.create(url, pool_size=POOL, max_overflow=0)
-    try:
-        async with apify_client.ApifyClient(sim_url, TOKEN) as api:
-            d = deps_module.Deps(
-                engine=engine,
-                apify=api,
-                env={},
-                disabled_capabilities=frozenset(),
-                freshness_ttl=dt.timedelta(hours=24),
-                run_deadline_seconds=120.0,
-                source_concurrency=8,
-                run_slots=asyncio.Semaphore(200),
-            )
-
-            async def handle(ctx: context.JobContext) -> context.Outcome:
-                result = await compile_job.run(d, ctx.lease)
-                return context.Outcome(evidence_status=result.evidence_status, error=result.error)
-
-            worker = qt.our_worker(engine, {"compile": handle}, url, concurrency)
-            with roundtrips.counting(engine) as counter:
-                await worker.run(drain=True)
-    finally:
-        await engine.dispose()
+async def child(url: str, sim_url: str, concurrency: int, key: str) -> dict[str, Any]:
+    s = settings(url, sim_url, key)
+    async with (
+        resources.database(s) as db,
+        apify_client.ApifyClient(sim_url, TOKEN) as api,
+    ):
+        d = handlers.pipeline_deps(s, db.engine, api)
+        try:
+            assert d.budget is not None
+            async with runner.slot_listener(db, d.budget):
+                worker = runner.make_worker(s, db, d, concurrency)
+                with roundtrips.counting(db.engine) as counter:
+                    await worker.run(drain=True)
+        finally:
+            if d.tenants is not None:
+                await d.tenants.aclose()
     return {
         "round_trips": counter.total,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -98,23 +113,44 @@ async def child(url: str, sim_url: str, concurrency: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ parent
 
 
-async def load(url: str, brands: int) -> None:
+async def load(url: str, brands: int, named_accounts: int, key: str) -> None:
     await migrate.upgrade(url)
     engine = db_engine.create(url, pool_size=2)
+    box = secretbox.SecretBox(key)
     try:
+        names = [f"bench-{i}" for i in range(named_accounts)]
+        for name in names:
+            token = f"bench-account-token-{name}-0123456789"
+            await accounts.add(
+                engine,
+                name=name,
+                token_ciphertext=box.encrypt(token),
+                fingerprint=box.fingerprint(token),
+                max_concurrent_runs=None,
+                max_memory_mbytes=None,
+                daily_cap_usd=None,
+            )
         async with engine.begin() as conn:
             await conn.execute(
                 sa.text(
-                    "CREATE TEMP TABLE b AS SELECT gen_random_uuid() AS id "
-                    "FROM generate_series(1, :n)"
+                    "CREATE TEMP TABLE b AS SELECT gen_random_uuid() AS id, n "
+                    "FROM generate_series(1, :n) AS n"
                 ),
                 {"n": brands},
+            )
+            # Brand n runs under account n mod (named accounts + 1): the last share is default.
+            await conn.execute(
+                sa.text(
+                    "CREATE TEMP TABLE a AS SELECT b.id, "
+                    "(CAST(:names AS text[]))[b.n % (:k + 1) + 1] AS account FROM b"
+                ),
+                {"names": names, "k": named_accounts},
             )
             for platform, capability, identifier in SEVEN:
                 await conn.execute(
                     sa.text(
                         "INSERT INTO source_connections (brand_id, platform, capability, "
-                        "identifier) SELECT id, :p, :c, :i FROM b"
+                        "identifier, account) SELECT id, :p, :c, :i, account FROM a"
                     ),
                     {"p": platform, "c": capability, "i": identifier},
                 )
@@ -128,7 +164,7 @@ async def load(url: str, brands: int) -> None:
 
 async def measure(args: argparse.Namespace, sim_url: str, workers: int) -> dict[str, Any]:
     async with qt.fresh_database(args.dsn, "pipeline") as url:
-        await load(url, args.brands)
+        await load(url, args.brands, args.accounts, args.key)
         started = time.perf_counter()
         procs = [
             await asyncio.create_subprocess_exec(
@@ -138,6 +174,7 @@ async def measure(args: argparse.Namespace, sim_url: str, workers: int) -> dict[
                 url,
                 sim_url,
                 str(args.concurrency),
+                args.key,
                 stdout=subprocess.PIPE,
             )
             for _ in range(workers)
@@ -168,10 +205,11 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"pipeline benchmark: {args.brands} compile jobs x {len(SEVEN)} sources, simulator "
         f"in-process (time_factor {SIM['time_factor']}, {SIM['default_item_count']} items "
-        f"per run), worker concurrency {args.concurrency}, pool {POOL}, "
-        f"PostgreSQL {await qt.server_version(args.dsn)}, {os.cpu_count()} CPUs",
+        f"per run), PostgreSQL {await qt.server_version(args.dsn)}, {os.cpu_count()} CPUs",
         flush=True,
     )
+    shown = settings(args.dsn, "http://simulator", args.key)
+    print(f"  worker {settings_line(shown, args.concurrency, args.accounts)}", flush=True)
     rows = []
     with sim_server.running_in_thread(dict(SIM)) as sim:
         for workers in levels:
@@ -196,14 +234,19 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--brands", type=int, default=200, help="compile jobs")
     parser.add_argument("--workers", default="1,2", help="comma list of worker process counts")
     parser.add_argument("--concurrency", type=int, default=50)
-    return parser.parse_args()
+    parser.add_argument(
+        "--accounts", type=int, default=2, help="named Apify accounts the brands spread over"
+    )
+    args = parser.parse_args()
+    args.key = secretbox.generate_key()
+    return args
 
 
 if __name__ == "__main__":
     logs.configure(level="WARNING", json_format=False)
     logging.getLogger().setLevel(logging.WARNING)
-    if len(sys.argv) == 5 and sys.argv[1] == "--child":
-        report = asyncio.run(child(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        report = asyncio.run(child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]))
         print(json.dumps(report))
     else:
         asyncio.run(main(parse()))

@@ -1,23 +1,28 @@
 """Queue benchmark, best against best: each system at its best settings, per concurrency.
 
 For each concurrency (50, 200 and 800 by default), in one run and back to back, each in a
-fresh database on the same server, N no-op jobs are drained by one worker process:
+fresh database on the same server, N no-op jobs are drained by one worker process, and
+every setting below is measured the same number of times (``--rounds``, interleaved, so a
+burst of load elsewhere hits every setting); each setting keeps its best:
 
-* pgqueuer at batch sizes 10, 50, 100 and 200 (those its rule ``concurrency >= 2 x batch``
-  allows); its best is kept;
+* ours with the service's settings and engine shape, paying the prune (the drain's time
+  includes deleting every finished job): see ``queue_throughput.ours_throughput``;
+* pgqueuer with both of its drivers (one connection; a pool), every batch size its rule
+  ``concurrency >= 2 x batch`` allows from 10 up to ``concurrency / 2``, and its
+  recommended autovacuum settings (``queue_throughput.pgqueuer_settings``); its best is
+  kept;
 * procrastinate at its best settings: the given concurrency and a pool of
   ``min(concurrency, 50)`` connections (its worker fetches one job per query in a single
   fetch loop, so neither more connections nor LISTEN/NOTIFY, which only wakes an idle
-  worker, change a drain; its ``fetch_job_polling_interval`` only matters when idle);
-* ours with the service's engine shape (see :func:`ours_tuned`); ours' best is the better
-  of this and the old defaults below;
-* ours with the old default settings (``db.engine.create`` defaults: pool 10 + 10),
-  labelled as such, next to pgqueuer at its default batch size (10): the old comparison.
+  worker, change a drain).
 
-Prints one table with ours (tuned) / best peer per concurrency, and the defaults table.
-Usage::
+It also measures a **ceiling**, not a comparison: our claim and complete statements
+alone, with no per-job Python, on two asyncpg connections. It says how fast our SQL could
+go; it is not set against the peers, which run their whole stack.
 
-    python bench/queue_sweep.py --jobs 20000 --concurrency 50,200,800
+Prints every setting first, then each drain, then the tables. Usage::
+
+    python bench/queue_sweep.py --jobs 20000 --concurrency 50,200,800 --rounds 2
 """
 
 from __future__ import annotations
@@ -43,19 +48,11 @@ from kairo_ingest.db import migrate
 from kairo_ingest.queue import sql
 from kairo_ingest.worker import builtin
 
-BATCH_SIZES = (10, 50, 100, 200)
-OURS = "ours, best"
-STATEMENTS_ALONE = "our statements alone (no per-job Python)"
+OURS = qt.OURS_LABEL
+STATEMENTS_ALONE = "ceiling: our statements alone (no per-job Python)"
 
 
-def ours_tuned(concurrency: int) -> dict[str, int]:
-    """Our settings per concurrency: the service's own engine shape (the connection budget's
-    pool of 12, no overflow). Nothing else needs tuning: the claim takes every free slot in
-    one statement, so its batch follows the concurrency."""
-    return {"pool_size": 12, "max_overflow": 0}
-
-
-Setting = tuple[str, str, Callable[..., Awaitable[float]], dict[str, int]]
+Setting = tuple[str, str, Callable[..., Awaitable[float]], dict[str, Any]]
 
 
 def _positional(statement: Any) -> tuple[str, list[str]]:
@@ -143,90 +140,67 @@ def _claim_wait(best: Best) -> str:
     return f"{split.claim_wait_seconds / split.seconds:.0%}"
 
 
-async def sweep(dsn: str, n: int, concurrencies: list[int], rounds: int) -> None:
+async def sweep(
+    dsn: str, n: int, concurrencies: list[int], rounds: int, pgqueuer_pool_max: int | None
+) -> None:
     print(
         f"queue sweep: {n} no-op jobs per drain, PostgreSQL {await qt.server_version(dsn)} at "
         f"{make_url(dsn).host}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-        f"best of {rounds} interleaved round(s) per setting (procrastinate: one)",
+        f"best of {rounds} interleaved round(s) for every setting",
         flush=True,
     )
-    rows: list[tuple[int, dict[str, Best], str, int, str]] = []
+    print(f"  {qt.settings_line()}")
+    plan: dict[int, list[Setting]] = {}
     for c in concurrencies:
-        tuned = ours_tuned(c)
-        label = ", ".join(f"{k} {v}" for k, v in tuned.items())
-        ours_tuned_label = f"ours, service pool ({label})"
         settings: list[Setting] = [
-            (ours_tuned_label, "ours", qt.ours_throughput, tuned),
-            ("ours, old defaults", "ours", qt.ours_throughput, {}),
+            *qt.settings_for(("ours",), c, pgqueuer_pool_max),
             (STATEMENTS_ALONE, "ours", statements_alone, {}),
+            *qt.settings_for(("pgqueuer", "procrastinate"), c, pgqueuer_pool_max),
         ]
-        # pgqueuer refuses concurrency < 2 x batch.
-        batches = [b for b in BATCH_SIZES if c >= 2 * b]
-        settings += [
-            (f"pgqueuer batch {b}", "pgqueuer", qt.pgqueuer_throughput, {"batch_size": b})
-            for b in batches
-        ]
-        pool = min(c, 50)
-        proc_label = f"procrastinate (pool {pool})"
-        proc_setting: Setting = (
-            proc_label,
-            "procrastinate",
-            qt.procrastinate_throughput,
-            {"max_size": pool},
-        )
+        plan[c] = settings
+        print(f"  c={c}: {'; '.join(label for label, *_ in settings)}", flush=True)
+    rows: list[tuple[int, dict[str, Best], str, str]] = []
+    for c, settings in plan.items():
         best: dict[str, Best] = {}
-        for round_no in range(rounds):
-            # Interleaved, so that a burst of load elsewhere on the machine hits every setting.
-            for setting in settings + ([proc_setting] if round_no == 0 else []):
+        for _ in range(rounds):
+            for setting in settings:
                 rate, split = await _measure(dsn, n, c, setting)
                 kept = best.setdefault(setting[0], Best())
                 if rate > kept.rate:
                     kept.rate, kept.split = rate, split
                 print(
-                    f"  c={c:<4} {setting[0]:<44} {rate:>9,.0f} jobs/s  "
+                    f"  c={c:<4} {setting[0]:<52} {rate:>9,.0f} jobs/s  "
                     f"CPU us/job (this process + server): {_cpu(Best(rate, split), n)}",
                     flush=True,
                 )
-        # Ours at its best: the better of its two engine shapes.
-        best[OURS] = max(best[ours_tuned_label], best["ours, old defaults"], key=lambda b: b.rate)
-        pgq_batch = max(batches, key=lambda b: best[f"pgqueuer batch {b}"].rate)
-        rows.append((c, best, f"pgqueuer batch {pgq_batch}", pgq_batch, proc_label))
+        pgq = max((s[0] for s in settings if s[1] == "pgqueuer"), key=lambda k: best[k].rate)
+        proc = next(s[0] for s in settings if s[1] == "procrastinate")
+        rows.append((c, best, pgq, proc))
     print()
     print("best against best (one worker process each):\n")
-    print("| concurrency | ours, best | best pgqueuer | procrastinate | ours / best peer |")
+    print("| concurrency | ours | best pgqueuer | procrastinate | ours / best peer |")
     print("|---|---|---|---|---|")
-    for c, best, pgq, batch, proc in rows:
+    for c, best, pgq, proc in rows:
         peer = max(best[pgq].rate, best[proc].rate)
+        which = pgq.removeprefix("pgqueuer ")
         print(
-            f"| {c} | {best[OURS].rate:,.0f} | {best[pgq].rate:,.0f} (batch {batch}) "
+            f"| {c} | {best[OURS].rate:,.0f} | {best[pgq].rate:,.0f} ({which}) "
             f"| {best[proc].rate:,.0f} | **{best[OURS].rate / peer:.2f}** |"
         )
-    print(
-        "\nwhere the CPU goes, microseconds per job (this process + the PostgreSQL server),"
-        "\nand the ceiling of our SQL: our claim and complete statements with no per-job"
-        "\nPython at all (two asyncpg connections, batches of the concurrency):\n"
-    )
-    print(
-        "| concurrency | ours, CPU | ours, waiting on claims | best pgqueuer, CPU "
-        "| statements alone | CPU | statements alone / best peer |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for c, best, pgq, _, proc in rows:
-        peer = max(best[pgq].rate, best[proc].rate)
-        alone = best[STATEMENTS_ALONE]
-        print(
-            f"| {c} | {_cpu(best[OURS], n)} | {_claim_wait(best[OURS])} | {_cpu(best[pgq], n)} "
-            f"| {alone.rate:,.0f} jobs/s | {_cpu(alone, n)} | {alone.rate / peer:.2f} |"
-        )
-    print("\ndefault settings (the old comparison): ours with db.engine.create's defaults")
-    print("(pool 10 + 10), pgqueuer at its default batch size of 10:\n")
-    print("| concurrency | ours, defaults | pgqueuer, batch 10 | ratio |")
+    print("\nwhere the CPU goes, microseconds per job (this process + the PostgreSQL server):\n")
+    print("| concurrency | ours | ours, waiting on claims | best pgqueuer |")
     print("|---|---|---|---|")
+    for c, best, pgq, _ in rows:
+        print(f"| {c} | {_cpu(best[OURS], n)} | {_claim_wait(best[OURS])} | {_cpu(best[pgq], n)} |")
+    print(
+        "\na ceiling, not a comparison: our claim and complete statements with no per-job"
+        "\nPython at all (two asyncpg connections, batches of the concurrency, no prune):\n"
+    )
+    print("| concurrency | statements alone | CPU |")
+    print("|---|---|---|")
     for c, best, *_ in rows:
-        default = best["ours, old defaults"].rate
-        pgq_default = best[f"pgqueuer batch {BATCH_SIZES[0]}"].rate
-        ratio = f"{default / pgq_default:.2f}" if pgq_default else "n/a"
-        print(f"| {c} | {default:,.0f} | {pgq_default:,.0f} | {ratio} |")
+        alone = best[STATEMENTS_ALONE]
+        print(f"| {c} | {alone.rate:,.0f} jobs/s | {_cpu(alone, n)} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -235,12 +209,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--concurrency", default="50,200,800", help="comma list")
     parser.add_argument("--rounds", type=int, default=1, help="runs per setting; best kept")
+    parser.add_argument(
+        "--pgqueuer-pool-max",
+        type=int,
+        default=None,
+        help="pgqueuer's pool driver size (default: min(2 x concurrency, 40))",
+    )
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
     logs.configure(level="WARNING", json_format=False)
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("procrastinate").setLevel(logging.ERROR)
-    asyncio.run(sweep(args.dsn, args.jobs, levels, args.rounds))
+    asyncio.run(sweep(args.dsn, args.jobs, levels, args.rounds, args.pgqueuer_pool_max))
 
 
 if __name__ == "__main__":

@@ -3,22 +3,34 @@
 For each system, in its own fresh database on the same PostgreSQL server, in one run:
 
 * throughput: enqueue N no-op jobs, then time one worker process (this one) draining
-  them at the same concurrency; print jobs/s and the ratio ours / each peer;
+  them at the same concurrency; every setting gets the same number of rounds, and each
+  system is reported at its best setting's median;
 * pickup latency: on an idle, listening worker, enqueue one job at a time and measure
   enqueue call start -> handler start (p50, p99), with a short random pause between
   samples so the worker is idle again each time. Each producer holds one connection.
 
-Each system runs with its documented defaults apart from the concurrency: ours with
-the service's engine settings (``db.engine.create``: pool of 10 + 10, pre-ping) and
-LISTEN on; pgqueuer on one asyncpg connection (batch size 10, its default);
-procrastinate on a psycopg pool of 10-20 connections with LISTEN on.
+The settings (all printed at start):
+
+* ours: the service's settings as ``run`` builds them (``config.Settings`` defaults:
+  60 s lease, LISTEN on, a 14-day retention) and its engine shape (the connection
+  budget's pool of 12, no overflow); and it pays the prune: the drain's time includes
+  deleting every finished job with the pruner's own statement, as pgqueuer deletes each
+  job when it finishes (and logs it);
+* pgqueuer: both of its drivers (``AsyncpgDriver`` on one connection, and
+  ``AsyncpgPoolDriver`` on a pool of ``min(2 x concurrency, 40)`` connections, its
+  tuning notes' "2 x expected concurrent jobs" within the server's connections), every
+  batch size of :func:`pgqueuer_batches` its rule ``concurrency >= 2 x batch`` allows,
+  and its recommended autovacuum settings (``Queries.optimize_autovacuum``, what
+  ``pgq autovac`` applies);
+* procrastinate: a psycopg pool of ``min(concurrency, 50)`` connections (its worker
+  fetches one job per query, so more connections do not change a drain), LISTEN on.
 
 Usage (PostgreSQL at 127.0.0.1:5432, user postgres, trust)::
 
     python bench/queue_throughput.py --jobs 20000 --concurrency 50 --latency-samples 200
 
-``--rounds 3`` repeats the throughput runs interleaved (ours, pgqueuer, procrastinate,
-ours, ...) and reports each round and the median, which evens out a noisy machine.
+``--rounds 3`` repeats the throughput runs interleaved (every setting once per round) and
+reports the median of each, which evens out a noisy machine.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import os
 import random
@@ -50,6 +63,39 @@ from kairo_ingest.worker import config as worker_config_module
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYSTEMS = ("ours", "pgqueuer", "procrastinate")
+# The service's engine shape: KAIRO_DATABASE_POOL_SIZE (15) less LISTEN, /readyz's probe and
+# the heartbeat's own connection (service.resources.ConnectionBudget), no overflow.
+OURS_POOL = {"pool_size": 12, "max_overflow": 0}
+OURS_LABEL = "ours (the service's settings)"
+PGQUEUER_DRIVERS = ("connection", "pool")
+PGQUEUER_POOL_CAP = 40  # connections: well within max_connections (100) on a shared server
+
+
+def pgqueuer_batches(concurrency: int) -> list[int]:
+    """The batch sizes tried: 1, 2, 2.5 and 5 times each power of ten from 10 (its
+    default), and ``concurrency // 2`` itself: all of those its rule
+    ``concurrency >= 2 x batch`` allows (10, 20, 25 at 50; up to 400 at 800)."""
+    grid = {concurrency // 2}
+    scale = 10
+    while scale <= concurrency // 2:
+        grid |= {scale, 2 * scale, 5 * scale // 2, 5 * scale}
+        scale *= 10
+    return sorted(b for b in grid if b >= 1 and 2 * b <= concurrency)
+
+
+def pgqueuer_pool_max(concurrency: int) -> int:
+    return min(2 * concurrency, PGQUEUER_POOL_CAP)
+
+
+def settings_line(*, pruned: bool = True) -> str:
+    """Ours' settings, as the benchmark prints them."""
+    s = config.Settings()
+    return (
+        f"ours: engine pool {OURS_POOL['pool_size']} + {OURS_POOL['max_overflow']} overflow, "
+        f"lease {s.lease_seconds:g} s, LISTEN {'on' if s.listen_notify else 'off'}, "
+        f"poll {s.poll_interval_seconds:g} s, retention {s.finished_job_retention_days:g} days"
+        + (", every finished job pruned inside the timed drain" if pruned else "")
+    )
 
 
 @dataclasses.dataclass
@@ -61,6 +107,7 @@ class Options:
     rounds: int
     systems: tuple[str, ...]
     analyze: bool
+    pgqueuer_pool_max: int | None = None
 
 
 ANALYZE = True  # set from --no-analyze
@@ -124,17 +171,34 @@ async def require_succeeded(url: str, n: int, label: str) -> None:
 
 
 def our_worker(engine: Any, handlers: dict[str, Any], url: str, concurrency: int) -> core.Worker:
-    # The service's defaults (60 s lease, LISTEN on), as `run` builds them.
-    settings = config.Settings(listen_notify=True, finished_job_retention_days=0)
+    # The service's settings (60 s lease, LISTEN on, 14-day retention), as `run` builds them.
+    settings = config.Settings()
     worker_config = worker_config_module.WorkerConfig.from_settings(
         settings, owner=f"bench-{os.getpid()}", concurrency=concurrency, dsn_for_listen=url
     )
     return core.Worker(engine, handlers, worker_config)
 
 
+def _sum(a: cpu_split.Split, b: cpu_split.Split) -> cpu_split.Split:
+    server = (
+        None
+        if a.server_cpu_seconds is None or b.server_cpu_seconds is None
+        else a.server_cpu_seconds + b.server_cpu_seconds
+    )
+    return cpu_split.Split(
+        a.seconds + b.seconds, a.process_cpu_seconds + b.process_cpu_seconds, server
+    )
+
+
 async def ours_throughput(
-    url: str, n: int, concurrency: int, *, pool_size: int = 10, max_overflow: int = 10
+    url: str,
+    n: int,
+    concurrency: int,
+    *,
+    pool_size: int = OURS_POOL["pool_size"],
+    max_overflow: int = OURS_POOL["max_overflow"],
 ) -> float:
+    """Drain n no-op jobs, then prune them all: the time and CPU of both are the drain's."""
     await migrate.upgrade(url)
     engine = db_engine.create(url, pool_size=pool_size, max_overflow=max_overflow)
     try:
@@ -142,14 +206,19 @@ async def ours_throughput(
         worker = our_worker(engine, builtin.HANDLERS, url, concurrency)
         with cpu_split.Drain() as drain:
             await worker.run(drain=True)
-        elapsed = drain.seconds
-        cpu_split.RECORDED[-1] = dataclasses.replace(
-            drain.split, claim_wait_seconds=worker.claim_seconds
+        await require_succeeded(url, n, "ours")
+        with cpu_split.Drain() as prune:
+            pruned = await queue_jobs.prune(engine, older_than=dt.timedelta(0))
+        if pruned != n:
+            raise RuntimeError(f"ours: the prune deleted {pruned} of {n} finished jobs")
+        both = _sum(drain.split, prune.split)
+        del cpu_split.RECORDED[-2:]
+        cpu_split.RECORDED.append(
+            dataclasses.replace(both, claim_wait_seconds=worker.claim_seconds)
         )
     finally:
         await engine.dispose()
-    await require_succeeded(url, n, "ours")
-    return elapsed
+    return both.seconds
 
 
 async def ours_latency(url: str, samples: int, concurrency: int) -> list[float]:
@@ -186,16 +255,35 @@ async def ours_latency(url: str, samples: int, concurrency: int) -> list[float]:
 # ------------------------------------------------------------------------------ pgqueuer
 
 
-async def pgqueuer_throughput(url: str, n: int, concurrency: int, *, batch_size: int = 10) -> float:
-    from pgqueuer.db import AsyncpgDriver
+async def pgqueuer_throughput(
+    url: str,
+    n: int,
+    concurrency: int,
+    *,
+    batch_size: int = 10,
+    driver: str = "connection",
+    pool_max: int | None = None,
+) -> float:
+    """pgqueuer drains n no-op jobs: ``driver`` "connection" (``AsyncpgDriver``) or "pool"
+    (``AsyncpgPoolDriver`` on ``pool_max`` connections, opened before the drain), with its
+    recommended autovacuum settings applied after install."""
+    from pgqueuer.db import AsyncpgDriver, AsyncpgPoolDriver
     from pgqueuer.qm import QueueManager
     from pgqueuer.queries import Queries
     from pgqueuer.types import QueueExecutionMode
 
-    conn = await asyncpg.connect(url)
+    conn: asyncpg.Connection | None = None
+    pool: asyncpg.Pool | None = None
     try:
-        queries = Queries(AsyncpgDriver(conn))
+        if driver == "pool":
+            size = pool_max or pgqueuer_pool_max(concurrency)
+            pool = await asyncpg.create_pool(url, min_size=size, max_size=size)
+            queries = Queries(AsyncpgPoolDriver(pool))
+        else:
+            conn = await asyncpg.connect(url)
+            queries = Queries(AsyncpgDriver(conn))
         await queries.install()
+        await queries.optimize_autovacuum()
         for start in range(0, n, 5000):
             size = min(5000, n - start)
             await queries.enqueue(["noop"] * size, [None] * size, [0] * size)
@@ -214,12 +302,30 @@ async def pgqueuer_throughput(url: str, n: int, concurrency: int, *, batch_size:
             )
         elapsed = drain.seconds
     finally:
-        await conn.close()
+        if conn is not None:
+            await conn.close()
+        if pool is not None:
+            await pool.close()
     left = await count(url, "SELECT count(*) FROM pgqueuer")
     done = await count(url, "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'")
     if left or done != n:
         raise RuntimeError(f"pgqueuer: {done} of {n} jobs logged successful, {left} left")
     return elapsed
+
+
+def pgqueuer_settings(
+    concurrency: int, pool_max: int | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """(label, keyword arguments) of every pgqueuer setting tried at ``concurrency``."""
+    size = pool_max or pgqueuer_pool_max(concurrency)
+    return [
+        (
+            f"pgqueuer {'pool of ' + str(size) if d == 'pool' else 'one connection'}, batch {b}",
+            {"batch_size": b, "driver": d, "pool_max": size},
+        )
+        for d in PGQUEUER_DRIVERS
+        for b in pgqueuer_batches(concurrency)
+    ]
 
 
 async def pgqueuer_latency(url: str, samples: int, concurrency: int) -> list[float]:
@@ -259,6 +365,10 @@ async def pgqueuer_latency(url: str, samples: int, concurrency: int) -> list[flo
 # ------------------------------------------------------------------------------ procrastinate
 
 
+def procrastinate_pool(concurrency: int) -> int:
+    return min(concurrency, 50)
+
+
 def procrastinate_app(url: str, max_size: int = 20) -> Any:
     import procrastinate
 
@@ -270,9 +380,9 @@ def procrastinate_app(url: str, max_size: int = 20) -> Any:
 
 
 async def procrastinate_throughput(
-    url: str, n: int, concurrency: int, *, max_size: int = 20
+    url: str, n: int, concurrency: int, *, max_size: int | None = None
 ) -> float:
-    app = procrastinate_app(url, max_size)
+    app = procrastinate_app(url, max_size or procrastinate_pool(concurrency))
 
     @app.task(name="noop")
     async def noop() -> None:
@@ -347,11 +457,29 @@ class Probe:
         return latencies
 
 
-THROUGHPUT: dict[str, Callable[[str, int, int], Awaitable[float]]] = {
-    "ours": ours_throughput,
-    "pgqueuer": pgqueuer_throughput,
-    "procrastinate": procrastinate_throughput,
-}
+Throughput = Callable[..., Awaitable[float]]
+Setting = tuple[str, str, Throughput, dict[str, Any]]  # label, system, run, keyword arguments
+
+
+def settings_for(systems: tuple[str, ...], concurrency: int, pool_max: int | None) -> list[Setting]:
+    """Every setting of the given systems at ``concurrency``: ours (the service's), each of
+    pgqueuer's (both drivers, every batch its rule allows), procrastinate at its best."""
+    chosen: list[Setting] = []
+    if "ours" in systems:
+        chosen.append((OURS_LABEL, "ours", ours_throughput, {}))
+    if "pgqueuer" in systems:
+        chosen += [
+            (label, "pgqueuer", pgqueuer_throughput, kwargs)
+            for label, kwargs in pgqueuer_settings(concurrency, pool_max)
+        ]
+    if "procrastinate" in systems:
+        pool = procrastinate_pool(concurrency)
+        chosen.append(
+            (f"procrastinate (pool {pool})", "procrastinate", procrastinate_throughput, {})
+        )
+    return chosen
+
+
 LATENCY: dict[str, Callable[[str, int, int], Awaitable[list[float]]]] = {
     "ours": ours_latency,
     "pgqueuer": pgqueuer_latency,
@@ -376,30 +504,43 @@ async def server_version(dsn: str) -> str:
 async def main(opts: Options) -> None:
     global ANALYZE
     ANALYZE = opts.analyze
+    settings = settings_for(opts.systems, opts.concurrency, opts.pgqueuer_pool_max)
     print(
         f"queue benchmark: {opts.jobs} no-op jobs, concurrency {opts.concurrency}, "
         f"PostgreSQL {await server_version(opts.dsn)} at {make_url(opts.dsn).host}, "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-        f"{'ANALYZE after load' if opts.analyze else 'no ANALYZE after load'}"
+        f"{'ANALYZE after load' if opts.analyze else 'no ANALYZE after load'}, "
+        f"{opts.rounds} round(s) of every setting, interleaved"
     )
-    rates: dict[str, list[float]] = {s: [] for s in opts.systems}
+    print(f"  {settings_line()}")
+    print(
+        f"  pgqueuer: drivers {', '.join(PGQUEUER_DRIVERS)} (pool of "
+        f"{opts.pgqueuer_pool_max or pgqueuer_pool_max(opts.concurrency)}), batches "
+        f"{', '.join(map(str, pgqueuer_batches(opts.concurrency)))}, its recommended autovacuum"
+    )
+    print(f"  settings: {'; '.join(label for label, *_ in settings)}", flush=True)
+    rates: dict[str, list[float]] = {label: [] for label, *_ in settings}
     for round_no in range(1, opts.rounds + 1):
-        for system in opts.systems:
+        for label, system, run, kwargs in settings:
             async with fresh_database(opts.dsn, system) as url:
-                elapsed = await THROUGHPUT[system](url, opts.jobs, opts.concurrency)
-            rates[system].append(opts.jobs / elapsed)
+                elapsed = await run(url, opts.jobs, opts.concurrency, **kwargs)
+            rates[label].append(opts.jobs / elapsed)
             print(
-                f"  round {round_no} {system:<14} {opts.jobs / elapsed:>9,.0f} jobs/s "
+                f"  round {round_no} {label:<44} {opts.jobs / elapsed:>9,.0f} jobs/s "
                 f"({elapsed:.2f} s)",
                 flush=True,
             )
-    print(f"throughput, median of {opts.rounds} round(s):")
-    medians = {s: statistics.median(r) for s, r in rates.items()}
-    for system, rate in medians.items():
+    medians = {label: statistics.median(r) for label, r in rates.items()}
+    best: dict[str, tuple[str, float]] = {}
+    for label, system, *_ in settings:
+        if system not in best or medians[label] > best[system][1]:
+            best[system] = (label, medians[label])
+    print(f"throughput, each system at its best setting's median of {opts.rounds} round(s):")
+    for system, (label, rate) in best.items():
         ratio = ""
-        if system != "ours" and "ours" in medians:
-            ratio = f"   ours/{system} = {medians['ours'] / rate:.2f}x"
-        print(f"  {system:<14} {rate:>9,.0f} jobs/s{ratio}")
+        if system != "ours" and "ours" in best:
+            ratio = f"   ours/{system} = {best['ours'][1] / rate:.2f}x"
+        print(f"  {system:<14} {rate:>9,.0f} jobs/s  ({label}){ratio}")
     if opts.latency_samples > 0:
         print(
             f"pickup latency (enqueue -> handler start on an idle worker, "
@@ -425,6 +566,12 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--only", default=",".join(SYSTEMS), help="comma list of systems")
     parser.add_argument(
+        "--pgqueuer-pool-max",
+        type=int,
+        default=None,
+        help=f"pgqueuer's pool driver size (default: min(2 x concurrency, {PGQUEUER_POOL_CAP}))",
+    )
+    parser.add_argument(
         "--no-analyze",
         dest="analyze",
         action="store_false",
@@ -443,6 +590,7 @@ def parse(argv: list[str] | None = None) -> Options:
         rounds=args.rounds,
         systems=systems,
         analyze=args.analyze,
+        pgqueuer_pool_max=args.pgqueuer_pool_max,
     )
 
 

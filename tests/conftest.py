@@ -4,6 +4,9 @@ The server comes from KAIRO_TEST_DATABASE_URL when set, else the local server on
 127.0.0.1:5432 when it answers, else an embedded PostgreSQL started for the session.
 A template database is migrated once; each test that asks for ``db_url`` gets its
 own database cloned from it with ``CREATE DATABASE ... TEMPLATE``.
+
+Under CI (``support.ci``) a session in which any test skipped fails: a missing tool or
+service must show as red, never as a quiet skip.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
+from support import ci
 
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -97,3 +101,24 @@ async def engine(db_url: str) -> AsyncIterator[sa_async.AsyncEngine]:
         yield eng
     finally:
         await eng.dispose()
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if ci.in_ci() and _skipped and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    if ci.in_ci() and _skipped:
+        write = terminalreporter.write_line
+        write(f"CI is set and {len(_skipped)} test(s) skipped: that fails the run", red=True)
+        for nodeid in _skipped:
+            write(f"  skipped under CI: {nodeid}", red=True)

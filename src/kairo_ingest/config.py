@@ -12,6 +12,7 @@ import enum
 import pathlib
 import sys
 import urllib.parse
+from typing import Any
 
 import pydantic
 import pydantic_settings
@@ -24,6 +25,7 @@ ENV_PREFIX = "KAIRO_"
 MIN_DATABASE_POOL_SIZE = 6
 DEFAULT_APIFY_BASE_URL = "https://api.apify.com"
 CONSOLE_TOKEN_MIN_LENGTH = 16
+MAX_CONCURRENCY = 10_000  # KAIRO_CONCURRENCY and run --concurrency
 
 
 class DatabasePooler(enum.StrEnum):
@@ -38,87 +40,284 @@ class LogFormat(enum.StrEnum):
     JSON = "json"
 
 
+def _cap(pair: str) -> Any:
+    """The ``KAIRO_CAP_...`` field of a pair: its default and bounds from the registry."""
+    spec = registry.get_spec(*pair.split("."))
+    return pydantic.Field(
+        spec.default_cap,
+        ge=1,
+        le=registry.MAX_CAP,
+        description=f"The result cap of {pair} ({spec.actor_id}).",
+    )
+
+
+def _flag(pair: str) -> Any:
+    """The ``KAIRO_FEATURE_...`` field of a flagged pair: off unless set."""
+    spec = registry.get_spec(*pair.split("."))
+    if spec.feature_flag is None:
+        raise ValueError(f"{pair} has no feature flag in the registry")
+    return pydantic.Field(
+        False,
+        description=f"Turns {pair} on ({spec.actor_id}): `true`, `1`, `yes` or `on`; "
+        "`false`, `0`, `no` or `off` keep it off.",
+    )
+
+
+class _PerPair(pydantic.BaseModel):
+    """Settings named after a (platform, capability) pair: ``KAIRO_<GROUP>_<PLATFORM>_<CAP>``.
+
+    An unknown name (a typo) is an error, not ignored; a blank value is unset.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, values: object) -> object:
+        if isinstance(values, dict):
+            return {k: v for k, v in values.items() if not _blank(v)}
+        return values
+
+    def by_pair(self) -> dict[str, Any]:
+        """``{"platform.capability": value}`` for every field."""
+        return {registry.pair_of_setting(name): value for name, value in self}
+
+
+class Caps(_PerPair):
+    """Per-pair result caps (``KAIRO_CAP_<PLATFORM>_<CAPABILITY>``)."""
+
+    instagram_posts: int = _cap("instagram.posts")
+    instagram_reels: int = _cap("instagram.reels")
+    linkedin_company_posts: int = _cap("linkedin.company_posts")
+    linkedin_profile_posts: int = _cap("linkedin.profile_posts")
+    tiktok_profile_videos: int = _cap("tiktok.profile_videos")
+    youtube_channel_videos: int = _cap("youtube.channel_videos")
+    web_crawl_pages: int = _cap("web.crawl_pages")
+
+
+class Features(_PerPair):
+    """Feature flags of the pairs that have one (``KAIRO_FEATURE_<PLATFORM>_<CAPABILITY>``)."""
+
+    linkedin_profile_posts: bool = _flag("linkedin.profile_posts")
+
+
 class Settings(pydantic_settings.BaseSettings):
+    """Every setting, read once at start. Each field's description is its documentation:
+    ``docs/configuration.md`` is generated from them (``scripts/settings_doc.py``)."""
+
     model_config = pydantic_settings.SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        # KAIRO_CAP_INSTAGRAM_POSTS -> cap.instagram_posts: only the nested fields (cap,
+        # feature) are split, and only once, after their group's name.
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
     )
 
-    database_url: pydantic.SecretStr | None = None
-    # Behind a transaction-mode pooler: no named prepared statements, no session state and
-    # no LISTEN (KAIRO_LISTEN_NOTIFY is ignored there; the worker polls).
-    database_pooler: DatabasePooler = DatabasePooler.NONE
-    # Every connection one process opens: the pool (handlers, and the worker's claim,
-    # finisher and heartbeat connections, which it lends out), LISTEN, and /readyz's own.
-    # A hard ceiling, whatever KAIRO_CONCURRENCY is.
-    database_pool_size: int = pydantic.Field(15, ge=MIN_DATABASE_POOL_SIZE, le=1000)
-    data_dir: pathlib.Path = pathlib.Path(".kairo")
-    apify_token: pydantic.SecretStr | None = None
-    apify_base_url: str = DEFAULT_APIFY_BASE_URL
-    # The only way, besides `demo`, to use the built-in Apify simulator (issue 9): a
-    # missing token must never silently turn into fake evidence in a real database.
-    apify_simulator: bool = False
+    database_url: pydantic.SecretStr | None = pydantic.Field(
+        None,
+        description="A `postgresql://` or `postgresql+asyncpg://` URL, with the libpq "
+        "parameters `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `connect_timeout`, "
+        "`application_name`, `options`, `target_session_attrs`, `host` and `port` (any "
+        "other is refused). Unset: an embedded PostgreSQL under `KAIRO_DATA_DIR`.",
+    )
+    database_pooler: DatabasePooler = pydantic.Field(
+        DatabasePooler.NONE,
+        description="What sits between us and PostgreSQL: `none` (a direct connection or a "
+        "session-mode pooler) or `transaction` (PgBouncer in transaction mode, Supabase, "
+        "Heroku): then no named prepared statements, no session state and no LISTEN.",
+    )
+    database_pool_size: int = pydantic.Field(
+        15,
+        ge=MIN_DATABASE_POOL_SIZE,
+        le=1000,
+        description="Every connection one process opens: the pool (handlers, and the "
+        "worker's claim and finisher connections), LISTEN, `/readyz`'s own and the "
+        "heartbeat's. A hard ceiling, whatever `KAIRO_CONCURRENCY` is.",
+    )
+    data_dir: pathlib.Path = pydantic.Field(
+        pathlib.Path(".kairo"), description="Where the embedded PostgreSQL keeps its data."
+    )
+    migrations_dir: pathlib.Path | None = pydantic.Field(
+        None,
+        description="The alembic scripts (the folder holding `env.py`). Unset: the "
+        "`migrations/` folder next to the source tree, or in the working directory (the "
+        "container image sets it).",
+    )
+    apify_token: pydantic.SecretStr | None = pydantic.Field(
+        None,
+        description="The Apify API token of the `default` account, sent only in the "
+        "`Authorization` header. `run` refuses to start without it (unless "
+        "`KAIRO_APIFY_SIMULATOR=true`).",
+    )
+    apify_base_url: str = pydantic.Field(
+        DEFAULT_APIFY_BASE_URL,
+        description="The Apify API; point it at a simulator (`kairo-ingest simulator`).",
+    )
+    apify_simulator: bool = pydantic.Field(
+        False,
+        description="`true` runs against the built-in Apify simulator. The only way besides "
+        "`demo`: a missing token must never silently turn into fake evidence in a real "
+        "database.",
+    )
 
-    concurrency: int = pydantic.Field(50, ge=1, le=10_000)
-    lease_seconds: float = pydantic.Field(60.0, ge=1.0)
-    run_deadline_seconds: float = pydantic.Field(900.0, gt=0)
-    shutdown_grace_seconds: float = pydantic.Field(30.0, ge=0)
-    http_host: str = "127.0.0.1"
-    http_port: int = pydantic.Field(8080, ge=0, le=65535)
-    log_format: LogFormat | None = None
-    log_level: str = "INFO"
-    freshness_ttl_hours: float = pydantic.Field(24.0, ge=0)
-    disabled_capabilities: str = ""
+    concurrency: int = pydantic.Field(
+        50, ge=1, le=MAX_CONCURRENCY, description="Jobs in flight per process."
+    )
+    lease_seconds: float = pydantic.Field(
+        60.0, ge=1.0, description="A job's lease; the heartbeat extends it every sixth of it."
+    )
+    run_deadline_seconds: float = pydantic.Field(
+        900.0, gt=0, description="How long one Apify run may take before it is aborted."
+    )
+    shutdown_grace_seconds: float = pydantic.Field(
+        30.0,
+        ge=0,
+        description="How long SIGTERM waits for jobs in flight before it hands them back.",
+    )
+    http_host: str = pydantic.Field(
+        "127.0.0.1",
+        description="The health and metrics server's address (the image sets `0.0.0.0`).",
+    )
+    http_port: int = pydantic.Field(
+        8080, ge=0, le=65535, description="The health and metrics server's port."
+    )
+    log_format: LogFormat | None = pydantic.Field(
+        None, description="`console` or `json`. Unset: `console` on a terminal, else `json`."
+    )
+    log_level: str = pydantic.Field(
+        "INFO",
+        description="DEBUG, INFO, WARNING, ERROR or CRITICAL. DEBUG also prints redacted "
+        "tracebacks of unexpected CLI errors.",
+    )
+    freshness_ttl_hours: float = pydantic.Field(
+        24.0, ge=0, description="How old a source's last succeeded run may be to be reused."
+    )
+    disabled_capabilities: str = pydantic.Field(
+        "",
+        description="Pairs that never run, comma-separated (`linkedin.company_posts, "
+        "web.crawl_pages`). An unknown pair is an error.",
+    )
+    cap: Caps = pydantic.Field(
+        default_factory=Caps,
+        description="Result caps per pair, `KAIRO_CAP_<PLATFORM>_<CAPABILITY>`: the most "
+        "items one run returns, a whole number from 1 to 999,999,999, enforced in the actor "
+        "input, on the dataset fetch and in normalization. An unknown pair is an error.",
+    )
+    feature: Features = pydantic.Field(
+        default_factory=Features,
+        description="Feature flags per pair, `KAIRO_FEATURE_<PLATFORM>_<CAPABILITY>`: a "
+        "pair with a flag runs only when it is on. An unknown pair is an error.",
+    )
 
-    # Queue tuning (README lists them; the contract leaves them to us).
-    poll_interval_seconds: float = pydantic.Field(1.0, gt=0)
-    listen_notify: bool = True
-    retry_base_seconds: float = pydantic.Field(15.0, gt=0)
-    retry_cap_seconds: float = pydantic.Field(900.0, gt=0)
-    snooze_seconds: float = pydantic.Field(60.0, gt=0)
-    reap_interval_seconds: float = pydantic.Field(10.0, gt=0)
-    finished_job_retention_days: float = pydantic.Field(14.0, ge=0, le=36_500, allow_inf_nan=False)
-    # Raw dataset items are kept this many days, by their run's day (whole daily
-    # partitions are dropped: docs/raw-retention.md); unset keeps them forever.
-    raw_retention_days: int | None = pydantic.Field(None, ge=1, le=36_500)
-    source_concurrency: int = pydantic.Field(8, ge=1)
-    apify_max_concurrent_runs: int = pydantic.Field(200, ge=1)
+    # Queue tuning (the contract leaves them to us).
+    poll_interval_seconds: float = pydantic.Field(
+        1.0, gt=0, description="How often an idle worker looks for jobs when no NOTIFY came."
+    )
+    listen_notify: bool = pydantic.Field(
+        True,
+        description="`false` polls only. Off, whatever it says, with "
+        "`KAIRO_DATABASE_POOLER=transaction` (no LISTEN behind such a pooler).",
+    )
+    retry_base_seconds: float = pydantic.Field(
+        15.0, gt=0, description="The first retry's backoff ceiling (full jitter, doubling)."
+    )
+    retry_cap_seconds: float = pydantic.Field(900.0, gt=0, description="The largest retry backoff.")
+    snooze_seconds: float = pydantic.Field(
+        60.0, gt=0, description='The wait after a "not now" error; no attempt is spent.'
+    )
+    reap_interval_seconds: float = pydantic.Field(
+        10.0, gt=0, description="How often each worker reclaims expired leases."
+    )
+    finished_job_retention_days: float = pydantic.Field(
+        14.0,
+        ge=0,
+        le=36_500,
+        allow_inf_nan=False,
+        description="Finished jobs older than this are pruned; 0 keeps them all.",
+    )
+    source_concurrency: int = pydantic.Field(
+        8, ge=1, description="The sources of one job processed at once."
+    )
+    apify_max_concurrent_runs: int = pydantic.Field(
+        200, ge=1, description="Apify runs in flight per process, across its jobs."
+    )
+    raw_retention_days: int | None = pydantic.Field(
+        None,
+        ge=1,
+        le=36_500,
+        description="Raw dataset items are kept this many days, by their run's day (whole "
+        "daily partitions are dropped: docs/raw-retention.md). Unset: kept forever.",
+    )
 
-    # Spend control (issue 10). The `default` account's limits match Apify's Starter plan
+    # Spend control. The `default` account's limits match Apify's Starter plan
     # (32 concurrent runs, 32 GB of actor memory); no daily cap unless one is set.
-    secret_key: pydantic.SecretStr | None = None
-    apify_account_max_concurrent_runs: int = pydantic.Field(32, ge=1)
-    apify_account_max_memory_mbytes: int = pydantic.Field(32_768, ge=128)
-    apify_account_daily_cap_usd: float | None = pydantic.Field(None, ge=0, allow_inf_nan=False)
-    # Sent as each run's memory, so a power of 2 from 128 MB to 32 GB, as Apify requires.
-    apify_run_memory_mbytes: int = pydantic.Field(1024, ge=128, le=32_768)
-    # Sent as each run's maxTotalChargeUsd: the most a pay-per-event run may charge, which
-    # bounds what runs in flight add past a daily cap. Unset: not sent.
-    apify_run_max_charge_usd: float | None = pydantic.Field(
-        None, gt=0, le=1_000_000, allow_inf_nan=False
+    secret_key: pydantic.SecretStr | None = pydantic.Field(
+        None,
+        description="One or more Fernet keys, comma-separated, newest first: they encrypt "
+        "the accounts' tokens at rest. `accounts add` refuses to run without it.",
     )
-    budget_poll_seconds: float = pydantic.Field(5.0, gt=0)
+    apify_account_max_concurrent_runs: int = pydantic.Field(
+        32, ge=1, description="The `default` account's concurrent runs (Apify's Starter plan)."
+    )
+    apify_account_max_memory_mbytes: int = pydantic.Field(
+        32_768, ge=128, description="The `default` account's total actor memory, in MB."
+    )
+    apify_account_daily_cap_usd: float | None = pydantic.Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="The `default` account's spend per UTC day, in USD. Unset: no cap.",
+    )
+    apify_run_memory_mbytes: int = pydantic.Field(
+        1024,
+        ge=128,
+        le=32_768,
+        description="Sent as each run's memory and counted against its account's memory "
+        "budget: a power of 2 from 128 to 32768, as Apify requires.",
+    )
+    apify_run_max_charge_usd: float | None = pydantic.Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="Sent as each run's `maxTotalChargeUsd`: the most a pay-per-event run "
+        "may charge, which bounds what runs in flight add past a daily cap. Unset: not sent.",
+    )
+    budget_poll_seconds: float = pydantic.Field(
+        5.0,
+        gt=0,
+        description="How often a source waiting for a run slot looks again when no NOTIFY "
+        "woke it (at most 1 s without LISTEN).",
+    )
+    budget_window_seconds: int = pydantic.Field(
+        86_400,
+        ge=1,
+        description="Test-only: the length of the daily cap's window (86400 = the UTC day).",
+    )
     ledger_interval_seconds: float = pydantic.Field(
         2.0,
         gt=0,
         le=3600,
         allow_inf_nan=False,
-        description=(
-            "How often the run ledger looks for Apify runs that no job follows (it also "
-            "wakes on NOTIFY kairo_ledger from `jobs cancel`); a run that is just running "
-            "is looked at less often, at most every 60 s."
-        ),
+        description="How often the run ledger looks for Apify runs that no job follows (it "
+        "also wakes on `NOTIFY kairo_ledger` from `jobs cancel`); a run that is just running "
+        "is looked at less often, at most every 60 s.",
     )
-    # Test-only: the length of the daily cap's window (86400 = the UTC day).
-    budget_window_seconds: int = pydantic.Field(86_400, ge=1)
 
     # The operator console (kairo_ingest.console): off unless a port is set.
-    console_port: int | None = pydantic.Field(None, ge=0, le=65535)
-    console_host: str = "127.0.0.1"
-    console_token: pydantic.SecretStr | None = None
+    console_port: int | None = pydantic.Field(
+        None, ge=0, le=65535, description="Serve the operator console from `run` on this port."
+    )
+    console_host: str = pydantic.Field("127.0.0.1", description="The console's address.")
+    console_token: pydantic.SecretStr | None = pydantic.Field(
+        None,
+        description=f"Required ({CONSOLE_TOKEN_MIN_LENGTH}+ characters) for a console bound "
+        "to anything but loopback.",
+    )
 
     @pydantic.field_validator("log_level")
     @classmethod
@@ -157,16 +356,33 @@ class Settings(pydantic_settings.BaseSettings):
         "secret_key",
         "apify_account_daily_cap_usd",
         "apify_run_max_charge_usd",
+        "console_port",
+        "migrations_dir",
+        "raw_retention_days",
         mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+        return None if _blank(value) else value
 
-    @pydantic.field_validator("console_port", "raw_retention_days", mode="before")
+    @pydantic.field_validator("migrations_dir")
     @classmethod
-    def _blank_port_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+    def _alembic_folder(cls, value: pathlib.Path | None) -> pathlib.Path | None:
+        if value is not None and not (value / "env.py").is_file():
+            raise ValueError(f"{value} holds no alembic env.py")
+        return value
+
+    @pydantic.field_validator("disabled_capabilities")
+    @classmethod
+    def _known_pairs(cls, value: str) -> str:
+        pairs = registry.parse_pairs(value)
+        unknown = registry.unknown_pairs(pairs)
+        if unknown:
+            raise ValueError(
+                f"unknown pair(s) {', '.join(unknown)}; "
+                f"valid pairs: {', '.join(registry.valid_pairs())}"
+            )
+        return ",".join(sorted(pairs))
 
     @pydantic.field_validator("console_token")
     @classmethod
@@ -209,7 +425,18 @@ class Settings(pydantic_settings.BaseSettings):
 
     @property
     def disabled_capability_set(self) -> frozenset[str]:
-        return registry.parse_disabled_capabilities(self.disabled_capabilities)
+        """``KAIRO_DISABLED_CAPABILITIES`` as ``platform.capability`` strings."""
+        return registry.parse_pairs(self.disabled_capabilities)
+
+    @property
+    def caps_by_pair(self) -> dict[str, int]:
+        """``{"platform.capability": cap}`` for every pair (``KAIRO_CAP_*``)."""
+        return self.cap.by_pair()
+
+    @property
+    def enabled_features(self) -> frozenset[str]:
+        """The pairs whose feature flag is on (``KAIRO_FEATURE_*``)."""
+        return frozenset(pair for pair, on in self.feature.by_pair().items() if on)
 
     @property
     def resolved_log_format(self) -> LogFormat:
@@ -229,12 +456,13 @@ def load(**overrides: object) -> Settings:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
-        variable = f"{ENV_PREFIX}{field.upper()}"
+        variable = ENV_PREFIX + "_".join(str(part) for part in first["loc"]).upper()
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":  # KAIRO_CAP_<typo>, KAIRO_FEATURE_<typo>
+            message = f"no such setting; the known ones: {', '.join(_nested_variables())}"
         raise errors.ConfigError(
-            f"invalid setting {variable}: {first['msg']}", variable=variable
+            f"invalid setting {variable}: {message}", variable=variable
         ) from None
-    settings.disabled_capability_set  # noqa: B018 - ConfigError naming the variable when bad
     if settings.apify_token is not None:
         redaction.register_secret(settings.apify_token.get_secret_value())
     if settings.console_token is not None:
@@ -246,6 +474,19 @@ def load(**overrides: object) -> Settings:
         for key in settings.secret_key.get_secret_value().split(","):
             redaction.register_secret(key.strip())
     return settings
+
+
+def _blank(value: object) -> bool:
+    return isinstance(value, str) and not value.strip()
+
+
+def _nested_variables() -> list[str]:
+    """Every ``KAIRO_CAP_*`` and ``KAIRO_FEATURE_*`` variable."""
+    return [
+        f"{ENV_PREFIX}{group.upper()}_{name.upper()}"
+        for group, model in (("cap", Caps), ("feature", Features))
+        for name in model.model_fields
+    ]
 
 
 def database_password_forms(url: str) -> set[str]:

@@ -14,11 +14,12 @@ import math
 import uuid
 from typing import Any, NoReturn
 
+from kairo_ingest import config
+
 # PostgreSQL's ``integer``: the type of jobs.priority and jobs.max_attempts.
 PG_INT_MIN = -(2**31)
 PG_INT_MAX = 2**31 - 1
-# The same bound as KAIRO_CONCURRENCY's (config.Settings.concurrency, le=10_000).
-MAX_CONCURRENCY = 10_000
+MAX_CONCURRENCY = config.MAX_CONCURRENCY  # run --concurrency: KAIRO_CONCURRENCY's bound
 MAX_ATTEMPTS = 100
 MAX_LIST_LIMIT = 100_000
 # 100 years: beyond it a duration is a typo, and dt.timedelta overflows near 2.7 million.

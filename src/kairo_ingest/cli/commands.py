@@ -22,7 +22,7 @@ Command = Callable[[argparse.Namespace, config.Settings], Awaitable[int]]
 async def cmd_migrate(args: argparse.Namespace, settings: config.Settings) -> int:
     async with resources.database(settings, require_head=False) as db:
         if not db.embedded:  # the embedded database was migrated on open
-            await migrate.upgrade(db.url)
+            await migrate.upgrade(db.url, migrations=settings.migrations_dir)
         revision = await migrate.current_revision(db.engine)
     sys.stdout.write(f"schema at {revision} (head) on {db.display_url}\n")
     return 0

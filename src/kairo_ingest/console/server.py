@@ -28,6 +28,7 @@ def app(settings: config.Settings, engine: sa_async.AsyncEngine) -> web.Console:
         engine,
         freshness_ttl=settings.freshness_ttl,
         disabled_capabilities=settings.disabled_capability_set,
+        features=settings.enabled_features,
         default_limits=spend.DefaultLimits(
             settings.apify_account_max_concurrent_runs,
             settings.apify_account_max_memory_mbytes,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 import pathlib
 import urllib.parse
 import uuid
@@ -107,14 +106,14 @@ class Pages:
         *,
         freshness_ttl: dt.timedelta,
         disabled_capabilities: Collection[str],
-        env: Mapping[str, str] | None = None,
+        features: Collection[str] = frozenset(),
         default_limits: spend.DefaultLimits | None = None,
     ) -> None:
         self.engine = engine
         self.default_limits = default_limits or spend.DefaultLimits(32, 32_768, None)
         self.freshness_ttl = freshness_ttl
         self.disabled = disabled_capabilities
-        self.env = env if env is not None else os.environ
+        self.features = features
 
     def _render(
         self, ctx: Context, name: str, code: int = 200, **values: Any
@@ -278,7 +277,7 @@ class Pages:
         for _brand, rows in brands:
             for row in rows:
                 enabled, reason = registry.capability_enabled(
-                    row["platform"], row["capability"], self.env, self.disabled
+                    row["platform"], row["capability"], self.features, self.disabled
                 )
                 row["capability_on"], row["capability_reason"] = enabled, reason
                 age = row["succeeded_age_seconds"]

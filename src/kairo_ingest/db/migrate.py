@@ -1,14 +1,14 @@
 """Schema migrations: upgrade to head under an advisory lock, and "is it at head?".
 
-The alembic scripts live in the top-level ``migrations/`` folder. We find it next
-to the source tree (a checkout or an editable install) or through
-``KAIRO_MIGRATIONS_DIR`` (the container sets it).
+The alembic scripts live in the top-level ``migrations/`` folder: the one the settings
+name (``KAIRO_MIGRATIONS_DIR``, read and checked by :mod:`kairo_ingest.config`; the
+container sets it), else the one next to the source tree (a checkout or an editable
+install) or in the working directory. Callers pass the setting in as ``migrations``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import pathlib
 import threading
 
@@ -30,9 +30,9 @@ ADVISORY_LOCK_KEY = 0x6B6169726F6D6967
 _ALEMBIC_LOCK = threading.Lock()
 
 
-def migrations_dir() -> pathlib.Path:
-    override = os.environ.get("KAIRO_MIGRATIONS_DIR")
-    candidates = [pathlib.Path(override)] if override else []
+def migrations_dir(configured: pathlib.Path | None = None) -> pathlib.Path:
+    """``configured`` when given, else the first ``migrations/`` folder found."""
+    candidates = [configured] if configured is not None else []
     here = pathlib.Path(__file__).resolve()
     candidates += [parent / "migrations" for parent in here.parents]
     candidates.append(pathlib.Path.cwd() / "migrations")
@@ -45,9 +45,9 @@ def migrations_dir() -> pathlib.Path:
     )
 
 
-def alembic_config(url: str | None = None) -> Config:
+def alembic_config(url: str | None = None, *, migrations: pathlib.Path | None = None) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("script_location", str(migrations_dir(migrations)))
     if url is not None:
         # ConfigParser interpolation: a literal % must be doubled.
         cfg.set_main_option(
@@ -57,15 +57,15 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revision(migrations: pathlib.Path | None = None) -> str:
+    head = ScriptDirectory.from_config(alembic_config(migrations=migrations)).get_current_head()
     assert head is not None
     return head
 
 
-async def upgrade(url: str) -> None:
+async def upgrade(url: str, *, migrations: pathlib.Path | None = None) -> None:
     """Upgrade to head. Idempotent; concurrent callers serialize on the advisory lock."""
-    cfg = alembic_config(url)
+    cfg = alembic_config(url, migrations=migrations)
 
     def _upgrade() -> None:
         with _ALEMBIC_LOCK:
@@ -84,9 +84,11 @@ async def current_revision(engine: sa_async.AsyncEngine) -> str | None:
         return await conn.run_sync(_read)
 
 
-async def check_at_head(engine: sa_async.AsyncEngine) -> None:
+async def check_at_head(
+    engine: sa_async.AsyncEngine, *, migrations: pathlib.Path | None = None
+) -> None:
     current = await current_revision(engine)
-    head = head_revision()
+    head = head_revision(migrations)
     if current != head:
         raise errors.SchemaNotAtHeadError(
             f"database schema is at {current or 'nothing'}, code expects {head}: "

@@ -12,29 +12,26 @@ youtube.channel_videos     streamers~youtube-scraper         6  video
 web.crawl_pages            apify~website-content-crawler     3  web_page
 =========================  ==============================  ===  ===========
 
-Caps are overridden by ``KAIRO_CAP_<PLATFORM>_<CAPABILITY>`` (a positive integer; anything
-else falls back to the default). A capability with a feature flag runs only when
-``KAIRO_FEATURE_<PLATFORM>_<CAPABILITY>`` is truthy, and any pair can be switched off with
-``KAIRO_DISABLED_CAPABILITIES``. The environment is always passed in as a mapping: nothing
-here reads ``os.environ``.
+Caps are overridden by ``KAIRO_CAP_<PLATFORM>_<CAPABILITY>``, a capability with a feature
+flag runs only when ``KAIRO_FEATURE_<PLATFORM>_<CAPABILITY>`` is on, and any pair can be
+switched off with ``KAIRO_DISABLED_CAPABILITIES``. Those settings are read and validated
+by :mod:`kairo_ingest.config` (a bad value exits 2 naming its variable); this module gets
+their values passed in, keyed ``platform.capability``, and reads no environment.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from kairo_ingest import errors
 from kairo_ingest.domain import identifiers, statuses
 
 UNKNOWN_PAIR_CAP = 6
+MAX_CAP = 999_999_999  # the largest KAIRO_CAP_* value (the item_cap column is an integer)
 MAX_EXTRA_START_URLS = 2
 DISABLED_CAPABILITIES_VARIABLE = "KAIRO_DISABLED_CAPABILITIES"
-TRUTHY = frozenset({"1", "true", "yes", "on"})
-
-_POSITIVE_INT = re.compile(r"\s*[0-9]{1,9}\s*")
 
 
 class ContentType(enum.StrEnum):
@@ -68,6 +65,11 @@ class ActorSpec:
     @property
     def cap_variable(self) -> str:
         return cap_variable(self.platform, self.capability)
+
+    @property
+    def setting_name(self) -> str:
+        """``platform_capability``: the pair's name in ``KAIRO_CAP_*`` and ``KAIRO_FEATURE_*``."""
+        return f"{self.platform.value}_{self.capability.value}"
 
 
 def cap_variable(platform: str, capability: str) -> str:
@@ -269,88 +271,48 @@ def validate_source(
 # --- Caps and flags ------------------------------------------------------------------------
 
 
-def _parse_cap(value: str | None) -> int | None:
-    if value is None or not _POSITIVE_INT.fullmatch(value):
-        return None
-    cap = int(value)
-    return cap if cap > 0 else None
+def pair_of_setting(name: str) -> str:
+    """``platform.capability`` of a setting name such as ``linkedin_company_posts``."""
+    for spec in SPECS.values():
+        if spec.setting_name == name:
+            return spec.key
+    raise KeyError(name)
 
 
-def cap_for(platform: str, capability: str, env: Mapping[str, str]) -> int:
-    """The result cap of a pair: ``KAIRO_CAP_<PLATFORM>_<CAPABILITY>`` when it is a positive
-    integer, else the registry default; an unknown pair gets :data:`UNKNOWN_PAIR_CAP`."""
+def cap_for(platform: str, capability: str, caps: Mapping[str, int]) -> int:
+    """The result cap of a pair: ``caps["platform.capability"]`` (the validated
+    ``KAIRO_CAP_*`` settings) when present, else the registry default; an unknown pair gets
+    :data:`UNKNOWN_PAIR_CAP`."""
     spec = find_spec(platform, capability)
     if spec is None:
         return UNKNOWN_PAIR_CAP
-    override = _parse_cap(env.get(spec.cap_variable))
-    return override if override is not None else spec.default_cap
+    return caps.get(spec.key, spec.default_cap)
 
 
-def invalid_cap_variables(env: Mapping[str, str]) -> list[str]:
-    """Cap variables that are set but ignored (not a positive integer), for a start-up warning."""
-    return [
-        spec.cap_variable
-        for spec in SPECS.values()
-        if spec.cap_variable in env and _parse_cap(env[spec.cap_variable]) is None
-    ]
+def parse_pairs(raw: str) -> frozenset[str]:
+    """``"linkedin.company_posts, WEB.crawl_pages"`` as lower-case ``platform.capability``s."""
+    return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
 
 
-def is_truthy(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in TRUTHY
-
-
-def parse_disabled_capabilities(raw: str) -> frozenset[str]:
-    """Parse ``KAIRO_DISABLED_CAPABILITIES`` (``"linkedin.company_posts, web.crawl_pages"``).
-
-    Raises :class:`~kairo_ingest.errors.ConfigError` naming the variable for an unknown pair.
-    """
-    pairs = {part.strip().lower() for part in raw.split(",") if part.strip()}
-    unknown = sorted(pairs - set(valid_pairs()))
-    if unknown:
-        raise errors.ConfigError(
-            f"{DISABLED_CAPABILITIES_VARIABLE}: unknown pair(s) {', '.join(unknown)}; "
-            f"valid pairs: {', '.join(valid_pairs())}",
-            variable=DISABLED_CAPABILITIES_VARIABLE,
-        )
-    return frozenset(pairs)
+def unknown_pairs(pairs: Iterable[str]) -> list[str]:
+    """The pairs the registry does not know, sorted."""
+    return sorted(set(pairs) - set(valid_pairs()))
 
 
 def capability_enabled(
-    platform: str, capability: str, env: Mapping[str, str], disabled: Collection[str]
+    platform: str, capability: str, features: Collection[str], disabled: Collection[str]
 ) -> tuple[bool, str]:
     """``(True, "")`` when the pair may run, else ``(False, reason)``.
 
     ``disabled`` holds ``platform.capability`` strings (from ``KAIRO_DISABLED_CAPABILITIES``);
-    a pair with a feature flag also needs its ``KAIRO_FEATURE_...`` variable to be truthy
-    (``1``, ``true``, ``yes`` or ``on``) in ``env``.
+    a pair with a feature flag also needs to be in ``features`` (the pairs whose
+    ``KAIRO_FEATURE_...`` setting is on).
     """
     spec = find_spec(platform, capability)
     if spec is None:
         return False, f"unknown platform/capability {platform}.{capability}"
     if spec.key in {entry.strip().lower() for entry in disabled}:
         return False, f"capability {spec.key} is disabled by {DISABLED_CAPABILITIES_VARIABLE}"
-    if spec.feature_flag is not None and not is_truthy(env.get(spec.feature_flag)):
+    if spec.feature_flag is not None and spec.key not in features:
         return False, f"capability {spec.key} is off: set {spec.feature_flag}=1 to enable it"
     return True, ""
-
-
-def env_variables() -> list[tuple[str, str]]:
-    """``(variable, description with its default)`` for every cap and flag, for the README."""
-    rows: list[tuple[str, str]] = []
-    for spec in SPECS.values():
-        rows.append(
-            (
-                spec.cap_variable,
-                f"default {spec.default_cap}: result cap for {spec.key} ({spec.actor_id}); "
-                "a positive integer, anything else falls back to the default",
-            )
-        )
-    for spec in SPECS.values():
-        if spec.feature_flag is not None:
-            rows.append(
-                (
-                    spec.feature_flag,
-                    f"default off: enables {spec.key}; 1, true, yes or on turn it on",
-                )
-            )
-    return rows

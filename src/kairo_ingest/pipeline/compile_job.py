@@ -130,7 +130,7 @@ async def _source(
             ),
         )
     ok, why = registry.capability_enabled(
-        source.platform, source.capability, d.env, d.disabled_capabilities
+        source.platform, source.capability, d.features, d.disabled_capabilities
     )
     if not ok:
         return entry(statuses.EvidenceBucket.SKIPPED, why)
@@ -152,7 +152,7 @@ async def _source(
 
     facts = source_run.facts(reusable)
     if reusable.normalized_at is None:
-        cap = reusable.item_cap or registry.cap_for(source.platform, source.capability, d.env)
+        cap = reusable.item_cap or registry.cap_for(source.platform, source.capability, d.caps)
         counts = await store.renormalize(
             d.engine,
             lease,

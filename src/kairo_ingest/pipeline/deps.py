@@ -21,14 +21,17 @@ from kairo_ingest.pipeline import tx
 class Deps:
     engine: sa_async.AsyncEngine
     apify: apify_client.ApifyClient
-    env: Mapping[str, str]
-    """Environment for per-capability caps and flags (``KAIRO_CAP_*``, ``KAIRO_FEATURE_*``)."""
     disabled_capabilities: frozenset[str]
     freshness_ttl: dt.timedelta
     run_deadline_seconds: float
     source_concurrency: int
     run_slots: asyncio.Semaphore
     """Bounds concurrent Apify runs across every job of this process."""
+    caps: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """Result caps by ``platform.capability`` (``KAIRO_CAP_*``); a pair not in it gets the
+    registry's default."""
+    features: frozenset[str] = frozenset()
+    """The pairs whose feature flag is on (``KAIRO_FEATURE_*``)."""
     page_size: int = 1000
     clock: clock.Clock = clock.SYSTEM
     lease_seconds: float = 60.0

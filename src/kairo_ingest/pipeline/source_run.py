@@ -354,7 +354,7 @@ async def _fetch(
     if run.dataset_id is None:
         run = await _dataset_of(d, lease, run)
     assert run.dataset_id is not None  # _dataset_of raised otherwise; narrows the type
-    cap = run.item_cap or registry.cap_for(source.platform, source.capability, d.env)
+    cap = run.item_cap or registry.cap_for(source.platform, source.capability, d.caps)
     store_page = functools.partial(
         store.store_page,
         d.engine,
@@ -478,7 +478,7 @@ async def _advance(
     account: str,
 ) -> runs.Run:
     if restart_after(run):
-        cap = registry.cap_for(source.platform, source.capability, d.env)
+        cap = registry.cap_for(source.platform, source.capability, d.caps)
         run = await tx.write(
             d.engine,
             lease,

@@ -89,7 +89,7 @@ async def run(settings: config.Settings) -> int:
     started = time.monotonic()
     async with resources.database(settings, require_head=False) as db:
         if not db.embedded:
-            await migrate.upgrade(db.url)
+            await migrate.upgrade(db.url, migrations=settings.migrations_dir)
         _say(
             f"kairo-ingest demo: database {db.display_url}" + (" (embedded)" if db.embedded else "")
         )

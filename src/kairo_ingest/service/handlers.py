@@ -4,32 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import decimal
-import os
 from collections.abc import Mapping
 
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import config, logs, secretbox
+from kairo_ingest import config, secretbox
 from kairo_ingest.apify import client as apify_client
-from kairo_ingest.domain import registry, statuses
+from kairo_ingest.domain import statuses
 from kairo_ingest.pipeline import budget, compile_job, tenants
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.worker import builtin
 from kairo_ingest.worker import context as worker_context
 
-log = logs.get(__name__)
-
 
 def pipeline_deps(
     settings: config.Settings, engine: sa_async.AsyncEngine, apify: apify_client.ApifyClient
 ) -> deps_module.Deps:
-    env = dict(os.environ)
-    for variable in registry.invalid_cap_variables(env):
-        log.warning("cap_variable_ignored", variable=variable, reason="not a positive integer")
     return deps_module.Deps(
         engine=engine,
         apify=apify,
-        env=env,
+        caps=settings.caps_by_pair,
+        features=settings.enabled_features,
         disabled_capabilities=settings.disabled_capability_set,
         freshness_ttl=settings.freshness_ttl,
         run_deadline_seconds=settings.run_deadline_seconds,
@@ -47,16 +42,10 @@ def pipeline_deps(
     )
 
 
-def listens(settings: config.Settings) -> bool:
-    """LISTEN works: not behind a transaction-mode pooler, and not turned off."""
-    pooler = str(getattr(settings, "database_pooler", "none") or "none").lower()
-    return settings.listen_notify and pooler != "transaction"
-
-
 def budget_poll_seconds(settings: config.Settings) -> float:
     """With LISTEN, polling is only the fallback for a lost notification; without it
     (a transaction-mode pooler), polling is how a waiter learns of a freed slot."""
-    if listens(settings):
+    if settings.listen_notify:  # off behind a transaction-mode pooler (config.Settings)
         return settings.budget_poll_seconds
     return min(settings.budget_poll_seconds, 1.0)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pathlib
 from collections.abc import Awaitable, Callable
 
 from kairo_ingest import clock, errors, httpguard, logs, metrics
@@ -48,6 +49,7 @@ class Health:
         tick_seconds: float = TICK_SECONDS,
         db_timeout_seconds: float = DB_CHECK_TIMEOUT_SECONDS,
         clock_: clock.Clock = clock.SYSTEM,
+        migrations: pathlib.Path | None = None,
     ) -> None:
         self.apify = apify
         self.draining = False
@@ -56,7 +58,7 @@ class Health:
         self._clock = clock_
         self._last_beat = clock_.monotonic()
         self._probe = probe.ReadyProbe(database_url, timeout_seconds=db_timeout_seconds)
-        self._head = migrate.head_revision()
+        self._head = migrate.head_revision(migrations)
 
     def beat(self) -> None:
         self._last_beat = self._clock.monotonic()

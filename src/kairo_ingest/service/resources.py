@@ -113,9 +113,9 @@ async def database(
     try:
         await ping(engine, db.display_url)
         if pg is not None:
-            await migrate.upgrade(url)
+            await migrate.upgrade(url, migrations=settings.migrations_dir)
         elif require_head:
-            await migrate.check_at_head(engine)
+            await migrate.check_at_head(engine, migrations=settings.migrations_dir)
         yield db
     finally:
         await engine.dispose()

@@ -94,12 +94,14 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
         if deps.tenants is not None:
             stack.push_async_callback(deps.tenants.aclose)  # the accounts' own clients
         ledger = make_ledger(settings, deps)
-        if deps.budget is not None and handlers.listens(settings):
+        if deps.budget is not None and settings.listen_notify:
             # Waiters for a run slot and the run ledger are woken by NOTIFY; polling is the
             # fallback.
             await stack.enter_async_context(slot_listener(db, deps.budget, ledger))
         worker = make_worker(settings, db, deps, slots, ledger=ledger)
-        health = http.Health(db.url, apify=apify_access.label(settings))
+        health = http.Health(
+            db.url, apify=apify_access.label(settings), migrations=settings.migrations_dir
+        )
         front = health_server.HealthServer(health, host=settings.http_host, port=settings.http_port)
         console = None
         if settings.console_port is not None:  # the operator console, off unless a port is set

@@ -82,10 +82,8 @@ class WorkerConfig:
         return self.beat_interval_seconds / 2.0
 
     def validate(self) -> None:
-        if self.concurrency < 1:
-            raise errors.ConfigError("concurrency must be at least 1", variable="KAIRO_CONCURRENCY")
-        if self.lease_seconds <= 0:
-            raise errors.ConfigError("lease must be positive", variable="KAIRO_LEASE_SECONDS")
+        """The rules between settings (KAIRO_CONCURRENCY and KAIRO_LEASE_SECONDS are
+        checked once, in :mod:`kairo_ingest.config`)."""
         if not 0 < self.beat_interval_seconds <= self.lease_seconds / 3.0:
             raise errors.ConfigError("heartbeats must run at least every third of the lease")
         if not 0 < self.beat_timeout_seconds < self.beat_interval_seconds:

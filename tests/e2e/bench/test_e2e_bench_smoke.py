@@ -45,17 +45,41 @@ def test_queue_benchmark_runs(pg_server_url: str) -> None:
     assert "ours/pgqueuer" in out
     assert "ours/procrastinate" in out
     assert "pickup latency" in out
+    assert "every finished job pruned inside the timed drain" in out  # the settings, first
+    assert "its recommended autovacuum" in out
 
 
 def test_queue_sweep_runs(pg_server_url: str) -> None:
-    out = _bench("queue_sweep.py", "--dsn", pg_server_url, "--jobs", "200", "--concurrency", "20")
+    out = _bench("queue_sweep.py", "--dsn", pg_server_url, "--jobs", "200", "--concurrency", "50")
     assert "ours / best peer" in out
-    assert "| 20 |" in out
+    assert "| 50 |" in out
+    # pgqueuer at its best: both drivers, every batch its rule allows, as many rounds.
+    for driver in ("one connection", "pool of 40"):
+        for batch in (10, 20, 25):
+            assert f"pgqueuer {driver}, batch {batch} " in out
+    assert "every finished job pruned inside the timed drain" in out
+    assert "a ceiling, not a comparison" in out
+
+
+def test_pgqueuer_gets_every_batch_size_its_rule_allows() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import queue_throughput
+    finally:
+        sys.path.remove(str(BENCH))
+    assert queue_throughput.pgqueuer_batches(50) == [10, 20, 25]
+    assert queue_throughput.pgqueuer_batches(200) == [10, 20, 25, 50, 100]
+    assert queue_throughput.pgqueuer_batches(800) == [10, 20, 25, 50, 100, 200, 250, 400]
+    drivers = {k["driver"] for _, k in queue_throughput.pgqueuer_settings(800)}
+    assert drivers == {"connection", "pool"}
 
 
 def test_compile_cost_benchmark_runs(pg_server_url: str) -> None:
     out = _bench("compile_cost.py", "--dsn", pg_server_url, "--jobs", "100", "--concurrency", "10")
     assert "one source, refreshed, one page" in out
+    assert "one source of a named account, refreshed" in out
+    assert "run budget on" in out
+    assert "tenants on" in out
     assert "empty compile / no-op" in out
 
 
@@ -65,6 +89,8 @@ def test_pipeline_benchmark_runs(pg_server_url: str) -> None:
     )
     assert "round trips per source" in out
     assert "| 2 |" in out
+    assert "run budget on" in out
+    assert "tenants on (2 named account(s)" in out
 
 
 def test_ingest_benchmark_runs(pg_server_url: str) -> None:
@@ -129,5 +155,6 @@ def test_budget_benchmark_runs(pg_server_url: str) -> None:
         "4",
     )
     assert "max concurrent runs" in out
+    assert "worker settings (the rest are the service's defaults): " in out
     assert "(leaked): 0" in out
     assert "wall time" in out

@@ -25,6 +25,7 @@ import pytest
 from console_e2e_kit import start_console, stop
 
 from kairo_ingest.db import engine as db_engine
+from support import ci
 
 CHROMIUM = os.environ.get("KAIRO_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 DOCS = pathlib.Path(__file__).resolve().parents[3] / "docs"
@@ -35,11 +36,7 @@ pytestmark = pytest.mark.slow
 
 
 def _missing(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium)")
-    pytest.skip(
-        f"{reason}: browser tests skipped (apt-get install chromium, pip install playwright)"
-    )
+    ci.missing_tool(f"{reason} (apt-get install chromium, pip install playwright)")
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-import pytest
 from sqlalchemy.engine import make_url
+
+from support import ci
 
 BOUND_SECONDS = 30.0
 
@@ -27,12 +28,9 @@ def binary_or_skip() -> str:
     found = shutil.which("pgbouncer") or next(
         (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.access(p, os.X_OK)), None
     )
-    if found:
-        return found
-    reason = "pgbouncer is not installed (Debian: apt-get install pgbouncer; .ci/run does it)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
+    if not found:
+        ci.missing_tool("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    return found
 
 
 def _free_port() -> int:

@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 
 from kairo_ingest import config, errors, redaction
 from kairo_ingest.db import engine as db_engine
+from support import outcomes
 
 LIBPQ_QUERY = {
     "sslmode": "prefer",
@@ -24,7 +25,7 @@ def _with_libpq_params(db_url: str) -> str:
 
 
 async def test_libpq_parameters_are_mapped_onto_the_engine_connection(db_url: str) -> None:
-    engine = db_engine.create(_with_libpq_params(db_url), pool_size=1)
+    engine = outcomes.result_of(db_engine.create, _with_libpq_params(db_url), pool_size=1)
     try:
         async with engine.connect() as conn:
             row = (

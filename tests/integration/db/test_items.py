@@ -9,6 +9,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.db import items, runs, tables
 from kairo_ingest.domain import normalize, registry, statuses
+from support import outcomes
 
 UTC = dt.UTC
 
@@ -172,7 +173,7 @@ async def test_an_upsert_racing_an_uncommitted_insert_of_the_same_items_updates_
                 await asyncio.sleep(0.02)
         await a.commit()
 
-    assert await racing == (0, 20)
+    assert await outcomes.value_of(racing) == (0, 20)
     async with engine.connect() as conn:
         count = await conn.scalar(
             sa.select(sa.func.count()).select_from(tables.normalized_evidence_items)

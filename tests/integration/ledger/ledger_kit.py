@@ -73,7 +73,6 @@ class LedgerKit:
         values: dict[str, Any] = {
             "engine": self.engine,
             "apify": self.apify,
-            "env": {},
             "disabled_capabilities": frozenset(),
             "freshness_ttl": dt.timedelta(hours=24),
             "run_deadline_seconds": 600.0,  # Apify's timeout: 30 real seconds at 0.05

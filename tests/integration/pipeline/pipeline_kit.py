@@ -48,7 +48,6 @@ class Kit:
         values: dict[str, Any] = {
             "engine": self.engine,
             "apify": self.apify,
-            "env": {},
             "disabled_capabilities": frozenset(),
             "freshness_ttl": dt.timedelta(hours=24),
             "run_deadline_seconds": 30.0,

@@ -91,7 +91,7 @@ async def test_a_short_outage_inside_a_job_costs_no_attempt_and_no_second_run(ki
             engine=engine,
             db_retry=policy,
             page_size=10,
-            env={"KAIRO_CAP_TIKTOK_PROFILE_VIDEOS": "40"},
+            caps={"tiktok.profile_videos": 40},
         ),
         lease,
     )

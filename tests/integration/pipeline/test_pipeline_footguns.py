@@ -19,6 +19,7 @@ from kairo_ingest.db import items, runs, sources, tables
 from kairo_ingest.domain import evidence, registry
 from kairo_ingest.pipeline import compile_job, store
 from kairo_ingest.queue import jobs as queue_jobs
+from support import outcomes
 
 TIKTOK = [("tiktok", "profile_videos", "@acme")]
 R = tables.apify_runs
@@ -174,7 +175,7 @@ async def test_select_then_insert_upsert_races_into_duplicates(kit: Kit) -> None
             page=shuffled,
         )
 
-    counts = await asyncio.gather(*(one(w) for w in leases))
+    counts = await outcomes.value_of(asyncio.gather(*(one(w) for w in leases)))
 
     assert await kit.count(tables.normalized_evidence_items) == 300
     assert sum(c.created for c in counts) == 300
@@ -229,8 +230,10 @@ async def test_one_bad_item_aborts_the_whole_normalization(kit: Kit) -> None:
         ),
     ]
 
-    counts = await store.store_page(
-        kit.engine, lease, run, platform="tiktok", capability="profile_videos", page=page
+    counts = await outcomes.value_of(
+        store.store_page(
+            kit.engine, lease, run, platform="tiktok", capability="profile_videos", page=page
+        )
     )
 
     raw = {r.item_index: r for r in await kit.rows(tables.raw_apify_items)}
@@ -265,8 +268,10 @@ async def test_web_items_without_a_url_collapse_into_one(kit: Kit) -> None:
         (3, {"url": "https://acme.example/b", "text": long_text}),
     ]
 
-    counts = await store.store_page(
-        kit.engine, lease, run, platform="web", capability="crawl_pages", page=page
+    counts = await outcomes.value_of(
+        store.store_page(
+            kit.engine, lease, run, platform="web", capability="crawl_pages", page=page
+        )
     )
 
     assert counts.created == 2
@@ -448,7 +453,7 @@ async def test_reused_run_never_normalized_is_normalized_from_stored_raw_items(k
 async def test_cap_is_sent_to_apify_and_enforced_on_fetch(kit: Kit) -> None:
     kit.sim.state.apply_config({"default_item_count": 50})
     brand, (_source,) = await kit.brand(TIKTOK)
-    deps = kit.deps(env={"KAIRO_CAP_TIKTOK_PROFILE_VIDEOS": "3"})
+    deps = kit.deps(caps={"tiktok.profile_videos": 3})
     result = await compile_job.run(deps, await kit.lease(brand))
 
     (entry,) = result.evidence_status["refreshed"]

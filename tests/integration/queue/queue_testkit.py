@@ -16,6 +16,7 @@ from kairo_ingest import config, metrics
 from kairo_ingest.queue import jobs
 from kairo_ingest.worker import config as worker_config_module
 from kairo_ingest.worker import core
+from support import outcomes
 
 # Every wait in these tests is on an event or a condition; this is only the bound after
 # which a test fails instead of hanging.
@@ -67,10 +68,14 @@ async def running(worker: core.Worker, *, drain: bool = False) -> AsyncIterator[
 async def wait_until(
     condition: Callable[[], Awaitable[bool]], *, bound: float = BOUND_SECONDS, every: float = 0.02
 ) -> None:
-    """Re-check ``condition`` until it holds; fail after ``bound`` seconds."""
-    async with asyncio.timeout(bound):
+    """Re-check ``condition`` until it holds; fail (an assertion) after ``bound`` seconds."""
+
+    async def holds() -> None:
         while not await condition():
             await asyncio.sleep(every)
+
+    name = getattr(condition, "__name__", "the condition")
+    await outcomes.within(bound, holds(), f"waiting until {name}")
 
 
 async def row(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> jobs.JobRow:

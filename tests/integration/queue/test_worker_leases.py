@@ -17,6 +17,7 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.queue import jobs
 from kairo_ingest.worker import context
+from support import outcomes
 
 
 @dataclasses.dataclass
@@ -147,7 +148,7 @@ async def test_a_stalled_heartbeat_gives_the_job_up_before_its_database_lease_en
     keeper = worker.lease_keeper
     assert keeper.give_up_after_seconds == 30.0 - (0.2 + 0.15)
     async with kit.running(worker):
-        await asyncio.wait_for(started.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, started.wait(), "waiting for the job to start")
         async with engine.connect() as blocker:
             trans = await blocker.begin()
             # Another transaction holds the row: every beat reports it busy, none extends.
@@ -158,7 +159,7 @@ async def test_a_stalled_heartbeat_gives_the_job_up_before_its_database_lease_en
             await _beats(keeper, 3)
             assert not cancelled.is_set()
             clock.now += 0.51  # past the give-up point, still well inside the lease
-            await asyncio.wait_for(cancelled.wait(), kit.BOUND_SECONDS)
+            await outcomes.within(kit.BOUND_SECONDS, cancelled.wait(), "waiting for the give-up")
             row = await kit.row(engine, job.id)
             # Given up while the database lease still held (by the database's clock).
             async with engine.connect() as conn:

@@ -111,6 +111,49 @@ async def test_a_trickled_request_head_is_cut_off(served: tuple[http.Health, str
     assert code == 200
 
 
+async def test_the_head_timeout_is_rearmed_after_each_response() -> None:
+    """The head timeout holds for every request of a connection, not only its first.
+
+    The first request (``/readyz`` against a database that never answers) is still being
+    served when the timer armed at the connection's opening fires; after its response,
+    the next head is due within the timeout again. A connection that then trickles its
+    next head is closed (uvicorn's own keep-alive timeout stops counting as soon as a
+    byte of the head arrives)."""
+    with socket.socket() as silent:  # a "database" that accepts and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        dsn = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/none"
+        health = http.Health(dsn, apify="simulator", db_timeout_seconds=1.0)
+        limits = health_server.Limits(head_timeout_seconds=0.3, keep_alive_seconds=60)
+        front = health_server.HealthServer(health, host="127.0.0.1", port=0, limits=limits)
+        port = int((await asyncio.to_thread(front.start)).rsplit(":", 1)[1])
+        try:
+
+            def slow_request_then_a_trickled_head() -> tuple[bytes, bool]:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    first = _one_response(sock)
+                    sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n")  # no blank line
+                    return first, _closed_by_server(sock, within=10.0)
+
+            first, closed = await asyncio.to_thread(slow_request_then_a_trickled_head)
+        finally:
+            await asyncio.to_thread(front.stop)
+    assert first.startswith(b"HTTP/1.1 503"), first[:100]
+    assert closed, "a kept-alive connection trickling its next head stayed open"
+
+
+def _one_response(sock: socket.socket) -> bytes:
+    """Read exactly one response: its head, then its chunked body up to the last chunk."""
+    data = b""
+    while not (b"\r\n\r\n" in data and data.endswith(b"0\r\n\r\n")):
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed before the response ended: {data[:200]!r}"
+        data += chunk
+    assert b"transfer-encoding: chunked" in data.lower(), data[:200]
+    return data
+
+
 async def test_an_oversized_header_is_refused(served: tuple[http.Health, str]) -> None:
     _, base = served
     port = int(base.rsplit(":", 1)[1])

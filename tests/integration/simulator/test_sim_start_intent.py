@@ -38,7 +38,6 @@ def _deps(engine: sa_async.AsyncEngine, api: apify_client.ApifyClient) -> deps_m
     return deps_module.Deps(
         engine=engine,
         apify=api,
-        env={},
         disabled_capabilities=frozenset(),
         freshness_ttl=dt.timedelta(hours=24),
         run_deadline_seconds=30.0,

@@ -25,6 +25,7 @@ from kairo_ingest.apify import client as apify_client
 from kairo_ingest.cli import main as cli_main
 from kairo_ingest.db import accounts
 from kairo_ingest.pipeline import tenants
+from support import outcomes
 
 KEY_A = secretbox.generate_key()
 KEY_B = secretbox.generate_key()
@@ -155,7 +156,7 @@ async def test_after_rotate_key_the_new_key_alone_opens_every_token(
     assert len(lines) == 4
 
     # After: the new key alone is enough, for the worker and for the CLI.
-    assert await _worker_tokens(engine, KEY_B) == TOKENS
+    assert await outcomes.value_of(_worker_tokens(engine, KEY_B)) == TOKENS
     listed = await cli("accounts", "list", "--json", key=KEY_B)
     fingerprints = {r["name"]: r["fingerprint"] for r in json.loads(listed.out)}
     assert fingerprints == {name: new_box.fingerprint(token) for name, token in TOKENS.items()}

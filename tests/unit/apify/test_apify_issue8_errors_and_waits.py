@@ -19,6 +19,7 @@ from apify_client import _literals
 from kairo_ingest import clock, errors
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.apify import mapping
+from support import outcomes
 
 Make = Callable[..., apify_client.ApifyClient]
 FakeClock = apify_fakes.FakeClock
@@ -110,7 +111,7 @@ async def test_a_404_just_after_a_start_is_waited_through(
         ]
     )
     api = make_client(clock=fake)
-    end = await api.wait_or_abort("run1", clock.Deadline(fake.now + 600, fake))
+    end = await outcomes.value_of(api.wait_or_abort("run1", clock.Deadline(fake.now + 600, fake)))
     assert end.run is not None
     assert end.run.status == "SUCCEEDED"
     assert not end.deadline_passed
@@ -138,7 +139,8 @@ async def test_the_deadline_abort_is_hard_and_a_last_moment_success_is_kept(
 
     router.get("/v2/actor-runs/run1").mock(side_effect=get)
     abort = router.post("/v2/actor-runs/run1/abort").mock(side_effect=abort_request)
-    end = await make_client(clock=fake).wait_or_abort("run1", clock.Deadline(fake.now + 30, fake))
+    api = make_client(clock=fake)
+    end = await outcomes.value_of(api.wait_or_abort("run1", clock.Deadline(fake.now + 30, fake)))
     assert end.run is not None
     assert end.run.status == "SUCCEEDED"
     assert abort.calls[0].request.url.params["gracefully"] == "false"
@@ -192,11 +194,36 @@ async def test_an_input_record_redirect_is_followed_without_the_token(
         return httpx.Response(302, headers={"Location": signed})
 
     api = make_client(transport=httpx.MockTransport(handler))
-    assert await api.get_run_input("run1") == {"a": 1}
+    assert await outcomes.value_of(api.get_run_input("run1")) == {"a": 1}
     assert seen[0].headers["authorization"] == f"Bearer {apify_fakes.TOKEN}"
     assert [str(r.url) for r in seen[1:]] == [signed]
     assert "authorization" not in seen[1].headers  # the token never reaches another host
     assert apify_fakes.TOKEN not in str(seen[1].url)
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["http://storage.apify.test/records/INPUT?signature=abc", "http://api.apify.test/v2/x"],
+    ids=["another-host", "same-host"],
+)
+async def test_a_storage_redirect_from_https_down_to_http_is_refused(
+    make_client: Make, location: str
+) -> None:
+    """Never from https down to http: the signed URL (a credential) would cross the
+    network in clear. The 3xx is reported as the error it is, and nothing is sent."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.scheme == "http":
+            return httpx.Response(200, json={"a": 1})
+        return httpx.Response(302, headers={"Location": location})
+
+    api = make_client(transport=httpx.MockTransport(handler))
+    exc = await outcomes.error_of(api.get_run_input("run1"))
+    assert [r.url.scheme for r in seen if r.url.scheme != "https"] == []
+    assert isinstance(exc, errors.ApifyError), exc
+    assert exc.status_code == 302
 
 
 async def test_redirects_are_not_followed_for_api_calls(

@@ -14,6 +14,7 @@ import structlog
 
 from kairo_ingest import clock, errors
 from kairo_ingest.apify import client as apify_client
+from support import outcomes
 
 FakeClock = apify_fakes.FakeClock
 SleepRecorder = apify_fakes.SleepRecorder
@@ -77,7 +78,7 @@ async def test_5xx_or_dropped_connection_mid_wait_is_retried_and_the_wait_contin
     )
     fake = FakeClock()  # the answers take no time: the early-answer pause is exactly 1 s
     api = make_client(clock=fake)
-    run = await api.wait_for_run("run1", clock.Deadline(fake.now + 120, fake))
+    run = await outcomes.value_of(api.wait_for_run("run1", clock.Deadline(fake.now + 120, fake)))
     assert run.status == "SUCCEEDED"
     assert run.succeeded
     assert run.terminal
@@ -102,7 +103,7 @@ async def test_429_backs_off_exponentially_with_jitter(
     router.get("/v2/actor-runs/run1").mock(
         side_effect=[limited, limited, limited, httpx.Response(200, json=run_json())]
     )
-    run = await make_client().get_run("run1")
+    run = await outcomes.value_of(make_client().get_run("run1"))
     assert run.status == "RUNNING"
     assert len(sleeps.calls) == 3
     for attempt, slept in enumerate(sleeps.calls):
@@ -142,9 +143,8 @@ async def test_html_body_is_a_typed_retryable_error(
     route = router.get("/v2/actor-runs/run1").mock(
         return_value=httpx.Response(200, text=html, headers={"content-type": "text/html"})
     )
-    with pytest.raises(errors.ApifyTransientError) as caught:
-        await make_client().get_run("run1")
-    exc = caught.value
+    exc = await outcomes.error_of(make_client().get_run("run1"))
+    assert isinstance(exc, errors.ApifyTransientError), exc
     assert exc.retryable
     assert not exc.snooze
     assert exc.kind is errors.ErrorKind.APIFY_TRANSIENT

@@ -248,94 +248,70 @@ def test_cap_defaults(pair: str, actor: str, cap: int, content_type: str, flagge
     assert registry.cap_for(*split(pair), {}) == cap
 
 
-def test_cap_env_override() -> None:
-    env = {"KAIRO_CAP_INSTAGRAM_POSTS": "20", "KAIRO_CAP_WEB_CRAWL_PAGES": " 5 "}
-    assert registry.cap_for("instagram", "posts", env) == 20
-    assert registry.cap_for("web", "crawl_pages", env) == 5
-    assert registry.cap_for("instagram", "reels", env) == 6
-
-
-@pytest.mark.parametrize("value", ["0", "-3", "abc", "", "2.5", "1e3", "+4", "0x10", "9999999999"])
-def test_invalid_or_non_positive_cap_falls_back_to_default(value: str) -> None:
-    env = {"KAIRO_CAP_INSTAGRAM_POSTS": value}
-    assert registry.cap_for("instagram", "posts", env) == 8
-    assert registry.invalid_cap_variables(env) == ["KAIRO_CAP_INSTAGRAM_POSTS"]
-
-
-def test_invalid_cap_variables_ignores_unset_and_valid() -> None:
-    assert registry.invalid_cap_variables({"KAIRO_CAP_TIKTOK_PROFILE_VIDEOS": "7"}) == []
+def test_a_configured_cap_wins_over_the_default() -> None:
+    caps = {"instagram.posts": 20, "web.crawl_pages": 5}
+    assert registry.cap_for("instagram", "posts", caps) == 20
+    assert registry.cap_for("web", "crawl_pages", caps) == 5
+    assert registry.cap_for("instagram", "reels", caps) == 6
 
 
 def test_unknown_pair_cap_is_six() -> None:
-    assert registry.cap_for("myspace", "posts", {"KAIRO_CAP_MYSPACE_POSTS": "50"}) == 6
+    assert registry.cap_for("myspace", "posts", {"myspace.posts": 50}) == 6
     assert registry.UNKNOWN_PAIR_CAP == 6
+
+
+@pytest.mark.parametrize(("pair", "actor", "cap", "content_type", "flagged"), TABLE)
+def test_every_pair_has_a_setting_name(
+    pair: str, actor: str, cap: int, content_type: str, flagged: bool
+) -> None:
+    spec = registry.get_spec(*split(pair))
+    assert spec.setting_name == pair.replace(".", "_")
+    assert registry.pair_of_setting(spec.setting_name) == pair
 
 
 # --- flags -----------------------------------------------------------------------------------
 
 
 def test_linkedin_profile_posts_is_off_by_default() -> None:
-    enabled, reason = registry.capability_enabled("linkedin", "profile_posts", {}, ())
+    enabled, reason = registry.capability_enabled("linkedin", "profile_posts", (), ())
     assert not enabled
     assert "KAIRO_FEATURE_LINKEDIN_PROFILE_POSTS" in reason
 
 
-@pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", "on", " On "])
-def test_truthy_flag_enables_linkedin_profile_posts(value: str) -> None:
-    env = {"KAIRO_FEATURE_LINKEDIN_PROFILE_POSTS": value}
-    assert registry.capability_enabled("linkedin", "profile_posts", env, ()) == (True, "")
-
-
-@pytest.mark.parametrize("value", ["0", "false", "no", "off", "", "2", "enabled"])
-def test_other_flag_values_keep_it_off(value: str) -> None:
-    env = {"KAIRO_FEATURE_LINKEDIN_PROFILE_POSTS": value}
-    assert registry.capability_enabled("linkedin", "profile_posts", env, ())[0] is False
+def test_its_flag_enables_linkedin_profile_posts() -> None:
+    features = {"linkedin.profile_posts"}
+    assert registry.capability_enabled("linkedin", "profile_posts", features, ()) == (True, "")
 
 
 @pytest.mark.parametrize("pair", [p for p in ALL_PAIRS if p != "linkedin.profile_posts"])
 def test_unflagged_pairs_are_enabled_by_default(pair: str) -> None:
-    assert registry.capability_enabled(*split(pair), {}, ()) == (True, "")
+    assert registry.capability_enabled(*split(pair), (), ()) == (True, "")
 
 
 def test_disabled_capabilities_disable_any_pair() -> None:
-    disabled = registry.parse_disabled_capabilities(" linkedin.company_posts , WEB.crawl_pages,")
+    disabled = registry.parse_pairs(" linkedin.company_posts , WEB.crawl_pages,")
     assert disabled == {"linkedin.company_posts", "web.crawl_pages"}
-    enabled, reason = registry.capability_enabled("linkedin", "company_posts", {}, disabled)
+    enabled, reason = registry.capability_enabled("linkedin", "company_posts", (), disabled)
     assert not enabled
     assert "KAIRO_DISABLED_CAPABILITIES" in reason
-    assert registry.capability_enabled("instagram", "posts", {}, disabled) == (True, "")
+    assert registry.capability_enabled("instagram", "posts", (), disabled) == (True, "")
 
 
 def test_disabled_wins_over_the_flag() -> None:
-    env = {"KAIRO_FEATURE_LINKEDIN_PROFILE_POSTS": "1"}
     enabled, reason = registry.capability_enabled(
-        "linkedin", "profile_posts", env, ["linkedin.profile_posts"]
+        "linkedin", "profile_posts", {"linkedin.profile_posts"}, ["linkedin.profile_posts"]
     )
     assert not enabled
     assert "KAIRO_DISABLED_CAPABILITIES" in reason
 
 
-def test_parse_disabled_capabilities_rejects_unknown_pair_naming_the_variable() -> None:
-    with pytest.raises(errors.ConfigError) as info:
-        registry.parse_disabled_capabilities("linkedin.company_posts,instagram.stories")
-    assert info.value.variable == "KAIRO_DISABLED_CAPABILITIES"
-    assert "instagram.stories" in info.value.message
-
-
-def test_parse_disabled_capabilities_empty() -> None:
-    assert registry.parse_disabled_capabilities("") == frozenset()
+def test_unknown_pairs_are_named() -> None:
+    pairs = registry.parse_pairs("linkedin.company_posts,instagram.stories")
+    assert registry.unknown_pairs(pairs) == ["instagram.stories"]
+    assert registry.parse_pairs("") == frozenset()
 
 
 def test_unknown_pair_is_not_enabled() -> None:
-    enabled, reason = registry.capability_enabled("myspace", "posts", {}, ())
+    enabled, reason = registry.capability_enabled("myspace", "posts", (), ())
     assert not enabled
     assert "unknown" in reason
-
-
-def test_env_variables_documents_every_cap_and_flag() -> None:
-    rows = dict(registry.env_variables())
-    for pair, _actor, cap, _content_type, _flagged in TABLE:
-        variable = f"KAIRO_CAP_{pair.replace('.', '_').upper()}"
-        assert rows[variable].startswith(f"default {cap}")
-    assert rows["KAIRO_FEATURE_LINKEDIN_PROFILE_POSTS"].startswith("default off")
-    assert len(rows) == 8

@@ -132,7 +132,6 @@ def test_the_budget_is_half_the_lease_on_the_injected_clock() -> None:
     d = deps_module.Deps(
         engine=None,  # type: ignore[arg-type]
         apify=None,  # type: ignore[arg-type]
-        env={},
         disabled_capabilities=frozenset(),
         freshness_ttl=None,  # type: ignore[arg-type]
         run_deadline_seconds=1.0,
