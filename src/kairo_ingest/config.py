@@ -65,7 +65,9 @@ class Settings(pydantic_settings.BaseSettings):
     concurrency: int = pydantic.Field(50, ge=1, le=10_000)
     lease_seconds: float = pydantic.Field(60.0, ge=1.0)
     run_deadline_seconds: float = pydantic.Field(900.0, gt=0)
-    shutdown_grace_seconds: float = pydantic.Field(30.0, ge=0)
+    # The whole exit after SIGTERM (grace for in-flight jobs, then cancellation, release,
+    # final writes): 25 s fits Kubernetes' default 30 s termination grace.
+    shutdown_grace_seconds: float = pydantic.Field(25.0, ge=0)
     http_host: str = "127.0.0.1"
     http_port: int = pydantic.Field(8080, ge=0, le=65535)
     log_format: LogFormat | None = None
@@ -80,6 +82,11 @@ class Settings(pydantic_settings.BaseSettings):
     retry_cap_seconds: float = pydantic.Field(900.0, gt=0)
     snooze_seconds: float = pydantic.Field(60.0, gt=0)
     reap_interval_seconds: float = pydantic.Field(10.0, gt=0)
+    # Refunded ends of an attempt, each with its own cap (queue/endings.py): a job fails at
+    # its Nth interruption (released, given up or reaped: it keeps wedging its worker) or
+    # its Nth snooze.
+    max_interruptions: int = pydantic.Field(10, ge=1)
+    max_snoozes: int = pydantic.Field(100, ge=1)
     finished_job_retention_days: float = pydantic.Field(14.0, ge=0, le=36_500, allow_inf_nan=False)
     source_concurrency: int = pydantic.Field(8, ge=1)
     apify_max_concurrent_runs: int = pydantic.Field(200, ge=1)

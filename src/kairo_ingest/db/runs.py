@@ -101,8 +101,10 @@ async def create_intent(
     item_cap: int,
     attempt: int,
     account: str | None = None,
+    job_attempt: int | None = None,
 ) -> Run:
-    """Record what we are about to start, before Apify hears of it (status STARTING)."""
+    """Record what we are about to start, before Apify hears of it (status STARTING).
+    ``job_attempt`` is the job attempt that creates it (``job_attempts.number``)."""
     row = (
         await conn.execute(
             sa.insert(_t)
@@ -116,6 +118,7 @@ async def create_intent(
                 attempt=attempt,
                 status=statuses.RunStatus.STARTING,
                 account=account,
+                job_attempt=job_attempt,
             )
             .returning(*_t.c)
         )

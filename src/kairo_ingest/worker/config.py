@@ -18,6 +18,9 @@ class WorkerConfig:
     it is ``lease - (interval + timeout)`` (three quarters of the lease) old, which
     tolerates two failed beats in a row and still ends the attempt before another worker
     can claim the job.
+
+    ``shutdown_grace_seconds`` bounds the whole exit after a stop request (worker/shutdown.py);
+    ``cancel_timeout_seconds`` bounds, inside it, how long cancelled handlers may unwind.
     """
 
     owner: str
@@ -37,6 +40,10 @@ class WorkerConfig:
     stats_interval_seconds: float = 15.0
     prune_interval_seconds: float = 3600.0
     cancel_timeout_seconds: float = 10.0
+    max_interruptions: int = 10  # queue/endings.py: Caps
+    max_snoozes: int = 100
+    promote_interval_seconds: float = 1.0  # deferred jobs made ready when due
+    forget_workers_interval_seconds: float = 3600.0
     tune_gc: bool = True  # see worker/gc_tuning.py
 
     @classmethod
@@ -63,6 +70,8 @@ class WorkerConfig:
             reap_interval_seconds=settings.reap_interval_seconds,
             retention=settings.finished_job_retention,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            max_interruptions=settings.max_interruptions,
+            max_snoozes=settings.max_snoozes,
         )
         return dataclasses.replace(built, **overrides)
 
@@ -87,3 +96,5 @@ class WorkerConfig:
             raise errors.ConfigError("heartbeats must run at least every third of the lease")
         if not 0 < self.beat_timeout_seconds < self.beat_interval_seconds:
             raise errors.ConfigError("a heartbeat's timeout must be shorter than its interval")
+        if self.max_interruptions < 1 or self.max_snoozes < 1:
+            raise errors.ConfigError("the caps on interruptions and snoozes must be at least 1")
