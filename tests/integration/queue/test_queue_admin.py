@@ -15,7 +15,6 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest import errors
 from kairo_ingest.queue import endings, jobs
 
-
 _RETRY = {"base_seconds": 0.0, "cap_seconds": 0.0, "snooze_seconds": 0.0}
 
 

@@ -223,9 +223,7 @@ async def test_give_up_hands_the_job_back_ready_now_with_the_attempt_refunded(
     await jobs.enqueue_many(engine, kind="k", count=2)
     leases = await jobs.claim(engine, owner="w", limit=2, lease_seconds=30)
     wedged = leases[1]
-    await kit.execute(
-        engine, "UPDATE jobs SET interruptions = 9 WHERE id = :id", id=wedged.job_id
-    )
+    await kit.execute(engine, "UPDATE jobs SET interruptions = 9 WHERE id = :id", id=wedged.job_id)
     assert await endings.give_up(engine, leases) == 2
     assert await endings.give_up(engine, leases) == 0  # fenced: the second time changes nothing
     retried = await kit.row(engine, leases[0].job_id)
