@@ -79,6 +79,9 @@ class JobTasks:
         previous = self.slots.get(lease.job_id)
         after: asyncio.Task[None] | None = None
         if previous is not None and previous.task is not None and not previous.task.done():
+            # A new claim of the job proves the old lease moved on (reclaimed, or retried by
+            # an operator) even if no heartbeat has said so yet: stop the old attempt.
+            self.lose(previous, "the job was claimed again: its lease had moved on")
             after = previous.task
             self.unwinding.add(after)
             after.add_done_callback(self.unwinding.discard)
