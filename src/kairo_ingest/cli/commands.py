@@ -116,7 +116,9 @@ async def _show(db: resources.Database, args: argparse.Namespace) -> int:
         raise errors.UsageError(f"no job with id {args.id}")
     attempts = await history.attempts(db.engine, job)
     if args.json:
-        output.emit({**job.to_json(), "attempts": [a.to_json() for a in attempts]}, as_json=True)
+        output.emit(
+            {**job.to_json(), "attempt_history": [a.to_json() for a in attempts]}, as_json=True
+        )
         return 0
     output.emit(job, as_json=False)
     sys.stdout.write(f"attempts ({len(attempts)})\n")
