@@ -57,8 +57,9 @@ own thread, so it answers while the worker's event loop is busy:
 Limits: 64 concurrent requests, 128 open connections, a 16 KiB request head that
 must arrive within 5 s, 5 s keep-alive.
 
-Signals: the first SIGTERM/SIGINT turns /readyz to 503 and finishes in-flight jobs
-within KAIRO_SHUTDOWN_GRACE_SECONDS (default 30); a second one skips the grace.
+Signals: the first SIGTERM/SIGINT turns /readyz to 503, lets in-flight jobs finish,
+releases the rest and exits, all within KAIRO_SHUTDOWN_GRACE_SECONDS (default 25);
+a second one skips the grace.
 """
 
 
