@@ -42,7 +42,9 @@ class WorkerConfig:
     cancel_timeout_seconds: float = 10.0
     max_interruptions: int = 10  # queue/endings.py: Caps
     max_snoozes: int = 100
-    promote_interval_seconds: float = 1.0  # deferred jobs made ready when due
+    # Deferred jobs are made ready when due this often (None: every poll interval, so a
+    # job whose backoff is over waits at most as long as a new job without a NOTIFY).
+    promote_interval_seconds: float | None = None
     forget_workers_interval_seconds: float = 3600.0
     tune_gc: bool = True  # see worker/gc_tuning.py
 
@@ -74,6 +76,12 @@ class WorkerConfig:
             max_snoozes=settings.max_snoozes,
         )
         return dataclasses.replace(built, **overrides)
+
+    @property
+    def promote_every_seconds(self) -> float:
+        if self.promote_interval_seconds is not None:
+            return self.promote_interval_seconds
+        return self.poll_interval_seconds
 
     @property
     def beat_interval_seconds(self) -> float:

@@ -78,7 +78,7 @@ def start(
                 caps=caps,
             ),
         ),
-        ("promote", config.promote_interval_seconds, Promoter(engine, on_promoted=on_requeued)),
+        ("promote", config.promote_every_seconds, Promoter(engine, on_promoted=on_requeued)),
         ("stats", config.stats_interval_seconds, Sampler(engine)),
         ("forget_workers", config.forget_workers_interval_seconds, WorkerPruner(engine)),
     ]
