@@ -21,6 +21,13 @@
   created the run intent.
 * ``workers``: one row per worker process, upserted by its heartbeat.
 
+The new columns have constant defaults (no table rewrite); only pending and running rows
+are updated. The three partial indexes are built inside the migration's transaction,
+which blocks writes to ``jobs`` while each builds (a scan of the table). Workers of the
+release before keep working against this schema during a rolling deploy: they ignore
+the new columns, their retries are not marked deferred (and so are claimed as before,
+once due), and their attempts are not recorded.
+
 Revision ID: 0006
 Revises: 0004
 Create Date: 2026-11-30 09:00:00
@@ -64,8 +71,12 @@ def upgrade() -> None:
         "jobs", sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True)
     )
     op.alter_column("jobs", "max_attempts", server_default="10")
-    # Attempts so far: every attempt spent was claimed at least once.
-    op.execute("UPDATE jobs SET claims = attempts, attempt_started_at = started_at")
+    # Active jobs only (finished rows are not rewritten): every attempt spent was claimed
+    # at least once, so numbering goes on from there.
+    op.execute(
+        "UPDATE jobs SET claims = attempts, attempt_started_at = started_at "
+        "WHERE status IN ('pending', 'running')"
+    )
     op.execute(f"UPDATE jobs SET deferred = true WHERE {_PENDING} AND available_at > now()")
 
     op.drop_index("ix_jobs_lease_expiry", table_name="jobs", postgresql_where=sa.text(_RUNNING))
