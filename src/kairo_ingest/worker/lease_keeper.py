@@ -119,17 +119,23 @@ class LeaseKeeper:
             maintenance.log_loop_error("heartbeat", exc, 1, self._interval)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Beat at once, then every interval, until ``stop`` is set."""
+        """Beat at once, then every interval, until ``stop`` is set.
+
+        Rounds start ``interval`` apart: the hand-back after a beat only uses what is left
+        of its round (and at most a beat's timeout), so two expiry checks stay at most
+        ``interval + timeout`` apart and the give-up margin holds."""
+        loop = asyncio.get_running_loop()
         failures = 0
         while not stop.is_set():
+            next_round = loop.time() + self._interval
             failures = await self._beat(failures)
             self._check_expiry()
             if failures == 0:
-                await self.hand_back_orphans(self._timeout)
+                await self.hand_back_orphans(min(self._timeout, next_round - loop.time()))
             self.beats += 1
             self.beat_done.set()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._interval):
+                async with asyncio.timeout(max(0.0, next_round - loop.time())):
                     await stop.wait()
 
     async def finish(self, seconds: float) -> None:

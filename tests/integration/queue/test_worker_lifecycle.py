@@ -149,7 +149,7 @@ async def test_stop_during_long_jobs_releases_them_with_the_attempt_restored(
     engine: sa_async.AsyncEngine, make_worker: kit.WorkerFactory
 ) -> None:
     blocker = Blocker()
-    worker = make_worker({"slow": blocker}, concurrency=3, shutdown_grace_seconds=0.2)
+    worker = make_worker({"slow": blocker}, concurrency=3, shutdown_grace_seconds=3.0)
     released = kit.sample("kairo_jobs_finished_total", kind="slow", outcome="released")
     await jobs.enqueue_many(engine, kind="slow", count=3)
     task = asyncio.create_task(worker.run())
