@@ -31,9 +31,6 @@ class AttemptOutcome(enum.StrEnum):
     RUNNING = "running"  # not ended: the job's current attempt (never stored)
 
 
-INTERRUPTIONS = frozenset({AttemptOutcome.RELEASED, AttemptOutcome.GIVEN_UP, AttemptOutcome.REAPED})
-
-
 class RunStatus(enum.StrEnum):
     """Apify's ActorJobStatus, plus our own two intent states (STARTING, START_FAILED)."""
 
