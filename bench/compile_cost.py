@@ -36,6 +36,7 @@ from kairo_ingest.db import accounts, migrate, roundtrips, sources
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import deps as deps_module
+from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import handlers
 from kairo_ingest.simulator import server as sim_server
@@ -93,7 +94,7 @@ async def one_job(d: deps_module.Deps, brand: uuid.UUID) -> tuple[dict[str, int]
     lease = await _claim(d.engine, brand)
     with roundtrips.counting(d.engine) as counter:
         result = await compile_job.run(d, lease)
-    await queue_jobs.complete_many(d.engine, [(lease, None)])
+    await endings.complete_many(d.engine, [(lease, None)])
     return counter.snapshot(), result
 
 

@@ -75,7 +75,7 @@ async def statements_alone(url: str, n: int, concurrency: int) -> float:
     finally:
         await engine.dispose()
     claim, claim_names = _positional(sql.CLAIM)
-    complete, _ = _positional(sql.COMPLETE)
+    complete, complete_names = _positional(sql.END)
     claim_values: dict[str, Any] = {
         "kinds": [builtin.NOOP_KIND],
         "limit": concurrency,
@@ -95,9 +95,20 @@ async def statements_alone(url: str, n: int, concurrency: int) -> float:
 
     async def complete_all() -> None:
         while (rows := await batches.get()) is not None:
-            ids = [r["id"] for r in rows]
-            tokens = [r["lease_token"] for r in rows]
-            await completer.fetch(complete, ids, tokens, [None] * len(rows))
+            n = len(rows)
+            values: dict[str, Any] = {
+                "ids": [r["id"] for r in rows],
+                "tokens": [r["lease_token"] for r in rows],
+                "outcomes": ["succeeded"] * n,
+                "errors": [None] * n,
+                "error_kinds": [None] * n,
+                "delays": [0.0] * n,
+                "terminal": [False] * n,
+                "evidence": [None] * n,
+                "max_interruptions": 10,
+                "max_snoozes": 100,
+            }
+            await completer.fetch(complete, *(values[name] for name in complete_names))
 
     try:
         with cpu_split.Drain() as drain:

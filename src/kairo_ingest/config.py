@@ -174,9 +174,11 @@ class Settings(pydantic_settings.BaseSettings):
         900.0, gt=0, description="How long one Apify run may take before it is aborted."
     )
     shutdown_grace_seconds: float = pydantic.Field(
-        30.0,
+        25.0,
         ge=0,
-        description="How long SIGTERM waits for jobs in flight before it hands them back.",
+        description="The whole exit after SIGTERM: grace for jobs in flight, then their "
+        "cancellation, release and final writes. 25 s fits Kubernetes' default 30 s "
+        "termination grace.",
     )
     http_host: str = pydantic.Field(
         "127.0.0.1",
@@ -231,6 +233,18 @@ class Settings(pydantic_settings.BaseSettings):
     )
     reap_interval_seconds: float = pydantic.Field(
         10.0, gt=0, description="How often each worker reclaims expired leases."
+    )
+    max_interruptions: int = pydantic.Field(
+        10,
+        ge=1,
+        description="A job fails at its Nth interruption (released at shutdown, given up on "
+        "a lost lease or reaped): it keeps wedging its worker. Interruptions refund the "
+        "attempt.",
+    )
+    max_snoozes: int = pydantic.Field(
+        100,
+        ge=1,
+        description='A job fails at its Nth snooze ("not now" errors, which spend no attempt).',
     )
     finished_job_retention_days: float = pydantic.Field(
         14.0,

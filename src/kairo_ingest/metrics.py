@@ -17,7 +17,7 @@ JOBS_CLAIMED = prom.Counter(
 )
 JOBS_FINISHED = prom.Counter(
     "kairo_jobs_finished_total",
-    "Job attempts finished, by outcome (succeeded, failed, retried, snoozed, released)",
+    "Job attempts finished, by outcome (succeeded, failed, retried, snoozed, released, cancelled)",
     ["kind", "outcome"],
     registry=REGISTRY,
 )
@@ -78,6 +78,17 @@ REAPED = prom.Counter(
     "kairo_jobs_reaped_total",
     "Expired leases returned by the reaper",
     ["outcome"],
+    registry=REGISTRY,
+)
+HANDED_BACK = prom.Counter(
+    "kairo_jobs_handed_back_total",
+    "Jobs this process had claimed but never started (the claim's answer was lost), "
+    "handed back with the attempt refunded",
+    registry=REGISTRY,
+)
+PROMOTED = prom.Counter(
+    "kairo_jobs_promoted_total",
+    "Deferred jobs (a backoff or snooze over) made ready by this process",
     registry=REGISTRY,
 )
 APIFY_REQUESTS = prom.Counter(

@@ -13,6 +13,7 @@ from kairo_ingest import config, errors
 from kairo_ingest.cli import output, spend_commands
 from kairo_ingest.db import migrate, sources
 from kairo_ingest.domain import statuses
+from kairo_ingest.queue import history
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import resources
 
@@ -91,20 +92,39 @@ async def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
             return 0
         if action == "prune":
             return await _prune(db, args, settings)
+        if action == "show":
+            return await _show(db, args)
         operation = {
-            "show": queue_jobs.get,
             "retry": queue_jobs.retry,
             "cancel": queue_jobs.cancel,
         }[action]
         job = await operation(db.engine, args.id)
     if job is None:
         verb = {
-            "show": "no job",
             "retry": "no failed or cancelled job",
             "cancel": "no pending or running job",
         }[action]
         raise errors.UsageError(f"{verb} with id {args.id}")
     output.emit(job, as_json=args.json)
+    return 0
+
+
+async def _show(db: resources.Database, args: argparse.Namespace) -> int:
+    """``jobs show``: the job, then every attempt with its error, its runs and their cost."""
+    job = await queue_jobs.get(db.engine, args.id)
+    if job is None:
+        raise errors.UsageError(f"no job with id {args.id}")
+    attempts = await history.attempts(db.engine, job)
+    if args.json:
+        output.emit(
+            {**job.to_json(), "attempt_history": [a.to_json() for a in attempts]}, as_json=True
+        )
+        return 0
+    output.emit(job, as_json=False)
+    sys.stdout.write(f"attempts ({len(attempts)})\n")
+    for attempt in attempts:
+        for line in output.attempt_lines(attempt.to_json()):
+            sys.stdout.write(f"  {line}\n")
     return 0
 
 

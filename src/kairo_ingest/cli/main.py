@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from kairo_ingest import __version__, config, errors, logs, redaction
 from kairo_ingest.cli import argtypes
 from kairo_ingest.cli import spend as spend_cli
+from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
 
 EXIT_FAILURE = 1
@@ -56,8 +57,9 @@ own thread, so it answers while the worker's event loop is busy:
 Limits: 64 concurrent requests, 128 open connections, a 16 KiB request head that
 must arrive within 5 s, 5 s keep-alive.
 
-Signals: the first SIGTERM/SIGINT turns /readyz to 503 and finishes in-flight jobs
-within KAIRO_SHUTDOWN_GRACE_SECONDS (default 30); a second one skips the grace.
+Signals: the first SIGTERM/SIGINT turns /readyz to 503, lets in-flight jobs finish,
+releases the rest and exits, all within KAIRO_SHUTDOWN_GRACE_SECONDS (default 25);
+a second one skips the grace.
 """
 
 
@@ -146,9 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument(
         "--max-attempts",
         type=argtypes.int_range(1, argtypes.MAX_ATTEMPTS),
-        default=3,
+        default=retry_rules.DEFAULT_MAX_ATTEMPTS,
         metavar="N",
-        help=f"attempts before the job fails for good, 1 to {argtypes.MAX_ATTEMPTS} (default: 3)",
+        help=f"attempts before the job fails for good, 1 to {argtypes.MAX_ATTEMPTS} "
+        f"(default: {retry_rules.DEFAULT_MAX_ATTEMPTS})",
     )
 
     jobs = cmd("jobs", "inspect and steer jobs")
@@ -168,9 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"at most N jobs, 1 to {argtypes.MAX_LIST_LIMIT} (default: 50)",
     )
     for name, text in (
-        ("show", "show one job, with its evidence_status"),
+        ("show", "show one job, with its evidence_status and every attempt"),
         ("retry", "put a failed or cancelled job back in the queue"),
-        ("cancel", "cancel a pending or running job (its owner stops at the next heartbeat)"),
+        (
+            "cancel",
+            "cancel a pending job, or mark a running one: returns at once, and its owner "
+            "stops it at its next heartbeat",
+        ),
     ):
         p = with_json(jsub.add_parser(name, help=text))
         p.add_argument("id", type=argtypes.uuid_arg, help="job id")

@@ -67,3 +67,27 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value)
     return str(value)
+
+
+def attempt_lines(attempt: Mapping[str, Any]) -> list[str]:
+    """One attempt of ``jobs show`` as text: a header line, its error, one line per run."""
+    ended = attempt.get("ended_at") or "(running)"
+    after = attempt.get("job_status")
+    header = (
+        f"#{attempt['number']}  {attempt['outcome']}"
+        + (f" -> job {after}" if after else "")
+        + f"  by {attempt['owner']}  {attempt.get('started_at') or '?'} .. {ended}"
+    )
+    cost = attempt.get("cost_usd")
+    if cost is not None:
+        header += f"  ${cost:.4f}"
+    lines = [header]
+    if attempt.get("error"):
+        lines.append(f"    {attempt.get('error_kind') or 'error'}: {attempt['error']}")
+    for run in attempt.get("runs") or ():
+        usd = run.get("usage_total_usd")
+        lines.append(
+            f"    run {run['id']}  {run['status']}  apify {run.get('apify_run_id') or '-'}"
+            f"  {run['actor_id']}" + (f"  ${usd:.4f}" if usd is not None else "")
+        )
+    return lines

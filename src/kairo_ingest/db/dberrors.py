@@ -219,11 +219,17 @@ def _on_error(context: sa_interfaces.ExceptionContext) -> BaseException | None:
 
 
 class TranslatingPool(sa.pool.AsyncAdaptedQueuePool):
-    """The engine's pool, translating checkout failures (connect errors, pool timeout)."""
+    """The engine's pool, translating every checkout failure: a new connection refused or
+    timed out, the pool's own checkout timeout, and the *reconnect* of a pooled
+    connection that was invalidated (after a dropped connection SQLAlchemy reopens it
+    on its next checkout, outside ``_do_get`` and outside any statement, so neither
+    ``handle_error`` nor a boundary around ``_do_get`` sees that error). A connection
+    error is then a retryable :class:`~kairo_ingest.errors.DatabaseUnavailableError`,
+    never a bare ``ConnectionRefusedError`` that callers would take for a bug."""
 
-    def _do_get(self) -> typing.Any:
+    def connect(self) -> typing.Any:
         try:
-            return super()._do_get()
+            return super().connect()
         except errors.KairoError:
             raise
         except _DRIVER_ERRORS as exc:

@@ -3,10 +3,12 @@ the console and the CLI show of the ledger.
 
 A run *has ended* when its row is terminal (SUCCEEDED, FAILED, TIMED-OUT, ABORTED) or
 START_FAILED. A run that has not ended is *followed by its job* while that job is
-``running`` (it holds a lease) and has not released the run (``released_at``); every
-other one is the ledger's. The ledger service claims due rows with ``FOR UPDATE SKIP
-LOCKED`` and pushes ``ledger_check_at`` forward in the same statement, so replicas
-split the work and never look at one run twice at once (:func:`claim`).
+``running`` (it holds a lease) and has not released the run (``released_at``), except a
+run on Apify whose job an operator cancelled (``cancel_requested_at``: its holder stops
+at its next heartbeat, and the run is aborted now); every other one is the ledger's. The
+ledger service claims due rows with ``FOR UPDATE SKIP LOCKED`` and pushes
+``ledger_check_at`` forward in the same statement, so replicas split the work and never
+look at one run twice at once (:func:`claim`).
 
 Every ledger write re-checks, in its own statement, that the run has not ended, and the
 writes that decide something about a run that is not on Apify yet (:func:`bind`,
@@ -30,19 +32,27 @@ CHANNEL = "kairo_ledger"  # NOTIFY wakes the ledger service (``jobs cancel`` sen
 ENDED = tables.RUN_ENDED_SQL
 FINISHED_JOB = "('succeeded', 'failed', 'cancelled')"
 
-# No job follows the run: released by its job, or its job is not running (or is gone).
+# No job follows the run: released by its job, or its job is not running (or is gone),
+# or the run is on Apify and its job's cancel was asked for. (An intent not on Apify yet
+# stays its job's until the holder stops: it may be binding the run this very moment.)
 _UNFOLLOWED = """(r.released_at IS NOT NULL OR NOT EXISTS (
     SELECT 1 FROM jobs j WHERE j.id = r.job_id AND j.status = 'running'
+      AND (j.cancel_requested_at IS NULL OR r.apify_run_id IS NULL)
 ))"""
+# The same over the joined j (_JOINED).
+_UNFOLLOWED_JOINED = """(r.released_at IS NOT NULL OR j.id IS NULL OR j.status <> 'running'
+    OR (j.cancel_requested_at IS NOT NULL AND r.apify_run_id IS NOT NULL))"""
 
 # Why no job will take the run up again (NULL while its job may), over r, j and s: its job
-# has finished (succeeded, failed for good, cancelled) or is gone; or its source was
+# has finished (succeeded, failed for good, cancelled), is gone, or an operator asked for
+# its cancel (the holder ends it cancelled at its next heartbeat); or its source was
 # disabled (a later attempt does not resume it), moved to another account (the run is
 # not to bill its old account further) or deleted. A job that is only `pending` (a
 # retry's backoff, a release at shutdown) still wants its run.
 _UNWANTED = f"""CASE
     WHEN j.id IS NULL THEN 'its job is gone'
     WHEN j.status IN {FINISHED_JOB} THEN 'its job is ' || j.status
+    WHEN j.cancel_requested_at IS NOT NULL THEN 'its job was cancelled'
     WHEN s.id IS NULL THEN 'its source is gone'
     WHEN NOT s.enabled THEN 'its source is disabled'
     WHEN coalesce(s.account, 'default') <> r.account
@@ -62,11 +72,12 @@ _CLAIM = sa.text(
         SELECT r.id, {_UNWANTED} AS unwanted
         FROM {_JOINED}
         WHERE r.status NOT IN {ENDED}
-          AND (r.released_at IS NOT NULL OR j.id IS NULL OR j.status <> 'running')
+          AND {_UNFOLLOWED_JOINED}
           AND (r.ledger_check_at IS NULL OR r.ledger_check_at <= now()
                OR (r.abort_requested_at IS NULL AND ({_UNWANTED}) IS NOT NULL
                    AND (r.apify_run_id IS NOT NULL OR r.sent_at IS NULL)
-                   AND r.ledger_looked_at < greatest(j.finished_at, s.updated_at)))
+                   AND r.ledger_looked_at
+                       < greatest(j.finished_at, j.cancel_requested_at, s.updated_at)))
         ORDER BY r.ledger_check_at NULLS FIRST, r.id
         LIMIT CAST(:limit AS integer)
         FOR UPDATE OF r SKIP LOCKED
@@ -364,7 +375,7 @@ async def unwanted_left(conn: sa_async.AsyncConnection) -> int:
             f"""
             SELECT count(*) FROM {_JOINED}
             WHERE r.status NOT IN {ENDED}
-              AND (r.released_at IS NOT NULL OR j.id IS NULL OR j.status <> 'running')
+              AND {_UNFOLLOWED_JOINED}
               AND ({_UNWANTED}) IS NOT NULL
             """
         )

@@ -121,8 +121,10 @@ async def create_intent(
     item_cap: int,
     attempt: int,
     account: str = "default",
+    job_attempt: int | None = None,
 ) -> Run:
-    """Record what we are about to start, before Apify hears of it (status STARTING)."""
+    """Record what we are about to start, before Apify hears of it (status STARTING).
+    ``job_attempt`` is the job attempt that creates it (``job_attempts.number``)."""
     row = (
         await conn.execute(
             sa.insert(_t)
@@ -138,6 +140,7 @@ async def create_intent(
                 account=account,
                 # Its raw items are filed under the day the intent is recorded (0008).
                 raw_partition_at=sa.func.now(),
+                job_attempt=job_attempt,
             )
             .returning(*_t.c)
         )

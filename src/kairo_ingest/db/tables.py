@@ -67,7 +67,7 @@ jobs = sa.Table(
     sa.Column("status", sa.Text(), nullable=False, server_default="pending"),
     sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
-    sa.Column("max_attempts", sa.Integer(), nullable=False, server_default="3"),
+    sa.Column("max_attempts", sa.Integer(), nullable=False, server_default="10"),
     sa.Column("available_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
     sa.Column("lease_owner", sa.Text(), nullable=True),
     sa.Column("lease_token", pg.UUID(as_uuid=True), nullable=True),
@@ -79,6 +79,16 @@ jobs = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     *_timestamps(),
+    # Job history (0006): the attempts so far (every claim; numbers job_attempts), the
+    # current attempt's start, attempts the infrastructure ended and "not now" ends (both
+    # refunded, each with its own cap), a backoff's deferral, and an operator's cancel of
+    # a running job that its holder has not acted on yet.
+    sa.Column("claims", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("attempt_started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("interruptions", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("snoozes", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("deferred", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint(
         "status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
     ),
@@ -87,18 +97,26 @@ jobs = sa.Table(
         "status <> 'running' OR (lease_token IS NOT NULL AND lease_expires_at IS NOT NULL)",
         name="running_has_lease",
     ),
-    # The claim scans only ready rows, in claim order.
+    # No index may contain lease_expires_at or updated_at, the columns a heartbeat writes:
+    # the heartbeat then stays a heap-only (HOT) update (0006; a test reads the catalog).
+    # The claim scans only ready rows, in claim order; deferred rows (a backoff or snooze)
+    # wait in their own index until the promoter makes them ready.
     sa.Index(
         "ix_jobs_claimable",
         "priority",
         "available_at",
         "id",
-        postgresql_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending' AND NOT deferred"),
     ),
-    # The reaper scans only running rows, by expiry.
     sa.Index(
-        "ix_jobs_lease_expiry",
-        "lease_expires_at",
+        "ix_jobs_deferred",
+        "available_at",
+        postgresql_where=sa.text("status = 'pending' AND deferred"),
+    ),
+    # Running rows: the reaper filters them on expiry, a worker's hand-back finds its own.
+    sa.Index(
+        "ix_jobs_running_owner",
+        "lease_owner",
         postgresql_where=sa.text("status = 'running'"),
     ),
     # One pending job of a kind per brand (enqueue coalesces into it) and one running
@@ -130,6 +148,50 @@ jobs = sa.Table(
         "finished_at",
         postgresql_where=sa.text("status IN ('succeeded', 'failed', 'cancelled')"),
     ),
+)
+
+# One row per ended attempt of a job (0006), written by the statement that ends it. The
+# running attempt is the job row itself (claims, lease_owner, attempt_started_at).
+job_attempts = sa.Table(
+    "job_attempts",
+    metadata,
+    sa.Column(
+        "job_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("jobs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("number", sa.Integer(), primary_key=True),
+    sa.Column("owner", sa.Text(), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("outcome", sa.Text(), nullable=False),
+    sa.Column("job_status", sa.Text(), nullable=False),
+    sa.Column("error_kind", sa.Text(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.CheckConstraint(
+        "outcome IN ('succeeded', 'failed', 'snoozed', 'cancelled', 'released', 'given_up', "
+        "'reaped', 'handed_back')",
+        name="outcome",
+    ),
+    sa.CheckConstraint(
+        "job_status IN ('pending', 'succeeded', 'failed', 'cancelled')", name="job_status"
+    ),
+)
+
+# One row per worker process (0006), upserted by its heartbeat; the console's replicas.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("owner", sa.Text(), primary_key=True),
+    sa.Column("hostname", sa.Text(), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("version", sa.Text(), nullable=False),
+    sa.Column("concurrency", sa.Integer(), nullable=False),
+    sa.Column("heartbeat_interval_seconds", sa.Float(), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("last_beat_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 apify_runs = sa.Table(
@@ -197,6 +259,8 @@ apify_runs = sa.Table(
     sa.Column(
         "raw_partition_at", sa.DateTime(timezone=True), nullable=False, server_default=_LEGACY
     ),
+    # The job attempt (jobs.claims, job_attempts.number) that created the intent (0006).
+    sa.Column("job_attempt", sa.Integer(), nullable=True),
     # Freshness: the newest succeeded run per source.
     sa.Index(
         "ix_apify_runs_source_succeeded",

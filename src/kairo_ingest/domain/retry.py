@@ -6,10 +6,13 @@ Pure: no I/O, no clock. The queue turns a :class:`Decision` into a row update wh
 * A permanent error fails the job at once, whatever the attempts.
 * A "not now" error (rate limit, Apify concurrency or memory limit) snoozes the job
   for a fixed time without spending the attempt.
-* A retryable error waits ``uniform(0, min(cap, base * 2 ** (attempt - 1)))``
-  ("full jitter"): the first retry waits at most ``base``, never ``2 * base``; the
-  ceiling doubles per attempt and stops at ``cap``; the jitter spreads a burst of
-  failures so the retries do not arrive together.
+* A retryable error waits ``uniform(floor * ceiling, ceiling)`` with
+  ``ceiling = min(cap, base * 2 ** (attempt - 1))``: the first retry waits at most
+  ``base``, never ``2 * base``; the ceiling doubles per attempt and stops at ``cap``; the
+  jitter spreads a burst of failures so the retries do not arrive together, and the
+  floor (:data:`JOB_FLOOR`, half the ceiling) keeps the retries of one job from all
+  drawing a near-zero wait, so the attempts cover a known stretch of time
+  (:func:`least_retry_window_seconds`).
 * Once ``attempts`` reaches ``max_attempts`` the job fails.
 """
 
@@ -71,6 +74,24 @@ def backoff_seconds(
     return (rng or random).uniform(floor * ceiling, ceiling)
 
 
+# Job retries keep at least half the ceiling: ten attempts at the default 15 s base and
+# 15 min cap then wait at least 30 minutes in all (README, "Retries"), so an outage that
+# long costs a job nothing but time.
+JOB_FLOOR = 0.5
+DEFAULT_MAX_ATTEMPTS = 10
+
+
+def least_retry_window_seconds(
+    max_attempts: int, *, base_seconds: float, cap_seconds: float, floor: float = JOB_FLOOR
+) -> float:
+    """The shortest total backoff a job can wait between its first attempt and its last:
+    the sum of ``floor * ceiling`` over the retries after attempts 1 .. max_attempts-1."""
+    return sum(
+        floor * ceiling_seconds(attempt, base_seconds, cap_seconds)
+        for attempt in range(1, max_attempts)
+    )
+
+
 # The worker's retries of its own database statements (claims, final writes, heartbeats,
 # maintenance, releases) and of the LISTEN connection: 0.1 s doubling to 5 s, at least half.
 LOOP_BASE_SECONDS = 0.1
@@ -116,6 +137,7 @@ def plan(
     cap_seconds: float,
     snooze_seconds: float,
     rng: random.Random | None = None,
+    floor: float = JOB_FLOOR,
 ) -> Decision:
     """:func:`decide`, plus the delay the job waits before it is ready again."""
     action = decide(
@@ -123,7 +145,7 @@ def plan(
     )
     if action is Action.RETRY:
         delay = backoff_seconds(
-            attempts, base_seconds=base_seconds, cap_seconds=cap_seconds, rng=rng
+            attempts, base_seconds=base_seconds, cap_seconds=cap_seconds, rng=rng, floor=floor
         )
         return Decision(action, delay)
     if action is Action.SNOOZE:

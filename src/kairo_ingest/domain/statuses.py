@@ -17,6 +17,20 @@ ACTIVE_JOB_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
 FINISHED_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
+class AttemptOutcome(enum.StrEnum):
+    """How one attempt of a job ended (``job_attempts.outcome``)."""
+
+    SUCCEEDED = "succeeded"  # the handler succeeded
+    FAILED = "failed"  # the handler failed (the job retries after a backoff, or fails)
+    SNOOZED = "snoozed"  # "not now": refunded, counts against the snooze cap
+    CANCELLED = "cancelled"  # stopped because an operator cancelled the job
+    RELEASED = "released"  # handed back at shutdown: refunded, an interruption
+    GIVEN_UP = "given_up"  # heartbeats could not extend the lease: refunded, an interruption
+    REAPED = "reaped"  # the lease expired (its worker died or hung): refunded, an interruption
+    HANDED_BACK = "handed_back"  # claimed, but the claim's answer never arrived: refunded
+    RUNNING = "running"  # not ended: the job's current attempt (never stored)
+
+
 class RunStatus(enum.StrEnum):
     """Apify's ActorJobStatus, plus our own two intent states (STARTING, START_FAILED)."""
 

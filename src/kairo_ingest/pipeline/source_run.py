@@ -465,6 +465,7 @@ async def _create_intent(
         item_cap=cap,
         attempt=attempt,
         account=account,
+        job_attempt=lease.attempt_number,
     )
 
 

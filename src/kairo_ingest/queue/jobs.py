@@ -1,4 +1,8 @@
-"""The job queue's API: enqueue, claim, heartbeat, complete/fail/release, fence, maintenance.
+"""The job queue's API: enqueue, claim, heartbeat, fence, cancel, retry, inspection, prune.
+
+The end of an attempt (complete, fail, release, give-up, reap, hand-back) is in
+:mod:`kairo_ingest.queue.endings`; an attempt history in :mod:`kairo_ingest.queue.history`;
+promotion of deferred jobs and the worker registry in :mod:`kairo_ingest.queue.upkeep`.
 
 A claimed job is a :class:`Lease`: the row's id plus a fencing token that only this
 claim holds. Every write a lease holder makes is fenced by that token and by
@@ -9,10 +13,9 @@ and the caller gets ``False`` / ``None`` / an empty set, never an exception that
 lead to an overwrite. Inside a caller's own transaction, :func:`fence` raises
 :class:`~kairo_ingest.errors.LeaseLostError` instead, so the transaction rolls back.
 
-Operations take an engine (a pooled connection in AUTOCOMMIT mode per call: each is one
-statement, its own transaction) or a connection the caller holds: the worker's dedicated
-AUTOCOMMIT connections, or a transaction the caller commits (enqueue inside a caller's
-transaction commits the job, and its NOTIFY, together with the caller's other writes).
+Operations take a :data:`~kairo_ingest.queue.binds.Bind`: an engine or a connection the
+caller holds (enqueue inside a caller's transaction commits the job, and its NOTIFY,
+together with the caller's other writes).
 
 All SQL lives in :mod:`kairo_ingest.queue.sql`. Lease instants come from the database
 clock; the only times this module handles are durations in seconds.
@@ -20,13 +23,10 @@ clock; the only times this module handles are durations in seconds.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-import json
-import random
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,21 +36,22 @@ from kairo_ingest import errors, logs, metrics
 from kairo_ingest.db import dberrors
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
-from kairo_ingest.queue import sql
+from kairo_ingest.queue import binds, sql
 
 _log = logs.get("kairo_ingest.queue")
 
-# Where an operation runs: an engine (a pooled connection per call), or a connection the
-# caller holds (a worker's dedicated AUTOCOMMIT connection, or the caller's transaction).
-Bind = sa_async.AsyncEngine | sa_async.AsyncConnection
+Bind = binds.Bind
 
 PENDING_PER_BRAND_INDEX = "uq_jobs_pending_per_brand"
 PRUNE_BATCH = 1000
+DEFAULT_MAX_ATTEMPTS = retry_rules.DEFAULT_MAX_ATTEMPTS
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Lease:
-    """A claimed job. ``token`` fences every write; ``attempts`` counts this attempt.
+    """A claimed job. ``token`` fences every write; ``attempts`` counts the attempts a
+    handler spent, this one included (refunded ones do not count); ``attempt_number``
+    numbers this claim in the job's history (``job_attempts.number``, every claim counts).
 
     Key collections by ``job_id``: ``params`` is a dict, so a Lease is not hashable.
     """
@@ -63,6 +64,7 @@ class Lease:
     attempts: int
     max_attempts: int
     params: dict[str, Any]
+    attempt_number: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,6 +90,12 @@ class JobRow:
     finished_at: dt.datetime | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    claims: int = 0
+    attempt_started_at: dt.datetime | None = None
+    interruptions: int = 0
+    snoozes: int = 0
+    deferred: bool = False
+    cancel_requested_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: sa.Row[Any]) -> JobRow:
@@ -113,12 +121,26 @@ class Beat:
     ``extended``: the lease now runs ``lease_seconds`` from the database's now().
     ``busy``: still ours, but another transaction held the row (a fenced pipeline
     transaction, a cancel in progress); not extended this time, try on the next beat.
-    ``lost``: the row is no longer ours (reclaimed, cancelled, finished or deleted).
+    ``lost``: the row is no longer ours (reclaimed, finished or deleted).
+    ``cancelling``: still ours, and an operator asked to cancel it: stop it.
     """
 
     extended: frozenset[uuid.UUID]
     busy: frozenset[uuid.UUID]
     lost: frozenset[uuid.UUID]
+    cancelling: frozenset[uuid.UUID] = frozenset()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Registration:
+    """What a heartbeat tells the ``workers`` registry about its process."""
+
+    owner: str
+    hostname: str
+    pid: int
+    version: str
+    concurrency: int
+    heartbeat_interval_seconds: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -137,57 +159,15 @@ class Waiting:
         )
 
 
-@contextlib.asynccontextmanager
-async def _statement(bind: Bind) -> AsyncIterator[sa_async.AsyncConnection]:
-    """A connection for an operation that is one statement.
-
-    From an bind: a pooled connection in AUTOCOMMIT mode, so the statement is its own
-    transaction (one round trip, no BEGIN/COMMIT). A caller's connection is used as it
-    is: in AUTOCOMMIT mode each statement commits itself; inside a transaction the
-    caller commits.
-    """
-    if isinstance(bind, sa_async.AsyncConnection):
-        yield bind
-        return
-    async with bind.connect() as conn:
-        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
-
-
-@contextlib.asynccontextmanager
-async def _transaction(bind: Bind) -> AsyncIterator[sa_async.AsyncConnection]:
-    """A connection inside a transaction, for operations that need ``SET LOCAL``-style
-    settings. From an bind: a pooled connection, committed at the end. A caller's
-    connection already in a transaction is used as it is (the caller commits); otherwise a
-    transaction is begun on it and committed here. (A connection in AUTOCOMMIT mode has no
-    transaction to scope a local setting to: give these operations a normal connection.)
-    """
-    if isinstance(bind, sa_async.AsyncConnection):
-        if bind.in_transaction():
-            yield bind
-            return
-        async with bind.begin():
-            yield bind
-        return
-    async with bind.begin() as conn:
-        yield conn
-
-
-def _json(value: Mapping[str, Any] | None) -> str | None:
-    if value is None:
-        return None
-    # default=str: UUIDs and datetimes become strings; allow_nan=False: NaN and Infinity,
-    # which PostgreSQL's jsonb rejects, fail here with a clear error instead.
-    return json.dumps(value, default=str, separators=(",", ":"), allow_nan=False)
-
-
 def _lease(row: sa.Row[Any]) -> Lease:
     # By position (sql.LEASE_COLUMNS' order): a claim parses hundreds of rows at a time,
     # and a row's mapping view costs more than the rest of the parse.
-    job_id, token, owner, kind, brand_id, attempts, max_attempts, params = tuple(row)
-    return Lease(job_id, token, owner, kind, brand_id, attempts, max_attempts, params or {})
+    job_id, token, owner, kind, brand_id, attempts, max_attempts, params, claims = tuple(row)
+    return Lease(job_id, token, owner, kind, brand_id, attempts, max_attempts, params or {}, claims)
 
 
-def _lease_lost(operation: str, lease: Lease) -> None:
+def note_lease_lost(operation: str, lease: Lease) -> None:
+    """A fenced write found the lease gone: log it and count it."""
     metrics.FENCED_WRITES.labels(operation=operation).inc()
     _log.warning(
         "lease_lost",
@@ -209,12 +189,14 @@ async def enqueue(
     brand_id: uuid.UUID | None,
     params: Mapping[str, Any] | None = None,
     priority: int = 0,
-    max_attempts: int = 3,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> tuple[JobRow, bool]:
     """Add a job, or coalesce into the brand's *pending* job of this kind.
 
-    Returns ``(job, created)``. Coalescing merges ``force_refresh`` with OR and keeps the
-    pending job's other parameters. While the brand's job of this kind runs, a new pending
+    Returns ``(job, created)``. Folding into a pending job never drops what was asked: it
+    takes the strongest of both requests (``force_refresh`` OR'ed, the lower ``priority``
+    value, the most attempts left) and makes the job ready now (its backoff is reset);
+    its other parameters stay. While the brand's job of this kind runs, a new pending
     job is created: its follow-up (claimed once the running one has finished); further
     enqueues coalesce into that follow-up. A created job is announced with NOTIFY by the
     same statement. Lower ``priority`` values are claimed first. Given a connection inside
@@ -225,12 +207,12 @@ async def enqueue(
     values = {
         "kind": kind,
         "brand_id": brand_id,
-        "params": _json(params or {}),
+        "params": binds.as_json(params or {}),
         "priority": priority,
         "max_attempts": max_attempts,
     }
     with dberrors.mapped("enqueue"):
-        async with _statement(bind) as conn:
+        async with binds.statement(bind) as conn:
             row = (await conn.execute(sql.ENQUEUE, values)).one()
     return JobRow.from_row(row), bool(row.inserted)
 
@@ -242,20 +224,20 @@ async def enqueue_many(
     count: int,
     params: Mapping[str, Any] | None = None,
     priority: int = 0,
-    max_attempts: int = 3,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> int:
     """Add ``count`` identical brand-less jobs in one statement and one NOTIFY."""
     if count <= 0:
         return 0
     with dberrors.mapped("enqueue_many"):
-        async with _statement(bind) as conn:
+        async with binds.statement(bind) as conn:
             created = (
                 await conn.execute(
                     sql.ENQUEUE_MANY,
                     {
                         "kind": kind,
                         "count": count,
-                        "params": _json(params or {}),
+                        "params": binds.as_json(params or {}),
                         "priority": priority,
                         "max_attempts": max_attempts,
                     },
@@ -298,7 +280,7 @@ async def claim(
             assert isinstance(bind, sa_async.AsyncConnection)
             rows = (await bind.execute(sql.CLAIM, params)).all()
         else:
-            async with _transaction(bind) as conn:
+            async with binds.transaction(bind) as conn:
                 await conn.execute(sql.CLAIM_PLANNER)
                 rows = (await conn.execute(sql.CLAIM, params)).all()
     leases = [_lease(row) for row in rows]
@@ -327,30 +309,53 @@ async def beat(
     lease_seconds: float,
     *,
     statement_timeout_seconds: float | None = None,
+    registration: Registration | None = None,
 ) -> Beat:
-    """Extend every given lease in one statement; report extended, busy and lost ids.
+    """Extend every given lease in one statement; report extended, busy, lost and
+    cancelling ids. With ``registration`` the same statement marks the process alive in
+    the ``workers`` registry (so a beat runs even with no lease to extend).
 
     With ``statement_timeout_seconds`` the statement runs in a short transaction whose
     ``statement_timeout`` is set locally (nothing stays on the session, so this is safe
     behind a transaction-mode pooler).
     """
-    if not leases:
+    if not leases and registration is None:
         return Beat(frozenset(), frozenset(), frozenset())
     ids = [lease.job_id for lease in leases]
     tokens = [lease.token for lease in leases]
-    values = {"ids": ids, "tokens": tokens, "lease_seconds": lease_seconds}
+    values: dict[str, Any] = {
+        "ids": ids,
+        "tokens": tokens,
+        "lease_seconds": lease_seconds,
+        "owner": None,
+        "hostname": None,
+        "pid": None,
+        "version": None,
+        "concurrency": None,
+        "interval_seconds": None,
+    }
+    if registration is not None:
+        values.update(
+            owner=registration.owner,
+            hostname=registration.hostname,
+            pid=registration.pid,
+            version=registration.version,
+            concurrency=registration.concurrency,
+            interval_seconds=registration.heartbeat_interval_seconds,
+        )
     with dberrors.mapped("heartbeat"):
         if statement_timeout_seconds is None:
-            async with _statement(bind) as conn:
+            async with binds.statement(bind) as conn:
                 rows = (await conn.execute(sql.HEARTBEAT, values)).all()
         else:
-            async with _transaction(bind) as conn:
+            async with binds.transaction(bind) as conn:
                 ms = max(1, int(statement_timeout_seconds * 1000))
                 await conn.execute(sql.BEAT_TIMEOUT, {"ms": str(ms)})
                 rows = (await conn.execute(sql.HEARTBEAT, values)).all()
     extended: set[uuid.UUID] = set()
     busy: set[uuid.UUID] = set()
     lost: set[uuid.UUID] = set()
+    cancelling: set[uuid.UUID] = set()
     for row in rows:
         if row.extended:
             extended.add(row.id)
@@ -358,185 +363,16 @@ async def beat(
             busy.add(row.id)
         else:
             lost.add(row.id)
-    return Beat(frozenset(extended), frozenset(busy), frozenset(lost))
+        if row.cancelling and (row.extended or row.held):
+            cancelling.add(row.id)
+    return Beat(frozenset(extended), frozenset(busy), frozenset(lost), frozenset(cancelling))
 
 
-async def complete(
-    bind: Bind,
-    lease: Lease,
-    *,
-    evidence_status: Mapping[str, Any] | None = None,
-) -> bool:
-    """Mark the job succeeded (fenced). False when the lease was lost."""
-    return lease.job_id in await complete_many(bind, [(lease, evidence_status)])
-
-
-async def complete_many(
-    bind: Bind,
-    items: Sequence[tuple[Lease, Mapping[str, Any] | None]],
-) -> set[uuid.UUID]:
-    """Mark a batch of jobs succeeded in one statement, fenced per lease.
-
-    Each item is ``(lease, evidence_status or None to keep the stored one)``. Returns
-    the ids completed; each other lease is reported as lost.
-    """
-    if not items:
-        return set()
-    params = {
-        "ids": [lease.job_id for lease, _ in items],
-        "tokens": [lease.token for lease, _ in items],
-        "evidence": [_json(evidence) for _, evidence in items],
-    }
-    with dberrors.mapped("complete"):
-        async with _statement(bind) as conn:
-            done = {row.id for row in (await conn.execute(sql.COMPLETE, params)).all()}
-    succeeded = [lease for lease, _ in items if lease.job_id in done]
-    for kind, n in _count_by_kind(succeeded).items():
-        metrics.JOBS_FINISHED.labels(kind=kind, outcome="succeeded").inc(n)
-    for lease, _ in items:
-        if lease.job_id not in done:
-            _lease_lost("complete", lease)
-    return done
-
-
-_OUTCOME = {
-    retry_rules.Action.RETRY: "retried",
-    retry_rules.Action.SNOOZE: "snoozed",
-    retry_rules.Action.FAIL: "failed",
-}
-_STATEMENT = {
-    retry_rules.Action.RETRY: sql.RETRY_LATER,
-    retry_rules.Action.SNOOZE: sql.SNOOZE,
-    retry_rules.Action.FAIL: sql.FAIL,
-}
-
-
-async def fail(
-    bind: Bind,
-    lease: Lease,
-    error: BaseException,
-    *,
-    evidence_status: Mapping[str, Any] | None = None,
-    base_seconds: float,
-    cap_seconds: float,
-    snooze_seconds: float,
-    rng: random.Random | None = None,
-) -> retry_rules.Action | None:
-    """Record a failed attempt (fenced): retry after a backoff, snooze, or fail for good.
-
-    The error is classified (:func:`errors.classify`) and the retry rules decide. Returns
-    the action taken, or None when the lease was lost and nothing was written.
-    """
-    kind, retryable, snooze = errors.classify(error)
-    decision = retry_rules.plan(
-        retryable=retryable,
-        snooze=snooze,
-        attempts=lease.attempts,
-        max_attempts=lease.max_attempts,
-        base_seconds=base_seconds,
-        cap_seconds=cap_seconds,
-        snooze_seconds=snooze_seconds,
-        rng=rng,
-    )
-    delay_seconds = decision.delay_seconds
-    wait_at_least = errors.retry_after(error)
-    if decision.action is not retry_rules.Action.FAIL and wait_at_least is not None:
-        delay_seconds = max(delay_seconds, wait_at_least)  # e.g. a daily cap's window
-    values = {
-        "id": lease.job_id,
-        "token": lease.token,
-        "delay_seconds": delay_seconds,
-        "error": errors.describe(error),
-        "error_kind": kind.value,
-        "evidence": _json(evidence_status),
-    }
-    statement = _STATEMENT[decision.action]
-    if decision.action is retry_rules.Action.FAIL:
-        values.pop("delay_seconds")
-    with dberrors.mapped("fail"):
-        async with _statement(bind) as conn:
-            row = next(iter(await _back_to_pending(conn, statement, values)), None)
-    if row is None:
-        _lease_lost("fail", lease)
-        return None
-    metrics.JOBS_FINISHED.labels(kind=lease.kind, outcome=_OUTCOME[decision.action]).inc()
-    _log.info(
-        "job_attempt_failed",
-        job_id=str(lease.job_id),
-        attempt=lease.attempts,
-        max_attempts=lease.max_attempts,
-        action=decision.action.value,
-        delay_seconds=round(decision.delay_seconds, 3),
-        error_kind=kind.value,
-        error=values["error"],
-    )
-    return decision.action
-
-
-async def release(bind: Bind, leases: Collection[Lease]) -> int:
-    """Shutdown: return the leases' jobs to pending, ready now, attempt refunded (fenced).
-
-    Returns how many were released; the others had already been lost.
-    """
-    if not leases:
-        return 0
-    params = {
-        "ids": [lease.job_id for lease in leases],
-        "tokens": [lease.token for lease in leases],
-        "cancelled_kind": errors.ErrorKind.CANCELLED.value,
-    }
-    with dberrors.mapped("release"):
-        async with _statement(bind) as conn:
-            released = {row.id for row in await _back_to_pending(conn, sql.RELEASE, params)}
-    for lease in leases:
-        if lease.job_id in released:
-            metrics.JOBS_FINISHED.labels(kind=lease.kind, outcome="released").inc()
-        else:
-            _lease_lost("release", lease)
-    return len(released)
-
-
-async def give_up(bind: Bind, leases: Collection[Lease]) -> int:
-    """Hand back jobs whose leases this worker gave up on (its heartbeats could not extend
-    them in time), at once and fenced: ready now, the attempt spent (a job out of attempts
-    fails with kind ``lease_lost``). Returns how many rows changed; the others had
-    already moved on (reclaimed, cancelled or finished)."""
-    if not leases:
-        return 0
-    params = {
-        "ids": [lease.job_id for lease in leases],
-        "tokens": [lease.token for lease in leases],
-        "error_kind": errors.ErrorKind.LEASE_LOST.value,
-    }
-    with dberrors.mapped("give_up"):
-        async with _statement(bind) as conn:
-            rows = await _back_to_pending(conn, sql.GIVE_UP, params)
-    for row in rows:
-        _log.warning("lease_given_up", job_id=str(row.id), status=row.status)
-    return len(rows)
-
-
-def _is_pending_conflict(exc: BaseException) -> bool:
+def is_pending_conflict(exc: BaseException) -> bool:
     """The brand already has a pending job (the db boundary names the violated index)."""
     return isinstance(exc, errors.DatabaseConstraintError) and (
         exc.constraint_name == PENDING_PER_BRAND_INDEX or PENDING_PER_BRAND_INDEX in exc.message
     )
-
-
-async def _back_to_pending(
-    conn: sa_async.AsyncConnection, statement: sa.Executable, values: Mapping[str, Any]
-) -> Sequence[sa.Row[Any]]:
-    """Run a statement that may return running jobs to pending. If a follow-up job of the
-    brand was enqueued while it ran (its insert committed between our snapshot and our
-    index check), the pending index refuses the row: run it once more, and this time the
-    statement sees the follow-up and supersedes the job instead."""
-    try:
-        return (await conn.execute(statement, values)).all()
-    except errors.DatabaseConstraintError as exc:
-        if not _is_pending_conflict(exc):
-            raise
-    # (Inside a caller's transaction the first error aborted it, and this fails as well.)
-    return (await conn.execute(statement, values)).all()
 
 
 async def fence(conn: sa_async.AsyncConnection, lease: Lease) -> None:
@@ -550,7 +386,7 @@ async def fence(conn: sa_async.AsyncConnection, lease: Lease) -> None:
     with dberrors.mapped("fence"):
         row = (await conn.execute(sql.FENCE, {"id": lease.job_id, "token": lease.token})).first()
     if row is None:
-        _lease_lost("fence", lease)
+        note_lease_lost("fence", lease)
         raise errors.LeaseLostError(f"job {lease.job_id}: lease of {lease.owner} was lost")
 
 
@@ -558,49 +394,17 @@ async def fence(conn: sa_async.AsyncConnection, lease: Lease) -> None:
 # Maintenance
 
 
-async def reap(
-    bind: Bind,
-    *,
-    base_seconds: float,
-    cap_seconds: float,
-    limit: int = 1000,
-) -> tuple[int, int]:
-    """Reclaim up to ``limit`` expired leases in one statement: ``(requeued, failed)``.
-
-    Requeued jobs wait a full-jitter backoff; jobs out of attempts fail with the
-    ``lease_lost`` kind. Safe to run from every worker at once.
-    """
-    with dberrors.mapped("reap"):
-        async with _statement(bind) as conn:
-            rows = await _back_to_pending(
-                conn,
-                sql.REAP,
-                {
-                    "limit": limit,
-                    "base_seconds": base_seconds,
-                    "cap_seconds": cap_seconds,
-                    "error_kind": errors.ErrorKind.LEASE_LOST.value,
-                },
-            )
-    failed = sum(1 for row in rows if row.status == statuses.JobStatus.FAILED)
-    requeued = len(rows) - failed
-    if requeued:
-        metrics.REAPED.labels(outcome="requeued").inc(requeued)
-    if failed:
-        metrics.REAPED.labels(outcome="failed").inc(failed)
-    if rows:
-        _log.warning("expired_leases_reaped", requeued=requeued, failed=failed)
-    return requeued, failed
-
-
 async def cancel(bind: Bind, job_id: uuid.UUID) -> JobRow | None:
-    """Cancel a pending or running job; its owner stops at its next heartbeat.
+    """Cancel a job, at once and without waiting behind its page transactions.
 
-    None when the job does not exist; an already cancelled job is returned as it is;
-    a succeeded or failed job raises :class:`errors.UsageError`.
+    A pending job is cancelled. A running job is marked (``cancel_requested_at``) and
+    returned still ``running``: its lease holder stops at its next heartbeat and ends it
+    ``cancelled`` (the reaper does, if the holder is gone). None when the job does not
+    exist; a job already cancelled or marked is returned as it is; a succeeded or failed
+    job raises :class:`errors.UsageError`.
     """
     with dberrors.mapped("cancel"):
-        async with _statement(bind) as conn:
+        async with binds.statement(bind) as conn:
             row = (
                 await conn.execute(
                     sql.CANCEL, {"id": job_id, "error_kind": errors.ErrorKind.CANCELLED.value}
@@ -611,14 +415,14 @@ async def cancel(bind: Bind, job_id: uuid.UUID) -> JobRow | None:
                 if row is None:
                     return None
                 job = JobRow.from_row(row)
-                if job.status != statuses.JobStatus.CANCELLED:
+                if job.status != statuses.JobStatus.CANCELLED and job.cancel_requested_at is None:
                     raise errors.UsageError(
                         f"job {job_id} is {job.status}; only pending or running jobs can be "
                         "cancelled"
                     )
                 return job
     job = JobRow.from_row(row)
-    _log.info("job_cancelled", job_id=str(job_id))
+    _log.info("job_cancelled", job_id=str(job_id), status=job.status)
     return job
 
 
@@ -639,7 +443,7 @@ async def retry(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> JobRow | Non
                     _log.info("job_retried", job_id=str(job_id))
                     return job
     except errors.DatabaseError as exc:
-        if _is_pending_conflict(exc):
+        if is_pending_conflict(exc):
             await _raise_active_conflict(engine, job_id)
         raise
     current = await get(engine, job_id)
@@ -672,7 +476,7 @@ async def _raise_active_conflict(engine: sa_async.AsyncEngine, job_id: uuid.UUID
 
 async def get(bind: Bind, job_id: uuid.UUID) -> JobRow | None:
     with dberrors.mapped("get"):
-        async with _statement(bind) as conn:
+        async with binds.statement(bind) as conn:
             row = (await conn.execute(sql.SELECT_JOB, {"id": job_id})).first()
     return JobRow.from_row(row) if row is not None else None
 
@@ -689,7 +493,7 @@ async def list_jobs(
         known = ", ".join(s.value for s in statuses.JobStatus)
         raise errors.UsageError(f"unknown job status {status!r}; use one of {known}")
     with dberrors.mapped("list_jobs"):
-        async with _statement(bind) as conn:
+        async with binds.statement(bind) as conn:
             rows = (
                 await conn.execute(
                     sql.LIST_JOBS, {"status": status, "brand_id": brand_id, "limit": limit}
@@ -704,7 +508,7 @@ async def stats(bind: Bind) -> dict[str, Any]:
     Every status appears in ``counts``; ages use the database clock.
     """
     with dberrors.mapped("stats"):
-        async with _statement(bind) as conn:
+        async with binds.statement(bind) as conn:
             row = (await conn.execute(sql.STATS)).one()
     counts = {status.value: 0 for status in statuses.JobStatus}
     counts.update({str(k): int(v) for k, v in (row.counts or {}).items()})
@@ -720,7 +524,7 @@ async def depth(bind: Bind) -> dict[str, Any]:
     """``{"pending", "ready", "running", "oldest_ready_age_seconds"}``: the cheap sample of
     the active part of the queue (partial indexes only), for the worker's gauges."""
     with dberrors.mapped("depth"):
-        async with _statement(bind) as conn:
+        async with binds.statement(bind) as conn:
             row = (await conn.execute(sql.DEPTH)).one()
     age = row.oldest_ready_age_seconds
     return {
@@ -743,7 +547,7 @@ async def ready_by_kind(bind: Bind) -> dict[str, KindCounts]:
     """Ready and running jobs per kind (kinds with neither are absent), for the gauges the
     autoscaler reads; "ready" is :data:`sql.READY`."""
     with dberrors.mapped("ready_by_kind"):
-        async with _statement(bind) as conn:
+        async with binds.statement(bind) as conn:
             rows = (await conn.execute(sql.READY_BY_KIND)).all()
     return {str(r.kind): KindCounts(int(r.ready), int(r.running)) for r in rows}
 
@@ -756,7 +560,7 @@ async def prune(bind: Bind, *, older_than: dt.timedelta, batch_size: int = PRUNE
     total = 0
     while True:
         with dberrors.mapped("prune"):
-            async with _statement(bind) as conn:
+            async with binds.statement(bind) as conn:
                 result = await conn.execute(
                     sql.PRUNE,
                     {"older_than_seconds": older_than.total_seconds(), "batch": batch_size},
@@ -773,7 +577,7 @@ async def prune(bind: Bind, *, older_than: dt.timedelta, batch_size: int = PRUNE
 async def has_ready_or_running(bind: Bind, *, kinds: Collection[str] | None = None) -> bool:
     """Is any job (of ``kinds``) ready to claim now, or running anywhere? (``--drain``)"""
     with dberrors.mapped("has_ready_or_running"):
-        async with _statement(bind) as conn:
+        async with binds.statement(bind) as conn:
             busy = (
                 await conn.execute(
                     sql.HAS_READY_OR_RUNNING,
@@ -786,7 +590,7 @@ async def has_ready_or_running(bind: Bind, *, kinds: Collection[str] | None = No
 async def waiting_on_backoff(bind: Bind, *, kinds: Collection[str] | None = None) -> Waiting:
     """How many pending jobs (of ``kinds``) wait on a backoff, and until when (``--drain``)."""
     with dberrors.mapped("waiting_on_backoff"):
-        async with _statement(bind) as conn:
+        async with binds.statement(bind) as conn:
             row = (
                 await conn.execute(
                     sql.WAITING_ON_BACKOFF, {"kinds": None if kinds is None else list(kinds)}

@@ -4,10 +4,14 @@ Rules that every statement here follows:
 
 * Lease times come from the database's ``now()``; Python passes durations in seconds
   (``make_interval(secs => ...)``), never instants.
-* Every write that belongs to a lease holder (heartbeat, complete, retry, snooze,
-  fail, release, evidence, fence) is *fenced*: it matches ``lease_token`` and
-  ``status = 'running'``, so a worker whose lease was reclaimed, cancelled or
-  expired changes nothing. Zero rows is the caller's signal that the lease was lost.
+* Every write that belongs to a lease holder (heartbeat, the end of an attempt,
+  evidence, fence) is *fenced*: it matches ``lease_token`` and ``status = 'running'``,
+  so a worker whose lease was reclaimed or finished changes nothing. Zero rows is the
+  caller's signal that the lease was lost.
+* Every end of an attempt (complete, retry, snooze, fail, cancel, release, give-up,
+  reap, hand-back) goes through one template (:func:`_ending`): it moves the job on and
+  records the attempt in ``job_attempts`` in the same statement, so history and state
+  never disagree.
 * Multi-row writes are set-based, over rows picked with ``SKIP LOCKED``: concurrent
   workers never wait on each other's rows, and nothing is done as a read-modify-write
   loop in Python.
@@ -42,6 +46,22 @@ contract column (``jobs.lease_expires_at``) and doubles every lease write. The k
 design changes one lock clause and adds one index; the integration tests pin the
 PostgreSQL behaviour it relies on (a token change waits for the fence, a heartbeat
 does not).
+
+Heap-only heartbeats, and a claim that never walks deferred rows
+---------------------------------------------------------------
+A heartbeat writes ``lease_expires_at`` and ``updated_at`` only. No index contains either
+column (``db/tables.py``; a test reads the catalog), so PostgreSQL can make every beat a
+heap-only (HOT) update: one new tuple on the same page (fillfactor 70 leaves the room)
+and no index entry at all. The reaper walks ``ix_jobs_running_owner`` (running rows
+only, a few per worker slot) and filters on the expiry.
+
+A pending job that waits on a backoff or a snooze is ``deferred``: it is not in
+``ix_jobs_claimable`` but in ``ix_jobs_deferred`` (by ``available_at``), so a claim that
+does not fill its batch stops at the last ready row instead of walking every waiting
+one. :data:`PROMOTE` makes deferred rows ready once they are due (a maintenance loop,
+as River's and Oban's schedulers do) and announces them. To the outside a deferred job
+is still ``pending``.
+
 * Parameters are cast in SQL and JSON travels as text cast to ``jsonb``, so the
   statements do not depend on driver type inference.
 * The result columns are typed with the table's own columns, so rows come back
@@ -78,6 +98,12 @@ JOB_COLUMNS = (
     "finished_at",
     "created_at",
     "updated_at",
+    "claims",
+    "attempt_started_at",
+    "interruptions",
+    "snoozes",
+    "deferred",
+    "cancel_requested_at",
 )
 
 # The columns a worker needs to run a job it has claimed.
@@ -90,6 +116,7 @@ LEASE_COLUMNS = (
     "attempts",
     "max_attempts",
     "params",
+    "claims",
 )
 
 
@@ -108,14 +135,16 @@ _FINISHED = "('succeeded', 'failed', 'cancelled')"
 # ---------------------------------------------------------------------------------------
 # Enqueue
 
-# Insert one job and announce it, or coalesce into the brand's *pending* job of this kind,
-# in one statement (one round trip, one transaction). The conflict target repeats the
+# Insert one job and announce it, or fold the request into the brand's *pending* job of this
+# kind, in one statement (one round trip, one transaction). The conflict target repeats the
 # predicate of uq_jobs_pending_per_brand so PostgreSQL infers that index; a running job of
 # the brand does not conflict, so enqueueing while it runs creates one follow-up job (and a
-# second enqueue coalesces into that follow-up). Coalescing merges force_refresh with OR and
-# changes nothing else. `inserted` (xmax = 0 on the returned row version) tells a new row
-# from a coalesced one; only a new row is announced. The NOTIFY goes out on commit, never for
-# a rolled-back insert; the scalar subquery over `notified` is what makes PostgreSQL run it.
+# second enqueue folds into that follow-up). Folding never drops what was asked: it takes
+# the strongest of both requests (force_refresh OR'ed, the lower priority value, the most
+# attempts left) and resets the pending job's backoff (ready now). `inserted` (xmax = 0 on
+# the returned row version) tells a new row from a folded one. Both are announced (a folded
+# job may have just become ready); the NOTIFY goes out on commit, never for a rolled-back
+# insert; the scalar subquery over `notified` is what makes PostgreSQL run it.
 ENQUEUE = sa.text(
     f"""
     WITH upserted AS (
@@ -131,11 +160,16 @@ ENQUEUE = sa.text(
                     THEN j.params || '{{"force_refresh": true}}'::jsonb
                 ELSE j.params
             END,
+            priority = least(j.priority, EXCLUDED.priority),
+            max_attempts = j.attempts
+                + greatest(j.max_attempts - j.attempts, EXCLUDED.max_attempts),
+            available_at = least(j.available_at, now()),
+            deferred = false,
             updated_at = now()
         RETURNING {_JOB}, (j.xmax = 0) AS inserted
     ),
     notified AS (
-        SELECT pg_notify('{CHANNEL}', u.kind) FROM upserted AS u WHERE u.inserted
+        SELECT pg_notify('{CHANNEL}', u.kind) FROM upserted AS u
     )
     SELECT {_select_list(JOB_COLUMNS, "u")}, u.inserted,
            (SELECT count(*) FROM notified) AS notified
@@ -182,24 +216,26 @@ NOTIFY = sa.text(f"SELECT pg_notify('{CHANNEL}', CAST(:kind AS text))")
 # A job that goes back to pending while its brand already has a pending follow-up job
 # (enqueued while it ran) would make two pending jobs of the brand: the follow-up, which
 # lists the brand's sources afresh, supersedes it, so it ends as cancelled instead, its
-# error kept with a note. The statements that return a running job to pending (retry,
-# snooze, release, reap, give-up) all use these expressions over the alias j.
+# error kept with a note, and what it was asked for (force_refresh, priority, attempts
+# left) is merged into the follow-up, whose backoff is reset (see _ending).
 _SUPERSEDED = (
     "EXISTS (SELECT 1 FROM jobs AS s WHERE s.kind = j.kind AND s.brand_id = j.brand_id"
     " AND s.status = 'pending' AND s.id <> j.id)"
 )
-_BACK_TO_PENDING = f"CASE WHEN {_SUPERSEDED} THEN 'cancelled' ELSE 'pending' END"
-_FINISHED_IF_SUPERSEDED = f"CASE WHEN {_SUPERSEDED} THEN now() END"
 SUPERSEDED_NOTE = "; superseded by the brand's pending follow-up job"
-_NOTE_IF_SUPERSEDED = (
-    f"CASE WHEN {_SUPERSEDED} THEN '{SUPERSEDED_NOTE.replace(chr(39), chr(39) * 2)}' ELSE '' END"
-)
+CANCELLED_NOTE = "; cancelled by an operator"
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
 
 # ---------------------------------------------------------------------------------------
 # The lease holder's statements
 
-# Claim up to :limit ready jobs in one statement. The CTE walks ix_jobs_claimable in claim
-# order and skips rows another claimer has locked, so concurrent workers get disjoint
+# Claim up to :limit ready jobs in one statement. The CTE walks ix_jobs_claimable (ready
+# rows only: deferred ones are not in it) in claim order and skips rows another claimer
+# has locked, so concurrent workers get disjoint
 # batches without waiting. A follow-up job whose brand's job still runs is passed over (one
 # probe of uq_jobs_running_per_brand per candidate row; brand-less jobs match nothing), so
 # the claim never trips that index and the batch stays one index walk. Each claimed row
@@ -207,12 +243,13 @@ _NOTE_IF_SUPERSEDED = (
 # now(). The UPDATE finds the picked rows with `id = ANY(ARRAY(...))`, primary-key lookups
 # whatever the statistics say: joined as `FROM picked WHERE j.id = picked.id`, the planner
 # hashed the picked ids and scanned the whole table once it held a few tens of thousands
-# of rows, so a claim's cost grew with the finished jobs kept (tests read the plan).
+# of rows, so a claim's cost grew with the finished jobs kept (tests read the plan). Each
+# claim numbers its attempt (claims + 1: job_attempts.number, Lease.attempt_number).
 CLAIM = _typed(
     f"""
     WITH picked AS (
         SELECT id FROM jobs
-        WHERE status = 'pending' AND available_at <= now()
+        WHERE status = 'pending' AND NOT deferred AND available_at <= now()
           AND (CAST(:kinds AS text[]) IS NULL OR kind = ANY(CAST(:kinds AS text[])))
           AND NOT EXISTS (
               SELECT 1 FROM jobs AS r
@@ -225,10 +262,12 @@ CLAIM = _typed(
     UPDATE jobs AS j
     SET status = 'running',
         attempts = j.attempts + 1,
+        claims = j.claims + 1,
         lease_owner = CAST(:owner AS text),
         lease_token = gen_random_uuid(),
         lease_expires_at = now() + make_interval(secs => CAST(:lease_seconds AS double precision)),
         started_at = coalesce(j.started_at, now()),
+        attempt_started_at = now(),
         updated_at = now()
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING {_LEASE}
@@ -252,13 +291,17 @@ CLAIM_PLANNER = sa.text("SET LOCAL enable_bitmapscan = off")
 # the setting when it plans the statement, before any of the statement runs.)
 CLAIM_PLANNER_SESSION = sa.text("SET enable_bitmapscan = off")
 
-# Extend every lease a process holds, in one statement. (id, token) pairs are matched as
-# pairs (unnest of two arrays), and only running rows are extended. FOR NO KEY UPDATE does
-# not conflict with the fence's FOR KEY SHARE, so the holder's own page transactions never
-# block it. Rows locked FOR UPDATE right now (a takeover, cancel or the holder's own final
-# write in progress) are skipped rather than waited for, so one busy row never stalls the
-# others; the final SELECT reports, per pair, whether it was extended and whether the row,
-# as of this statement's snapshot, is still ours (held but not extended = busy).
+# Extend every lease a process holds, in one statement, and mark the process alive in
+# `workers`. (id, token) pairs are matched as pairs (unnest of two arrays), and only running
+# rows are extended. FOR NO KEY UPDATE does not conflict with the fence's FOR KEY SHARE, so
+# the holder's own page transactions never block it. Rows locked FOR UPDATE right now (a
+# takeover or the holder's own final write in progress) are skipped rather than waited for,
+# so one busy row never stalls the others; the final SELECT reports, per pair, whether it
+# was extended, whether the row, as of this statement's snapshot, is still ours (held but
+# not extended = busy), and whether an operator asked to cancel it. The beat writes only
+# lease_expires_at and updated_at, which no index contains: a heap-only (HOT) update.
+# `registered` upserts the process's row in `workers` (its own statement's CTE: a beat
+# stays one statement; a data-modifying CTE runs whether or not the SELECT reads it).
 HEARTBEAT = sa.text(
     """
     WITH held AS (
@@ -279,150 +322,196 @@ HEARTBEAT = sa.text(
             updated_at = now()
         FROM locked
         WHERE j.id = locked.id
-        RETURNING j.id, j.lease_token AS token
+        RETURNING j.id, j.lease_token AS token, j.cancel_requested_at IS NOT NULL AS cancelling
+    ),
+    registered AS (
+        INSERT INTO workers AS w
+            (owner, hostname, pid, version, concurrency, heartbeat_interval_seconds)
+        SELECT CAST(:owner AS text), CAST(:hostname AS text), CAST(:pid AS integer),
+               CAST(:version AS text), CAST(:concurrency AS integer),
+               CAST(:interval_seconds AS double precision)
+        WHERE CAST(:owner AS text) IS NOT NULL
+        ON CONFLICT (owner) DO UPDATE SET last_beat_at = now(), stopped_at = NULL
+        RETURNING 1
     )
     SELECT h.id,
            e.id IS NOT NULL AS extended,
            EXISTS (
                SELECT 1 FROM jobs AS j
                WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
-           ) AS held
+           ) AS held,
+           coalesce(e.cancelling, EXISTS (
+               SELECT 1 FROM jobs AS j
+               WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
+                 AND j.cancel_requested_at IS NOT NULL
+           )) AS cancelling
     FROM held AS h
     LEFT JOIN extended AS e ON e.id = h.id AND e.token = h.token
     """
-).columns(tables.jobs.c.id, sa.column("extended", sa.Boolean), sa.column("held", sa.Boolean))
+).columns(
+    tables.jobs.c.id,
+    sa.column("extended", sa.Boolean),
+    sa.column("held", sa.Boolean),
+    sa.column("cancelling", sa.Boolean),
+)
 
-# Mark a batch of jobs succeeded, fenced per (id, token) pair. :evidence holds one JSON text
-# per job, or NULL to keep the stored evidence_status. Returns the ids actually completed.
-COMPLETE = _typed(
-    """
-    WITH done AS (
-        SELECT d.id, d.token, CAST(d.evidence AS jsonb) AS evidence
-        FROM unnest(
-            CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]), CAST(:evidence AS text[])
-        ) AS d(id, token, evidence)
+# ---------------------------------------------------------------------------------------
+# The end of an attempt
+#
+# One template ends attempts, whatever ended them. Its input (the CTE `e`) is one row per
+# attempt: the job id and lease token it holds, how the attempt ended (`outcome`, a
+# domain.statuses.AttemptOutcome), the error (kind and message) to keep, the delay before
+# the job is ready again (when it goes back to pending), whether the caller decided to
+# fail it for good (`terminal`), and evidence_status (JSON text, or NULL to keep the
+# stored one). From that and the row, in one statement:
+#
+# * the job's next status: succeeded; cancelled when cancelled (by the lease holder, or as
+#   asked by an operator: cancel_requested_at, whatever else ended the attempt, unless it
+#   succeeded); failed when the caller said so or a cap is hit (the :max_interruptions-th
+#   interruption, the :max_snoozes-th snooze); cancelled when superseded by the brand's
+#   pending follow-up; else pending, after the delay (deferred when the delay is not 0);
+# * refunds: a snooze, a release, a give-up, a reap and a hand-back give the attempt back
+#   (`attempts` counts only attempts a handler spent). Releases, give-ups and reaps count
+#   as `interruptions`, snoozes as `snoozes`, each against its own cap, so a job that keeps
+#   wedging its worker ends failed with that reason instead of looping for ever;
+# * the attempt's row in job_attempts (number = claims, the owner, its start, its end, its
+#   outcome, the job's status after it, the error); last_error and last_error_kind keep
+#   the last real error (a success, and a release or hand-back that goes back to pending,
+#   leave them as they are);
+# * a superseded job's request merged into its follow-up (force_refresh OR'ed, the lower
+#   priority value, the most attempts left; backoff reset).
+#
+# Fenced: only rows still running under the given token change. Returns (id, status) of
+# each job that moved on.
+_INTERRUPTED = "('released', 'given_up', 'reaped')"
+_REFUNDED = "('snoozed', 'released', 'given_up', 'reaped', 'handed_back')"
+_CANCEL_ASKED = "(e.outcome = 'cancelled' OR j.cancel_requested_at IS NOT NULL)"
+_INTERRUPTION_CAP = (
+    f"(e.outcome IN {_INTERRUPTED} AND j.interruptions + 1 >= CAST(:max_interruptions AS integer))"
+)
+_SNOOZE_CAP = "(e.outcome = 'snoozed' AND j.snoozes + 1 >= CAST(:max_snoozes AS integer))"
+# An operator's cancel wins over whatever the attempt ended with, a success included: the
+# run ledger aborts a cancelled job's runs at once, so a "success" after the cancel holds
+# only what those runs had paid for (its evidence status is kept on the cancelled job).
+_NEXT_STATUS = f"""(CASE
+            WHEN {_CANCEL_ASKED} THEN 'cancelled'
+            WHEN e.outcome = 'succeeded' THEN 'succeeded'
+            WHEN e.terminal OR {_INTERRUPTION_CAP} OR {_SNOOZE_CAP} THEN 'failed'
+            WHEN {_SUPERSEDED} THEN 'cancelled'
+            ELSE 'pending'
+        END)"""
+# What the stored error gets appended, in the same order as _NEXT_STATUS decides.
+_NOTE = f"""(CASE
+            WHEN e.outcome = 'succeeded' AND j.cancel_requested_at IS NOT NULL
+                THEN 'cancelled by an operator after its attempt had done its work'
+            WHEN e.outcome IN ('succeeded', 'cancelled') THEN ''
+            WHEN j.cancel_requested_at IS NOT NULL THEN {_quoted(CANCELLED_NOTE)}
+            WHEN e.terminal THEN ''
+            WHEN {_INTERRUPTION_CAP} THEN '; interrupted ' || (j.interruptions + 1)
+                || ' times (released, given up or reaped), the cap: the job keeps wedging'
+                || ' its worker'
+            WHEN {_SNOOZE_CAP} THEN '; snoozed ' || (j.snoozes + 1) || ' times, the cap'
+            WHEN {_SUPERSEDED} THEN {_quoted(SUPERSEDED_NOTE)}
+            ELSE ''
+        END)"""
+
+
+def _keeps_last_error(status: str) -> str:
+    """True where the job keeps its stored last_error: a success (not overruled by a
+    cancel), or a release or hand-back that puts it back to pending (nothing went wrong
+    with the job itself)."""
+    return (
+        f"((e.outcome = 'succeeded' AND {status} = 'succeeded')"
+        f" OR (e.outcome IN ('released', 'handed_back')"
+        f" AND {status} = 'pending'))"
     )
-    UPDATE jobs AS j
-    SET status = 'succeeded',
-        finished_at = now(),
-        lease_token = NULL,
-        lease_expires_at = NULL,
-        evidence_status = coalesce(done.evidence, j.evidence_status),
-        updated_at = now()
-    FROM done
-    WHERE j.id = done.id AND j.lease_token = done.token AND j.status = 'running'
-    RETURNING j.id
-    """,
-    ("id",),
-)
 
-# A retryable failure: back to pending after :delay_seconds (the full-jitter backoff the
-# caller computed); the attempt stays spent. Fenced.
-RETRY_LATER = _typed(
-    f"""
-    UPDATE jobs AS j
-    SET status = {_BACK_TO_PENDING},
-        available_at = now() + make_interval(secs => CAST(:delay_seconds AS double precision)),
-        finished_at = {_FINISHED_IF_SUPERSEDED},
-        lease_token = NULL,
-        lease_expires_at = NULL,
-        last_error = CAST(:error AS text) || {_NOTE_IF_SUPERSEDED},
-        last_error_kind = CAST(:error_kind AS text),
-        evidence_status = coalesce(CAST(:evidence AS jsonb), j.evidence_status),
-        updated_at = now()
-    WHERE j.id = CAST(:id AS uuid) AND j.lease_token = CAST(:token AS uuid)
-      AND j.status = 'running'
-    RETURNING j.id
-    """,
-    ("id",),
-)
 
-# "Not now" (rate limited, Apify concurrency or memory limit): back to pending after
-# :delay_seconds with the attempt refunded, so waiting never exhausts max_attempts. Fenced.
-SNOOZE = _typed(
-    f"""
-    UPDATE jobs AS j
-    SET status = {_BACK_TO_PENDING},
-        available_at = now() + make_interval(secs => CAST(:delay_seconds AS double precision)),
-        finished_at = {_FINISHED_IF_SUPERSEDED},
-        attempts = greatest(j.attempts - 1, 0),
-        lease_token = NULL,
-        lease_expires_at = NULL,
-        last_error = CAST(:error AS text) || {_NOTE_IF_SUPERSEDED},
-        last_error_kind = CAST(:error_kind AS text),
-        evidence_status = coalesce(CAST(:evidence AS jsonb), j.evidence_status),
-        updated_at = now()
-    WHERE j.id = CAST(:id AS uuid) AND j.lease_token = CAST(:token AS uuid)
-      AND j.status = 'running'
-    RETURNING j.id
-    """,
-    ("id",),
-)
-
-# Terminal failure (permanent error, or attempts exhausted), keeping the error. Fenced.
-FAIL = _typed(
+def _ending(source: str, *, recheck: str = "") -> sa.TextualSelect:
+    """The statement that ends the attempts ``source`` selects (columns: id, token,
+    outcome, error, error_kind, delay_seconds, terminal, evidence); ``recheck`` adds to
+    the fenced WHERE (re-evaluated on the row version the UPDATE locks)."""
+    return sa.text(
+        f"""
+    WITH e AS ({source}),
+    ended AS (
+        UPDATE jobs AS j
+        SET status = {_NEXT_STATUS},
+            available_at = CASE WHEN {_NEXT_STATUS} = 'pending'
+                THEN now() + make_interval(secs => e.delay_seconds)
+                ELSE j.available_at END,
+            deferred = {_NEXT_STATUS} = 'pending' AND e.delay_seconds > 0,
+            finished_at = CASE WHEN {_NEXT_STATUS} = 'pending' THEN j.finished_at
+                ELSE now() END,
+            attempts = CASE WHEN e.outcome IN {_REFUNDED}
+                THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
+            interruptions = j.interruptions
+                + CASE WHEN e.outcome IN {_INTERRUPTED} THEN 1 ELSE 0 END,
+            snoozes = j.snoozes + CASE WHEN e.outcome = 'snoozed' THEN 1 ELSE 0 END,
+            lease_token = NULL,
+            lease_expires_at = NULL,
+            last_error = CASE WHEN {_keeps_last_error(_NEXT_STATUS)} THEN j.last_error
+                ELSE nullif(coalesce(e.error, '') || {_NOTE}, '') END,
+            last_error_kind = CASE WHEN {_keeps_last_error(_NEXT_STATUS)} THEN j.last_error_kind
+                WHEN {_CANCEL_ASKED} THEN 'cancelled'
+                ELSE e.error_kind END,
+            evidence_status = coalesce(CAST(e.evidence AS jsonb), j.evidence_status),
+            updated_at = now()
+        FROM e
+        WHERE j.id = e.id AND j.lease_token = e.token AND j.status = 'running' {recheck}
+        RETURNING j.id, j.kind, j.brand_id, j.status, j.claims, j.lease_owner,
+                  j.attempt_started_at, j.priority, j.params,
+                  j.max_attempts - j.attempts AS attempts_left,
+                  j.status = 'cancelled' AND e.outcome <> 'cancelled'
+                      AND j.cancel_requested_at IS NULL AS superseded,
+                  e.outcome,
+                  CASE WHEN {_keeps_last_error("j.status")} THEN e.error_kind
+                      ELSE j.last_error_kind END AS error_kind,
+                  CASE WHEN {_keeps_last_error("j.status")} THEN e.error
+                      ELSE j.last_error END AS error
+    ),
+    recorded AS (
+        INSERT INTO job_attempts
+            (job_id, number, owner, started_at, outcome, job_status, error_kind, error)
+        SELECT x.id, x.claims, coalesce(x.lease_owner, 'unknown worker'),
+               coalesce(x.attempt_started_at, now()), x.outcome, x.status, x.error_kind,
+               x.error
+        FROM ended AS x
+        ON CONFLICT (job_id, number) DO NOTHING
+    ),
+    merged AS (
+        UPDATE jobs AS f
+        SET params = CASE
+                WHEN x.params -> 'force_refresh' = 'true'::jsonb
+                    THEN f.params || '{{"force_refresh": true}}'::jsonb
+                ELSE f.params
+            END,
+            priority = least(f.priority, x.priority),
+            max_attempts = f.attempts + greatest(f.max_attempts - f.attempts, x.attempts_left),
+            available_at = least(f.available_at, now()),
+            deferred = false,
+            updated_at = now()
+        FROM ended AS x
+        WHERE x.superseded AND f.kind = x.kind AND f.brand_id = x.brand_id
+          AND f.status = 'pending' AND f.id <> x.id
+    )
+    SELECT x.id, x.status FROM ended AS x
     """
-    UPDATE jobs
-    SET status = 'failed',
-        finished_at = now(),
-        lease_token = NULL,
-        lease_expires_at = NULL,
-        last_error = CAST(:error AS text),
-        last_error_kind = CAST(:error_kind AS text),
-        evidence_status = coalesce(CAST(:evidence AS jsonb), evidence_status),
-        updated_at = now()
-    WHERE id = CAST(:id AS uuid) AND lease_token = CAST(:token AS uuid) AND status = 'running'
-    RETURNING id
-    """,
-    ("id",),
-)
+    ).columns(tables.jobs.c.id, tables.jobs.c.status)
 
-# Shutdown: hand the given leases back at once, ready now, with the interrupted attempt
-# refunded, so no job waits for its lease to expire after a deploy. Fenced per pair.
-RELEASE = _typed(
-    f"""
-    UPDATE jobs AS j
-    SET status = {_BACK_TO_PENDING},
-        available_at = now(),
-        finished_at = {_FINISHED_IF_SUPERSEDED},
-        attempts = greatest(j.attempts - 1, 0),
-        lease_token = NULL,
-        lease_expires_at = NULL,
-        last_error = CASE WHEN {_SUPERSEDED}
-            THEN 'released at shutdown' || {_NOTE_IF_SUPERSEDED} ELSE j.last_error END,
-        last_error_kind = CASE WHEN {_SUPERSEDED}
-            THEN CAST(:cancelled_kind AS text) ELSE j.last_error_kind END,
-        updated_at = now()
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[])) AS r(id, token)
-    WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'running'
-    RETURNING j.id
-    """,
-    ("id",),
-)
 
-# A lease holder gives a job up (its heartbeat could not extend the lease in time): hand it
-# back at once, fenced per pair, instead of letting it wait for expiry and the reaper. The
-# attempt stays spent (unlike RELEASE at shutdown); a job out of attempts fails with the
-# lease_lost kind, as the reaper would fail it.
-GIVE_UP = sa.text(
-    f"""
-    UPDATE jobs AS j
-    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE {_BACK_TO_PENDING} END,
-        available_at = CASE WHEN j.attempts >= j.max_attempts THEN j.available_at ELSE now() END,
-        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now()
-            ELSE {_FINISHED_IF_SUPERSEDED} END,
-        lease_token = NULL,
-        lease_expires_at = NULL,
-        last_error = 'lease of ' || coalesce(j.lease_owner, 'unknown worker')
-            || ' given up during attempt ' || j.attempts
-            || ': heartbeats could not extend it in time' || {_NOTE_IF_SUPERSEDED},
-        last_error_kind = CAST(:error_kind AS text),
-        updated_at = now()
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[])) AS r(id, token)
-    WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'running'
-    RETURNING j.id, j.status
+# The lease holder ends its own attempts, one row per (id, token) pair: complete (a batch
+# at a time), fail/retry/snooze, cancel (as an operator asked), release at shutdown, give up.
+END = _ending(
     """
-).columns(tables.jobs.c.id, tables.jobs.c.status)
+        SELECT * FROM unnest(
+            CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]), CAST(:outcomes AS text[]),
+            CAST(:errors AS text[]), CAST(:error_kinds AS text[]),
+            CAST(:delays AS double precision[]), CAST(:terminal AS boolean[]),
+            CAST(:evidence AS text[])
+        ) AS e(id, token, outcome, error, error_kind, delay_seconds, terminal, evidence)
+    """
+)
 
 # The pipeline's fence, inside its own transaction: the row must still be ours. FOR KEY
 # SHARE lets a job's concurrent source transactions and its heartbeat proceed together,
@@ -444,72 +533,122 @@ BEAT_TIMEOUT = sa.text("SELECT set_config('statement_timeout', CAST(:ms AS text)
 # ---------------------------------------------------------------------------------------
 # Maintenance
 
-# Reclaim expired leases in one set-based statement. Rows are locked with SKIP LOCKED, and
-# the outer WHERE re-checks status and expiry on the locked row version, so a job that was
-# completed or heartbeated after the scan began is left alone. Jobs with attempts left go
-# back to pending after a full-jitter backoff computed here
-# (random() * least(cap, base * 2^(attempts-1))), so a job that crashes its worker every
-# time cannot loop hot; exhausted jobs fail with the lease_lost kind.
-REAP = sa.text(
-    f"""
-    WITH expired AS (
-        SELECT id FROM jobs
-        WHERE status = 'running' AND lease_expires_at < now()
-        ORDER BY lease_expires_at
+# Reclaim expired leases in one set-based statement (the _ending template). Rows are locked
+# with SKIP LOCKED, and the fenced UPDATE re-checks status, token and expiry on the locked
+# row version, so a job that was completed or heartbeated after the scan began is left
+# alone. A reap is an interruption: the attempt is refunded, and the job waits a backoff
+# computed here (the worker's formula with its jitter floor: uniform over
+# [floor * ceiling, ceiling], ceiling = least(cap, base * 2^(interruptions so far))), so a
+# job that crashes its worker every time cannot loop hot; its :max_interruptions-th
+# interruption fails it.
+REAP = _ending(
+    """
+        SELECT j.id, j.lease_token AS token, 'reaped'::text AS outcome,
+               'lease of ' || coalesce(j.lease_owner, 'unknown worker')
+                   || ' expired during attempt ' || j.claims AS error,
+               CAST(:error_kind AS text) AS error_kind,
+               (CAST(:floor AS double precision)
+                   + (1.0 - CAST(:floor AS double precision)) * random())
+                 * least(
+                     CAST(:cap_seconds AS double precision),
+                     CAST(:base_seconds AS double precision)
+                         * power(2.0, least(j.interruptions, 60))
+                 ) AS delay_seconds,
+               false AS terminal, NULL::text AS evidence
+        FROM jobs AS j
+        WHERE j.status = 'running' AND j.lease_expires_at < now()
+        ORDER BY j.lease_expires_at
         LIMIT CAST(:limit AS integer)
         FOR UPDATE SKIP LOCKED
-    )
-    UPDATE jobs AS j
-    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE {_BACK_TO_PENDING} END,
-        available_at = CASE
-            WHEN j.attempts >= j.max_attempts THEN j.available_at
-            ELSE now() + make_interval(secs => random() * least(
-                CAST(:cap_seconds AS double precision),
-                CAST(:base_seconds AS double precision)
-                    * power(2.0, least(greatest(j.attempts, 1) - 1, 60))
-            ))
-        END,
-        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now()
-            ELSE {_FINISHED_IF_SUPERSEDED} END,
-        lease_token = NULL,
-        lease_expires_at = NULL,
-        last_error = 'lease of ' || coalesce(j.lease_owner, 'unknown worker')
-            || ' expired during attempt ' || j.attempts || {_NOTE_IF_SUPERSEDED},
-        last_error_kind = CAST(:error_kind AS text),
-        updated_at = now()
-    FROM expired
-    WHERE j.id = expired.id AND j.status = 'running' AND j.lease_expires_at < now()
-    RETURNING j.id, j.status
-    """
-).columns(tables.jobs.c.id, tables.jobs.c.status)
+    """,
+    recheck="AND j.lease_expires_at < now()",
+)
 
-# Operator cancel of a pending or running job. Clearing the token makes the owner's next
-# heartbeat miss, so it cancels the handler and writes nothing more. The NOTIFY, delivered
-# when the cancel commits, wakes the run ledger (db/ledger.py), which aborts the job's runs.
+# Hand back, at once and with the attempt refunded, every running row this worker owns but
+# does not hold: a claim whose answer was lost (the connection dropped after the COMMIT, or
+# the claim was cancelled) left them running with no task and no heartbeat, and they would
+# otherwise wait for their lease to expire and the reaper. :held lists every token the
+# process still holds or is still writing for (worker/tasks.py); the caller makes sure no
+# claim is in flight meanwhile. Found by owner on ix_jobs_running_owner.
+HAND_BACK = _ending(
+    """
+        SELECT j.id, j.lease_token AS token, 'handed_back'::text AS outcome,
+               'handed back by ' || j.lease_owner || ': the claim''s answer never reached'
+                   || ' it, so no handler ran' AS error,
+               CAST(:error_kind AS text) AS error_kind,
+               0.0::double precision AS delay_seconds, false AS terminal, NULL::text AS evidence
+        FROM jobs AS j
+        WHERE j.status = 'running' AND j.lease_owner = CAST(:owner AS text)
+          AND NOT (j.lease_token = ANY(CAST(:held AS uuid[])))
+        FOR UPDATE SKIP LOCKED
+    """
+)
+
+# Make up to :limit deferred jobs ready once their backoff or snooze is over (walks
+# ix_jobs_deferred up to now(), so it costs nothing while none is due), and announce them
+# on the queue's channel, one NOTIFY per kind. available_at and updated_at stay as they
+# are (the claim orders by available_at).
+PROMOTE = sa.text(
+    f"""
+    WITH due AS (
+        SELECT id FROM jobs
+        WHERE status = 'pending' AND deferred AND available_at <= now()
+        ORDER BY available_at
+        LIMIT CAST(:limit AS integer)
+        FOR UPDATE SKIP LOCKED
+    ),
+    promoted AS (
+        UPDATE jobs AS j SET deferred = false
+        WHERE j.id = ANY(ARRAY(SELECT id FROM due)) AND j.status = 'pending' AND j.deferred
+        RETURNING j.kind
+    ),
+    notified AS (
+        SELECT pg_notify('{CHANNEL}', k.kind) FROM (SELECT DISTINCT kind FROM promoted) AS k
+    )
+    SELECT (SELECT count(*) FROM promoted) AS promoted,
+           (SELECT count(*) FROM notified) AS notified
+    """
+).columns(sa.column("promoted", sa.BigInteger), sa.column("notified", sa.BigInteger))
+
+# An operator's cancel, in one statement that never waits behind a lease holder's page
+# transactions: it changes no key column (lease_token stays), so it locks FOR NO KEY
+# UPDATE, which the fence's FOR KEY SHARE does not block. A pending job is cancelled at
+# once. A running job is only marked (cancel_requested_at): its lease holder stops at its
+# next heartbeat and ends it cancelled (through _ending), or the reaper does if the holder
+# is gone. A job already cancelled or marked matches nothing (the caller reads it back).
+# The NOTIFY, delivered when the cancel commits, wakes the run ledger (db/ledger.py),
+# which aborts the job's runs at once: a run of a job whose cancel was requested is no
+# longer followed by it.
 CANCEL = _typed(
     f"""
     UPDATE jobs AS j
-    SET status = 'cancelled',
-        finished_at = now(),
-        lease_token = NULL,
-        lease_expires_at = NULL,
-        last_error_kind = CAST(:error_kind AS text),
+    SET status = CASE WHEN j.status = 'pending' THEN 'cancelled' ELSE j.status END,
+        finished_at = CASE WHEN j.status = 'pending' THEN now() ELSE j.finished_at END,
+        last_error_kind = CASE WHEN j.status = 'pending' THEN CAST(:error_kind AS text)
+            ELSE j.last_error_kind END,
+        cancel_requested_at = now(),
         updated_at = now()
     WHERE j.id = CAST(:id AS uuid) AND j.status IN ('pending', 'running')
+      AND j.cancel_requested_at IS NULL
     RETURNING {_JOB}, pg_notify('{ledger.CHANNEL}', CAST(j.id AS text)) IS NULL AS ledger_woken
     """,
     JOB_COLUMNS,
 )
 
-# Operator retry of a failed or cancelled job: pending, ready now, attempts reset. May
-# violate uq_jobs_pending_per_brand when the brand already has a pending job of the kind
-# (with a running one it becomes that job's follow-up).
+# Operator retry of a failed or cancelled job: pending, ready now, attempts and both caps'
+# counters reset (the attempt numbers go on). May violate uq_jobs_pending_per_brand when the
+# brand already has a pending job of the kind (with a running one it becomes that job's
+# follow-up).
 RETRY_JOB = _typed(
     f"""
     UPDATE jobs AS j
     SET status = 'pending',
         available_at = now(),
+        deferred = false,
         attempts = 0,
+        interruptions = 0,
+        snoozes = 0,
+        cancel_requested_at = NULL,
         finished_at = NULL,
         lease_token = NULL,
         lease_expires_at = NULL,
@@ -643,6 +782,108 @@ WAITING_ON_BACKOFF = sa.text(
       AND (CAST(:kinds AS text[]) IS NULL OR kind = ANY(CAST(:kinds AS text[])))
     """
 ).columns(sa.column("waiting", sa.BigInteger), tables.jobs.c.available_at.label("next_at"))
+
+# ---------------------------------------------------------------------------------------
+# History and the worker registry
+
+# The ended attempts of one job, oldest first (the running one is the job row itself).
+ATTEMPTS = sa.text(
+    """
+    SELECT a.number, a.owner, a.started_at, a.ended_at, a.outcome, a.job_status,
+           a.error_kind, a.error
+    FROM job_attempts AS a
+    WHERE a.job_id = CAST(:id AS uuid)
+    ORDER BY a.number
+    """
+).columns(
+    *(
+        tables.job_attempts.c[name]
+        for name in (
+            "number",
+            "owner",
+            "started_at",
+            "ended_at",
+            "outcome",
+            "job_status",
+            "error_kind",
+            "error",
+        )
+    )
+)
+
+# The Apify runs of one job, by the attempt that created them (ix_apify_runs_job_source).
+RUNS_OF_JOB = sa.text(
+    """
+    SELECT r.job_attempt, r.id, r.apify_run_id, r.source_connection_id, r.actor_id, r.account,
+           r.status, r.started_at, r.finished_at, r.usage_total_usd, r.error_kind,
+           r.error_summary
+    FROM apify_runs AS r
+    WHERE r.job_id = CAST(:id AS uuid)
+    ORDER BY r.created_at, r.id
+    """
+).columns(
+    *(
+        tables.apify_runs.c[name]
+        for name in (
+            "job_attempt",
+            "id",
+            "apify_run_id",
+            "source_connection_id",
+            "actor_id",
+            "account",
+            "status",
+            "started_at",
+            "finished_at",
+            "usage_total_usd",
+            "error_kind",
+            "error_summary",
+        )
+    )
+)
+
+# A worker process says it has stopped (the last thing its lease keeper does).
+STOP_WORKER = sa.text("UPDATE workers SET stopped_at = now() WHERE owner = CAST(:owner AS text)")
+
+# Forget workers that stopped, or stopped beating, longer than :older_than_seconds ago.
+FORGET_WORKERS = sa.text(
+    """
+    DELETE FROM workers
+    WHERE coalesce(stopped_at, last_beat_at)
+        < now() - make_interval(secs => CAST(:older_than_seconds AS double precision))
+    """
+)
+
+# Every worker the registry knows, newest beat first, with the jobs each holds now and how
+# many seconds ago it last beat (by the database clock).
+LIST_WORKERS = sa.text(
+    """
+    SELECT w.owner, w.hostname, w.pid, w.version, w.concurrency, w.heartbeat_interval_seconds,
+           w.started_at, w.last_beat_at, w.stopped_at,
+           CAST(extract(epoch FROM now() - w.last_beat_at) AS double precision)
+               AS seconds_since_beat,
+           (SELECT count(*) FROM jobs AS j
+            WHERE j.status = 'running' AND j.lease_owner = w.owner) AS held_jobs
+    FROM workers AS w
+    ORDER BY w.last_beat_at DESC, w.owner
+    """
+).columns(
+    *(
+        tables.workers.c[name]
+        for name in (
+            "owner",
+            "hostname",
+            "pid",
+            "version",
+            "concurrency",
+            "heartbeat_interval_seconds",
+            "started_at",
+            "last_beat_at",
+            "stopped_at",
+        )
+    ),
+    sa.column("seconds_since_beat", sa.Float),
+    sa.column("held_jobs", sa.BigInteger),
+)
 
 # The LISTEN connection's liveness probe (a plain string: it runs on a raw asyncpg
 # connection, not through SQLAlchemy).

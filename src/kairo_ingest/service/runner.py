@@ -1,9 +1,9 @@
 """``kairo-ingest run``: the database, Apify, the worker and the health server, wired up.
 
 Signals: the first SIGTERM or SIGINT turns ``/readyz`` to 503 and asks the worker to
-stop claiming and finish in-flight work within KAIRO_SHUTDOWN_GRACE_SECONDS; a second
-one skips the grace period. Either way the process exits 0 once it has released what
-it held.
+stop claiming; its whole exit (in-flight work, then cancellation, release and final
+writes) fits in KAIRO_SHUTDOWN_GRACE_SECONDS; a second one skips the grace period.
+Either way the process exits 0 once it has released what it held.
 """
 
 from __future__ import annotations

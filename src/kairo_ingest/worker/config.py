@@ -18,6 +18,9 @@ class WorkerConfig:
     it is ``lease - (interval + timeout)`` (three quarters of the lease) old, which
     tolerates two failed beats in a row and still ends the attempt before another worker
     can claim the job.
+
+    ``shutdown_grace_seconds`` bounds the whole exit after a stop request (worker/shutdown.py);
+    ``cancel_timeout_seconds`` bounds, inside it, how long cancelled handlers may unwind.
     """
 
     owner: str
@@ -39,6 +42,12 @@ class WorkerConfig:
     cancel_timeout_seconds: float = 10.0
     raw_retention: dt.timedelta | None = None  # None: raw items are kept forever
     raw_partition_interval_seconds: float = 3600.0
+    max_interruptions: int = 10  # queue/endings.py: Caps
+    max_snoozes: int = 100
+    # Deferred jobs are made ready when due this often (None: every poll interval, so a
+    # job whose backoff is over waits at most as long as a new job without a NOTIFY).
+    promote_interval_seconds: float | None = None
+    forget_workers_interval_seconds: float = 3600.0
     tune_gc: bool = True  # see worker/gc_tuning.py
 
     @classmethod
@@ -66,8 +75,16 @@ class WorkerConfig:
             retention=settings.finished_job_retention,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
             raw_retention=settings.raw_retention,
+            max_interruptions=settings.max_interruptions,
+            max_snoozes=settings.max_snoozes,
         )
         return dataclasses.replace(built, **overrides)
+
+    @property
+    def promote_every_seconds(self) -> float:
+        if self.promote_interval_seconds is not None:
+            return self.promote_interval_seconds
+        return self.poll_interval_seconds
 
     @property
     def beat_interval_seconds(self) -> float:
@@ -88,3 +105,5 @@ class WorkerConfig:
             raise errors.ConfigError("heartbeats must run at least every third of the lease")
         if not 0 < self.beat_timeout_seconds < self.beat_interval_seconds:
             raise errors.ConfigError("a heartbeat's timeout must be shorter than its interval")
+        if self.max_interruptions < 1 or self.max_snoozes < 1:
+            raise errors.ConfigError("the caps on interruptions and snoozes must be at least 1")

@@ -38,9 +38,10 @@ Handler = Callable[[JobContext], Awaitable[Outcome]]
 
 
 class SlotState(enum.Enum):
-    RUNNING = "running"  # the handler runs
+    RUNNING = "running"  # the handler runs (or waits for the job's previous task to end)
     FINISHING = "finishing"  # the handler returned; its final write is queued
     LOST = "lost"  # the lease was lost or given up; nothing more is written by the handler
+    CANCELLING = "cancelling"  # an operator cancelled the job; the keeper ends it cancelled
     ABANDONED = "abandoned"  # cancelled at shutdown; released by the worker
 
 

@@ -7,11 +7,20 @@ One process runs up to ``concurrency`` jobs as coroutines on one event loop. Its
     job tasks    (here)   one named task per job, job_id/brand_id bound into its log
                           context; a handler's exception is its job's failure, never ours
     lease keeper (lease_keeper.py)  heartbeats on a connection of its own; gives a lease
-                          up with a margin before the database lease ends, and hands it back
+                          up with a margin before the database lease ends, and hands it back;
+                          stops a job an operator cancelled; hands back orphaned claims;
+                          keeps the process's row in the workers registry
     finisher     (finisher.py)  batches the final writes in a task of its own
-    maintenance  (maintenance.py)  reaper, sampler, pruner, and the service's loops
+    maintenance  (maintenance.py)  reaper, promoter, sampler, pruner, registry pruner,
+                          raw-item partitions, and the service's loops (the run ledger)
     listener     (listener.py)  LISTEN kairo_jobs on its own connection (optional)
-    shutdown     (shutdown.py)  grace period, then cancel and release what still runs
+    shutdown     (shutdown.py)  the whole exit within the budget: grace, then cancel and
+                          release what still runs, final writes, hand-back
+
+A claim and the keeper's hand-back of orphaned rows never overlap (``_claim_lock``): a
+claim's rows are in the slots before any hand-back looks. A claim that fails or is
+cancelled may have committed before its answer was lost: its rows are handed back at
+once (or by the keeper's next beat, or at shutdown), never left for the reaper.
 
 Settings come in one :class:`~kairo_ingest.worker.config.WorkerConfig`. With
 ``drain=True``, :meth:`Worker.run` returns once nothing is ready, running or in flight,
@@ -25,15 +34,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import socket
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy.ext import asyncio as sa_async
 
+import kairo_ingest
 from kairo_ingest import clock as clock_module
 from kairo_ingest import errors, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import retry as retry_rules
+from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.worker import claiming, context, gc_tuning, maintenance, shutdown
 from kairo_ingest.worker import config as config_module
@@ -74,10 +87,14 @@ class Worker:
         self.owner = config.owner
         self._clock = clock
         self._rng = rng or random.Random()
+        self._caps = endings.Caps(
+            max_interruptions=config.max_interruptions, max_snoozes=config.max_snoozes
+        )
         self._retry = finisher_module.RetryPolicy(
             base_seconds=config.retry_base_seconds,
             cap_seconds=config.retry_cap_seconds,
             snooze_seconds=config.snooze_seconds,
+            caps=self._caps,
         )
         self._listen_dsn: str | None = None
         if config.listen:
@@ -89,6 +106,8 @@ class Worker:
         self._skip_grace = asyncio.Event()
         self._heartbeat_stop = asyncio.Event()
         self._drain = False
+        self._exit: shutdown.ExitBudget | None = None  # started by the first stop request
+        self._claim_lock = asyncio.Lock()  # a claim, or the keeper's hand-back of orphans
         self._finisher = finisher_module.Finisher(engine, self._retry, rng=self._rng)
         self._tasks = tasks_module.JobTasks(
             engine, handlers, self._finisher, clock=clock, wake=self._wake.set
@@ -98,13 +117,22 @@ class Worker:
         self._claim_conn = claiming.ClaimConnection(engine)
         self._keeper = lease_keeper_module.LeaseKeeper(
             engine,
-            self._slots,
-            self._tasks.lose,
+            self._tasks,
             lease_seconds=config.lease_seconds,
             interval_seconds=config.beat_interval_seconds,
             timeout_seconds=config.beat_timeout_seconds,
             clock=clock,
             rng=self._rng,
+            registration=queue_jobs.Registration(
+                owner=config.owner,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                version=kairo_ingest.__version__,
+                concurrency=config.concurrency,
+                heartbeat_interval_seconds=config.beat_interval_seconds,
+            ),
+            claim_lock=self._claim_lock,
+            caps=self._caps,
         )
         self._listener: listener_module.Listener | None = None
         if self._listen_dsn is not None:
@@ -156,10 +184,11 @@ class Worker:
                 _log.info("shutdown_grace_skipped", in_flight=len(self._slots))
             self._skip_grace.set()
         else:
+            self._exit = shutdown.ExitBudget.start(self.config.shutdown_grace_seconds, self._clock)
             _log.info(
                 "shutdown_requested",
                 in_flight=len(self._slots),
-                grace_seconds=self.config.shutdown_grace_seconds,
+                exit_within_seconds=self.config.shutdown_grace_seconds,
             )
             self._stop.set()
         self._wake.set()
@@ -178,7 +207,13 @@ class Worker:
         )
         cfg = self.config
         background = maintenance.start(
-            self._engine, cfg, self._stop, self._rng, on_requeued=self._wake.set, loops=self._loops
+            self._engine,
+            cfg,
+            self._stop,
+            self._rng,
+            on_requeued=self._wake.set,
+            caps=self._caps,
+            loops=self._loops,
         )
         if self._listener is not None:
             listening = self._listener.run(self._stop)
@@ -204,15 +239,21 @@ class Worker:
         finally:
             self.ready.clear()
             self.idle.clear()
+            if self._exit is None:
+                self._exit = shutdown.ExitBudget.start(cfg.shutdown_grace_seconds, self._clock)
             self._stop.set()
+            budget = self._exit
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await self._shutdown()
-            self._finisher.close()
-            await shutdown.bounded(finishing, cfg.cancel_timeout_seconds)
-            self._heartbeat_stop.set()
-            await shutdown.bounded(heartbeat, cfg.cancel_timeout_seconds)
+            try:
+                await self._shutdown(budget)
+                self._finisher.close()
+                await shutdown.bounded(finishing, budget.share(0.5))
+            finally:
+                self._heartbeat_stop.set()
+                await shutdown.bounded(heartbeat, budget.share(0.5))
+                await self._keeper.finish(budget.remaining())
             _log.info("worker_stopped", owner=self.owner)
 
     # ---------------------------------------------------------------- claiming
@@ -233,29 +274,14 @@ class Worker:
             self._wake.clear()
             claimed_at = self._clock.monotonic()
             try:
-                self.claims += 1
-                leases = await self._claim_conn.claim(
-                    owner=self.owner,
-                    limit=free,
-                    lease_seconds=self.config.lease_seconds,
-                    kinds=self._kinds,
-                )
+                leases = await self._claim(free, claimed_at)
             except Exception as exc:  # noqa: BLE001 - the loop must outlive database outages
-                self.claim_seconds += self._clock.monotonic() - claimed_at
                 failures += 1
-                await self._claim_conn.discard()
                 await self._pause_after_error("claim", exc, failures)
                 continue
-            self.claim_seconds += self._clock.monotonic() - claimed_at
             failures = 0
             if self._stop.is_set():
-                # Stopped while the claim was in flight: hand the jobs straight back.
-                await self._release(
-                    [_Slot(lease, self._tasks.context(lease), claimed_at) for lease in leases]
-                )
-                return
-            for lease in leases:
-                self._tasks.start(lease, claimed_at)
+                return  # stopped while the claim was in flight: shutdown releases them
             if len(leases) == free:
                 continue
             if self._drain and not leases and not self._slots:
@@ -275,6 +301,54 @@ class Worker:
             self.idle.set()
             await self._wait_for_wake(self.config.poll_interval_seconds)
             self.idle.clear()
+
+    async def _claim(self, free: int, claimed_at: float) -> list[queue_jobs.Lease]:
+        """One claim; its jobs are in the slots (or, after a stop request, on their way
+        back) before the lock is let go, so the keeper's hand-back never sees them unheld.
+        A claim that fails may have committed before its answer was lost: what this worker
+        owns but does not hold is handed back at once (if the database cannot take that
+        now, the keeper's next beat does; a cancelled claim's rows, the shutdown)."""
+        async with self._claim_lock:
+            self.claims += 1
+            try:
+                leases = await self._claim_conn.claim(
+                    owner=self.owner,
+                    limit=free,
+                    lease_seconds=self.config.lease_seconds,
+                    kinds=self._kinds,
+                )
+            except Exception:
+                self.claim_seconds += self._clock.monotonic() - claimed_at
+                await self._claim_conn.discard()
+                await self._keeper.hand_back_held_lock(
+                    self.config.beat_timeout_seconds, shared_pool=True
+                )
+                raise
+            except BaseException:
+                await self._claim_conn.discard()
+                raise
+            self.claim_seconds += self._clock.monotonic() - claimed_at
+            if self._stop.is_set():
+                # Stopped while the claim was in flight: hand the jobs straight back.
+                for lease in leases:
+                    self._tasks.writing[lease.token] = lease
+            else:
+                for lease in leases:
+                    self._tasks.start(lease, claimed_at)
+        if self._stop.is_set() and leases:
+            try:
+                await shutdown.release(
+                    self._engine,
+                    leases,
+                    self._rng,
+                    seconds=self.config.beat_timeout_seconds,
+                    caps=self._caps,
+                    clock=self._clock,
+                )
+            finally:
+                for lease in leases:
+                    self._tasks.writing.pop(lease.token, None)
+        return leases
 
     def _free_slots(self) -> int:
         # A job whose handler returned no longer takes a slot while its final write is
@@ -301,16 +375,24 @@ class Worker:
 
     # ---------------------------------------------------------------- shutdown
 
-    async def _shutdown(self) -> None:
-        cfg = self.config
+    async def _shutdown(self, budget: shutdown.ExitBudget) -> None:
         await shutdown.wait_for_grace(
             self._slots,
             self._tasks.slot_freed,
             self._skip_grace,
-            cfg.shutdown_grace_seconds,
+            budget.grace_left(),
             self._clock,
         )
-        await shutdown.stop_jobs(self._tasks, self._release, cfg.cancel_timeout_seconds)
+        await shutdown.stop_jobs(
+            self._tasks, self._release, budget, self.config.cancel_timeout_seconds
+        )
 
-    async def _release(self, slots: list[_Slot]) -> None:
-        await shutdown.release(self._engine, slots, self._rng)
+    async def _release(self, slots: list[_Slot], seconds: float) -> None:
+        await shutdown.release(
+            self._engine,
+            [slot.lease for slot in slots],
+            self._rng,
+            seconds=seconds,
+            caps=self._caps,
+            clock=self._clock,
+        )

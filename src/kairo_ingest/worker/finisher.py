@@ -28,6 +28,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors, logs
 from kairo_ingest.domain import retry as retry_rules
+from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.worker import dedicated
 
@@ -49,6 +50,7 @@ class RetryPolicy:
     base_seconds: float
     cap_seconds: float
     snooze_seconds: float
+    caps: endings.Caps = endings.DEFAULT_CAPS
 
 
 class Finisher:
@@ -138,7 +140,7 @@ class Finisher:
             assert p.error is not None
             action = await self._persist(
                 functools.partial(
-                    queue_jobs.fail,
+                    endings.fail,
                     lease=p.lease,
                     error=p.error,
                     evidence_status=p.evidence_status,
@@ -146,6 +148,7 @@ class Finisher:
                     cap_seconds=self._policy.cap_seconds,
                     snooze_seconds=self._policy.snooze_seconds,
                     rng=self._rng,
+                    caps=self._policy.caps,
                 ),
                 "fail",
             )
@@ -154,7 +157,7 @@ class Finisher:
     async def _complete(self, pending: list[_Pending]) -> set[uuid.UUID] | None:
         items = [(p.lease, p.evidence_status) for p in pending]
         return await self._persist(
-            functools.partial(queue_jobs.complete_many, items=items), "complete"
+            functools.partial(endings.complete_many, items=items), "complete"
         )
 
     async def _persist(

@@ -1,6 +1,7 @@
-"""The worker's periodic maintenance, one unit each: the reaper, the sampler, the pruner,
-the raw-item partitions (made ahead, dropped past KAIRO_RAW_RETENTION_DAYS), and the loops
-the service adds (the run ledger, ``pipeline/ledger.py``).
+"""The worker's periodic maintenance, one unit each: the reaper, the promoter (deferred
+jobs made ready when due), the sampler, the pruner, the registry's pruner, the raw-item
+partitions (made ahead, dropped past KAIRO_RAW_RETENTION_DAYS), and the loops the service
+adds (the run ledger, ``pipeline/ledger.py``).
 
 Each unit does one round per call; :func:`every` runs a unit at its interval until the
 worker stops, retrying a failed round with the worker's loop backoff (never longer than
@@ -23,6 +24,7 @@ from kairo_ingest import errors, logs, metrics
 from kairo_ingest.db import raw_partitions
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
+from kairo_ingest.queue import endings, upkeep
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.worker import config as config_module
 
@@ -66,10 +68,12 @@ def start(
     rng: random.Random,
     *,
     on_requeued: Callable[[], None],
+    caps: endings.Caps = endings.DEFAULT_CAPS,
     loops: Sequence[tuple[str, Loop]] = (),
 ) -> list[asyncio.Task[None]]:
-    """Start the reaper, the sampler, the raw-item partitions' upkeep, (with a retention)
-    the pruner and the ``loops`` the service composed (the run ledger), each in a task."""
+    """Start the reaper, the promoter, the sampler, the registry's pruner, the raw-item
+    partitions' upkeep, (with a retention) the pruner and the ``loops`` the service composed
+    (the run ledger), each in a task."""
     units: list[tuple[str, float, Work]] = [
         (
             "reap",
@@ -79,14 +83,17 @@ def start(
                 base_seconds=config.retry_base_seconds,
                 cap_seconds=config.retry_cap_seconds,
                 on_requeued=on_requeued,
+                caps=caps,
             ),
         ),
+        ("promote", config.promote_every_seconds, Promoter(engine, on_promoted=on_requeued)),
         ("stats", config.stats_interval_seconds, Sampler(engine)),
         (
             "raw_partitions",
             config.raw_partition_interval_seconds,
             RawPartitions(engine, config.raw_retention),
         ),
+        ("forget_workers", config.forget_workers_interval_seconds, WorkerPruner(engine)),
     ]
     if config.retention is not None:
         units.append(("prune", config.prune_interval_seconds, Pruner(engine, config.retention)))
@@ -109,18 +116,43 @@ class Reaper:
         base_seconds: float,
         cap_seconds: float,
         on_requeued: Callable[[], None],
+        caps: endings.Caps = endings.DEFAULT_CAPS,
     ) -> None:
         self._engine = engine
         self._base = base_seconds
         self._cap = cap_seconds
         self._on_requeued = on_requeued
+        self._caps = caps
 
     async def __call__(self) -> None:
-        requeued, _failed = await queue_jobs.reap(
-            self._engine, base_seconds=self._base, cap_seconds=self._cap
+        requeued, _failed = await endings.reap(
+            self._engine, base_seconds=self._base, cap_seconds=self._cap, caps=self._caps
         )
         if requeued:
             self._on_requeued()
+
+
+class Promoter:
+    """Makes deferred jobs ready once their backoff or snooze is over (and announces them
+    with NOTIFY); wakes the claim loop when it promoted something."""
+
+    def __init__(self, engine: sa_async.AsyncEngine, *, on_promoted: Callable[[], None]) -> None:
+        self._engine = engine
+        self._on_promoted = on_promoted
+
+    async def __call__(self) -> None:
+        if await upkeep.promote(self._engine):
+            self._on_promoted()
+
+
+class WorkerPruner:
+    """Forgets the registry rows of workers long stopped or silent."""
+
+    def __init__(self, engine: sa_async.AsyncEngine) -> None:
+        self._engine = engine
+
+    async def __call__(self) -> None:
+        await upkeep.forget_workers(self._engine)
 
 
 class Sampler:

@@ -5,6 +5,16 @@ attempt, never the worker's; its outcome goes to the finisher, and the task awai
 write. The finisher's own task makes it, so a cancel during shutdown does not lose it.
 A job whose lease is lost (the keeper's verdict, or a fenced write in the handler) is
 cancelled and writes nothing more.
+
+One job, one task per process: when a claim returns a job whose previous attempt's task
+is still unwinding here (its lease was reclaimed or given up, or an operator retried the
+job, while its shielded clean-up still runs), the new task waits until the old one is
+gone before its handler starts. Its lease is held (and heartbeated) meanwhile.
+
+:meth:`JobTasks.held_tokens` is every lease token this process still holds or is still
+writing for: the job slots, and the attempts the keeper or shutdown is ending outside
+the finisher (:attr:`JobTasks.writing`). Anything else this worker owns in the database is
+an orphan of a lost claim answer, handed back by the keeper.
 """
 
 from __future__ import annotations
@@ -46,6 +56,11 @@ class JobTasks:
         self._wake = wake
         self.slots: dict[uuid.UUID, context.Slot] = {}  # every job this process holds
         self.running = 0  # of which handlers still run (these take the claim slots)
+        # Attempts being ended outside the finisher (give-up, operator cancel, release), by
+        # lease token, until their write lands or is abandoned.
+        self.writing: dict[uuid.UUID, queue_jobs.Lease] = {}
+        # Tasks of attempts a newer claim of the same job replaced in `slots`, still unwinding.
+        self.unwinding: set[asyncio.Task[None]] = set()
         self.slot_freed = asyncio.Event()
         # The structlog proxy re-resolves its configuration on every call; jobs log through
         # a logger resolved once per run() instead (the hot path logs twice per job).
@@ -55,26 +70,44 @@ class JobTasks:
     def context(self, lease: queue_jobs.Lease) -> context.JobContext:
         return context.JobContext(lease=lease, engine=self._engine, lease_lost=asyncio.Event())
 
+    def held_tokens(self) -> set[uuid.UUID]:
+        """Every lease token this process holds or is still ending an attempt under."""
+        return {slot.lease.token for slot in self.slots.values()} | set(self.writing)
+
     def start(self, lease: queue_jobs.Lease, claimed_at: float) -> None:
         slot = _Slot(lease, self.context(lease), claimed_at)
+        previous = self.slots.get(lease.job_id)
+        after: asyncio.Task[None] | None = None
+        if previous is not None and previous.task is not None and not previous.task.done():
+            # A new claim of the job proves the old lease moved on (reclaimed, or retried by
+            # an operator) even if no heartbeat has said so yet: stop the old attempt.
+            self.lose(previous, "the job was claimed again: its lease had moved on")
+            after = previous.task
+            self.unwinding.add(after)
+            after.add_done_callback(self.unwinding.discard)
         self.slots[lease.job_id] = slot
         self.running += 1
         slot.task = asyncio.create_task(
-            self._run_job(slot), name=f"job-{lease.kind}-{lease.job_id}"
+            self._run_job(slot, after), name=f"job-{lease.kind}-{lease.job_id}"
         )
         slot.task.add_done_callback(lambda task: self._job_done(slot, task))
         metrics.JOBS_IN_FLIGHT.inc()
 
-    async def _run_job(self, slot: _Slot) -> None:
+    async def _run_job(self, slot: _Slot, after: asyncio.Task[None] | None = None) -> None:
         lease = slot.lease
         # This task's own context (a copy): bound once, rendered only if a line is logged.
         logs.bind_task(
             job_id=lease.job_id, brand_id=lease.brand_id, kind=lease.kind, attempt=lease.attempts
         )
         log = self.job_log
-        log.debug("job_started", max_attempts=lease.max_attempts)
         started = self._clock.monotonic()
         try:
+            if after is not None:
+                # One job, one task: the job's previous attempt still unwinds here.
+                log.info("job_waits_for_its_previous_task")
+                await asyncio.wait([after])
+            log.debug("job_started", max_attempts=lease.max_attempts)
+            started = self._clock.monotonic()
             result: object = await self._handlers[lease.kind](slot.context)
             outcome = _as_outcome(result)
         except asyncio.CancelledError:
@@ -112,7 +145,7 @@ class JobTasks:
     def _job_done(self, slot: _Slot, task: asyncio.Task[None]) -> None:
         if self.slots.get(slot.lease.job_id) is slot:
             del self.slots[slot.lease.job_id]
-            metrics.JOBS_IN_FLIGHT.dec()
+        metrics.JOBS_IN_FLIGHT.dec()  # one per task started, whether or not it was replaced
         if not task.cancelled() and (exc := task.exception()) is not None:
             _log.error(
                 "job_task_crashed", job_id=str(slot.lease.job_id), error=errors.describe(exc)
@@ -124,6 +157,20 @@ class JobTasks:
         slot.state = state
         self.running -= 1
         self._wake()
+
+    def stop_cancelled(self, slot: _Slot) -> bool:
+        """An operator cancelled the job: stop its handler; the caller ends the attempt
+        ``cancelled`` once the task is gone. False when the handler no longer runs (its
+        final write, fenced, lands as it is; the statement honours the cancel)."""
+        if slot.state is not _State.RUNNING:
+            return False
+        self.leave_running(slot, _State.CANCELLING)
+        self.writing[slot.lease.token] = slot.lease
+        slot.context.lease_lost.set()
+        if slot.task is not None:
+            slot.task.cancel()
+        _log.info("job_cancel_honoured", job_id=str(slot.lease.job_id))
+        return True
 
     def lose(self, slot: _Slot, reason: str, cancel: bool = True) -> None:
         """The lease is gone: tell the handler, cancel its task, write nothing more."""

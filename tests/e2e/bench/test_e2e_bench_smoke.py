@@ -49,6 +49,17 @@ def test_queue_benchmark_runs(pg_server_url: str) -> None:
     assert "its recommended autovacuum" in out
 
 
+def test_queue_growth_benchmark_runs(pg_server_url: str) -> None:
+    out = _bench(
+        "queue_growth.py",
+        *("--dsn", pg_server_url, "--finished", "2000", "--waiting", "200"),
+        *("--samples", "5", "--drain-minutes", "0.05", "--settle-seconds", "0.2"),
+    )
+    assert "claim_idle" in out
+    assert "hot_share" in out
+    assert "ix_jobs_claimable" in out
+
+
 def test_queue_sweep_runs(pg_server_url: str) -> None:
     out = _bench("queue_sweep.py", "--dsn", pg_server_url, "--jobs", "200", "--concurrency", "50")
     assert "ours / best peer" in out

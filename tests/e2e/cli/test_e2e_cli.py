@@ -131,7 +131,7 @@ def test_help_describes_every_command() -> None:
     # Every option of the commands issue 9 touched states its range or unit and default.
     expected = {
         ("run",): ["1 to 10000", "default: KAIRO_CONCURRENCY", "KAIRO_APIFY_SIMULATOR"],
-        ("enqueue",): ["-2147483648 to", "1 to 100", "(default: 0)", "(default: 3)"],
+        ("enqueue",): ["-2147483648 to", "1 to 100", "(default: 0)", "(default: 10)"],
         ("jobs", "list"): ["1 to 100000", "(default: 50)"],
         ("jobs", "prune"): ["0 to 36500", "KAIRO_FINISHED_JOB_RETENTION_DAYS", "kept"],
         ("sources", "add"): ["64 KiB", "32 levels"],

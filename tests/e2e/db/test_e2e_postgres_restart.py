@@ -1,4 +1,4 @@
-"""PostgreSQL restarts for a few seconds while jobs are in flight (issue 9, done criterion).
+"""PostgreSQL restarts for a few seconds while jobs are in flight.
 
 An embedded PostgreSQL of the test's own (not the shared one), a simulator whose runs
 take several seconds, and a real ``kairo-ingest run``. Once every job is running and
@@ -30,6 +30,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import outage_kit
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -221,5 +222,69 @@ async def test_a_few_seconds_of_postgres_restart_cost_no_attempt_and_no_duplicat
                 except TimeoutError:
                     proc.kill()
                     await proc.wait()
+        await pg.stop()
+        shutil.rmtree(pg_dir, ignore_errors=True)
+
+
+async def test_a_restart_at_every_phase_of_the_drain_costs_no_attempt_and_no_wait_for_the_reaper(
+    tmp_path: pathlib.Path,
+) -> None:
+    """PostgreSQL stops for 5 s in the middle of a drain: claims in flight, runs starting,
+    pages being written, budget slots released; jobs enqueued before, during and after the
+    outage. Every job succeeds on attempt 1, none waits for its lease to run out (reaped or
+    given up), and the simulator saw one run per source.
+
+    Before: a pooled connection reopened while the server refused connections (the budget
+    release's, a page write's) raised an untranslated ConnectionRefusedError that failed
+    the source and spent the job's attempt, and a claim whose answer was lost left its
+    jobs to the reaper a lease later."""
+    pg_dir = pathlib.Path(tempfile.mkdtemp(prefix="kairo-phases-pg-"))
+    pg_dir.chmod(0o755)
+    pg = await embedded.start(pg_dir)
+    procs: list[asyncio.subprocess.Process] = []
+    sim: outage_kit.Simulator | None = None
+    try:
+        url = pg.url
+        socket_dir = make_url(url).query["host"]
+        assert isinstance(socket_dir, str)
+        await migrate.upgrade(url)
+        sim = await outage_kit.start_simulator(tmp_path / "simulator.log")
+        procs.append(sim.proc)
+        before = await outage_kit.add_brands(url, 10, "before")
+        during = await outage_kit.add_brands(url, 3, "during")
+        after = await outage_kit.add_brands(url, 3, "after")
+        total = len(before) + len(during) + len(after)
+        await outage_kit.enqueue(url, before)
+        env = outage_kit.worker_env(url, sim.base_url, tmp_path)
+        worker = await outage_kit.start_worker(env, tmp_path)
+        procs.append(worker)
+
+        async def in_full_flow() -> bool:
+            # Some jobs done, some running with runs in flight, some still waiting to be
+            # claimed: every phase at once.
+            found = await outage_kit.counts(url)
+            return (
+                found.get("succeeded", 0) >= 1
+                and found.get("running", 0) >= 3
+                and found.get("pending", 0) >= 1
+                and len(await sim.runs()) >= 6
+            )
+
+        await outage_kit.poll(in_full_flow, "jobs at every phase")
+        await asyncio.to_thread(_stop_fast, pg)
+        asked_during = asyncio.create_task(outage_kit.enqueue(url, during, until_it_lands=True))
+        await asyncio.sleep(5.0)  # the outage itself: the point of the test, not a wait
+        await asyncio.to_thread(_pg_ctl_start, pg, socket_dir)
+        await asyncio.wait_for(asked_during, 60)
+        await outage_kit.enqueue(url, after)
+        await outage_kit.wait_all_finished(url, total, worker, tmp_path)
+        figures = await outage_kit.assert_every_job_succeeded_on_its_first_attempt(
+            url, sim, total, tmp_path
+        )
+        print(f"restart at every phase: {figures}")
+    finally:
+        await outage_kit.stop(procs)
+        if sim is not None:
+            await sim.aclose()
         await pg.stop()
         shutil.rmtree(pg_dir, ignore_errors=True)

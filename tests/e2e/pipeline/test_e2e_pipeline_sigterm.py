@@ -43,7 +43,7 @@ async def test_sigterm_mid_run_releases_the_job_with_its_attempt_restored_and_ex
         db_url=db_url,
         apify_url=simulator.base_url,
         data_dir=tmp_path,
-        KAIRO_SHUTDOWN_GRACE_SECONDS="0.3",
+        KAIRO_SHUTDOWN_GRACE_SECONDS="3",  # the whole exit; in-flight work gets 1.8 s of it
         KAIRO_LEASE_SECONDS="30",  # the release, not a lease expiry, must free the job
     )
     brand = uuid.uuid4()

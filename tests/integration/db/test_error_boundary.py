@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+import tcp_proxy_kit
 from kairo_ingest import errors
 from kairo_ingest.db import engine as db_engine
 
@@ -130,3 +131,36 @@ async def test_pool_checkout_timeout_is_retryable(db_url: str) -> None:
                     await conn.execute(sa.text("SELECT 1"))
     finally:
         await engine.dispose()
+
+
+async def test_reopening_a_dropped_pooled_connection_while_refused_is_retryable(
+    db_url: str,
+) -> None:
+    """A pooled connection that was dropped is reopened on its next checkout, outside any
+    statement: a refusal there (the server restarting) is a retryable database error too,
+    never a bare ConnectionRefusedError that a job would count as an internal failure."""
+    url = sa.engine.make_url(db_url)
+    proxy = tcp_proxy_kit.TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    engine = db_engine.create(
+        url.set(port=port).render_as_string(hide_password=False), pool_size=1, max_overflow=0
+    )
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        await proxy.go_dark()  # the pooled connection is reset, new ones are refused
+        with pytest.raises(errors.DatabaseUnavailableError):
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        # The pool invalidated it: this checkout reopens it, and the server refuses.
+        with pytest.raises(errors.DatabaseUnavailableError) as caught:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        assert caught.value.retryable
+        assert "ConnectionRefusedError" in caught.value.message
+        await proxy.come_back()
+        async with engine.begin() as conn:
+            assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
+        await proxy.stop()

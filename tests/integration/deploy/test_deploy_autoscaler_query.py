@@ -11,7 +11,7 @@ import yaml
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import metrics
-from kairo_ingest.queue import jobs, sql
+from kairo_ingest.queue import endings, jobs, sql
 from kairo_ingest.worker import maintenance
 
 SCALED_OBJECT = (
@@ -46,7 +46,7 @@ async def test_the_scaler_query_answers_what_the_gauges_say(engine: sa_async.Asy
             )
         )
     done = await jobs.claim(engine, owner="w", limit=1, lease_seconds=60, kinds=["compile"])
-    await jobs.complete(engine, done[0])  # finished: not counted
+    await endings.complete(engine, done[0])  # finished: not counted
 
     await maintenance.Sampler(engine)()
     async with engine.connect() as conn:

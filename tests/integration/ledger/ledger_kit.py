@@ -20,6 +20,7 @@ from kairo_ingest.db import accounts, runs, sources, tables
 from kairo_ingest.domain import registry
 from kairo_ingest.pipeline import budget, compile_job, ledger, tenants
 from kairo_ingest.pipeline import deps as deps_module
+from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.simulator import server as sim_server
 
@@ -154,7 +155,7 @@ class LedgerKit:
 
     async def complete(self, lease: queue_jobs.Lease, result: compile_job.Result) -> None:
         """The worker's final write of a job that ran to its end."""
-        await queue_jobs.complete_many(self.engine, [(lease, result.evidence_status)])
+        await endings.complete_many(self.engine, [(lease, result.evidence_status)])
 
     async def reclaim(self, lease: queue_jobs.Lease) -> queue_jobs.Lease:
         """What a takeover after a crash looks like: the lease ends, the job is claimed again."""
@@ -171,6 +172,12 @@ class LedgerKit:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+    async def cancel_and_stop(self, lease: queue_jobs.Lease) -> None:
+        """An operator cancels the running job, and its holder stops at its next heartbeat
+        (it ends the job ``cancelled``)."""
+        await queue_jobs.cancel(self.engine, lease.job_id)
+        assert await endings.stop_cancelled(self.engine, [lease]) == 1
 
     async def expire(self, lease: queue_jobs.Lease) -> None:
         """The job's lease runs out (its worker was killed)."""

@@ -18,6 +18,7 @@ from kairo_ingest.db import ledger as ledger_db
 from kairo_ingest.db import sources
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import ledger as pipeline_ledger
+from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.simulator import platform
 from kairo_ingest.worker import listener as worker_listener
@@ -50,7 +51,10 @@ async def test_a_job_the_reaper_fails_for_good_has_its_run_aborted(kit: LedgerKi
     task, lease, run = await kit.running_job(brand, max_attempts=1)
     await kit.crash(task)  # killed with -9: nothing more from this worker
     await kit.expire(lease)
-    _requeued, failed = await queue_jobs.reap(kit.engine, base_seconds=0.1, cap_seconds=0.1)
+    reap = endings.reap(
+        kit.engine, base_seconds=0.1, cap_seconds=0.1, caps=endings.Caps(max_interruptions=1)
+    )
+    _requeued, failed = await reap
     assert failed == 1
 
     await kit.ledger().round()
@@ -66,7 +70,7 @@ async def test_a_pending_jobs_run_is_followed_to_its_end_not_aborted(kit: Ledger
     brand, _ = await kit.brand()
     task, lease, run = await kit.running_job(brand)
     await kit.crash(task)
-    assert await queue_jobs.release(kit.engine, [lease]) == 1
+    assert await endings.release(kit.engine, [lease]) == 1
     ledger = kit.ledger()
 
     await ledger.round()
@@ -122,7 +126,7 @@ async def test_a_moved_sources_run_that_no_job_follows_is_aborted_with_its_own_t
     brand, (source,) = await kit.brand("tenant-a")
     task, lease, run = await kit.running_job(brand)
     await kit.crash(task)
-    await queue_jobs.release(kit.engine, [lease])  # pending: it would resume the run
+    await endings.release(kit.engine, [lease])  # pending: it would resume the run
     await sources.add(
         kit.engine,
         brand_id=brand,
@@ -145,7 +149,7 @@ async def test_an_unsent_intent_of_a_cancelled_job_ends_start_failed(kit: Ledger
     brand, (source,) = await kit.brand()
     lease = await kit.lease(brand)
     intent = await kit.intent(lease, source, sent=False)
-    await queue_jobs.cancel(kit.engine, lease.job_id)
+    await kit.cancel_and_stop(lease)
 
     await kit.ledger().round()
 
@@ -166,7 +170,7 @@ async def test_a_sent_intent_of_a_cancelled_job_finds_its_run_and_aborts_it(
     lease = await kit.lease(brand)
     intent = await kit.intent(lease, source, sent=True)
     started = await kit.apify.start_run(intent.actor_id, intent.input, max_items=intent.item_cap)
-    await queue_jobs.cancel(kit.engine, lease.job_id)
+    await kit.cancel_and_stop(lease)
 
     await kit.ledger().round()
 
@@ -181,7 +185,7 @@ async def test_a_sent_intent_without_a_run_ends_start_failed_once_settled(
     brand, (source,) = await kit.brand()
     lease = await kit.lease(brand)
     intent = await kit.intent(lease, source, sent=True)
-    await queue_jobs.cancel(kit.engine, lease.job_id)
+    await kit.cancel_and_stop(lease)
     ledger = kit.ledger(settle_seconds=0.5)
 
     await ledger.round()
@@ -253,7 +257,7 @@ async def test_a_run_one_replica_claimed_is_not_claimed_by_another_meanwhile(
     task, lease, run = await kit.running_job(brand)
     await kit.ledger().round()  # a first look while the job runs: nothing to do
     await kit.crash(task)
-    await queue_jobs.release(kit.engine, [lease])
+    await endings.release(kit.engine, [lease])
     # Pending: the run is noted and looked at again later (here: in 10 minutes).
     await pipeline_ledger.Ledger(kit.deps(), interval_seconds=600).round()
     (noted,) = await kit.runs(R.c.id == run.id)

@@ -12,7 +12,6 @@ from ledger_kit import TOKEN_A, LedgerKit
 from kairo_ingest import errors
 from kairo_ingest.db import accounts, costs, sources
 from kairo_ingest.db import ledger as ledger_db
-from kairo_ingest.queue import jobs as queue_jobs
 
 
 async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None:
@@ -21,7 +20,7 @@ async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None
     dropped_brand, _ = await kit.brand(pairs=[("tiktok", "profile_videos", "@other")])
     followed, _lease, _run = await kit.running_job(followed_brand)
     dropped, lease, run = await kit.running_job(dropped_brand)
-    await queue_jobs.cancel(kit.engine, lease.job_id)
+    await kit.cancel_and_stop(lease)
     await kit.crash(dropped)
 
     async with kit.engine.connect() as conn:

@@ -18,6 +18,7 @@ from kairo_ingest import errors
 from kairo_ingest.db import items, runs, sources, tables
 from kairo_ingest.domain import evidence, registry
 from kairo_ingest.pipeline import compile_job, store
+from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
 from support import outcomes
 
@@ -306,7 +307,7 @@ async def test_permanent_failures_fail_the_job_with_the_evidence_kept(kit: Kit) 
     assert kit.sim.stats()["starts"] == 0
     # Through the queue: failed at once, whatever the attempts, evidence kept.
     assert result.error is not None
-    await queue_jobs.fail(
+    await endings.fail(
         kit.engine,
         lease,
         result.error,
@@ -417,14 +418,14 @@ async def test_fresh_runs_are_reused_and_failed_runs_never_are(kit: Kit) -> None
     lease = await kit.lease(brand)
     first = await compile_job.run(kit.deps(), lease)
     assert [e["reason"] for e in first.evidence_status["refreshed"]] == ["no_succeeded_run"]
-    await queue_jobs.complete(kit.engine, lease)
+    await endings.complete(kit.engine, lease)
     assert kit.sim.stats()["starts"] == 1
 
     lease = await kit.lease(brand)
     reused = await compile_job.run(kit.deps(), lease)
     assert [e["reason"] for e in reused.evidence_status["reused"]] == ["fresh_run_within_ttl"]
     assert kit.sim.stats()["starts"] == 1
-    await queue_jobs.complete(kit.engine, lease)
+    await endings.complete(kit.engine, lease)
 
     stale = await compile_job.run(kit.deps(freshness_ttl=dt.timedelta(0)), await kit.lease(brand))
     assert [e["reason"] for e in stale.evidence_status["refreshed"]] == ["run_older_than_ttl"]
@@ -435,7 +436,7 @@ async def test_reused_run_never_normalized_is_normalized_from_stored_raw_items(k
     brand, (_source,) = await kit.brand(TIKTOK)
     lease = await kit.lease(brand)
     first = await compile_job.run(kit.deps(), lease)
-    await queue_jobs.complete(kit.engine, lease)
+    await endings.complete(kit.engine, lease)
     created = first.evidence_status["refreshed"][0]["normalized_created"]
     assert created > 0
     async with kit.engine.begin() as conn:

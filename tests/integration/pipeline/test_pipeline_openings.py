@@ -21,7 +21,7 @@ from kairo_ingest import errors
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import opening, roundtrips
 from kairo_ingest.pipeline import compile_job, openings
-from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.queue import endings
 
 ONE = [("tiktok", "profile_videos", "@acme")]
 TWO_WEB = [
@@ -36,14 +36,14 @@ async def test_jobs_that_start_together_read_their_openings_in_one_statement(kit
     first_lease = await kit.lease(reused)
     first = await compile_job.run(kit.deps(), first_lease)
     assert len(first.evidence_status["refreshed"]) == 1  # now it has a reusable run
-    await queue_jobs.complete_many(kit.engine, [(first_lease, None)])
+    await endings.complete_many(kit.engine, [(first_lease, None)])
     skipped, skipped_sources = await kit.brand(TWO_WEB)
     leases = [await kit.lease(b) for b in (empty, reused, skipped)]
 
     d = kit.deps(disabled_capabilities=frozenset({"web.crawl_pages"}))
     with roundtrips.counting(kit.engine) as counter:
         results = await asyncio.gather(*(compile_job.run(d, lease) for lease in leases))
-    await queue_jobs.complete_many(kit.engine, [(lease, None) for lease in leases])
+    await endings.complete_many(kit.engine, [(lease, None) for lease in leases])
 
     assert d.openings.statements == 1
     assert counter.snapshot() == {"begin": 0, "statement": 1, "commit": 0, "rollback": 0}

@@ -13,7 +13,7 @@ from pipeline_kit import Kit
 from kairo_ingest import errors
 from kairo_ingest.db import raw_partitions, runs, tables
 from kairo_ingest.pipeline import compile_job, store
-from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.queue import endings
 
 TIKTOK = [("tiktok", "profile_videos", "@acme")]
 R = tables.apify_runs
@@ -26,7 +26,7 @@ async def _ingest_and_file_back(kit: Kit, *, days: int, normalized: bool) -> int
     brand, _ = await kit.brand(TIKTOK)
     lease = await kit.lease(brand)
     await compile_job.run(kit.deps(), lease)
-    await queue_jobs.complete(kit.engine, lease)
+    await endings.complete(kit.engine, lease)
     async with kit.engine.begin() as conn:
         today = (await conn.scalar(sa.select(sa.func.now()))).astimezone(dt.UTC).date()
         await raw_partitions.create_day(conn, today - dt.timedelta(days=days))

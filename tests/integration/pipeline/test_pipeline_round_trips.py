@@ -16,7 +16,7 @@ from pipeline_kit import Kit
 
 from kairo_ingest.db import roundtrips
 from kairo_ingest.pipeline import compile_job
-from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.queue import endings
 
 ONE = [("tiktok", "profile_videos", "@acme")]
 
@@ -39,7 +39,7 @@ async def _compile(kit: Kit, brand: object) -> tuple[compile_job.Result, dict[st
     lease = await kit.lease(brand)  # type: ignore[arg-type]
     with roundtrips.counting(kit.engine) as counter:
         result = await compile_job.run(kit.deps(), lease)
-    await queue_jobs.complete_many(kit.engine, [(lease, None)])  # the worker's final write
+    await endings.complete_many(kit.engine, [(lease, None)])  # the worker's final write
     return result, counter.snapshot()
 
 

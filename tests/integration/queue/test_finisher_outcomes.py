@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
+from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.worker import finisher as finisher_module
 from support import outcomes
@@ -46,7 +47,7 @@ async def test_another_permanent_database_error_never_fails_a_succeeded_job(
     async def broken(*_: object, **__: object) -> set[uuid.UUID]:
         raise errors.DatabaseError("XX000: internal error")
 
-    monkeypatch.setattr(queue_jobs, "complete_many", broken)
+    monkeypatch.setattr(endings, "complete_many", broken)
     finisher = finisher_module.Finisher(engine, POLICY)
     written = finisher.submit(lease, evidence_status={"refreshed": []}, error=None)
     running = asyncio.create_task(finisher.run())

@@ -13,7 +13,9 @@ import queue_testkit as kit
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
-from kairo_ingest.queue import jobs
+from kairo_ingest.queue import endings, jobs
+
+_RETRY = {"base_seconds": 0.0, "cap_seconds": 0.0, "snooze_seconds": 0.0}
 
 
 async def test_enqueue_coalesces_only_into_a_pending_job_merging_force_refresh(
@@ -56,11 +58,11 @@ async def test_enqueue_while_the_brand_runs_creates_one_follow_up_claimed_after_
     assert (again.id, created_again) == (follow.id, False)
     # Never two running jobs of one brand: the follow-up waits for the running job.
     assert await jobs.claim(engine, owner="w2", limit=5, lease_seconds=30) == []
-    assert await jobs.complete(engine, lease)
+    assert await endings.complete(engine, lease)
     [next_lease] = await jobs.claim(engine, owner="w2", limit=5, lease_seconds=30)
     assert (next_lease.job_id, next_lease.params) == (follow.id, {"force_refresh": True})
     # A finished job does not count: the next enqueue after it is a new job.
-    assert await jobs.complete(engine, next_lease)
+    assert await endings.complete(engine, next_lease)
     fresh, created_fresh = await jobs.enqueue(engine, kind="compile", brand_id=brand)
     assert created_fresh
     assert fresh.id not in {running.id, follow.id}
@@ -96,16 +98,16 @@ async def test_a_job_going_back_to_pending_while_its_follow_up_waits_is_supersed
     follow, _ = await jobs.enqueue(engine, kind="compile", brand_id=brand)
     retry = {"base_seconds": 0.0, "cap_seconds": 0.0, "snooze_seconds": 0.0}
     if how == "retry":
-        assert await jobs.fail(engine, lease, errors.ApifyTransientError("502"), **retry)
+        assert await endings.fail(engine, lease, errors.ApifyTransientError("502"), **retry)
     elif how == "snooze":
-        assert await jobs.fail(engine, lease, errors.ApifyNotNowError("429"), **retry)
+        assert await endings.fail(engine, lease, errors.ApifyNotNowError("429"), **retry)
     elif how == "release":
-        assert await jobs.release(engine, [lease]) == 1
+        assert await endings.release(engine, [lease]) == 1
     elif how == "reap":
         await kit.expire_lease(engine, job.id)
-        assert await jobs.reap(engine, base_seconds=0.0, cap_seconds=0.0) == (1, 0)
+        assert await endings.reap(engine, base_seconds=0.0, cap_seconds=0.0) == (1, 0)
     else:
-        assert await jobs.give_up(engine, [lease]) == 1
+        assert await endings.give_up(engine, [lease]) == 1
     done = await kit.row(engine, job.id)
     assert done.status == "cancelled"
     assert done.finished_at is not None
@@ -161,7 +163,7 @@ async def test_racing_enqueues_and_claims_from_two_connections_never_run_two_job
                     continue
                 await asyncio.sleep(0.01)  # hold the jobs while the enqueuer adds follow-ups
                 for lease in leases:
-                    assert await jobs.complete(conn, lease)
+                    assert await endings.complete(conn, lease)
                     ran += 1
 
     async with asyncio.timeout(kit.BOUND_SECONDS * 4):
@@ -190,30 +192,74 @@ async def test_enqueue_validates_and_prints_as_json(engine: sa_async.AsyncEngine
     assert dt.datetime.fromisoformat(data["created_at"]) == job.created_at
 
 
-async def test_cancel_pending_and_running_jobs_and_refuse_finished_ones(
+async def test_cancel_ends_a_pending_job_marks_a_running_one_and_refuses_finished_ones(
     engine: sa_async.AsyncEngine,
 ) -> None:
     pending, _ = await jobs.enqueue(engine, kind="a", brand_id=None)
     running, _ = await jobs.enqueue(engine, kind="b", brand_id=None)
     [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30, kinds=["b"])
-    for job in (pending, running):
-        cancelled = await jobs.cancel(engine, job.id)
-        assert cancelled is not None
-        assert (cancelled.status, cancelled.lease_token, cancelled.last_error_kind) == (
-            "cancelled",
-            None,
-            "cancelled",
-        )
-        # Cancelling again is a no-op that returns the job.
-        assert (await jobs.cancel(engine, job.id)) == cancelled
-    # The owner of the running job has lost it.
-    assert await jobs.complete(engine, lease) is False
+    cancelled = await jobs.cancel(engine, pending.id)
+    assert cancelled is not None
+    assert (cancelled.status, cancelled.lease_token, cancelled.last_error_kind) == (
+        "cancelled",
+        None,
+        "cancelled",
+    )
+    assert cancelled.finished_at is not None
+    # A running job is only marked: its holder stops at its next heartbeat.
+    marked = await jobs.cancel(engine, running.id)
+    assert marked is not None
+    assert (marked.status, marked.lease_token) == ("running", lease.token)
+    assert marked.cancel_requested_at is not None
+    # Cancelling again is a no-op that returns the job as it is.
+    assert (await jobs.cancel(engine, pending.id)) == cancelled
+    assert (await jobs.cancel(engine, running.id)) == marked
+    # Whatever ends the marked job's attempt (short of success), it ends cancelled.
+    assert await endings.fail(engine, lease, errors.ApifyTransientError("502"), **_RETRY)
+    ended = await kit.row(engine, running.id)
+    assert (ended.status, ended.last_error_kind, ended.lease_token) == (
+        "cancelled",
+        "cancelled",
+        None,
+    )
+    assert ended.last_error == "502; cancelled by an operator"
     assert await jobs.cancel(engine, uuid.uuid4()) is None
     done, _ = await jobs.enqueue(engine, kind="c", brand_id=None)
     [c] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30, kinds=["c"])
-    await jobs.complete(engine, c)
+    await endings.complete(engine, c)
     with pytest.raises(errors.UsageError, match="succeeded"):
         await jobs.cancel(engine, done.id)
+
+
+async def test_an_attempt_that_succeeds_after_a_cancel_ends_its_job_cancelled_with_its_evidence(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    """The run ledger aborts a cancelled job's runs at once, so an attempt that "succeeds"
+    after the cancel holds only what those runs had paid for: the operator's cancel wins,
+    and the evidence the attempt recorded is kept on the cancelled job."""
+    job, _ = await jobs.enqueue(engine, kind="k", brand_id=None)
+    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    assert await jobs.cancel(engine, job.id) is not None
+    evidence = {"refreshed": [], "reused": [], "skipped": [], "failed": []}
+    assert await endings.complete(engine, lease, evidence_status=evidence)
+    ended = await kit.row(engine, job.id)
+    assert (ended.status, ended.last_error_kind) == ("cancelled", "cancelled")
+    assert ended.last_error == "cancelled by an operator after its attempt had done its work"
+    assert ended.evidence_status == evidence
+    assert ended.finished_at is not None
+
+
+async def test_the_reaper_ends_a_marked_job_of_a_dead_holder_cancelled(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    job, _ = await jobs.enqueue(engine, kind="k", brand_id=None)
+    [lease] = await jobs.claim(engine, owner="gone", limit=1, lease_seconds=30)
+    assert await jobs.cancel(engine, job.id) is not None
+    await kit.expire_lease(engine, lease.job_id)
+    await endings.reap(engine, base_seconds=0.0, cap_seconds=0.0)
+    ended = await kit.row(engine, job.id)
+    assert (ended.status, ended.last_error_kind) == ("cancelled", "cancelled")
+    assert ended.finished_at is not None
 
 
 async def test_retry_puts_a_failed_job_back_with_attempts_reset(
@@ -221,7 +267,7 @@ async def test_retry_puts_a_failed_job_back_with_attempts_reset(
 ) -> None:
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=uuid.uuid4(), max_attempts=1)
     [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
-    await jobs.fail(
+    await endings.fail(
         engine, lease, errors.ApifyAuthError("no"), base_seconds=1, cap_seconds=1, snooze_seconds=1
     )
     retried = await jobs.retry(engine, job.id)
@@ -286,7 +332,7 @@ async def test_prune_deletes_finished_jobs_past_retention_in_batches(
 ) -> None:
     await jobs.enqueue_many(engine, kind="k", count=25)
     leases = await jobs.claim(engine, owner="w", limit=25, lease_seconds=30)
-    await jobs.complete_many(engine, [(lease, None) for lease in leases[:20]])
+    await endings.complete_many(engine, [(lease, None) for lease in leases[:20]])
     await kit.execute(
         engine,
         "UPDATE jobs SET finished_at = now() - interval '15 days' "
@@ -305,7 +351,7 @@ async def test_has_ready_or_running(engine: sa_async.AsyncEngine) -> None:
     assert not await jobs.has_ready_or_running(engine, kinds=["other"])
     [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
     assert await jobs.has_ready_or_running(engine)
-    await jobs.fail(
+    await endings.fail(
         engine,
         lease,
         errors.ApifyNotNowError("429"),

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
-from kairo_ingest.queue import jobs
+from kairo_ingest.queue import endings, jobs
 
 RETRY = {"base_seconds": 1.0, "cap_seconds": 10.0, "snooze_seconds": 5.0}
 
@@ -21,11 +21,12 @@ async def _reclaimed(engine: sa_async.AsyncEngine) -> tuple[jobs.Lease, jobs.Lea
     await jobs.enqueue(engine, kind="k", brand_id=None)
     [old] = await jobs.claim(engine, owner="old", limit=1, lease_seconds=30)
     await kit.expire_lease(engine, old.job_id)
-    assert await jobs.reap(engine, base_seconds=0.0, cap_seconds=0.0) == (1, 0)
+    assert await endings.reap(engine, base_seconds=0.0, cap_seconds=0.0) == (1, 0)
     [new] = await jobs.claim(engine, owner="new", limit=1, lease_seconds=30)
     assert new.job_id == old.job_id
     assert new.token != old.token
-    assert new.attempts == 2
+    # The reap refunded the first attempt; the claim numbers the second one.
+    assert (new.attempts, new.attempt_number) == (1, 2)
     return old, new
 
 
@@ -36,14 +37,14 @@ async def test_stale_worker_late_complete_leaves_the_rerun_job_untouched(
     before = await kit.row(engine, old.job_id)
     rejected = kit.sample("kairo_fenced_writes_rejected_total", operation="complete")
 
-    assert await jobs.complete(engine, old, evidence_status={"from": "old"}) is False
+    assert await endings.complete(engine, old, evidence_status={"from": "old"}) is False
 
     assert await kit.row(engine, old.job_id) == before
     assert before.status == "running"
     assert before.lease_token == new.token
     assert kit.sample("kairo_fenced_writes_rejected_total", operation="complete") == rejected + 1
     # The new owner's complete still lands.
-    assert await jobs.complete(engine, new, evidence_status={"from": "new"}) is True
+    assert await endings.complete(engine, new, evidence_status={"from": "new"}) is True
     done = await kit.row(engine, new.job_id)
     assert (done.status, done.evidence_status) == ("succeeded", {"from": "new"})
 
@@ -54,10 +55,10 @@ async def test_stale_worker_late_fail_leaves_the_rerun_job_untouched(
     old, new = await _reclaimed(engine)
     before = await kit.row(engine, old.job_id)
     for error in (errors.ApifyTransientError("502"), errors.ApifyAuthError("401")):
-        assert await jobs.fail(engine, old, error, **RETRY) is None
-    assert await jobs.release(engine, [old]) == 0
+        assert await endings.fail(engine, old, error, **RETRY) is None
+    assert await endings.release(engine, [old]) == 0
     assert await kit.row(engine, old.job_id) == before
-    assert (before.status, before.lease_token, before.attempts) == ("running", new.token, 2)
+    assert (before.status, before.lease_token, before.attempts) == ("running", new.token, 1)
 
 
 async def test_stale_worker_heartbeat_reports_the_lease_lost(engine: sa_async.AsyncEngine) -> None:
@@ -166,7 +167,7 @@ async def test_no_takeover_commits_while_a_fenced_transaction_is_open(
         trans = await conn.begin()
         await jobs.fence(conn, lease)
         if takeover == "give_up":
-            moving = asyncio.create_task(jobs.give_up(engine, [lease]))
+            moving = asyncio.create_task(endings.give_up(engine, [lease]))
         else:
             moving = asyncio.create_task(
                 kit.execute(
@@ -208,29 +209,31 @@ async def test_the_reaper_skips_a_job_inside_a_fenced_transaction_instead_of_wai
         trans = await conn.begin()
         await jobs.fence(conn, a)
         async with asyncio.timeout(kit.BOUND_SECONDS):
-            assert await jobs.reap(engine, base_seconds=0.0, cap_seconds=0.0) == (1, 0)
+            assert await endings.reap(engine, base_seconds=0.0, cap_seconds=0.0) == (1, 0)
         await trans.commit()
     assert (await kit.row(engine, a.job_id)).status == "running"
     assert (await kit.row(engine, b.job_id)).status == "pending"
 
 
-async def test_give_up_hands_the_job_back_ready_now_with_the_attempt_spent(
+async def test_give_up_hands_the_job_back_ready_now_with_the_attempt_refunded(
     engine: sa_async.AsyncEngine,
 ) -> None:
-    await jobs.enqueue(engine, kind="k", brand_id=None)
-    await jobs.enqueue(engine, kind="k", brand_id=None, max_attempts=1)
+    """A give-up is the infrastructure's failure, not the handler's: the attempt comes
+    back and the job counts an interruption; its cap fails a job that keeps wedging."""
+    await jobs.enqueue_many(engine, kind="k", count=2)
     leases = await jobs.claim(engine, owner="w", limit=2, lease_seconds=30)
-    assert await jobs.give_up(engine, leases) == 2
-    assert await jobs.give_up(engine, leases) == 0  # fenced: the second time changes nothing
-    by_attempts = {lease.max_attempts: await kit.row(engine, lease.job_id) for lease in leases}
-    retried, exhausted = by_attempts[3], by_attempts[1]
-    assert (retried.status, retried.attempts, retried.last_error_kind) == (
-        "pending",
-        1,
-        "lease_lost",
-    )
+    wedged = leases[1]
+    await kit.execute(engine, "UPDATE jobs SET interruptions = 9 WHERE id = :id", id=wedged.job_id)
+    assert await endings.give_up(engine, leases) == 2
+    assert await endings.give_up(engine, leases) == 0  # fenced: the second time changes nothing
+    retried = await kit.row(engine, leases[0].job_id)
+    exhausted = await kit.row(engine, wedged.job_id)
+    assert (retried.status, retried.attempts, retried.interruptions) == ("pending", 0, 1)
+    assert retried.last_error_kind == "lease_lost"
     assert await kit.delay_of(engine, retried.id) == 0.0
     assert (exhausted.status, exhausted.last_error_kind) == ("failed", "lease_lost")
+    assert exhausted.last_error is not None
+    assert "interrupted 10 times" in exhausted.last_error
 
 
 async def test_fence_raises_lease_lost_inside_the_callers_transaction(
@@ -244,23 +247,29 @@ async def test_fence_raises_lease_lost_inside_the_callers_transaction(
             await jobs.fence(conn, old)
 
 
-async def test_fence_makes_a_cancel_wait_for_the_fenced_transaction(
+async def test_a_cancel_never_waits_behind_a_fenced_transaction_but_the_lease_holders_end_does(
     engine: sa_async.AsyncEngine,
 ) -> None:
-    """While a pipeline transaction holds the fence, a cancel (or reclaim) waits for it,
-    so the pipeline's writes can never commit after the lease moved on."""
+    """An operator's cancel returns at once while a page transaction holds the fence (it
+    only marks a running job). What moves the lease on (here the holder's own end of the
+    attempt, which changes the token) still waits for the fenced transaction, so nothing
+    it writes can commit after the lease moved on."""
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=None)
     [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
     async with engine.connect() as conn:
         trans = await conn.begin()
         await jobs.fence(conn, lease)
-        cancelling = asyncio.create_task(jobs.cancel(engine, job.id))
-        done, _ = await asyncio.wait([cancelling], timeout=0.3)
+        async with asyncio.timeout(kit.BOUND_SECONDS):
+            marked = await jobs.cancel(engine, job.id)
+        assert marked is not None
+        assert (marked.status, marked.lease_token) == ("running", lease.token)
+        assert marked.cancel_requested_at is not None
+        ending = asyncio.create_task(endings.stop_cancelled(engine, [lease]))
+        done, _ = await asyncio.wait([ending], timeout=0.3)
         assert not done  # blocked behind the fence
         await trans.commit()
-    cancelled = await asyncio.wait_for(cancelling, kit.BOUND_SECONDS)
-    assert cancelled is not None
-    assert cancelled.status == "cancelled"
+    assert await asyncio.wait_for(ending, kit.BOUND_SECONDS) == 1
+    assert (await kit.row(engine, job.id)).status == "cancelled"
 
 
 async def test_release_returns_jobs_ready_now_with_the_attempt_refunded(
@@ -268,7 +277,7 @@ async def test_release_returns_jobs_ready_now_with_the_attempt_refunded(
 ) -> None:
     await jobs.enqueue_many(engine, kind="k", count=2)
     leases = await jobs.claim(engine, owner="w", limit=2, lease_seconds=30)
-    assert await jobs.release(engine, leases) == 2
+    assert await endings.release(engine, leases) == 2
     for lease in leases:
         job = await kit.row(engine, lease.job_id)
         assert (job.status, job.attempts, job.lease_token, job.lease_expires_at) == (
@@ -286,5 +295,5 @@ async def test_fail_uses_the_given_rng_for_its_jitter(engine: sa_async.AsyncEngi
     await jobs.enqueue_many(engine, kind="k", count=2)
     a, b = await jobs.claim(engine, owner="w", limit=2, lease_seconds=30)
     for lease in (a, b):
-        await jobs.fail(engine, lease, RuntimeError("x"), rng=random.Random(1), **RETRY)
+        await endings.fail(engine, lease, RuntimeError("x"), rng=random.Random(1), **RETRY)
     assert await kit.delay_of(engine, a.job_id) == await kit.delay_of(engine, b.job_id)

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import metrics
-from kairo_ingest.queue import jobs
+from kairo_ingest.queue import endings, jobs
 from kairo_ingest.worker import maintenance
 
 
@@ -36,7 +36,7 @@ async def test_the_sampler_counts_ready_and_running_jobs_per_kind_and_leaves_def
     await jobs.claim(engine, owner="w", limit=2, lease_seconds=60, kinds=["compile"])
     await _defer(engine, "compile", 1)
     finished = await jobs.claim(engine, owner="w", limit=1, lease_seconds=60, kinds=["digest"])
-    await jobs.complete(engine, finished[0], evidence_status=None)
+    await endings.complete(engine, finished[0], evidence_status=None)
 
     await maintenance.Sampler(engine)()
 

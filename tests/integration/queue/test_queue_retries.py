@@ -9,7 +9,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
 from kairo_ingest.domain import retry
-from kairo_ingest.queue import jobs
+from kairo_ingest.queue import endings, jobs
 
 
 class _Top(random.Random):
@@ -33,7 +33,7 @@ async def _fail(
         "rng": _Top(),
     }
     options.update(kw)
-    return await jobs.fail(engine, lease, error, **options)  # type: ignore[arg-type]
+    return await endings.fail(engine, lease, error, **options)  # type: ignore[arg-type]
 
 
 async def test_first_retry_delay_is_at_most_the_base_not_double_it(

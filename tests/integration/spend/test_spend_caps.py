@@ -15,6 +15,7 @@ from spend_kit import TOKEN_A, SpendKit
 from kairo_ingest.db import accounts, tables
 from kairo_ingest.domain import evidence
 from kairo_ingest.pipeline import budget, compile_job
+from kairo_ingest.queue import endings, upkeep
 from kairo_ingest.queue import jobs as queue_jobs
 
 THREE = [
@@ -26,7 +27,7 @@ THREE = [
 
 async def _snooze(kit: SpendKit, lease: queue_jobs.Lease, result: compile_job.Result) -> None:
     assert result.error is not None
-    await queue_jobs.fail(
+    await endings.fail(
         kit.engine,
         lease,
         result.error,
@@ -74,6 +75,7 @@ async def test_a_cap_reached_mid_job_stops_starts_snoozes_to_the_window_and_resu
             )
         )
         await conn.execute(sa.update(tables.jobs).values(available_at=sa.func.now()))
+    assert await upkeep.promote(kit.engine) == 1  # the snooze is over: ready again
     leases = await queue_jobs.claim(kit.engine, owner="test", limit=1, lease_seconds=60)
     again = await compile_job.run(deps, leases[0])
     # One more run fits in the new window; the cap stops the third again.

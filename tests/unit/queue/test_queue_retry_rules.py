@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kairo_ingest import errors
+from kairo_ingest import config, errors
 from kairo_ingest.domain import retry
 
 
@@ -175,3 +175,41 @@ def test_no_worker_or_queue_module_computes_a_backoff_of_its_own() -> None:
         )
     ]
     assert offenders == []
+
+
+class _Bottom(random.Random):
+    """An rng whose uniform() always returns the bottom of the range."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+def test_a_job_retry_never_waits_less_than_half_its_ceiling() -> None:
+    """Full jitter let every retry of a job draw a near-zero wait: three attempts then
+    spanned seconds, and a two-minute incident failed every job it touched."""
+    for attempt in (1, 2, 5, 9):
+        decision = retry.plan(
+            retryable=True,
+            snooze=False,
+            attempts=attempt,
+            max_attempts=10,
+            base_seconds=15.0,
+            cap_seconds=900.0,
+            snooze_seconds=60.0,
+            rng=_Bottom(),
+        )
+        assert decision.action is retry.Action.RETRY
+        assert decision.delay_seconds == 0.5 * retry.ceiling_seconds(attempt, 15.0, 900.0)
+
+
+def test_the_default_retries_outlast_a_thirty_minute_outage() -> None:
+    """With the default settings (15 s base, 15 min cap) and max_attempts, the shortest
+    total backoff before the last attempt fails is over 30 minutes (README)."""
+    fields = config.Settings.model_fields
+    window = retry.least_retry_window_seconds(
+        retry.DEFAULT_MAX_ATTEMPTS,
+        base_seconds=fields["retry_base_seconds"].default,
+        cap_seconds=fields["retry_cap_seconds"].default,
+    )
+    assert window >= 30 * 60
+    assert window == 0.5 * (15 + 30 + 60 + 120 + 240 + 480 + 900 + 900 + 900)
