@@ -201,7 +201,10 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
     killed = time.monotonic()
     await kit.wait_until(cancellable, what=f"{CANCELLED}'s runs recorded")
     cancelled = await processes.cli(env, "jobs", "cancel", job_ids[CANCELLED])
-    assert cancelled["status"] == "cancelled"
+    # A pending job (its worker was killed) is cancelled at once; a running one is marked,
+    # and its holder (or the reaper, for a dead holder) ends it cancelled.
+    assert cancelled["status"] in ("cancelled", "running"), cancelled
+    assert cancelled["cancel_requested_at"] is not None, cancelled
     await _move_sources(processes, env, brands)
 
     async def all_terminal() -> bool:
