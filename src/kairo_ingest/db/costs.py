@@ -59,6 +59,77 @@ async def brand_cap(conn: sa_async.AsyncConnection, brand_id: uuid.UUID) -> deci
     return None if value is None else decimal.Decimal(value)
 
 
+def _per_run(since: dt.date) -> sa.Subquery:
+    """One row per started run since a UTC day: its day, account, brand, actor and cost.
+
+    A run's day is the UTC day it finished (or was created, while it runs). The two
+    range conditions ahead of the day's own test say the same thing in a form the
+    indexes on ``finished_at`` and ``created_at`` can serve.
+    """
+    start = sa.func.timezone("UTC", sa.cast(since, sa.DateTime()))
+    day = sa.func.date(sa.func.timezone("UTC", sa.func.coalesce(_r.c.finished_at, _r.c.created_at)))
+    return (
+        sa.select(
+            day.label("day"),
+            sa.func.coalesce(_r.c.account, accounts_default()).label("account"),
+            _r.c.brand_id,
+            _r.c.actor_id,
+            _r.c.usage_total_usd,
+        )
+        .where(_r.c.apify_run_id.is_not(None))
+        .where(
+            sa.or_(
+                _r.c.finished_at >= start,
+                sa.and_(_r.c.finished_at.is_(None), _r.c.created_at >= start),
+            )
+        )
+        .subquery()
+    )
+
+
+BREAKDOWN_DIMENSIONS = ("day", "account", "brand_id", "actor_id")
+
+
+async def breakdown(
+    conn: sa_async.AsyncConnection,
+    *,
+    since: dt.date,
+    by: tuple[str, ...],
+    until: dt.date | None = None,
+) -> list[dict[str, Any]]:
+    """Runs and spend since a UTC day (to ``until``, inclusive), grouped by some of
+    :data:`BREAKDOWN_DIMENSIONS`: the :func:`report`'s figures, summed coarser."""
+    unknown = set(by) - set(BREAKDOWN_DIMENSIONS)
+    if unknown:
+        raise ValueError(f"unknown dimensions {sorted(unknown)}")
+    c = _per_run(since).c
+    keys = [c[name] for name in by]
+    query = (
+        sa.select(
+            *keys,
+            sa.func.count().label("runs"),
+            sa.func.coalesce(sa.func.sum(c.usage_total_usd), 0).label("usd"),
+        )
+        .where(c.day >= since)
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+    if until is not None:
+        query = query.where(c.day <= until)
+    rows = (await conn.execute(query)).all()
+    out = []
+    for r in rows:
+        row: dict[str, Any] = {name: getattr(r, name) for name in by}
+        if "day" in row:
+            row["day"] = row["day"].isoformat()
+        if "brand_id" in row:
+            row["brand_id"] = str(row["brand_id"])
+        row["runs"] = int(r.runs)
+        row["usage_total_usd"] = round(float(r.usd), 6)
+        out.append(row)
+    return out
+
+
 async def report(
     engine: sa_async.AsyncEngine,
     *,
@@ -69,20 +140,7 @@ async def report(
     """Spend per UTC day, account, brand and actor; runs without a reported cost count 0."""
     if since is None:
         since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=DEFAULT_REPORT_DAYS)
-    per_run = (
-        sa.select(
-            sa.func.date(
-                sa.func.timezone("UTC", sa.func.coalesce(_r.c.finished_at, _r.c.created_at))
-            ).label("day"),
-            sa.func.coalesce(_r.c.account, accounts_default()).label("account"),
-            _r.c.brand_id,
-            _r.c.actor_id,
-            _r.c.usage_total_usd,
-        )
-        .where(_r.c.apify_run_id.is_not(None))
-        .subquery()
-    )
-    c = per_run.c
+    c = _per_run(since).c
     query = (
         sa.select(
             c.day,
