@@ -5,8 +5,9 @@
   what (the action, its selection, how many jobs matched and changed, the spend estimate
   shown), when (created, finished), and its state.
 * Jobs by error kind (``ix_jobs_error_kind_created_id``) and by words in the error
-  (``ix_jobs_last_error_words``, a full-text GIN index with the ``simple`` configuration:
-  no extension needed, so the embedded PostgreSQL has it too).
+  (``ix_jobs_last_error_words``, a full-text GIN index with the ``simple`` configuration
+  over the error's runs of letters and digits: no extension needed, so the embedded
+  PostgreSQL has it too, and markup in a scraped error cannot hide its words).
 * Runs by actor (``ix_apify_runs_actor_created_id``) and account
   (``ix_apify_runs_account_created_id``); by source the existing
   ``ix_apify_runs_source_created`` serves, by platform the sources' new
@@ -42,7 +43,8 @@ INDEXES = (
     ),
     (
         "ix_jobs_last_error_words",
-        "jobs USING gin (to_tsvector('simple'::regconfig, last_error)) "
+        "jobs USING gin (to_tsvector('simple'::regconfig, "
+        "regexp_replace(last_error, '[^[:alnum:]_]+'::text, ' '::text, 'g'::text))) "
         "WHERE last_error IS NOT NULL",
     ),
     ("ix_apify_runs_actor_created_id", "apify_runs (actor_id, created_at, id)"),

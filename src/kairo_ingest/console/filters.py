@@ -61,7 +61,7 @@ async def job_filter(conn: queries.Conn, query: Mapping[str, str]) -> queries.Jo
     until = _text(query, "until")
     handle = _text(query, "handle")
     text = _text(query, "q")
-    if text is not None and not queries.words(text):
+    if text is not None and not queries.error_words(text):
         raise errors.UsageError("the error search needs a word (letters or digits)")
     brand_ids: tuple[uuid.UUID, ...] | None = None
     if handle is not None:

@@ -388,7 +388,10 @@ def _path_id(name: str) -> dict[str, Any]:
 
 
 ANY_OBJECT: Schema = {"type": "object"}
-EXTRA = {"404": "not found", "409": "the queue refused: the reason, in its words"}
+EXTRA = {
+    "404": ("not found", "Error"),
+    "409": ("the queue refused: the job page, with the reason in `problem`", "JobPage"),
+}
 
 
 def _op(
@@ -405,7 +408,8 @@ def _op(
     if method == "post":
         responses["403"] = _json(_ref("Error"), "a JSON POST with a cookie: use the bearer token")
     for code in extra:
-        responses[code] = _json(_ref("Error"), EXTRA[code])
+        description, answer = EXTRA[code]
+        responses[code] = _json(_ref(answer), description)
     operation: dict[str, Any] = {"summary": summary, "parameters": list(params)}
     if body is not None:
         operation["requestBody"] = {

@@ -61,14 +61,28 @@ async def _rows(
     return [dict(row._mapping) for row in result]
 
 
+# The words of an error, as ix_jobs_last_error_words (0007) holds them: every run of
+# letters, digits and "_" (so markup, URLs and punctuation split into plain words).
+ERROR_WORDS = (
+    "to_tsvector('simple'::regconfig, "
+    "regexp_replace(last_error, '[^[:alnum:]_]+'::text, ' '::text, 'g'::text))"
+)
+
+
 def words(raw: str) -> list[str]:
-    """The words of a search, lowercased: letters, digits and ``_`` (what the indexes hold)."""
+    """The words of a handle, lowercased: ASCII letters, digits and ``_``, as the handle
+    index (0007) splits an identifier."""
     return re.findall(r"[a-z0-9_]+", raw.lower())[:MAX_WORDS]
+
+
+def error_words(raw: str) -> list[str]:
+    """The words of an error search, lowercased: letters (any script), digits and ``_``."""
+    return re.findall(r"\w+", raw.lower())[:MAX_WORDS]
 
 
 def prefix_query(raw: str) -> str | None:
     """A ``to_tsquery`` text matching every word as a prefix (``crash`` finds ``crashed``)."""
-    found = words(raw)
+    found = error_words(raw)
     return " & ".join(f"{w}:*" for w in found) if found else None
 
 
@@ -232,7 +246,7 @@ class JobFilter:
         if query is not None:
             # The partial GIN index's predicate and expression, exactly as in 0007.
             where.append(
-                "last_error IS NOT NULL AND to_tsvector('simple'::regconfig, last_error) "
+                f"last_error IS NOT NULL AND {ERROR_WORDS} "
                 "@@ to_tsquery('simple'::regconfig, :words)"
             )
             params["words"] = query

@@ -278,7 +278,11 @@ class Pages:
             "confirm.html",
             data,
             tab="jobs",
-            html={"verb": action.verb, "filter_items": sorted((selection.params or {}).items())},
+            html={
+                "verb": action.verb,
+                "scope": "selected" if selection.ids is not None else "matching",
+                "filter_items": sorted((selection.params or {}).items()),
+            },
         )
 
     async def bulk_apply(self, req: Request) -> Result:

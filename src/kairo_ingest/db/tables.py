@@ -131,7 +131,10 @@ jobs = sa.Table(
     ),
     sa.Index(
         "ix_jobs_last_error_words",
-        sa.text("to_tsvector('simple'::regconfig, last_error)"),
+        sa.text(
+            "to_tsvector('simple'::regconfig, "
+            "regexp_replace(last_error, '[^[:alnum:]_]+'::text, ' '::text, 'g'::text))"
+        ),
         postgresql_using="gin",
         postgresql_where=sa.text("last_error IS NOT NULL"),
     ),
