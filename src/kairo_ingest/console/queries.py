@@ -274,9 +274,19 @@ def jobs_page_statement(
     if after:
         where.append("(created_at, id) < (:after_created_at, :after_id)")
     clause = ("WHERE " + " AND ".join(where)) if where else ""
-    statement = sa.text(
-        f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT :limit"
-    )
+    if "words" in params:
+        # Words in the error: the matches come off the GIN index first, then the newest of
+        # them. Left to itself the planner may walk every row newest first instead, testing
+        # each error, which costs the whole table when the words are rare.
+        statement = sa.text(
+            f"WITH matched AS MATERIALIZED (SELECT {_JOB_COLUMNS} FROM jobs {clause}) "
+            "SELECT * FROM matched ORDER BY created_at DESC, id DESC LIMIT :limit"
+        )
+    else:
+        statement = sa.text(
+            f"SELECT {_JOB_COLUMNS} FROM jobs {clause} "
+            "ORDER BY created_at DESC, id DESC LIMIT :limit"
+        )
     return statement, params
 
 
