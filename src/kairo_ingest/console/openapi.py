@@ -286,6 +286,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "SpendPage": _obj(
         {
+            "computed_at": TIME,
             "today": DAY,
             "since": DAY,
             "day": _null(DAY),

@@ -20,6 +20,8 @@ from kairo_ingest.console import queries
 from kairo_ingest.db import accounts, budget, costs
 
 DAY_SECONDS = 86_400
+# The spend page reads every run of 30 days: it is computed at most once a minute.
+PAGE_CACHE_SECONDS = 60.0
 CHART_DAYS = 30
 TOP = 20
 
@@ -71,23 +73,26 @@ async def panel(conn: sa_async.AsyncConnection, default: DefaultLimits) -> list[
     return out
 
 
-TODAY = sa.text("SELECT (now() AT TIME ZONE 'UTC')::date AS today")
+TODAY = sa.text("SELECT (now() AT TIME ZONE 'UTC')::date AS today, now() AS now")
 
 
 async def page(
     conn: sa_async.AsyncConnection, default: DefaultLimits, *, day: dt.date | None
 ) -> dict[str, Any]:
     """Everything the spend page shows; ``day`` narrows the breakdowns to one UTC day."""
-    today: dt.date = (await conn.execute(TODAY)).scalar_one()
+    clock = (await conn.execute(TODAY)).one()
+    today: dt.date = clock.today
     since = today - dt.timedelta(days=CHART_DAYS - 1)
-    per_day = await costs.breakdown(conn, since=since, by=("day", "account"))
-    first, last = (day, day) if day is not None else (since, today)
-    by = {
-        name: await costs.breakdown(conn, since=first, until=last, by=(name,))
-        for name in ("account", "brand_id", "actor_id")
-    }
+    window = await costs.breakdowns(conn, since=since)
+    per_day = window[("day", "account")]
+    if day is None:
+        by = {name: window[(name,)] for name in ("account", "brand_id", "actor_id")}
+    else:
+        one = await costs.breakdowns(conn, since=day, until=day)
+        by = {name: one[(name,)] for name in ("account", "brand_id", "actor_id")}
     caps = {name: limit["daily_cap_usd"] for name, limit in (await limits(conn, default)).items()}
     return {
+        "computed_at": clock.now.isoformat(),
         "today": today.isoformat(),
         "since": since.isoformat(),
         "day": day.isoformat() if day is not None else None,

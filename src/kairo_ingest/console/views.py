@@ -101,6 +101,7 @@ class Pages:
         self.disabled = disabled_capabilities
         self.env = env if env is not None else os.environ
         self.cache = cache or access.Cache()
+        self.spend_cache = access.Cache(ttl_seconds=spend.PAGE_CACHE_SECONDS)
 
     # --- overview ---------------------------------------------------------------------
 
@@ -387,7 +388,7 @@ class Pages:
             async with self.reads.read() as conn:
                 return await spend.page(conn, self.default_limits, day=day)
 
-        data = await self.cache.get(("spend", day), compute)
+        data = await self.spend_cache.get(("spend", day), compute)
         return Page("spend.html", data, tab="spend", html={"chart": spend_chart(data)})
 
     async def audit(self, req: Request) -> Result:

@@ -87,46 +87,48 @@ def _per_run(since: dt.date) -> sa.Subquery:
     )
 
 
-BREAKDOWN_DIMENSIONS = ("day", "account", "brand_id", "actor_id")
+# The breakdowns the console shows, in one pass over the runs: per day and account, and
+# per account, brand and actor over the whole window.
+_SETS = (("day", "account"), ("account",), ("brand_id",), ("actor_id",))
 
 
-async def breakdown(
-    conn: sa_async.AsyncConnection,
-    *,
-    since: dt.date,
-    by: tuple[str, ...],
-    until: dt.date | None = None,
-) -> list[dict[str, Any]]:
-    """Runs and spend since a UTC day (to ``until``, inclusive), grouped by some of
-    :data:`BREAKDOWN_DIMENSIONS`: the :func:`report`'s figures, summed coarser."""
-    unknown = set(by) - set(BREAKDOWN_DIMENSIONS)
-    if unknown:
-        raise ValueError(f"unknown dimensions {sorted(unknown)}")
+async def breakdowns(
+    conn: sa_async.AsyncConnection, *, since: dt.date, until: dt.date | None = None
+) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Runs and spend since a UTC day (to ``until``, inclusive), grouped by each of
+    ``_SETS`` (``GROUPING SETS``: one scan): :func:`report`'s figures, summed coarser."""
     c = _per_run(since).c
-    keys = [c[name] for name in by]
+    dims = [c.day, c.account, c.brand_id, c.actor_id]
+    grouping = sa.func.grouping(*dims).label("g")
     query = (
         sa.select(
-            *keys,
+            *dims,
+            grouping,
             sa.func.count().label("runs"),
             sa.func.coalesce(sa.func.sum(c.usage_total_usd), 0).label("usd"),
         )
         .where(c.day >= since)
-        .group_by(*keys)
-        .order_by(*keys)
+        .group_by(sa.func.grouping_sets(*(sa.tuple_(*(c[n] for n in names)) for names in _SETS)))
     )
     if until is not None:
         query = query.where(c.day <= until)
-    rows = (await conn.execute(query)).all()
-    out = []
-    for r in rows:
-        row: dict[str, Any] = {name: getattr(r, name) for name in by}
+    order = ("day", "account", "brand_id", "actor_id")
+    masks = {
+        sum(1 << (3 - order.index(n)) for n in order if n not in names): names for names in _SETS
+    }
+    out: dict[tuple[str, ...], list[dict[str, Any]]] = {names: [] for names in _SETS}
+    for r in (await conn.execute(query)).all():
+        names = masks[r.g]
+        row: dict[str, Any] = {name: getattr(r, name) for name in names}
         if "day" in row:
             row["day"] = row["day"].isoformat()
         if "brand_id" in row:
             row["brand_id"] = str(row["brand_id"])
         row["runs"] = int(r.runs)
         row["usage_total_usd"] = round(float(r.usd), 6)
-        out.append(row)
+        out[names].append(row)
+    for rows in out.values():
+        rows.sort(key=lambda row: tuple(str(v) for k, v in row.items() if k in order))
     return out
 
 
