@@ -115,3 +115,28 @@ def test_run_serves_the_console_when_its_port_is_set(seeded: console_seed.Seeded
     assert code == 0
     assert "console_started" in err
     assert token not in err
+
+
+def test_the_demo_serves_the_console_and_prints_its_login_url(db_url: str) -> None:
+    port = cli_kit.free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kairo_ingest", "demo", "--console"],
+        env=cli_kit.env(KAIRO_DATABASE_URL=db_url, KAIRO_CONSOLE_PORT=str(port)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        login_url, lines = read_login_url(proc, within=120)
+        assert f"console: http://127.0.0.1:{port}/" in lines
+        assert any(line.startswith("Stored:") for line in lines)  # after the demo's summary
+        base = f"http://127.0.0.1:{port}"
+        assert _get(f"{base}/jobs") == 401
+        jar = http.cookiejar.CookieJar()
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        assert _get(login_url, opener=browser) == 200
+        assert _get(f"{base}/jobs?status=succeeded", opener=browser) == 200
+    finally:
+        code, _out, err = stop(proc)
+    assert code == 0
+    assert login_url.split("token=", 1)[1] not in err
