@@ -60,8 +60,12 @@ class ReadPool:
         )
 
     @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[sa_async.AsyncConnection]:
-        """A connection in a read-only transaction with a server-side statement timeout."""
+    async def read(
+        self, *, statement_timeout_seconds: float | None = None
+    ) -> AsyncIterator[sa_async.AsyncConnection]:
+        """A connection in a read-only transaction with a server-side statement timeout
+        (:data:`STATEMENT_TIMEOUT_SECONDS` unless a heavy panel asks for more)."""
+        timeout = statement_timeout_seconds or STATEMENT_TIMEOUT_SECONDS
         with dberrors.mapped("console"):
             try:
                 async with asyncio.timeout(POOL_WAIT_SECONDS):
@@ -76,7 +80,7 @@ class ReadPool:
                 async with conn.begin():
                     await conn.execute(
                         sa.text("SELECT set_config('statement_timeout', :ms, true)"),
-                        {"ms": str(int(STATEMENT_TIMEOUT_SECONDS * 1000))},
+                        {"ms": str(int(timeout * 1000))},
                     )
                     yield conn
             finally:
@@ -125,25 +129,57 @@ class _Entry:
 
 class Cache:
     """Values kept for ``ttl_seconds``; concurrent misses of one key share one computation,
-    so twenty refreshing tabs cost the database one query per key per ``ttl_seconds``."""
+    so twenty refreshing tabs cost the database one query per key per ``ttl_seconds``.
+
+    With ``serve_stale``, an expired value is still answered at once while one task
+    computes the next in the background: a panel that takes seconds to compute is slow
+    only the first time.
+    """
 
     def __init__(
-        self, *, ttl_seconds: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        ttl_seconds: float = CACHE_SECONDS,
+        serve_stale: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl_seconds = ttl_seconds
+        self.serve_stale = serve_stale
         self._clock = clock
         self._entries: dict[Hashable, _Entry] = {}
         self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
+        self._refreshes: set[asyncio.Task[Any]] = set()
 
     async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
         entry = self._entries.get(key)
         if entry is not None and self._clock() - entry.at < self.ttl_seconds:
             return entry.value  # type: ignore[no-any-return]
         pending = self._inflight.get(key)
+        if entry is not None and self.serve_stale:
+            if pending is None:
+                future = self._claim(key)
+                task = asyncio.create_task(self._compute(key, compute, future))
+                self._refreshes.add(task)
+                task.add_done_callback(self._refreshed)
+            return entry.value  # type: ignore[no-any-return]
         if pending is not None:
             return await asyncio.shield(pending)
+        return await self._compute(key, compute, self._claim(key))
+
+    def _claim(self, key: Hashable) -> asyncio.Future[Any]:
+        """Mark ``key`` as being computed, before anything awaits."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
+        return future
+
+    def _refreshed(self, task: asyncio.Task[Any]) -> None:
+        self._refreshes.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failed refresh leaves the old value; the next one retries
+
+    async def _compute(
+        self, key: Hashable, compute: Callable[[], Awaitable[T]], future: asyncio.Future[Any]
+    ) -> T:
         try:
             value = await compute()
         except BaseException as exc:
@@ -166,3 +202,9 @@ class Cache:
         now = self._clock()
         for key in [k for k, e in self._entries.items() if now - e.at >= self.ttl_seconds]:
             del self._entries[key]
+
+    async def aclose(self) -> None:
+        for task in list(self._refreshes):
+            task.cancel()
+        if self._refreshes:
+            await asyncio.gather(*self._refreshes, return_exceptions=True)

@@ -45,6 +45,8 @@ class ConsoleApp:
         await self.asgi(scope, receive, send)
 
     async def aclose(self) -> None:
+        await self.pages.cache.aclose()
+        await self.pages.spend_cache.aclose()
         await self.pages.reads.dispose()
         await self.pages.writes.dispose()
 

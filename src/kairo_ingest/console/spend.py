@@ -20,8 +20,10 @@ from kairo_ingest.console import queries
 from kairo_ingest.db import accounts, budget, costs
 
 DAY_SECONDS = 86_400
-# The spend page reads every run of 30 days: it is computed at most once a minute.
+# The spend page reads every run of 30 days (seconds at millions of runs): it is computed
+# at most once a minute, in the background once it has been computed, with room to finish.
 PAGE_CACHE_SECONDS = 60.0
+PAGE_STATEMENT_TIMEOUT_SECONDS = 60.0
 CHART_DAYS = 30
 TOP = 20
 

@@ -101,7 +101,7 @@ class Pages:
         self.disabled = disabled_capabilities
         self.env = env if env is not None else os.environ
         self.cache = cache or access.Cache()
-        self.spend_cache = access.Cache(ttl_seconds=spend.PAGE_CACHE_SECONDS)
+        self.spend_cache = access.Cache(ttl_seconds=spend.PAGE_CACHE_SECONDS, serve_stale=True)
 
     # --- overview ---------------------------------------------------------------------
 
@@ -385,7 +385,8 @@ class Pages:
             return Problem(400, f"day is not a date (YYYY-MM-DD): {raw_day[:40]!r}", "spend")
 
         async def compute() -> dict[str, Any]:
-            async with self.reads.read() as conn:
+            timeout = spend.PAGE_STATEMENT_TIMEOUT_SECONDS
+            async with self.reads.read(statement_timeout_seconds=timeout) as conn:
                 return await spend.page(conn, self.default_limits, day=day)
 
         data = await self.spend_cache.get(("spend", day), compute)

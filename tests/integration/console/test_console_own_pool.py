@@ -105,3 +105,31 @@ async def test_the_cache_shares_one_computation_between_concurrent_requests() ->
     now[0] = 5.0
     assert await cache.get("k", compute) == 2
     assert calls == 2
+
+
+async def test_a_slow_panel_is_served_stale_while_one_task_recomputes_it() -> None:
+    now = [0.0]
+    cache = access.Cache(ttl_seconds=60, serve_stale=True, clock=lambda: now[0])
+    release = asyncio.Event()
+    calls = 0
+
+    async def compute() -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            await release.wait()
+        return calls
+
+    assert await cache.get("spend", compute) == 1  # the first time waits for it
+    now[0] = 61.0
+    answers = await asyncio.gather(*(cache.get("spend", compute) for _ in range(10)))
+    assert answers == [1] * 10  # the old value at once, and one refresh started
+    assert calls == 2
+    release.set()
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if await cache.get("spend", compute) == 2:
+            break
+    assert await cache.get("spend", compute) == 2
+    assert calls == 2
+    await cache.aclose()
