@@ -447,11 +447,14 @@ async def main() -> None:
     parser.add_argument("--reps", type=int, default=40, help="timed requests per page")
     parser.add_argument("--warm", type=int, default=3)
     parser.add_argument("--baseline-reps", type=int, default=3, help="without the indexes")
-    parser.add_argument("--drain-jobs", type=int, default=10_000)
-    parser.add_argument("--drain-rounds", type=int, default=3)
+    parser.add_argument("--drain-jobs", type=int, default=30_000)
+    parser.add_argument("--drain-rounds", type=int, default=4)
     parser.add_argument("--n-clients", type=int, default=20)
     parser.add_argument(
         "--refresh-seconds", type=float, default=5.0, help="as the overview reloads itself"
+    )
+    parser.add_argument(
+        "--only", choices=("pages", "drain"), help="run one half of the benchmark (default: both)"
     )
     parser.add_argument("--clients", metavar="BASE_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -468,49 +471,56 @@ async def main() -> None:
         await migrate.upgrade(url)
         info = await seed(url, jobs=args.jobs, runs=args.runs)
         print(f"seeded {args.jobs:,} jobs and {args.runs:,} runs in {info['seconds']:.1f}s")
-        cold = await measure(url, info, reps=args.reps, warm=args.warm, cached=False)
-        served = await measure(url, info, reps=args.reps, warm=args.warm, cached=True)
-        print(
-            f"\ndrain of {args.drain_jobs:,} no-op jobs, {args.drain_rounds} rounds, "
-            f"{args.n_clients} clients refreshing every {args.refresh_seconds:g} s:"
-        )
-        rates = await drain_rates(
-            url,
-            jobs=args.drain_jobs,
-            rounds=args.drain_rounds,
-            n_clients=args.n_clients,
-            refresh_seconds=args.refresh_seconds,
-        )
-        await _admin(url, "DROP INDEX " + ", ".join(CONSOLE_INDEXES))
-        await _admin(url, "ANALYZE")
-        without = await measure(
-            url, info, reps=args.baseline_reps, warm=1, cached=False, strict=False
-        )
+        cold = served = without = {}
+        rates: dict[str, list[float]] = {}
+        if args.only != "drain":
+            cold = await measure(url, info, reps=args.reps, warm=args.warm, cached=False)
+            served = await measure(url, info, reps=args.reps, warm=args.warm, cached=True)
+        if args.only != "pages":
+            print(
+                f"\ndrain of {args.drain_jobs:,} no-op jobs, {args.drain_rounds} rounds, "
+                f"{args.n_clients} clients refreshing every {args.refresh_seconds:g} s:"
+            )
+            rates = await drain_rates(
+                url,
+                jobs=args.drain_jobs,
+                rounds=args.drain_rounds,
+                n_clients=args.n_clients,
+                refresh_seconds=args.refresh_seconds,
+            )
+        if args.only != "drain":
+            await _admin(url, "DROP INDEX " + ", ".join(CONSOLE_INDEXES))
+            await _admin(url, "ANALYZE")
+            without = await measure(
+                url, info, reps=args.baseline_reps, warm=1, cached=False, strict=False
+            )
     finally:
         await _admin(args.dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    print(
-        f"\n{'page':24} {'cold p50':>9} {'p95 ms':>8}   {'served p50':>10} {'p95':>7}"
-        f"   {'no index p50':>12} {'p95':>8}"
-    )
-    for page, (p50, p95, _note) in cold.items():
-        s50, s95, _ = served[page]
-        b50, b95, note = without.get(page, (float("nan"), float("nan"), ""))
+    if cold:
         print(
-            f"{page:24} {p50:9.1f} {p95:8.1f}   {s50:10.1f} {s95:7.1f}   {b50:12.1f} {b95:8.1f}"
-            + (f" ({note})" if note else "")
+            f"\n{'page':24} {'cold p50':>9} {'p95 ms':>8}   {'served p50':>10} {'p95':>7}"
+            f"   {'no index p50':>12} {'p95':>8}"
         )
-    worst_cold = max(p95 for page, (_p50, p95, _n) in cold.items() if page != "SELECT 1")
-    worst_served = max(p95 for page, (_p50, p95, _n) in served.items() if page != "SELECT 1")
-    print(
-        f"\nslowest page p95: {worst_cold:.1f} ms cold, {worst_served:.1f} ms as served "
-        f"({args.reps} requests per page)"
-    )
-    quiet, busy = statistics.median(rates["none"]), statistics.median(rates["clients"])
-    print(
-        f"drain rate, median of {args.drain_rounds}: {quiet:.0f} jobs/s without console "
-        f"clients, {busy:.0f} jobs/s with {args.n_clients}; ratio {busy / quiet:.3f}"
-    )
+        for page, (p50, p95, _note) in cold.items():
+            s50, s95, _ = served[page]
+            b50, b95, note = without.get(page, (float("nan"), float("nan"), ""))
+            print(
+                f"{page:24} {p50:9.1f} {p95:8.1f}   {s50:10.1f} {s95:7.1f}   "
+                f"{b50:12.1f} {b95:8.1f}" + (f" ({note})" if note else "")
+            )
+        worst_cold = max(p95 for page, (_p50, p95, _n) in cold.items() if page != "SELECT 1")
+        worst_served = max(p95 for page, (_p50, p95, _n) in served.items() if page != "SELECT 1")
+        print(
+            f"\nslowest page p95: {worst_cold:.1f} ms cold, {worst_served:.1f} ms as served "
+            f"({args.reps} requests per page)"
+        )
+    if rates:
+        quiet, busy = statistics.median(rates["none"]), statistics.median(rates["clients"])
+        print(
+            f"drain rate, median of {args.drain_rounds}: {quiet:.0f} jobs/s without console "
+            f"clients, {busy:.0f} jobs/s with {args.n_clients}; ratio {busy / quiet:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -278,9 +278,12 @@ def jobs_page_statement(
         # Words in the error: the matches come off the GIN index first, then the newest of
         # them. Left to itself the planner may walk every row newest first instead, testing
         # each error, which costs the whole table when the words are rare.
+        # Only the keys are materialized and sorted; the page's rows are read by id.
         statement = sa.text(
-            f"WITH matched AS MATERIALIZED (SELECT {_JOB_COLUMNS} FROM jobs {clause}) "
-            "SELECT * FROM matched ORDER BY created_at DESC, id DESC LIMIT :limit"
+            f"WITH matched AS MATERIALIZED (SELECT id, created_at FROM jobs {clause}), "
+            "page AS (SELECT id FROM matched ORDER BY created_at DESC, id DESC LIMIT :limit) "
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM page) "
+            "ORDER BY created_at DESC, id DESC"
         )
     else:
         statement = sa.text(
