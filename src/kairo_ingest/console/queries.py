@@ -527,8 +527,6 @@ ACCOUNT_LIMITS = sa.text(
     "SELECT name, max_concurrent_runs, max_memory_mbytes, daily_cap_usd FROM accounts ORDER BY name"
 )
 
-BRAND_CAPS = sa.text("SELECT brand_id, daily_cap_usd FROM brand_caps")
-
 
 async def account_limits(conn: Conn) -> list[dict[str, Any]]:
     return await _rows(conn, ACCOUNT_LIMITS, {})
