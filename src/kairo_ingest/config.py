@@ -17,15 +17,17 @@ from typing import Any
 import pydantic
 import pydantic_settings
 
-from kairo_ingest import errors, redaction
+from kairo_ingest import errors, redaction, token_strength
 from kairo_ingest.domain import registry
 
 ENV_PREFIX = "KAIRO_"
 # LISTEN + /readyz + claim + finisher + heartbeat + at least one for the handlers.
 MIN_DATABASE_POOL_SIZE = 6
 DEFAULT_APIFY_BASE_URL = "https://api.apify.com"
-CONSOLE_TOKEN_MIN_LENGTH = 16
 MAX_CONCURRENCY = 10_000  # KAIRO_CONCURRENCY and run --concurrency
+# The console's own connections when it is on: a read-only pool of 2 and one for actions.
+CONSOLE_CONNECTIONS = 3
+CONSOLE_TOKEN_MIN_BITS = 128
 
 
 class DatabasePooler(enum.StrEnum):
@@ -329,8 +331,15 @@ class Settings(pydantic_settings.BaseSettings):
     console_host: str = pydantic.Field("127.0.0.1", description="The console's address.")
     console_token: pydantic.SecretStr | None = pydantic.Field(
         None,
-        description=f"Required ({CONSOLE_TOKEN_MIN_LENGTH}+ characters) for a console bound "
-        "to anything but loopback.",
+        description=f"The console's credential, at least {CONSOLE_TOKEN_MIN_BITS} bits. Unset: "
+        "a random one is made at start and its login URL printed once; required for a "
+        "console bound to anything but loopback.",
+    )
+    console_trusted_proxies: str = pydantic.Field(
+        "",
+        description="Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` the console "
+        "believes (comma-separated addresses or networks). Empty: the client address is "
+        "the socket's peer.",
     )
 
     @pydantic.field_validator("log_level")
@@ -403,9 +412,26 @@ class Settings(pydantic_settings.BaseSettings):
     def _strong_token(cls, value: pydantic.SecretStr | None) -> pydantic.SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
-        if len(value.get_secret_value().strip()) < CONSOLE_TOKEN_MIN_LENGTH:
-            raise ValueError(f"must be at least {CONSOLE_TOKEN_MIN_LENGTH} characters")
+        if token_strength.bits(value.get_secret_value().strip()) < CONSOLE_TOKEN_MIN_BITS:
+            raise ValueError(
+                f"must carry at least {CONSOLE_TOKEN_MIN_BITS} bits, not a short or patterned "
+                "string: for instance 22 random base64url characters "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(16))') or 32 hex "
+                "digits (openssl rand -hex 16)"
+            )
         return pydantic.SecretStr(value.get_secret_value().strip())
+
+    @pydantic.field_validator("console_port")
+    @classmethod
+    def _console_fits_the_pool(cls, value: int | None, info: pydantic.ValidationInfo) -> int | None:
+        least = MIN_DATABASE_POOL_SIZE + CONSOLE_CONNECTIONS
+        pool = info.data.get("database_pool_size")
+        if value is not None and pool is not None and pool < least:
+            raise ValueError(
+                f"the console takes {CONSOLE_CONNECTIONS} of KAIRO_DATABASE_POOL_SIZE's "
+                f"connections: with KAIRO_CONSOLE_PORT set it must be at least {least}"
+            )
+        return value
 
     @pydantic.model_validator(mode="after")
     def _no_listen_behind_a_transaction_pooler(self) -> Settings:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -167,7 +165,7 @@ async def cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
 async def cmd_demo(args: argparse.Namespace, settings: config.Settings) -> int:
     from kairo_ingest.service import demo
 
-    return await demo.run(settings)
+    return await demo.run(settings, console=args.console)
 
 
 async def cmd_simulator(args: argparse.Namespace, settings: config.Settings) -> int:
@@ -179,29 +177,16 @@ async def cmd_simulator(args: argparse.Namespace, settings: config.Settings) -> 
 
 async def cmd_console(args: argparse.Namespace, settings: config.Settings) -> int:
     from kairo_ingest.console import security, server
+    from kairo_ingest.service import operator_console
 
     host = args.host or settings.console_host
     port = args.port if args.port is not None else (settings.console_port or server.DEFAULT_PORT)
     token = settings.console_token.get_secret_value() if settings.console_token else None
     security.check_bind(host, token)  # before opening any database
-    async with resources.database(settings) as db:
-        console = server.build(settings, db.engine, host=host, port=port)
-        task, url = await server.start(console)
-        sys.stdout.write(f"console: {url}\n")
-        sys.stdout.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        waiting = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-            await server.stop(console, task)
-    return 0
+    # The engine only opens and checks the database: the console reads and acts through
+    # connections of its own (console/access.py).
+    async with resources.database(settings, pool_size=1) as db:
+        return await operator_console.serve(settings, db.engine, host=host, port=port)
 
 
 COMMANDS: dict[str, Command] = {

@@ -194,7 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     spend_cli.add_parsers(cmd, with_json)
     with_json(cmd("stats", "jobs per status and the age of the oldest ready job"))
-    cmd("demo", "embedded PostgreSQL + simulator: sample brands, a worker run, a summary")
+    demo = cmd("demo", "embedded PostgreSQL + simulator: sample brands, a worker run, a summary")
+    demo.add_argument(
+        "--console",
+        action="store_true",
+        help="then serve the operator console on the demo's data and print its login URL "
+        "(until Ctrl-C)",
+    )
     sim = cmd("simulator", "serve the Apify simulator on its own")
     sim.add_argument(
         "--host",
@@ -213,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--host",
         type=argtypes.text,
         help="listen address (KAIRO_CONSOLE_HOST, default 127.0.0.1); any other needs "
-        "KAIRO_CONSOLE_TOKEN",
+        "KAIRO_CONSOLE_TOKEN. Without it the console makes a token and prints a login URL",
     )
     con.add_argument(
         "--port",

@@ -1,13 +1,16 @@
 """Charts as inline SVG, drawn on the server: no script, no library, nothing from a CDN.
 
 Every text that reaches the SVG goes through :func:`markupsafe.escape`; colours and
-sizes are constants. The result is :class:`markupsafe.Markup`, so the templates insert
-it as it is while still escaping everything else.
+sizes are constants. Gridlines and axis text take their colours from the stylesheet
+(classes ``grid`` and ``axis``), so the charts follow the light or dark scheme. The
+result is :class:`markupsafe.Markup`, so the templates insert it as it is while still
+escaping everything else.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import markupsafe
@@ -25,26 +28,31 @@ class Series:
     label: str
     values: Sequence[float]
     colour: str
+    dashed: bool = False
 
 
-def _scale(peak: float) -> tuple[float, int]:
-    """A round top for the y axis and how many gridline steps reach it (1, 2 or 5 x 10^k)."""
+def _scale(peak: float, *, whole: bool = True) -> tuple[float, int]:
+    """A round top for the y axis and how many gridline steps reach it (1, 2 or 5 x 10^k);
+    ``whole``: counts, so no fractional gridlines."""
     if peak <= 0:
         return 1.0, 1
     raw = peak / 4
-    step = 1.0
+    step = 1.0 if whole else 10.0 ** math.floor(math.log10(raw))
     while step * 10 <= raw:
         step *= 10
     for factor in (1, 2, 5, 10):
         if step * factor >= raw:
             step *= factor
             break
-    step = max(step, 1.0)  # counts: no fractional gridlines
+    if whole:
+        step = max(step, 1.0)
     steps = max(1, int(-(-peak // step)))
     return step * steps, steps
 
 
-def _frame(title: str, top: float, steps: int, body: list[str], labels: Sequence[str]) -> list[str]:
+def _frame(
+    title: str, top: float, steps: int, body: list[str], labels: Sequence[str], unit: str
+) -> list[str]:
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     out = [
@@ -57,11 +65,11 @@ def _frame(title: str, top: float, steps: int, body: list[str], labels: Sequence
         value = top * (steps - i) / steps
         out.append(
             f'<line x1="{PAD_LEFT}" y1="{y:.1f}" x2="{WIDTH - PAD_RIGHT}" y2="{y:.1f}" '
-            'stroke="#e3e6ea" stroke-width="1"/>'
+            'class="grid" stroke-width="1"/>'
         )
         out.append(
             f'<text x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="10" '
-            f'fill="#5b6470">{_number(value)}</text>'
+            f'class="axis">{unit}{_number(value)}</text>'
         )
     out.extend(body)
     n = max(len(labels), 1)
@@ -72,7 +80,7 @@ def _frame(title: str, top: float, steps: int, body: list[str], labels: Sequence
         x = PAD_LEFT + plot_w * (i + 0.5) / n
         out.append(
             f'<text x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="middle" font-size="10" '
-            f'fill="#5b6470">{markupsafe.escape(label)}</text>'
+            f'class="axis">{markupsafe.escape(label)}</text>'
         )
     return out
 
@@ -82,7 +90,9 @@ def _number(value: float) -> str:
         return f"{value / 1_000_000:.1f}M"
     if value >= 10_000:
         return f"{value / 1000:.0f}k"
-    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+    if value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
 
 
 def _legend(series: Sequence[Series]) -> markupsafe.Markup:
@@ -101,12 +111,17 @@ def bars_and_line(
     labels: Sequence[str],
     stacked: Sequence[Series],
     lines: Sequence[Series] = (),
+    *,
+    unit: str = "",
 ) -> markupsafe.Markup:
-    """Stacked bars per bucket, with lines on the same scale."""
+    """Stacked bars per bucket, with lines on the same scale (dashed ones for limits).
+
+    ``unit``: "" for counts, "$" for money (fractional gridlines, a $ on the axis).
+    """
     n = max(len(labels), 1)
     totals = [sum(s.values[i] for s in stacked) for i in range(len(labels))]
     peak = max([*totals, *(v for line in lines for v in line.values), 0])
-    top, steps = _scale(peak)
+    top, steps = _scale(peak, whole=unit == "")
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     slot = plot_w / n
@@ -132,10 +147,12 @@ def bars_and_line(
             f"{PAD_LEFT + slot * (i + 0.5):.1f},{PAD_TOP + plot_h - plot_h * v / top:.1f}"
             for i, v in enumerate(line.values)
         )
+        dash = ' stroke-dasharray="6 4"' if line.dashed else ""
         body.append(
-            f'<polyline points="{points}" fill="none" stroke="{line.colour}" stroke-width="2"/>'
+            f'<polyline points="{points}" fill="none" stroke="{line.colour}" '
+            f'stroke-width="2"{dash}><title>{markupsafe.escape(line.label)}</title></polyline>'
         )
-    svg = "\n".join([*_frame(title, top, steps, body, labels), "</svg>"])
+    svg = "\n".join([*_frame(title, top, steps, body, labels, unit), "</svg>"])
     legend = _legend([*stacked, *lines])
     # Safe by construction: every text in it went through escape(); numbers are formatted.
     return markupsafe.Markup(svg) + legend  # noqa: S704

@@ -1,21 +1,25 @@
-"""Every SQL statement the console runs, in one place, each shaped for an index.
+"""Every SQL statement the console runs to read, in one place, each shaped for an index.
 
-Lists are keyset pages: newest first by ``(created_at, id)``, the next page starts
-strictly after the last row shown, so a page costs the same at row 10 and at row
-900,000 (``ix_jobs_created_id``, ``ix_jobs_status_created_id``, ``ix_apify_runs_*``
-from migration 0003). Nothing here counts a whole table: the overview counts the
-active part of the queue (partial indexes) and what finished within a window
-(``ix_jobs_finished``), and estimates the total from the planner's statistics.
+Every function takes a connection from the console's read-only pool (``access.py``), so
+one page reads one snapshot. Lists are keyset pages: newest first by ``(created_at, id)``;
+the next page starts strictly after the last row shown, so a page costs the same at row
+10 and at row 900,000. Each combination of filters is its own statement text, so each
+gets its own plan and the index that matches it (a single statement with
+``(:x IS NULL OR col = :x)`` would not). The indexes: ``ix_jobs_created_id``,
+``ix_jobs_status_created_id``, ``ix_jobs_brand_created``, ``ix_apify_runs_*`` (0003);
+``ix_jobs_error_kind_created_id``, ``ix_jobs_last_error_words``,
+``ix_apify_runs_actor_created_id``, ``ix_apify_runs_account_created_id``,
+``ix_source_connections_platform``, ``ix_source_connections_handle_words`` (0007).
+Nothing here counts a whole table.
 
-Times come from the database clock. Reads only, except nothing: the two actions go
-through :mod:`kairo_ingest.queue.jobs`, the same functions as ``jobs retry`` and
-``jobs cancel``.
+Times come from the database clock.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import uuid
 from typing import Any
 
@@ -23,9 +27,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
-from kairo_ingest.db import dberrors
 
 PAGE_SIZE = 50
+HANDLE_BRANDS_LIMIT = 500  # brands one handle may name (a word like "com" names many)
+MAX_WORDS = 8
+
+Conn = sa_async.AsyncConnection
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,12 +55,35 @@ class Cursor:
 
 
 async def _rows(
-    engine: sa_async.AsyncEngine, statement: sa.TextClause, params: dict[str, Any]
+    conn: Conn, statement: sa.TextClause, params: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    with dberrors.mapped("console"):
-        async with engine.connect() as conn:
-            result = await conn.execute(statement, params)
-            return [dict(row._mapping) for row in result]
+    result = await conn.execute(statement, params)
+    return [dict(row._mapping) for row in result]
+
+
+# The words of an error, as ix_jobs_last_error_words (0007) holds them: every run of
+# letters, digits and "_" (so markup, URLs and punctuation split into plain words).
+ERROR_WORDS = (
+    "to_tsvector('simple'::regconfig, "
+    "regexp_replace(last_error, '[^[:alnum:]_]+'::text, ' '::text, 'g'::text))"
+)
+
+
+def words(raw: str) -> list[str]:
+    """The words of a handle, lowercased: ASCII letters, digits and ``_``, as the handle
+    index (0007) splits an identifier."""
+    return re.findall(r"[a-z0-9_]+", raw.lower())[:MAX_WORDS]
+
+
+def error_words(raw: str) -> list[str]:
+    """The words of an error search, lowercased: letters (any script), digits and ``_``."""
+    return re.findall(r"\w+", raw.lower())[:MAX_WORDS]
+
+
+def prefix_query(raw: str) -> str | None:
+    """A ``to_tsquery`` text matching every word as a prefix (``crash`` finds ``crashed``)."""
+    found = error_words(raw)
+    return " & ".join(f"{w}:*" for w in found) if found else None
 
 
 # --- overview -------------------------------------------------------------------------
@@ -136,7 +166,7 @@ RUN_FAILURES_BY_KIND = sa.text(
 
 RUNS_IN_FLIGHT = sa.text(
     """
-    SELECT r.id, r.brand_id, r.status, r.apify_run_id, r.actor_id, r.created_at,
+    SELECT r.id, r.brand_id, r.status, r.apify_run_id, r.actor_id, r.account, r.created_at,
            extract(epoch FROM now() - coalesce(r.started_at, r.created_at)) AS age_seconds,
            s.platform, s.capability, s.identifier
     FROM apify_runs r JOIN source_connections s ON s.id = r.source_connection_id
@@ -154,84 +184,127 @@ RUNS_IN_FLIGHT_COUNT = sa.text(
 )
 
 
-async def overview(engine: sa_async.AsyncEngine, *, window_seconds: float) -> dict[str, Any]:
+async def overview(conn: Conn, *, window_seconds: float) -> dict[str, Any]:
     """Finished-by-status within the window, failures by kind, runs in flight."""
     p = {"window_seconds": window_seconds}
-    finished = {r["status"]: int(r["n"]) for r in await _rows(engine, FINISHED_SINCE, p)}
-    estimate = await _rows(engine, JOBS_ESTIMATE, {})
+    finished = {r["status"]: int(r["n"]) for r in await _rows(conn, FINISHED_SINCE, p)}
+    estimate = await _rows(conn, JOBS_ESTIMATE, {})
     return {
         "finished": {s: finished.get(s, 0) for s in ("succeeded", "failed", "cancelled")},
         "jobs_estimate": int(estimate[0]["n"]) if estimate else 0,
-        "job_failures": await _rows(engine, JOB_FAILURES_BY_KIND, p),
-        "run_failures": await _rows(engine, RUN_FAILURES_BY_KIND, p),
-        "in_flight": await _rows(engine, RUNS_IN_FLIGHT, {"limit": 20}),
-        "in_flight_count": int((await _rows(engine, RUNS_IN_FLIGHT_COUNT, {}))[0]["n"]),
+        "job_failures": await _rows(conn, JOB_FAILURES_BY_KIND, p),
+        "run_failures": await _rows(conn, RUN_FAILURES_BY_KIND, p),
+        "in_flight": await _rows(conn, RUNS_IN_FLIGHT, {"limit": 20}),
+        "in_flight_count": int((await _rows(conn, RUNS_IN_FLIGHT_COUNT, {}))[0]["n"]),
     }
 
 
-async def throughput(
-    engine: sa_async.AsyncEngine, *, buckets: int, bucket_seconds: int
-) -> list[dict[str, Any]]:
+async def throughput(conn: Conn, *, buckets: int, bucket_seconds: int) -> list[dict[str, Any]]:
     params: dict[str, Any] = {"buckets": buckets, "bucket_seconds": bucket_seconds}
-    origin = await _rows(engine, THROUGHPUT_ORIGIN, params)
-    return await _rows(engine, THROUGHPUT, params | {"t0": origin[0]["t0"]})
+    origin = await _rows(conn, THROUGHPUT_ORIGIN, params)
+    return await _rows(conn, THROUGHPUT, params | {"t0": origin[0]["t0"]})
 
 
 # --- jobs -----------------------------------------------------------------------------
 
-# Each combination of filters is its own query text, so each gets its own plan and the
-# index that matches it (a single statement with "(:x IS NULL OR col = :x)" would not).
 _JOB_COLUMNS = (
     "id, kind, brand_id, status, priority, attempts, max_attempts, available_at, "
     "last_error, last_error_kind, created_at, started_at, finished_at"
 )
 
 
-def jobs_page_statement(*, status: bool, brand: bool, kind: bool, after: bool) -> sa.TextClause:
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobFilter:
+    """What the jobs list (and a bulk action on "everything matching") selects.
+
+    ``brand_ids`` is what a handle resolved to (:func:`brands_by_handle`); an empty tuple
+    matches nothing, None does not filter.
+    """
+
+    status: str | None = None
+    kind: str | None = None
+    error_kind: str | None = None
+    text: str | None = None
+    brand_id: uuid.UUID | None = None
+    brand_ids: tuple[uuid.UUID, ...] | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def where(self, params: dict[str, Any]) -> list[str]:
+        """The conditions, with their values added to ``params``."""
+        where = []
+        if self.status is not None:
+            where.append("status = :status")
+            params["status"] = self.status
+        if self.kind is not None:
+            where.append("kind = :kind")
+            params["kind"] = self.kind
+        if self.error_kind is not None:
+            where.append("last_error_kind = :error_kind")
+            params["error_kind"] = self.error_kind
+        query = prefix_query(self.text) if self.text else None
+        if query is not None:
+            # The partial GIN index's predicate and expression, exactly as in 0007.
+            where.append(
+                f"last_error IS NOT NULL AND {ERROR_WORDS} "
+                "@@ to_tsquery('simple'::regconfig, :words)"
+            )
+            params["words"] = query
+        if self.brand_id is not None:
+            where.append("brand_id = :brand_id")
+            params["brand_id"] = self.brand_id
+        if self.brand_ids is not None:
+            where.append("brand_id = ANY(:brand_ids)")
+            params["brand_ids"] = list(self.brand_ids)
+        if self.since is not None:
+            where.append("created_at >= :since")
+            params["since"] = self.since
+        if self.until is not None:
+            where.append("created_at < :until")
+            params["until"] = self.until
+        return where
+
+
+def jobs_page_statement(
+    job_filter: JobFilter, *, after: bool
+) -> tuple[sa.TextClause, dict[str, Any]]:
     """The keyset query for one combination of filters (each its own plan)."""
-    where = []
-    if status:
-        where.append("status = :status")
-    if brand:
-        where.append("brand_id = :brand_id")
-    if kind:
-        where.append("kind = :kind")
+    params: dict[str, Any] = {}
+    where = job_filter.where(params)
     if after:
         where.append("(created_at, id) < (:after_created_at, :after_id)")
     clause = ("WHERE " + " AND ".join(where)) if where else ""
-    return sa.text(
-        f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY created_at DESC, id DESC LIMIT :limit"
-    )
+    if "words" in params:
+        # Words in the error: the matches come off the GIN index first, then the newest of
+        # them. Left to itself the planner may walk every row newest first instead, testing
+        # each error, which costs the whole table when the words are rare.
+        # Only the keys are materialized and sorted; the page's rows are read by id.
+        statement = sa.text(
+            f"WITH matched AS MATERIALIZED (SELECT id, created_at FROM jobs {clause}), "
+            "page AS (SELECT id FROM matched ORDER BY created_at DESC, id DESC LIMIT :limit) "
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM page) "
+            "ORDER BY created_at DESC, id DESC"
+        )
+    else:
+        statement = sa.text(
+            f"SELECT {_JOB_COLUMNS} FROM jobs {clause} "
+            "ORDER BY created_at DESC, id DESC LIMIT :limit"
+        )
+    return statement, params
 
 
 async def jobs_page(
-    engine: sa_async.AsyncEngine,
-    *,
-    status: str | None,
-    brand_id: uuid.UUID | None,
-    kind: str | None,
-    after: Cursor | None,
-    limit: int = PAGE_SIZE,
+    conn: Conn, job_filter: JobFilter, *, after: Cursor | None, limit: int = PAGE_SIZE
 ) -> tuple[list[dict[str, Any]], Cursor | None]:
     """One page of jobs, newest first, and the cursor of the next page (None at the end)."""
-    statement = jobs_page_statement(
-        status=status is not None,
-        brand=brand_id is not None,
-        kind=kind is not None,
-        after=after is not None,
-    )
-    params: dict[str, Any] = {"limit": limit + 1}
-    if status is not None:
-        params["status"] = status
-    if brand_id is not None:
-        params["brand_id"] = brand_id
-    if kind is not None:
-        params["kind"] = kind
+    if job_filter.brand_ids == ():
+        return [], None
+    statement, params = jobs_page_statement(job_filter, after=after is not None)
+    params["limit"] = limit + 1
     if after is not None:
         params["after_created_at"] = after.created_at
         params["after_id"] = after.id
-    rows = await _rows(engine, statement, params)
-    return _page(rows, limit)
+    return _page(await _rows(conn, statement, params), limit)
 
 
 def _page(rows: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], Cursor | None]:
@@ -243,9 +316,9 @@ def _page(rows: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]],
 
 JOB_RUNS = sa.text(
     """
-    SELECT r.id, r.source_connection_id, r.status, r.apify_run_id, r.attempt,
-           r.raw_item_count, r.normalized_item_count, r.error_kind, r.error_summary,
-           r.created_at, r.started_at, r.finished_at,
+    SELECT r.id, r.source_connection_id, r.status, r.apify_run_id, r.attempt, r.account,
+           r.actor_id, r.raw_item_count, r.normalized_item_count, r.error_kind,
+           r.error_summary, r.usage_total_usd, r.created_at, r.started_at, r.finished_at,
            extract(epoch FROM r.finished_at - r.started_at) AS duration_seconds,
            s.platform, s.capability, s.identifier
     FROM apify_runs r LEFT JOIN source_connections s ON s.id = r.source_connection_id
@@ -260,24 +333,23 @@ SOURCES_BY_ID = sa.text(
 )
 
 
-async def job_runs(engine: sa_async.AsyncEngine, job_id: uuid.UUID) -> list[dict[str, Any]]:
-    return await _rows(engine, JOB_RUNS, {"job_id": job_id})
+async def job_runs(conn: Conn, job_id: uuid.UUID) -> list[dict[str, Any]]:
+    return await _rows(conn, JOB_RUNS, {"job_id": job_id})
 
 
-async def sources_by_id(
-    engine: sa_async.AsyncEngine, ids: list[uuid.UUID]
-) -> dict[uuid.UUID, dict[str, Any]]:
+async def sources_by_id(conn: Conn, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
     if not ids:
         return {}
-    return {r["id"]: r for r in await _rows(engine, SOURCES_BY_ID, {"ids": ids})}
+    return {r["id"]: r for r in await _rows(conn, SOURCES_BY_ID, {"ids": ids})}
 
 
 # --- runs -----------------------------------------------------------------------------
 
 _RUN_SELECT = """
-    SELECT r.id, r.job_id, r.brand_id, r.status, r.apify_run_id, r.actor_id,
-           r.raw_item_count, r.normalized_item_count, r.error_kind, r.error_summary,
-           r.created_at, r.started_at, r.finished_at,
+    SELECT r.id, r.job_id, r.brand_id, r.status, r.apify_run_id, r.actor_id, r.account,
+           r.source_connection_id, r.attempt, r.raw_item_count, r.normalized_item_count,
+           r.error_kind, r.error_summary, r.usage_total_usd, r.created_at, r.started_at,
+           r.finished_at,
            extract(epoch FROM coalesce(r.finished_at, now()) - r.started_at) AS duration_seconds,
            s.platform, s.capability, s.identifier
     FROM (
@@ -287,31 +359,61 @@ _RUN_SELECT = """
 """
 
 
-def runs_page_statement(*, status: bool, after: bool) -> sa.TextClause:
-    where = []
-    if status:
-        where.append("status = :status")
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunFilter:
+    status: str | None = None
+    platform: str | None = None
+    actor_id: str | None = None
+    account: str | None = None
+    source_id: uuid.UUID | None = None
+
+    def where(self, params: dict[str, Any]) -> list[str]:
+        where = []
+        if self.status is not None:
+            where.append("status = :status")
+            params["status"] = self.status
+        if self.platform is not None:
+            where.append(
+                "source_connection_id IN "
+                "(SELECT id FROM source_connections WHERE platform = :platform)"
+            )
+            params["platform"] = self.platform
+        if self.actor_id is not None:
+            where.append("actor_id = :actor_id")
+            params["actor_id"] = self.actor_id
+        if self.account is not None:
+            # Runs recorded before accounts existed have none: they ran on `default`.
+            if self.account == "default":
+                where.append("(account = :account OR account IS NULL)")
+            else:
+                where.append("account = :account")
+            params["account"] = self.account
+        if self.source_id is not None:
+            where.append("source_connection_id = :source_id")
+            params["source_id"] = self.source_id
+        return where
+
+
+def runs_page_statement(
+    run_filter: RunFilter, *, after: bool
+) -> tuple[sa.TextClause, dict[str, Any]]:
+    params: dict[str, Any] = {}
+    where = run_filter.where(params)
     if after:
         where.append("(created_at, id) < (:after_created_at, :after_id)")
     clause = ("WHERE " + " AND ".join(where)) if where else ""
-    return sa.text(_RUN_SELECT.format(where=clause))
+    return sa.text(_RUN_SELECT.format(where=clause)), params
 
 
 async def runs_page(
-    engine: sa_async.AsyncEngine,
-    *,
-    status: str | None,
-    after: Cursor | None,
-    limit: int = PAGE_SIZE,
+    conn: Conn, run_filter: RunFilter, *, after: Cursor | None, limit: int = PAGE_SIZE
 ) -> tuple[list[dict[str, Any]], Cursor | None]:
-    params: dict[str, Any] = {"limit": limit + 1}
-    if status is not None:
-        params["status"] = status
+    statement, params = runs_page_statement(run_filter, after=after is not None)
+    params["limit"] = limit + 1
     if after is not None:
         params["after_created_at"] = after.created_at
         params["after_id"] = after.id
-    statement = runs_page_statement(status=status is not None, after=after is not None)
-    return _page(await _rows(engine, statement, params), limit)
+    return _page(await _rows(conn, statement, params), limit)
 
 
 # Run durations of the runs that finished within the window, in fixed buckets (seconds).
@@ -329,10 +431,10 @@ RUN_DURATIONS = sa.text(
 )
 
 
-async def run_durations(engine: sa_async.AsyncEngine, *, window_seconds: float) -> list[int]:
+async def run_durations(conn: Conn, *, window_seconds: float) -> list[int]:
     """How many runs fell in each duration bucket (``DURATION_EDGES_SECONDS``)."""
     rows = await _rows(
-        engine,
+        conn,
         RUN_DURATIONS,
         {"edges": [float(e) for e in DURATION_EDGES_SECONDS], "window_seconds": window_seconds},
     )
@@ -353,12 +455,22 @@ BRAND_IDS = sa.text(
     """
 )
 
+# The GIN index's expression, exactly as in 0007: every word of the handle must be there.
+BRANDS_BY_HANDLE = sa.text(
+    """
+    SELECT DISTINCT brand_id FROM source_connections
+    WHERE regexp_split_to_array(lower(identifier), '[^a-z0-9_]+'::text) @> CAST(:words AS text[])
+      AND (CAST(:after AS uuid) IS NULL OR brand_id > CAST(:after AS uuid))
+    ORDER BY brand_id LIMIT :limit
+    """
+)
+
 BRAND_SOURCES = sa.text(
     """
-    SELECT s.id, s.brand_id, s.platform, s.capability, s.identifier, s.enabled,
+    SELECT s.id, s.brand_id, s.platform, s.capability, s.identifier, s.enabled, s.account,
            n.id AS run_id, n.status AS run_status, n.apify_run_id, n.created_at AS run_created_at,
            n.finished_at AS run_finished_at, n.raw_item_count, n.normalized_item_count,
-           n.error_kind, n.error_summary,
+           n.error_kind, n.error_summary, n.usage_total_usd,
            g.finished_at AS succeeded_at,
            extract(epoch FROM now() - g.finished_at) AS succeeded_age_seconds
     FROM source_connections s
@@ -378,17 +490,75 @@ BRAND_SOURCES = sa.text(
 )
 
 
+async def brands_by_handle(
+    conn: Conn, handle: str, *, after: uuid.UUID | None = None, limit: int = HANDLE_BRANDS_LIMIT
+) -> list[uuid.UUID]:
+    """Brands with a source whose identifier holds every word of ``handle``."""
+    found = words(handle)
+    if not found:
+        return []
+    rows = await _rows(conn, BRANDS_BY_HANDLE, {"words": found, "after": after, "limit": limit})
+    return [r["brand_id"] for r in rows]
+
+
 async def brands_page(
-    engine: sa_async.AsyncEngine, *, after: uuid.UUID | None, limit: int = 20
+    conn: Conn, *, after: uuid.UUID | None, handle: str | None = None, limit: int = 20
 ) -> tuple[list[tuple[uuid.UUID, list[dict[str, Any]]]], uuid.UUID | None]:
     """Brands in id order (keyset on brand_id), each with its sources and their runs."""
-    ids = [
-        r["brand_id"] for r in await _rows(engine, BRAND_IDS, {"after": after, "limit": limit + 1})
-    ]
+    if handle:
+        ids = await brands_by_handle(conn, handle, after=after, limit=limit + 1)
+    else:
+        ids = [
+            r["brand_id"]
+            for r in await _rows(conn, BRAND_IDS, {"after": after, "limit": limit + 1})
+        ]
     more = len(ids) > limit
     ids = ids[:limit]
-    rows = await _rows(engine, BRAND_SOURCES, {"brand_ids": ids}) if ids else []
+    rows = await _rows(conn, BRAND_SOURCES, {"brand_ids": ids}) if ids else []
     grouped: dict[uuid.UUID, list[dict[str, Any]]] = {b: [] for b in ids}
     for row in rows:
         grouped[row["brand_id"]].append(row)
     return list(grouped.items()), (ids[-1] if more else None)
+
+
+# --- accounts and audit ---------------------------------------------------------------
+
+ACCOUNT_LIMITS = sa.text(
+    "SELECT name, max_concurrent_runs, max_memory_mbytes, daily_cap_usd FROM accounts ORDER BY name"
+)
+
+
+async def account_limits(conn: Conn) -> list[dict[str, Any]]:
+    return await _rows(conn, ACCOUNT_LIMITS, {})
+
+
+AUDIT_COLUMNS = (
+    "id, created_at, finished_at, actor, via, client, action, target, selection, matched, "
+    "changed, unchanged, estimate_usd, state, error"
+)
+
+
+def audit_page_statement(*, after: bool) -> sa.TextClause:
+    where = "WHERE (created_at, id) < (:after_created_at, :after_id)" if after else ""
+    return sa.text(
+        f"SELECT {AUDIT_COLUMNS} FROM console_audit {where} "
+        "ORDER BY created_at DESC, id DESC LIMIT :limit"
+    )
+
+
+async def audit_page(
+    conn: Conn, *, after: Cursor | None, limit: int = PAGE_SIZE
+) -> tuple[list[dict[str, Any]], Cursor | None]:
+    params: dict[str, Any] = {"limit": limit + 1}
+    if after is not None:
+        params["after_created_at"] = after.created_at
+        params["after_id"] = after.id
+    return _page(await _rows(conn, audit_page_statement(after=after is not None), params), limit)
+
+
+AUDIT_ENTRY = sa.text(f"SELECT {AUDIT_COLUMNS} FROM console_audit WHERE id = :id")
+
+
+async def audit_entry(conn: Conn, entry_id: uuid.UUID) -> dict[str, Any] | None:
+    rows = await _rows(conn, AUDIT_ENTRY, {"id": entry_id})
+    return rows[0] if rows else None

@@ -1,31 +1,70 @@
-"""Serving the console: from ``kairo-ingest console`` on its own, or inside ``run``.
+"""Serving the console: from ``kairo-ingest console`` on its own, inside ``run``, or after
+``demo``.
 
-Either way it is one more uvicorn server on the process's event loop, sharing the
-engine it is given. :func:`build` checks the bind first, so a non-loopback address
-without KAIRO_CONSOLE_TOKEN fails before anything listens.
+Either way it is one more uvicorn server on the process's event loop (``webstack``),
+with its own read-only pool and write path beside the engine it is given (never that
+engine's pool). :func:`build` checks the bind first, so a non-loopback address without
+``KAIRO_CONSOLE_TOKEN`` fails before anything listens. Without a token it makes one;
+:attr:`ConsoleServer.login_url` is then the URL to show, once, on standard output.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
+import dataclasses
 
-import uvicorn
 from sqlalchemy.ext import asyncio as sa_async
+from starlette import types
 
-from kairo_ingest import config, errors, httpguard, logs
-from kairo_ingest.console import security, spend, views, web
+from kairo_ingest import config, httpguard, logs, webstack
+from kairo_ingest.console import access, security, spend, views
+from kairo_ingest.console import app as console_app
 
 log = logs.get(__name__)
 
 DEFAULT_PORT = 8081
 
 
-def app(settings: config.Settings, engine: sa_async.AsyncEngine) -> web.Console:
-    token = settings.console_token.get_secret_value() if settings.console_token else None
+class ConsoleApp:
+    """The console's ASGI app and what it owns: its token and its two engines."""
+
+    def __init__(
+        self,
+        asgi: types.ASGIApp,
+        *,
+        pages: views.Pages,
+        token: str,
+        generated_token: bool,
+    ) -> None:
+        self.asgi = asgi
+        self.pages = pages
+        self.token = token
+        self.generated_token = generated_token
+
+    async def __call__(self, scope: types.Scope, receive: types.Receive, send: types.Send) -> None:
+        await self.asgi(scope, receive, send)
+
+    async def aclose(self) -> None:
+        await self.pages.cache.aclose()
+        await self.pages.spend_cache.aclose()
+        await self.pages.reads.dispose()
+        await self.pages.writes.dispose()
+
+
+def app(
+    settings: config.Settings,
+    engine: sa_async.AsyncEngine,
+    *,
+    reads: access.ReadPool | None = None,
+    writes: access.WritePath | None = None,
+) -> ConsoleApp:
+    """The console on ``engine``'s database, with a pool and a write path of its own."""
+    configured = settings.console_token.get_secret_value() if settings.console_token else None
+    token = configured or security.generate_token()
+    secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
     pages = views.Pages(
-        engine,
+        reads or access.ReadPool.beside(engine),
+        writes or access.WritePath.beside(engine),
         freshness_ttl=settings.freshness_ttl,
         disabled_capabilities=settings.disabled_capability_set,
         features=settings.enabled_features,
@@ -35,15 +74,25 @@ def app(settings: config.Settings, engine: sa_async.AsyncEngine) -> web.Console:
             settings.apify_account_daily_cap_usd,
         ),
     )
-    return web.Console(pages, security.Guard(token))
+    guard = security.Guard(token, secret=security.server_secret(secret_key))
+    asgi = console_app.build(
+        console_app.Console(pages, guard), trusted_proxies=settings.console_trusted_proxies
+    )
+    return ConsoleApp(asgi, pages=pages, token=token, generated_token=configured is None)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the process owns SIGTERM and SIGINT."""
+@dataclasses.dataclass
+class ConsoleServer:
+    server: webstack.Server
+    app: ConsoleApp
+    url: str | None = None
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    @property
+    def login_url(self) -> str | None:
+        """The one-time login URL when the token was made here (None otherwise)."""
+        if self.url is None or not self.app.generated_token:
+            return None
+        return security.login_url(self.url, self.app.token)
 
 
 def build(
@@ -53,52 +102,25 @@ def build(
     host: str,
     port: int,
     limits: httpguard.Limits | None = None,
-) -> uvicorn.Server:
+) -> ConsoleServer:
     token = settings.console_token.get_secret_value() if settings.console_token else None
     security.check_bind(host, token)
+    console = app(settings, engine)
     # The health server's limits: inside ``run`` the console shares the worker's loop and
     # descriptors, so a flood of half-open connections must not starve the jobs.
-    cfg = httpguard.Config(
-        app(settings, engine),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-        server_header=False,
-        **httpguard.uvicorn_settings(limits or httpguard.Limits()),
-    )
-    return _Server(cfg)
+    return ConsoleServer(webstack.server(console, host=host, port=port, limits=limits), console)
 
 
-async def start(server: uvicorn.Server) -> tuple[asyncio.Task[None], str]:
+async def start(console: ConsoleServer) -> tuple[asyncio.Task[None], str]:
     """Start serving in a task; return it and the URL once the socket listens."""
-    task = asyncio.create_task(_serve(server), name="console-server")
-    async with asyncio.timeout(10):
-        while not server.started:
-            if task.done():
-                raise errors.ConfigError(
-                    f"the console cannot listen on {server.config.host}:{server.config.port} "
-                    "(KAIRO_CONSOLE_HOST / KAIRO_CONSOLE_PORT): address in use or not available",
-                    variable="KAIRO_CONSOLE_PORT",
-                )
-            await asyncio.sleep(0.01)
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}/"
+    task, url = await webstack.start(
+        console.server, name="the console", port_variable="KAIRO_CONSOLE_PORT"
+    )
+    console.url = url
     log.info("console_started", url=url)
     return task, url
 
 
-async def stop(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
-    server.should_exit = True
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(task, timeout=5)
-
-
-async def _serve(server: uvicorn.Server) -> None:
-    try:
-        await server.serve()
-    except SystemExit as exc:  # uvicorn exits on a failed bind
-        raise OSError(f"console server failed to start (exit {exc.code})") from None
+async def stop(console: ConsoleServer, task: asyncio.Task[None]) -> None:
+    await webstack.stop(console.server, task)
+    await console.app.aclose()

@@ -1,35 +1,31 @@
-"""The console's pages: read the database (console.queries, the queue API), render a template.
+"""The console's pages and actions: read through the read-only pool, act through the
+write path, and return what to show.
 
-Templates are Jinja2 with autoescaping on for every file (not only ``.html``), and
-undefined names fail loudly. Charts arrive as escaped SVG markup from console.charts.
+A handler returns a :class:`Page` (a template, the data a JSON client gets, and values
+only the HTML needs, such as charts), a :class:`Redirect` (after an HTML form POST) or a
+:class:`Problem`. ``console.app`` turns them into HTML or JSON, so every route answers
+both, with the same data.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import pathlib
-import urllib.parse
 import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
 
-import jinja2
-from sqlalchemy.ext import asyncio as sa_async
-
-from kairo_ingest import __version__, errors, logs
-from kairo_ingest.console import charts, queries, responses, spend
+from kairo_ingest import errors, logs
+from kairo_ingest.console import access, actions, charts, filters, queries, security, spend
 from kairo_ingest.domain import registry, statuses
 from kairo_ingest.queue import jobs as queue_jobs
 
 log = logs.get(__name__)
 
-TEMPLATES = pathlib.Path(__file__).parent / "templates"
 OVERVIEW_REFRESH_SECONDS = 5
 WINDOW_SECONDS = 24 * 3600
 THROUGHPUT_BUCKETS = 24
 THROUGHPUT_BUCKET_SECONDS = 15 * 60
-APIFY_RUN_URL = "https://console.apify.com/view/runs/{}"
 EVIDENCE_BUCKETS = ("failed", "refreshed", "reused", "skipped")
 EVIDENCE_FIELDS = (
     "platform",
@@ -45,171 +41,165 @@ EVIDENCE_FIELDS = (
     "error",
     "retryable",
 )
-
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATES),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+ACCOUNT_COLOURS = ("#2f6fb5", "#3b8f5a", "#d38b1c", "#8e44ad", "#c0392b", "#16a085")
 
 
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = max(0.0, float(seconds))
-    if s < 10:
-        return f"{s:.1f} s"
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 90 * 60:
-        return f"{s / 60:.0f} min"
-    if s < 48 * 3600:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} d"
+@dataclasses.dataclass
+class Page:
+    template: str
+    data: dict[str, Any]
+    tab: str = ""
+    status: int = 200
+    html: dict[str, Any] = dataclasses.field(default_factory=dict)
+    always_json: bool = False  # the OpenAPI document: JSON whatever the Accept header
 
 
-def _when(value: dt.datetime | None) -> str:
-    return "-" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+@dataclasses.dataclass
+class Redirect:
+    location: str
+    data: dict[str, Any]
 
 
-def _apify_url(apify_run_id: str | None) -> str | None:
-    if not apify_run_id:
-        return None
-    return APIFY_RUN_URL.format(urllib.parse.quote(apify_run_id, safe=""))
+@dataclasses.dataclass
+class Problem:
+    status: int
+    message: str
+    tab: str = ""
 
 
-def _qs(**params: Any) -> str:
-    kept = {k: str(v) for k, v in params.items() if v not in (None, "")}
-    return "?" + urllib.parse.urlencode(kept) if kept else ""
+Result = Page | Redirect | Problem
 
 
-_env.filters.update(ago=_ago, when=_when, apify_url=_apify_url)
-_env.globals.update(qs=_qs, version=__version__)
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What a handler needs of a request, already authenticated."""
 
-
-def stylesheet() -> bytes:
-    return (TEMPLATES / "console.css").read_bytes()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Context:
-    csrf: str
-    login_required: bool
+    query: Mapping[str, str]
+    form: Mapping[str, Any]
+    principal: security.Principal
+    client: str | None
+    path_id: str | None = None
 
 
 class Pages:
     def __init__(
         self,
-        engine: sa_async.AsyncEngine,
+        reads: access.ReadPool,
+        writes: access.WritePath,
         *,
         freshness_ttl: dt.timedelta,
         disabled_capabilities: Collection[str],
         features: Collection[str] = frozenset(),
         default_limits: spend.DefaultLimits | None = None,
+        cache: access.Cache | None = None,
     ) -> None:
-        self.engine = engine
+        self.reads = reads
+        self.writes = writes
         self.default_limits = default_limits or spend.DefaultLimits(32, 32_768, None)
         self.freshness_ttl = freshness_ttl
         self.disabled = disabled_capabilities
         self.features = features
+        self.cache = cache or access.Cache()
+        self.spend_cache = access.Cache(ttl_seconds=spend.PAGE_CACHE_SECONDS, serve_stale=True)
 
-    def _render(
-        self, ctx: Context, name: str, code: int = 200, **values: Any
-    ) -> responses.Response:
-        body = _env.get_template(name).render(ctx=ctx, **values).encode()
-        return responses.Response(code, body)
+    # --- overview ---------------------------------------------------------------------
 
-    def login(self, ctx: Context, *, status: int, failed: bool = False) -> responses.Response:
-        return self._render(ctx, "login.html", status, failed=failed, page="login")
-
-    def not_found(self, ctx: Context) -> responses.Response:
-        return self._render(ctx, "error.html", 404, message="No such page.", page="")
-
-    def _bad(self, ctx: Context, message: str) -> responses.Response:
-        return self._render(ctx, "error.html", 400, message=message, page="")
-
-    async def overview(self, ctx: Context) -> responses.Response:
-        depth = await queue_jobs.depth(self.engine)
-        summary = await queries.overview(self.engine, window_seconds=WINDOW_SECONDS)
-        buckets = await queries.throughput(
-            self.engine, buckets=THROUGHPUT_BUCKETS, bucket_seconds=THROUGHPUT_BUCKET_SECONDS
-        )
-        return self._render(
-            ctx,
+    async def overview(self, req: Request) -> Result:
+        # The heavy part (windows over a million rows) is cached for a few seconds: twenty
+        # refreshing tabs cost one computation per CACHE_SECONDS.
+        data = await self.cache.get("overview", self._overview)
+        depth = data["depth"]
+        return Page(
             "overview.html",
-            page="overview",
-            refresh_seconds=OVERVIEW_REFRESH_SECONDS,
-            depth=depth,
-            summary=summary,
-            chart=throughput_chart(buckets, depth["pending"] + depth["running"]),
-            spend=await spend.panel(self.engine, self.default_limits),
+            data,
+            tab="overview",
+            html={
+                "refresh_seconds": OVERVIEW_REFRESH_SECONDS,
+                "chart": throughput_chart(data["throughput"], depth["pending"] + depth["running"]),
+            },
         )
 
-    async def jobs(self, ctx: Context, query: Mapping[str, str]) -> responses.Response:
-        status = query.get("status") or None
-        kind = query.get("kind") or None
-        brand_raw = (query.get("brand") or "").strip()
+    async def _overview(self) -> dict[str, Any]:
+        async with self.reads.read() as conn:
+            depth = await queue_jobs.depth(conn)
+            summary = await queries.overview(conn, window_seconds=WINDOW_SECONDS)
+            buckets = await queries.throughput(
+                conn, buckets=THROUGHPUT_BUCKETS, bucket_seconds=THROUGHPUT_BUCKET_SECONDS
+            )
+            panel = await spend.panel(conn, self.default_limits)
+        return {"depth": depth, "summary": summary, "throughput": buckets, "spend": panel}
+
+    # --- jobs -------------------------------------------------------------------------
+
+    async def jobs(self, req: Request) -> Result:
+        params = filters.job_params(req.query)
         try:
-            if status is not None and status not in {s.value for s in statuses.JobStatus}:
-                raise errors.UsageError(f"unknown status {status!r}")
-            if kind is not None and kind not in {k.value for k in statuses.JobKind}:
-                raise errors.UsageError(f"unknown kind {kind!r}")
-            brand = _uuid(brand_raw, "brand") if brand_raw else None
-            after = queries.Cursor.decode(query["after"]) if query.get("after") else None
+            after = filters.cursor(req.query)
+            async with self.reads.read() as conn:
+                job_filter = await filters.job_filter(conn, params)
+                rows, following = await queries.jobs_page(conn, job_filter, after=after)
         except errors.UsageError as exc:
-            return self._bad(ctx, exc.message)
-        rows, following = await queries.jobs_page(
-            self.engine, status=status, brand_id=brand, kind=kind, after=after
-        )
-        return self._render(
-            ctx,
+            return Problem(400, exc.message, "jobs")
+        return Page(
             "jobs.html",
-            page="jobs",
-            rows=rows,
-            following=following.encode() if following else None,
-            filters={"status": status, "kind": kind, "brand": brand_raw},
-            job_statuses=[s.value for s in statuses.JobStatus],
-            job_kinds=[k.value for k in statuses.JobKind],
+            {
+                "jobs": rows,
+                "next": following.encode() if following else None,
+                "filters": params,
+            },
+            tab="jobs",
+            html={
+                "job_statuses": [s.value for s in statuses.JobStatus],
+                "job_kinds": [k.value for k in statuses.JobKind],
+                "actions": actions.ACTIONS,
+            },
         )
 
-    async def job(self, ctx: Context, raw_id: str, done: str | None) -> responses.Response:
+    async def job(self, req: Request) -> Result:
         try:
-            job_id = _uuid(raw_id, "job id")
+            job_id = filters.as_uuid(req.path_id or "", "job id")
         except errors.UsageError as exc:
-            return self._bad(ctx, exc.message)
-        return await self._job_page(ctx, job_id, notice=_NOTICES.get(done or ""))
+            return Problem(400, exc.message, "jobs")
+        notice = _NOTICES.get(req.query.get("done") or "")
+        return await self._job_page(job_id, notice=notice)
 
     async def _job_page(
         self,
-        ctx: Context,
         job_id: uuid.UUID,
         *,
         notice: str | None = None,
         problem: str | None = None,
         status: int = 200,
-    ) -> responses.Response:
-        job = await queue_jobs.get(self.engine, job_id)
-        if job is None:
-            return self._render(ctx, "error.html", 404, message="No such job.", page="jobs")
-        runs = await queries.job_runs(self.engine, job_id)
-        evidence = await self._evidence_rows(job.evidence_status)
-        return self._render(
-            ctx,
+    ) -> Result:
+        async with self.reads.read() as conn:
+            job = await queue_jobs.get(conn, job_id)
+            if job is None:
+                return Problem(404, "No such job.", "jobs")
+            runs = await queries.job_runs(conn, job_id)
+            evidence = await self._evidence_rows(conn, job.evidence_status)
+        costed = [r["usage_total_usd"] for r in runs if r["usage_total_usd"] is not None]
+        return Page(
             "job.html",
-            status,
-            page="jobs",
-            job=job,
-            runs=runs,
-            evidence=evidence,
-            notice=notice,
-            problem=problem,
-            can_retry=job.status in ("failed", "cancelled"),
-            can_cancel=job.status in ("pending", "running"),
+            {
+                # The CLI's `jobs show --json` form, less the fencing token.
+                "job": {k: v for k, v in job.to_json().items() if k != "lease_token"},
+                "runs": runs,
+                "evidence": evidence,
+                "cost_usd": float(sum(costed)) if costed else None,
+                "problem": problem,
+            },
+            tab="jobs",
+            status=status,
+            html={
+                "notice": notice,
+                "can_retry": job.status in ("failed", "cancelled"),
+                "can_cancel": job.status in ("pending", "running"),
+            },
         )
 
-    async def _evidence_rows(self, status: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    async def _evidence_rows(
+        self, conn: queries.Conn, status: Mapping[str, Any] | None
+    ) -> list[dict[str, Any]]:
         entries = [
             (bucket, entry)
             for bucket in EVIDENCE_BUCKETS
@@ -222,7 +212,7 @@ class Pages:
                 ids.append(uuid.UUID(str(entry.get("source_id"))))
             except ValueError:
                 continue
-        sources = await queries.sources_by_id(self.engine, ids)
+        sources = await queries.sources_by_id(conn, ids)
         rows = []
         for bucket, entry in entries:
             try:
@@ -233,46 +223,139 @@ class Pages:
             rows.append({"outcome": bucket, "entry": shown, "source": source})
         return rows
 
-    async def act(self, ctx: Context, raw_id: str, action: str) -> responses.Response:
-        """Retry or cancel through the queue's own functions (as ``jobs retry|cancel``)."""
+    async def act(self, req: Request, action_name: str) -> Result:
+        """Retry or cancel one job, through the queue's own functions, audited."""
         try:
-            job_id = _uuid(raw_id, "job id")
-            operation = queue_jobs.retry if action == "retry" else queue_jobs.cancel
-            job = await operation(self.engine, job_id)
+            job_id = filters.as_uuid(req.path_id or "", "job id")
         except errors.UsageError as exc:
-            return await self._job_page(ctx, uuid.UUID(raw_id), problem=exc.message, status=409)
-        if job is None:
-            return self._render(ctx, "error.html", 404, message="No such job.", page="jobs")
-        log.info("console_job_action", action=action, job_id=str(job_id))
-        return responses.redirect(
-            f"/jobs/{job_id}?done={'retried' if action == 'retry' else 'cancelled'}"
+            return Problem(400, exc.message, "jobs")
+        action = actions.action_named(action_name)
+        async with self.writes.turn() as engine:
+            outcome = await actions.apply(
+                engine,
+                action,
+                actions.Selection(ids=(job_id,)),
+                action_id=uuid.uuid4(),
+                principal=req.principal,
+                client=req.client,
+                direct=True,
+            )
+        if outcome.changed:
+            done = "retried" if action.name == "retry" else "cancelled"
+            return Redirect(f"/jobs/{job_id}?done={done}", _outcome_json(outcome))
+        if outcome.problems:
+            return await self._job_page(job_id, problem=outcome.problems[0], status=409)
+        return Problem(404, "No such job.", "jobs")
+
+    # --- bulk actions -----------------------------------------------------------------
+
+    def _selection(self, form: Mapping[str, Any]) -> actions.Selection:
+        """``scope=selected`` with ``id`` values, or ``scope=matching`` with the filter."""
+        scope = str(form.get("scope") or "")
+        if scope == "selected":
+            raw = form.get("id") or []
+            return actions.Selection.of_ids([raw] if isinstance(raw, str) else list(raw))
+        if scope == "matching":
+            source = form.get("filter")
+            params = source if isinstance(source, Mapping) else form
+            snapshot = form.get("snapshot")
+            return actions.Selection(
+                params=filters.job_params({k: str(v) for k, v in params.items()}),
+                snapshot=filters.as_time(str(snapshot), "snapshot") if snapshot else None,
+            )
+        raise errors.UsageError("scope must be 'selected' (with job ids) or 'matching'")
+
+    async def bulk_preview(self, req: Request) -> Result:
+        try:
+            action = actions.action_named(str(req.form.get("action") or ""))
+            selection = self._selection(req.form)
+            async with self.reads.read() as conn:
+                preview = await actions.preview(conn, action, selection)
+        except errors.UsageError as exc:
+            return Problem(400, exc.message, "jobs")
+        data = preview.to_json()
+        return Page(
+            "confirm.html",
+            data,
+            tab="jobs",
+            html={
+                "verb": action.verb,
+                "scope": "selected" if selection.ids is not None else "matching",
+                "filter_items": sorted((selection.params or {}).items()),
+            },
         )
 
-    async def runs(self, ctx: Context, query: Mapping[str, str]) -> responses.Response:
-        status = (query.get("status") or "").strip().upper() or None
+    async def bulk_apply(self, req: Request) -> Result:
         try:
-            after = queries.Cursor.decode(query["after"]) if query.get("after") else None
+            action = actions.action_named(str(req.form.get("action") or ""))
+            selection = self._selection(req.form)
+            if selection.ids is None and selection.snapshot is None:
+                raise errors.UsageError("a filter selection needs the preview's snapshot")
+            action_id = filters.as_uuid(str(req.form.get("action_id") or ""), "action_id")
+            raw_estimate = req.form.get("estimate_usd")
+            estimate_usd = float(raw_estimate) if raw_estimate not in (None, "") else None
+        except (errors.UsageError, ValueError) as exc:
+            message = exc.message if isinstance(exc, errors.UsageError) else "bad estimate_usd"
+            return Problem(400, message, "jobs")
+        async with self.writes.turn() as engine:
+            outcome = await actions.apply(
+                engine,
+                action,
+                selection,
+                action_id=action_id,
+                principal=req.principal,
+                client=req.client,
+                estimate_usd=estimate_usd,
+            )
+        return Redirect(f"/audit/{action_id}", _outcome_json(outcome))
+
+    # --- runs, brands, spend, audit -----------------------------------------------------
+
+    async def runs(self, req: Request) -> Result:
+        params = filters.run_params(req.query)
+        try:
+            run_filter = filters.run_filter(params)
+            after = filters.cursor(req.query)
         except errors.UsageError as exc:
-            return self._bad(ctx, exc.message)
-        rows, following = await queries.runs_page(self.engine, status=status, after=after)
-        durations = await queries.run_durations(self.engine, window_seconds=WINDOW_SECONDS)
-        return self._render(
-            ctx,
+            return Problem(400, exc.message, "runs")
+        async with self.reads.read() as conn:
+            rows, following = await queries.runs_page(conn, run_filter, after=after)
+        durations = await self.cache.get("durations", self._durations)
+        return Page(
             "runs.html",
-            page="runs",
-            runs=rows,
-            following=following.encode() if following else None,
-            status=status,
-            run_statuses=[s.value for s in statuses.RunStatus],
-            chart=durations_chart(durations),
+            {
+                "runs": rows,
+                "next": following.encode() if following else None,
+                "filters": params,
+                "durations": {
+                    "edges_seconds": list(queries.DURATION_EDGES_SECONDS),
+                    "counts": durations,
+                },
+            },
+            tab="runs",
+            html={
+                "run_statuses": [s.value for s in statuses.RunStatus],
+                "platforms": [p.value for p in statuses.Platform],
+                "chart": durations_chart(durations),
+            },
         )
 
-    async def brands(self, ctx: Context, query: Mapping[str, str]) -> responses.Response:
+    async def _durations(self) -> list[int]:
+        async with self.reads.read() as conn:
+            return await queries.run_durations(conn, window_seconds=WINDOW_SECONDS)
+
+    async def brands(self, req: Request) -> Result:
+        handle = (req.query.get("handle") or "").strip()[: filters.MAX_TEXT] or None
         try:
-            after = _uuid(query["after"], "page cursor") if query.get("after") else None
+            after = (
+                filters.as_uuid(req.query["after"], "page cursor")
+                if req.query.get("after")
+                else None
+            )
         except errors.UsageError as exc:
-            return self._bad(ctx, exc.message)
-        brands, following = await queries.brands_page(self.engine, after=after)
+            return Problem(400, exc.message, "brands")
+        async with self.reads.read() as conn:
+            brands, following = await queries.brands_page(conn, after=after, handle=handle)
         ttl_seconds = self.freshness_ttl.total_seconds()
         for _brand, rows in brands:
             for row in rows:
@@ -282,24 +365,69 @@ class Pages:
                 row["capability_on"], row["capability_reason"] = enabled, reason
                 age = row["succeeded_age_seconds"]
                 row["fresh"] = age is not None and float(age) <= ttl_seconds
-        return self._render(
-            ctx,
+        return Page(
             "brands.html",
-            page="brands",
-            brands=brands,
-            following=str(following) if following else None,
-            ttl_seconds=ttl_seconds,
+            {
+                "brands": [{"brand_id": b, "sources": rows} for b, rows in brands],
+                "next": str(following) if following else None,
+                "handle": handle,
+                "freshness_ttl_seconds": ttl_seconds,
+            },
+            tab="brands",
         )
+
+    async def spend_page(self, req: Request) -> Result:
+        raw_day = (req.query.get("day") or "").strip()
+        try:
+            day = dt.date.fromisoformat(raw_day) if raw_day else None
+        except ValueError:
+            return Problem(400, f"day is not a date (YYYY-MM-DD): {raw_day[:40]!r}", "spend")
+
+        async def compute() -> dict[str, Any]:
+            timeout = spend.PAGE_STATEMENT_TIMEOUT_SECONDS
+            async with self.reads.read(statement_timeout_seconds=timeout) as conn:
+                return await spend.page(conn, self.default_limits, day=day)
+
+        data = await self.spend_cache.get(("spend", day), compute)
+        return Page("spend.html", data, tab="spend", html={"chart": spend_chart(data)})
+
+    async def audit(self, req: Request) -> Result:
+        try:
+            after = filters.cursor(req.query)
+        except errors.UsageError as exc:
+            return Problem(400, exc.message, "audit")
+        async with self.reads.read() as conn:
+            rows, following = await queries.audit_page(conn, after=after)
+        return Page(
+            "audit.html",
+            {"entries": rows, "next": following.encode() if following else None},
+            tab="audit",
+        )
+
+    async def audit_entry(self, req: Request) -> Result:
+        try:
+            entry_id = filters.as_uuid(req.path_id or "", "audit entry id")
+        except errors.UsageError as exc:
+            return Problem(400, exc.message, "audit")
+        async with self.reads.read() as conn:
+            entry = await queries.audit_entry(conn, entry_id)
+        if entry is None:
+            return Problem(404, "No such audit entry.", "audit")
+        return Page("audit_entry.html", {"entry": entry}, tab="audit")
 
 
 _NOTICES = {"retried": "Job put back in the queue.", "cancelled": "Job cancelled."}
 
 
-def _uuid(raw: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw.strip())
-    except ValueError:
-        raise errors.UsageError(f"{what} is not a UUID: {raw!r}") from None
+def _outcome_json(outcome: actions.Outcome) -> dict[str, Any]:
+    return {
+        "action_id": str(outcome.action_id),
+        "matched": outcome.matched,
+        "changed": outcome.changed,
+        "unchanged": outcome.unchanged,
+        "problems": outcome.problems,
+        "replayed": outcome.replayed,
+    }
 
 
 def throughput_chart(buckets: list[dict[str, Any]], depth_now: int) -> Any:
@@ -343,3 +471,39 @@ def durations_chart(counts: list[int]) -> Any:
         labels,
         [charts.Series("runs", [float(c) for c in counts], "#2f6fb5")],
     )
+
+
+def spend_chart(data: dict[str, Any]) -> Any:
+    """Spend per UTC day, stacked by account, with each account's daily cap as a dashed
+    line in the account's colour."""
+    labels, per_account = spend.chart_series(data)
+    names = sorted(set(per_account) | set(data["daily_caps_usd"]))
+    colour = {name: ACCOUNT_COLOURS[i % len(ACCOUNT_COLOURS)] for i, name in enumerate(names)}
+    bars = [charts.Series(n, per_account[n], colour[n]) for n in names if n in per_account]
+    caps = [
+        charts.Series(f"{n} daily cap ${cap:,.2f}", [float(cap)] * len(labels), colour[n], True)
+        for n in names
+        if (cap := data["daily_caps_usd"].get(n)) is not None
+    ]
+    return charts.bars_and_line(
+        f"Apify spend per UTC day, {data['since']} to {data['today']}, with daily caps",
+        labels,
+        bars,
+        caps,
+        unit="$",
+    )
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = max(0.0, float(seconds))
+    if s < 10:
+        return f"{s:.1f} s"
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 90 * 60:
+        return f"{s / 60:.0f} min"
+    if s < 48 * 3600:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"

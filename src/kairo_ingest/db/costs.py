@@ -59,6 +59,81 @@ async def brand_cap(conn: sa_async.AsyncConnection, brand_id: uuid.UUID) -> deci
     return None if value is None else decimal.Decimal(value)
 
 
+def _per_run(since: dt.date) -> sa.Subquery:
+    """One row per started run since a UTC day: its day, account, brand, actor, cost and
+    why its kept dataset is partial (the run ledger's ``partial_reason``).
+
+    A run's day is the UTC day it finished (or was created, while it runs). The two
+    range conditions ahead of the day's own test say the same thing in a form the
+    indexes on ``finished_at`` and ``created_at`` can serve.
+    """
+    start = sa.func.timezone("UTC", sa.cast(since, sa.DateTime()))
+    day = sa.func.date(sa.func.timezone("UTC", sa.func.coalesce(_r.c.finished_at, _r.c.created_at)))
+    return (
+        sa.select(
+            day.label("day"),
+            sa.func.coalesce(_r.c.account, accounts_default()).label("account"),
+            _r.c.brand_id,
+            _r.c.actor_id,
+            _r.c.usage_total_usd,
+            _r.c.partial_reason,
+        )
+        .where(_r.c.apify_run_id.is_not(None))
+        .where(
+            sa.or_(
+                _r.c.finished_at >= start,
+                sa.and_(_r.c.finished_at.is_(None), _r.c.created_at >= start),
+            )
+        )
+        .subquery()
+    )
+
+
+# The breakdowns the console shows, in one pass over the runs: per day and account, and
+# per account, brand and actor over the whole window.
+_SETS = (("day", "account"), ("account",), ("brand_id",), ("actor_id",))
+
+
+async def breakdowns(
+    conn: sa_async.AsyncConnection, *, since: dt.date, until: dt.date | None = None
+) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Runs and spend since a UTC day (to ``until``, inclusive), grouped by each of
+    ``_SETS`` (``GROUPING SETS``: one scan): :func:`report`'s figures, summed coarser."""
+    c = _per_run(since).c
+    dims = [c.day, c.account, c.brand_id, c.actor_id]
+    grouping = sa.func.grouping(*dims).label("g")
+    query = (
+        sa.select(
+            *dims,
+            grouping,
+            sa.func.count().label("runs"),
+            sa.func.coalesce(sa.func.sum(c.usage_total_usd), 0).label("usd"),
+        )
+        .where(c.day >= since)
+        .group_by(sa.func.grouping_sets(*(sa.tuple_(*(c[n] for n in names)) for names in _SETS)))
+    )
+    if until is not None:
+        query = query.where(c.day <= until)
+    order = ("day", "account", "brand_id", "actor_id")
+    masks = {
+        sum(1 << (3 - order.index(n)) for n in order if n not in names): names for names in _SETS
+    }
+    out: dict[tuple[str, ...], list[dict[str, Any]]] = {names: [] for names in _SETS}
+    for r in (await conn.execute(query)).all():
+        names = masks[r.g]
+        row: dict[str, Any] = {name: getattr(r, name) for name in names}
+        if "day" in row:
+            row["day"] = row["day"].isoformat()
+        if "brand_id" in row:
+            row["brand_id"] = str(row["brand_id"])
+        row["runs"] = int(r.runs)
+        row["usage_total_usd"] = round(float(r.usd), 6)
+        out[names].append(row)
+    for rows in out.values():
+        rows.sort(key=lambda row: tuple(str(v) for k, v in row.items() if k in order))
+    return out
+
+
 async def report(
     engine: sa_async.AsyncEngine,
     *,
@@ -71,20 +146,7 @@ async def report(
     or stopped at their charge cap."""
     if since is None:
         since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=DEFAULT_REPORT_DAYS)
-    per_run = (
-        sa.select(
-            sa.func.date(
-                sa.func.timezone("UTC", sa.func.coalesce(_r.c.finished_at, _r.c.created_at))
-            ).label("day"),
-            sa.func.coalesce(_r.c.account, accounts_default()).label("account"),
-            _r.c.brand_id,
-            _r.c.actor_id,
-            _r.c.usage_total_usd,
-            _r.c.partial_reason,
-        )
-        .where(_r.c.apify_run_id.is_not(None))
-        .subquery()
-    )
+    per_run = _per_run(since)
 
     def spent_by(reason: str) -> sa.ColumnElement[Any]:
         return sa.func.coalesce(

@@ -56,6 +56,13 @@ source_connections = sa.Table(
         nullable=True,
     ),
     sa.UniqueConstraint("brand_id", "platform", "capability", "identifier"),
+    # The console's filters (0007): runs by platform; brands by a word of a handle.
+    sa.Index("ix_source_connections_platform", "platform"),
+    sa.Index(
+        "ix_source_connections_handle_words",
+        sa.text("regexp_split_to_array(lower(identifier), '[^a-z0-9_]+'::text)"),
+        postgresql_using="gin",
+    ),
 )
 
 jobs = sa.Table(
@@ -139,6 +146,23 @@ jobs = sa.Table(
     # The console's keyset pages, newest first, unfiltered or by status (migration 0003).
     sa.Index("ix_jobs_created_id", "created_at", "id"),
     sa.Index("ix_jobs_status_created_id", "status", "created_at", "id"),
+    # The console's filters by error kind and by words in the error (migration 0007).
+    sa.Index(
+        "ix_jobs_error_kind_created_id",
+        "last_error_kind",
+        "created_at",
+        "id",
+        postgresql_where=sa.text("last_error_kind IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_jobs_last_error_words",
+        sa.text(
+            "to_tsvector('simple'::regconfig, "
+            "regexp_replace(last_error, '[^[:alnum:]_]+'::text, ' '::text, 'g'::text))"
+        ),
+        postgresql_using="gin",
+        postgresql_where=sa.text("last_error IS NOT NULL"),
+    ),
     # The lease token is a key (plain unique index), so changing it conflicts with the
     # fence's FOR KEY SHARE while a heartbeat does not (queue/sql.py explains).
     sa.Index("uq_jobs_lease_token", "lease_token", unique=True),
@@ -294,6 +318,32 @@ apify_runs = sa.Table(
         "started_at",
         postgresql_where=sa.text("apify_run_id IS NOT NULL"),
     ),
+    # The console's run filters by actor and account (0007).
+    sa.Index("ix_apify_runs_actor_created_id", "actor_id", "created_at", "id"),
+    sa.Index("ix_apify_runs_account_created_id", "account", "created_at", "id"),
+)
+
+# Every console action: who, from where, what, when (0007).
+console_audit = sa.Table(
+    "console_audit",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("actor", sa.Text(), nullable=False),
+    sa.Column("via", sa.Text(), nullable=False),
+    sa.Column("client", sa.Text(), nullable=True),
+    sa.Column("action", sa.Text(), nullable=False),
+    sa.Column("target", sa.Text(), nullable=False),
+    sa.Column("selection", pg.JSONB(), nullable=False),
+    sa.Column("matched", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("changed", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("unchanged", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    sa.Column("estimate_usd", sa.Numeric(14, 6), nullable=True),
+    sa.Column("state", sa.Text(), nullable=False, server_default=sa.text("'running'")),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.CheckConstraint("state IN ('running', 'done', 'failed')", name="state"),
+    sa.Index("ix_console_audit_created_id", "created_at", "id"),
 )
 
 # Partitioned by day on raw_partition_at, its run's value copied onto each item (0008;

@@ -18,10 +18,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from kairo_ingest import config, logs
+from kairo_ingest.console import server as console_server
 from kairo_ingest.db import migrate, sources, tables
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.service import apify_access, handlers, resources, runner
+from kairo_ingest.service import apify_access, handlers, operator_console, resources, runner
 
 log = logs.get(__name__)
 
@@ -85,7 +86,8 @@ async def _progress(engine: Any, job_ids: list[uuid.UUID], started: float) -> No
         await asyncio.sleep(1.0)
 
 
-async def run(settings: config.Settings) -> int:
+async def run(settings: config.Settings, *, console: bool = False) -> int:
+    """The demo; with ``console``, then the operator console on its data until a signal."""
     started = time.monotonic()
     async with resources.database(settings, require_head=False) as db:
         if not db.embedded:
@@ -130,6 +132,13 @@ async def run(settings: config.Settings) -> int:
                 with contextlib.suppress(asyncio.CancelledError):
                     await progress
             await _summary(db, job_ids, time.monotonic() - started, settings)
+        if console:
+            _say("")
+            _say("Serving the operator console on the demo's data (Ctrl-C stops it).")
+            port = settings.console_port or console_server.DEFAULT_PORT
+            return await operator_console.serve(
+                settings, db.engine, host=settings.console_host, port=port
+            )
     return 0
 
 
@@ -175,5 +184,6 @@ async def _summary(
     _say(f"Data lives in: {where}")
     _say(
         "Look closer: kairo-ingest jobs show <job id> | kairo-ingest stats | "
+        "kairo-ingest console (prints a login URL) | "
         "kairo-ingest demo (run it again: fresh runs are reused)"
     )

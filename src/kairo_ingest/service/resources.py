@@ -29,24 +29,29 @@ class ConnectionBudget:
 
     The pool takes what LISTEN, the /readyz probe (a connection of its own, see
     ``service/readiness.py``) and the heartbeat (an engine of its own, see
-    ``worker/lease_keeper.py``) leave, with no overflow. The worker's claim and finisher
-    connections are checked out of that pool, so handlers share the rest: they wait on
-    Apify, not on the database.
+    ``worker/lease_keeper.py``) and, when it is on, the console (a read-only pool of 2 and
+    one connection for its actions, see ``console/access.py``) leave, with no overflow. The
+    worker's claim and finisher connections are checked out of that pool, so handlers
+    share the rest: they wait on Apify, not on the database.
     """
 
     total: int
     listen: int
     probe: int
     heartbeat: int = 1
+    console: int = 0
 
     @property
     def pool(self) -> int:
-        return self.total - self.listen - self.probe - self.heartbeat
+        return self.total - self.listen - self.probe - self.heartbeat - self.console
 
     @classmethod
     def of(cls, settings: config.Settings) -> ConnectionBudget:
         return cls(
-            total=settings.database_pool_size, listen=1 if settings.listen_notify else 0, probe=1
+            total=settings.database_pool_size,
+            listen=1 if settings.listen_notify else 0,
+            probe=1,
+            console=config.CONSOLE_CONNECTIONS if settings.console_port is not None else 0,
         )
 
 
@@ -83,11 +88,13 @@ async def database(
     settings: config.Settings,
     *,
     require_head: bool = True,
+    pool_size: int | None = None,
 ) -> AsyncIterator[Database]:
     """Yield an engine on the configured database, ready to use.
 
     The engine's pool is sized by :class:`ConnectionBudget` (KAIRO_DATABASE_POOL_SIZE),
-    with no overflow, so the budget is a hard ceiling.
+    with no overflow, so the budget is a hard ceiling. ``pool_size`` overrides it for a
+    command that needs the engine only to open and check the database (``console``).
 
     The embedded database is migrated on the spot. An external one must already be at
     head when ``require_head`` is set; otherwise :class:`SchemaNotAtHeadError` names
@@ -101,7 +108,10 @@ async def database(
         url = settings.database_url.get_secret_value()
     budget = ConnectionBudget.of(settings)
     engine = db_engine.create(
-        url, pool_size=budget.pool, max_overflow=0, pooler=settings.database_pooler
+        url,
+        pool_size=budget.pool if pool_size is None else pool_size,
+        max_overflow=0,
+        pooler=settings.database_pooler,
     )
     if settings.listen_notify_ignored:
         log.info(

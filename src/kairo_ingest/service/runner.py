@@ -138,6 +138,9 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
                 ticker.cancel()
                 raise
             stack.push_async_callback(console_server.stop, console, console_task)
+            if console.login_url is not None:
+                # Once, on standard output, never through the log (it carries the token).
+                print(f"console: log in at {console.login_url}", flush=True)
         log.info(
             "service_started",
             http=address,

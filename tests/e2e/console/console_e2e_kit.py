@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import pathlib
+import queue
+import re
 import subprocess
 import sys
+import threading
+import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "cli"))
 
 import cli_kit  # noqa: E402
+
+LOGIN_URL = re.compile(r"^console: log in at (\S+)$")
 
 
 def start_console(
@@ -28,8 +34,37 @@ def start_console(
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    cli_kit.wait_for(f"{base}/login", 200 if token else 303, proc=proc, within=60)
+    cli_kit.wait_for(f"{base}/login", 200, proc=proc, within=60)
     return proc, base
+
+
+def read_login_url(proc: subprocess.Popen[str], *, within: float = 30.0) -> tuple[str, list[str]]:
+    """The login URL the console printed, and the lines of standard output up to it."""
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line.rstrip("\n"))
+            if LOGIN_URL.match(line.rstrip("\n")):
+                return
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if match := LOGIN_URL.match(line):
+            return match.group(1), seen
+    raise AssertionError(f"no login URL on standard output: {seen}")
 
 
 def stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:

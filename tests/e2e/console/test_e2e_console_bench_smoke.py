@@ -29,6 +29,14 @@ def test_console_benchmark_runs(pg_server_url: str) -> None:
             "1",
             "--baseline-reps",
             "1",
+            "--drain-jobs",
+            "200",
+            "--drain-rounds",
+            "1",
+            "--n-clients",
+            "3",
+            "--refresh-seconds",
+            "1",
         ],
         capture_output=True,
         text=True,
@@ -37,5 +45,16 @@ def test_console_benchmark_runs(pg_server_url: str) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "slowest page p95" in done.stdout
-    for page in ("overview", "jobs, middle page", "job page", "runs", "brands"):
+    assert "drain rate, median of 1" in done.stdout
+    for page in (
+        "overview",
+        "jobs, middle page",
+        "jobs, error words",
+        "job page",
+        "runs, platform",
+        "brands, handle",
+        "spend",
+        "audit",
+        "bulk retry preview",
+    ):
         assert page in done.stdout

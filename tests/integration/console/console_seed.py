@@ -143,17 +143,32 @@ async def add_xss_rows_at(url: str) -> None:
 
 @contextlib.asynccontextmanager
 async def client(
-    url: str, *, host: str = "127.0.0.1:8081", **extra: object
+    url: str,
+    *,
+    host: str = "127.0.0.1:8081",
+    login: bool = True,
+    headers: dict[str, str] | None = None,
+    **extra: object,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on the console app in this process (no socket), on ``url``."""
+    """An HTTP client on the console app in this process (no socket), on ``url``.
+
+    The console's token is CONSOLE_TOKEN unless ``console_token`` says otherwise; with
+    ``login`` the client logs in first (so it holds a session cookie).
+    """
+    values: dict[str, object] = {"console_token": CONSOLE_TOKEN} | extra
     engine = db_engine.create(url, pool_size=2)
-    app = console_server.app(settings(url, **extra), engine)
+    app = console_server.app(settings(url, **values), engine)
     try:
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=f"http://{host}"
+            transport=httpx.ASGITransport(app=app), base_url=f"http://{host}", headers=headers
         ) as http:
+            if login:
+                token = app.token
+                response = await http.post("/login", data={"token": token})
+                assert response.status_code == 303, response.text
             yield http
     finally:
+        await app.aclose()
         await engine.dispose()
 
 

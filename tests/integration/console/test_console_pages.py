@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from console_seed import APIFY_TOKEN, CONSOLE_TOKEN, XSS, XSS_BRAND, XSS_JOB, Seeded, client
 
+from kairo_ingest.db import costs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.service import demo
 
@@ -28,6 +29,14 @@ def pages(seeded: Seeded) -> list[str]:
         "/runs",
         "/runs?status=FAILED",
         "/brands",
+        "/brands?handle=acme",
+        "/jobs?q=script+alert",
+        "/jobs?error_kind=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "/jobs?handle=globex",
+        "/runs?platform=web",
+        "/runs?actor=apify/website-content-crawler",
+        "/spend",
+        "/audit",
         "/jobs?brand=%3Cscript%3Ealert(1)%3C%2Fscript%3E",  # reflected in the error text
     ]
 
@@ -101,8 +110,74 @@ async def test_brands_page_shows_flagged_off_and_disabled_sources_as_such(seeded
     assert "fresh" in body
 
 
-@pytest.mark.parametrize("path", ["/jobs?after=nonsense", "/jobs?status=bogus", "/brands?after=x"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/jobs?after=nonsense",
+        "/jobs?status=bogus",
+        "/brands?after=x",
+        "/jobs?since=yesterday",
+        "/jobs?q=%21%21",
+        "/runs?source=x",
+        "/spend?day=monday",
+        "/audit/nope",
+        "/jobs/nope",
+    ],
+)
 async def test_bad_query_values_are_a_400_not_a_crash(seeded: Seeded, path: str) -> None:
     async with client(seeded.url) as http:
         response = await http.get(path)
     assert response.status_code == 400
+
+
+async def test_filters_find_the_cause(seeded: Seeded) -> None:
+    json = {"Accept": "application/json"}
+
+    async def job_ids(**params: str) -> list[str]:
+        answer = await http.get("/jobs", params=params, headers=json)
+        assert answer.status_code == 200, answer.text
+        return [j["id"] for j in answer.json()["jobs"]]
+
+    async with client(seeded.url) as http:
+        assert await job_ids(error_kind=XSS) == [str(XSS_JOB)]
+        assert await job_ids(q="alert") == [str(XSS_JOB)]
+        assert await job_ids(q="ALERT scrip") == [str(XSS_JOB)]  # prefixes, any case
+        assert await job_ids(q="alert", status="succeeded") == []
+        by_handle = await job_ids(handle="@initech")
+        assert len(by_handle) == 1
+        assert by_handle[0] in {str(i) for i in seeded.demo_jobs}
+        assert await job_ids(since="2999-01-01") == []
+        assert len(await job_ids(until="2999-01-01", kind="compile")) == len(seeded.demo_jobs) + 2
+        brands = (await http.get("/brands", params={"handle": "https://globex.example/"})).text
+        runs = (await http.get("/runs", params={"platform": "web"}, headers=json)).json()
+    assert str(demo.brand_id("globex")) in brands
+    assert str(demo.brand_id("acme")) not in brands
+    assert runs["runs"]
+    assert {r["platform"] for r in runs["runs"]} == {"web"}
+
+
+async def test_the_spend_page_shows_the_costs_report_figures(seeded: Seeded) -> None:
+    engine = db_engine.create(seeded.url, pool_size=1)
+    try:
+        report = await costs.report(engine)
+    finally:
+        await engine.dispose()
+    total = sum(r["usage_total_usd"] for r in report)
+    assert total > 0
+    async with client(seeded.url) as http:
+        data = (await http.get("/spend", headers={"Accept": "application/json"})).json()
+        page = (await http.get("/spend")).text
+    assert data["total_usd"] == pytest.approx(total)
+    per_brand = {}
+    for row in report:
+        per_brand[row["brand_id"]] = per_brand.get(row["brand_id"], 0) + row["usage_total_usd"]
+    assert {r["brand_id"]: r["usage_total_usd"] for r in data["brands"]} == pytest.approx(per_brand)
+    days = {(r["day"], r["account"]): r["usage_total_usd"] for r in data["days"]}
+    report_days: dict[tuple[str, str], float] = {}
+    for row in report:
+        key = (row["day"], row["account"])
+        report_days[key] = report_days.get(key, 0) + row["usage_total_usd"]
+    assert days == pytest.approx(report_days)
+    assert 'id="spend-chart"' in page
+    assert "<svg" in page
+    assert f"${total:,.2f}" in page

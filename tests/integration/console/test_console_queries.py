@@ -38,9 +38,8 @@ async def test_jobs_keyset_pages_visit_every_job_once_despite_equal_timestamps(
     after = None
     pages = 0
     while True:
-        rows, after = await queries.jobs_page(
-            engine, status=None, brand_id=None, kind=None, after=after, limit=20
-        )
+        async with engine.connect() as conn:
+            rows, after = await queries.jobs_page(conn, queries.JobFilter(), after=after, limit=20)
         seen += [r["id"] for r in rows]
         pages += 1
         if after is None:
@@ -54,9 +53,10 @@ async def test_jobs_keyset_pages_visit_every_job_once_despite_equal_timestamps(
 
 async def test_filtered_pages_only_show_matching_jobs(engine: sa_async.AsyncEngine) -> None:
     await _insert_jobs(engine, 30)
-    rows, after = await queries.jobs_page(
-        engine, status="failed", brand_id=None, kind="compile", after=None, limit=50
-    )
+    async with engine.connect() as conn:
+        rows, after = await queries.jobs_page(
+            conn, queries.JobFilter(status="failed", kind="compile"), after=None, limit=50
+        )
     assert after is None
     assert len(rows) == 10
     assert {r["status"] for r in rows} == {"failed"}
@@ -71,32 +71,30 @@ async def _plan(
         return "\n".join(r[0] for r in rows)
 
 
+def _keyset(
+    built: tuple[sa.TextClause, dict[str, Any]],
+) -> tuple[sa.TextClause, dict[str, Any]]:
+    statement, params = built
+    return statement, params | {"limit": 51, "after_created_at": WHEN, "after_id": uuid.uuid4()}
+
+
 @pytest.mark.parametrize(
     ("statement", "params", "index"),
     [
         (
-            queries.jobs_page_statement(status=False, brand=False, kind=False, after=True),
-            {"limit": 51, "after_created_at": WHEN, "after_id": uuid.uuid4()},
+            *_keyset(queries.jobs_page_statement(queries.JobFilter(), after=True)),
             "ix_jobs_created_id",
         ),
         (
-            queries.jobs_page_statement(status=True, brand=False, kind=False, after=True),
-            {
-                "limit": 51,
-                "status": "failed",
-                "after_created_at": WHEN,
-                "after_id": uuid.uuid4(),
-            },
+            *_keyset(queries.jobs_page_statement(queries.JobFilter(status="failed"), after=True)),
             "ix_jobs_status_created_id",
         ),
         (
-            queries.runs_page_statement(status=False, after=True),
-            {"limit": 51, "after_created_at": WHEN, "after_id": uuid.uuid4()},
+            *_keyset(queries.runs_page_statement(queries.RunFilter(), after=True)),
             "ix_apify_runs_created_id",
         ),
         (
-            queries.runs_page_statement(status=True, after=False),
-            {"limit": 51, "status": "FAILED"},
+            *_keyset(queries.runs_page_statement(queries.RunFilter(status="FAILED"), after=True)),
             "ix_apify_runs_status_created_id",
         ),
         (

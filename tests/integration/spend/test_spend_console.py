@@ -18,7 +18,8 @@ async def test_panel_shows_each_accounts_runs_budget_and_spend_today(kit: SpendK
     async with kit.engine.connect() as conn:
         cost = await conn.scalar(sa.select(sa.func.sum(tables.apify_runs.c.usage_total_usd)))
     default = spend.DefaultLimits(32, 32_768, None)
-    rows = {r["account"]: r for r in await spend.panel(kit.engine, default)}
+    async with kit.engine.connect() as conn:
+        rows = {r["account"]: r for r in await spend.panel(conn, default)}
     assert rows["default"] == {
         "account": "default",
         "runs": 0,

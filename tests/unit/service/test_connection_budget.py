@@ -31,3 +31,18 @@ def test_a_budget_too_small_for_the_worker_is_refused_naming_the_variable() -> N
     with pytest.raises(errors.ConfigError) as caught:
         config.load(database_pool_size=config.MIN_DATABASE_POOL_SIZE - 1)
     assert caught.value.variable == "KAIRO_DATABASE_POOL_SIZE"
+
+
+def test_the_console_takes_its_three_connections_out_of_the_budget() -> None:
+    budget = resources.ConnectionBudget.of(config.load(listen_notify=True, console_port=8081))
+    assert budget.console == config.CONSOLE_CONNECTIONS == 3
+    assert budget.pool == 15 - 1 - 1 - 1 - 3
+    assert budget.pool + budget.listen + budget.probe + budget.heartbeat + budget.console == 15
+
+
+def test_a_budget_too_small_for_worker_and_console_is_refused() -> None:
+    least = config.MIN_DATABASE_POOL_SIZE + config.CONSOLE_CONNECTIONS
+    config.load(database_pool_size=least, console_port=8081)
+    with pytest.raises(errors.ConfigError) as caught:
+        config.load(database_pool_size=least - 1, console_port=8081)
+    assert "KAIRO_DATABASE_POOL_SIZE" in caught.value.message
