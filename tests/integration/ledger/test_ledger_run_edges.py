@@ -326,7 +326,7 @@ async def test_a_run_stopped_at_its_charge_cap_keeps_its_items_and_is_not_run_ag
     result = await compile_job.run(kit.deps(run_max_charge_usd=0.02), await kit.lease(brand))
 
     (entry,) = result.evidence_status["refreshed"]
-    assert (entry["partial"], entry["partial_reason"]) == (True, "charge_cap")
+    assert (entry.get("partial"), entry.get("partial_reason")) == (True, "charge_cap")
     (row,) = await kit.runs()
     summary = kit.sim_run(row.apify_run_id)
     assert summary["stoppedAtMaxCharge"]
