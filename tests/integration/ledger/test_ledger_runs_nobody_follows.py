@@ -22,6 +22,7 @@ from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.simulator import platform
 from kairo_ingest.worker import listener as worker_listener
+from support import outcomes
 
 
 async def test_a_cancelled_jobs_run_is_aborted_and_recorded_with_its_cost(
@@ -36,7 +37,7 @@ async def test_a_cancelled_jobs_run_is_aborted_and_recorded_with_its_cost(
     await kit.ledger().round()
 
     assert kit.live_on_apify() == []
-    (ended,) = await kit.runs(R.c.id == run.id)
+    ended = outcomes.only(await kit.runs(R.c.id == run.id))
     summary = kit.sim_run(run.apify_run_id)
     assert summary["status"] == "ABORTED"
     assert (ended.status, ended.partial_reason, ended.ended_by) == ("ABORTED", "aborted", "ledger")
@@ -59,7 +60,7 @@ async def test_a_job_the_reaper_fails_for_good_has_its_run_aborted(kit: LedgerKi
 
     await kit.ledger().round()
 
-    (ended,) = await kit.runs(R.c.id == run.id)
+    ended = outcomes.only(await kit.runs(R.c.id == run.id))
     assert (ended.status, ended.ended_by) == ("ABORTED", "ledger")
     assert kit.live_on_apify() == []
 
@@ -74,25 +75,25 @@ async def test_a_pending_jobs_run_is_followed_to_its_end_not_aborted(kit: Ledger
     ledger = kit.ledger()
 
     await ledger.round()
-    (noted,) = await kit.runs(R.c.id == run.id)
+    noted = outcomes.only(await kit.runs(R.c.id == run.id))
     assert noted.status == "RUNNING"
     assert noted.ledger_check_at is not None
     assert kit.sim_run(run.apify_run_id)["status"] == "RUNNING"
 
     async def ended() -> bool:
         await ledger.round()
-        (row,) = await kit.runs(R.c.id == run.id)
+        row = outcomes.only(await kit.runs(R.c.id == run.id))
         return row.ended
 
     await kit.sim.state.wait_for_finish(kit.sim.state.runs[str(run.apify_run_id)], 30)
     await eventually(ended, what="the ledger records the run's end")
-    (done,) = await kit.runs(R.c.id == run.id)
+    done = outcomes.only(await kit.runs(R.c.id == run.id))
     summary = kit.sim_run(run.apify_run_id)
     assert (done.status, done.ended_by, done.partial_reason) == ("SUCCEEDED", "ledger", None)
     assert float(done.usage_total_usd) == summary["usageTotalUsd"]
 
     result = await compile_job.run(kit.deps(), await kit.claim())
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert entry["apify_run_id"] == run.apify_run_id
     assert entry["raw_items"] == summary["itemCount"]
     assert kit.sim.stats()["starts"] == 1
@@ -138,7 +139,7 @@ async def test_a_moved_sources_run_that_no_job_follows_is_aborted_with_its_own_t
 
     await kit.ledger().round()
 
-    (ended,) = await kit.runs(R.c.id == run.id)
+    ended = outcomes.only(await kit.runs(R.c.id == run.id))
     assert (ended.status, ended.account) == ("ABORTED", "tenant-a")
     summary = kit.sim_run(run.apify_run_id)
     assert set(summary["requestTokenTags"]) == {platform.token_tag(TOKEN_A)}
@@ -153,7 +154,7 @@ async def test_an_unsent_intent_of_a_cancelled_job_ends_start_failed(kit: Ledger
 
     await kit.ledger().round()
 
-    (ended,) = await kit.runs(R.c.id == intent.id)
+    ended = outcomes.only(await kit.runs(R.c.id == intent.id))
     assert (ended.status, ended.error_kind, ended.ended_by) == (
         "START_FAILED",
         errors.ErrorKind.CANCELLED.value,
@@ -174,7 +175,7 @@ async def test_a_sent_intent_of_a_cancelled_job_finds_its_run_and_aborts_it(
 
     await kit.ledger().round()
 
-    (ended,) = await kit.runs(R.c.id == intent.id)
+    ended = outcomes.only(await kit.runs(R.c.id == intent.id))
     assert (ended.apify_run_id, ended.status, ended.ended_by) == (started.id, "ABORTED", "ledger")
     assert kit.live_on_apify() == []
 
@@ -189,14 +190,14 @@ async def test_a_sent_intent_without_a_run_ends_start_failed_once_settled(
     ledger = kit.ledger(settle_seconds=0.5)
 
     await ledger.round()
-    (waiting,) = await kit.runs(R.c.id == intent.id)
+    waiting = outcomes.only(await kit.runs(R.c.id == intent.id))
     assert waiting.status == "STARTING"  # not settled yet: a late run may still show up
 
     await asyncio.sleep(0.6)
     async with kit.engine.begin() as conn:  # its next look is due
         await conn.execute(R.update().where(R.c.id == intent.id).values(ledger_check_at=None))
     await ledger.round()
-    (ended,) = await kit.runs(R.c.id == intent.id)
+    ended = outcomes.only(await kit.runs(R.c.id == intent.id))
     assert (ended.status, ended.error_kind) == ("START_FAILED", "not_found")
 
 
@@ -260,7 +261,7 @@ async def test_a_run_one_replica_claimed_is_not_claimed_by_another_meanwhile(
     await endings.release(kit.engine, [lease])
     # Pending: the run is noted and looked at again later (here: in 10 minutes).
     await pipeline_ledger.Ledger(kit.deps(), interval_seconds=600).round()
-    (noted,) = await kit.runs(R.c.id == run.id)
+    noted = outcomes.only(await kit.runs(R.c.id == run.id))
     assert noted.ledger_check_at is not None
     assert noted.ledger_looked_at is not None
     assert noted.ledger_check_at - noted.ledger_looked_at > dt.timedelta(minutes=5)

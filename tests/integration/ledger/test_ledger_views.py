@@ -12,6 +12,7 @@ from ledger_kit import TOKEN_A, LedgerKit
 from kairo_ingest import errors
 from kairo_ingest.db import accounts, costs, sources
 from kairo_ingest.db import ledger as ledger_db
+from support import outcomes
 
 
 async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None:
@@ -31,7 +32,7 @@ async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None
         ("tenant-a", "job", 1),
         ("default", "ledger", 1),
     }
-    (lost,) = unfollowed
+    lost = outcomes.only(unfollowed)
     assert (lost["apify_run_id"], lost["job_status"]) == (run.apify_run_id, "cancelled")
     assert lost["unwanted"] == "its job is cancelled"
     assert left == 1
@@ -43,7 +44,7 @@ async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None
         ended = await ledger_db.ended_by_state(conn, since=since)
         assert await ledger_db.unwanted_left(conn) == 0
         assert await ledger_db.unfollowed(conn) == []
-    (aborted,) = ended
+    aborted = outcomes.only(ended)
     summary = kit.sim_run(run.apify_run_id)
     assert (aborted["account"], aborted["status"], aborted["partial_reason"]) == (
         "default",
@@ -53,7 +54,7 @@ async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None
     assert (aborted["ended_by"], aborted["runs"], aborted["without_cost"]) == ("ledger", 1, 0)
     assert aborted["usage_total_usd"] == summary["usageTotalUsd"]
 
-    (row,) = await costs.report(kit.engine, account="default")
+    row = outcomes.only(await costs.report(kit.engine, account="default"))
     assert row["aborted_usd"] == row["usage_total_usd"] == summary["usageTotalUsd"]
     assert (row["timed_out_usd"], row["charge_cap_usd"]) == (0, 0)
     await kit.crash(followed)

@@ -25,6 +25,7 @@ from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import handlers
 from kairo_ingest.worker import config as worker_config
 from kairo_ingest.worker import core
+from support import outcomes
 
 TIKTOK = [("tiktok", "profile_videos", "@acme")]
 R = tables.apify_runs
@@ -67,12 +68,12 @@ async def test_the_intent_is_committed_with_the_exact_input_before_apify_hears_o
     assert len(seen) == 1, "one start for one source"
     actor_id, sent, committed = seen[0]
     assert len(committed) == 1, "the intent was not committed before the start was sent"
-    (intent,) = committed
+    intent = outcomes.only(committed)
     assert intent.status == "STARTING"
     assert intent.apify_run_id is None
     assert intent.actor_id == actor_id
     assert intent.input == reconcile.canonical_input(sent)
-    (stored,) = await kit.rows(R, R.c.source_connection_id == source.id)
+    stored = outcomes.only(await kit.rows(R, R.c.source_connection_id == source.id))
     assert stored.id == intent.id
     assert stored.apify_run_id == result.evidence_status["refreshed"][0]["apify_run_id"]
 

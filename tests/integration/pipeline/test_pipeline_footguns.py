@@ -64,7 +64,7 @@ async def test_run_record_created_after_start_orphans_a_paid_run(
 
     assert result.verdict is evidence.Verdict.SUCCEEDED
     assert kit.sim.stats()["starts"] == 1
-    (stored,) = await kit.rows(R, R.c.source_connection_id == source.id)
+    stored = outcomes.only(await kit.rows(R, R.c.source_connection_id == source.id))
     assert stored.apify_run_id is not None
     assert stored.status == "SUCCEEDED"
     assert result.evidence_status["refreshed"][0]["apify_run_id"] == stored.apify_run_id
@@ -92,7 +92,7 @@ async def test_retried_job_resumes_the_running_apify_run_instead_of_starting_ano
 
     assert kit.sim.stats()["starts"] == 1
     assert result.verdict is evidence.Verdict.SUCCEEDED
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert entry["apify_run_id"] == recorded[0].apify_run_id
     assert entry["reason"] == "resumed"
 
@@ -122,7 +122,7 @@ async def test_refetch_after_crash_neither_duplicates_nor_deletes_raw_items(kit:
     await compile_job.run(kit.deps(), lease)
     before = {r.item_index: r.id for r in await kit.rows(tables.raw_apify_items)}
     # Pretend the crash came after half of the pages: forget the rest and that we finished.
-    (run,) = await kit.rows(R)
+    run = outcomes.only(await kit.rows(R))
     async with kit.engine.begin() as conn:
         await conn.execute(
             sa.delete(tables.raw_apify_items).where(tables.raw_apify_items.c.item_index >= 3)
@@ -349,7 +349,7 @@ async def test_evidence_status_names_every_source_once_with_classified_errors(ki
         "youtube.channel_videos",
         "linkedin.profile_posts",
     }
-    (failed,) = status["failed"]
+    failed = outcomes.only(status["failed"])
     assert (failed["platform"], failed["error_kind"], failed["retryable"]) == (
         "web",
         "invalid_input",
@@ -386,11 +386,11 @@ async def test_run_deadline_aborts_the_apify_run_and_keeps_what_it_paid_for(kit:
     # Under a second: Apify is sent `timeout=0` (none), so our deadline comes first.
     result = await compile_job.run(kit.deps(run_deadline_seconds=0.9), await kit.lease(brand))
 
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert (entry["partial"], entry["partial_reason"]) == (True, "timed_out")
     assert entry["apify_status"] == "ABORTED"
-    (run,) = await kit.rows(R)
-    (summary,) = kit.sim.state.run_summaries()
+    run = outcomes.only(await kit.rows(R))
+    summary = outcomes.only(kit.sim.state.run_summaries())
     assert (run.status, run.partial_reason, run.ended_by) == ("ABORTED", "timed_out", "final_look")
     assert run.finished_at is not None
     assert float(run.usage_total_usd) == summary["usageTotalUsd"] > 0
@@ -445,7 +445,7 @@ async def test_reused_run_never_normalized_is_normalized_from_stored_raw_items(k
 
     again = await compile_job.run(kit.deps(), await kit.lease(brand))
 
-    (entry,) = again.evidence_status["reused"]
+    entry = outcomes.only(again.evidence_status["reused"])
     assert entry["normalized_created"] == created
     assert await kit.count(tables.normalized_evidence_items) == created
     assert kit.sim.stats()["starts"] == 1
@@ -457,9 +457,9 @@ async def test_cap_is_sent_to_apify_and_enforced_on_fetch(kit: Kit) -> None:
     deps = kit.deps(caps={"tiktok.profile_videos": 3})
     result = await compile_job.run(deps, await kit.lease(brand))
 
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert entry["raw_items"] == 3
-    (run,) = await kit.rows(R)
+    run = outcomes.only(await kit.rows(R))
     assert run.input["resultsPerPage"] == 3
     assert run.item_cap == 3
 

@@ -17,6 +17,7 @@ from pipeline_kit import Kit
 from kairo_ingest.db import roundtrips
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.queue import endings
+from support import outcomes
 
 ONE = [("tiktok", "profile_videos", "@acme")]
 
@@ -64,6 +65,6 @@ async def test_a_refreshed_source_with_one_page_costs_a_pinned_number_of_round_t
 ) -> None:
     brand, _ = await kit.brand(ONE)
     result, counts = await _compile(kit, brand)
-    (refreshed,) = result.evidence_status["refreshed"]
+    refreshed = outcomes.only(result.evidence_status["refreshed"])
     assert 0 < refreshed["raw_items"] <= kit.deps().page_size  # one page
     assert counts == REFRESHED_ONE_PAGE

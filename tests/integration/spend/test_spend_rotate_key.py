@@ -106,8 +106,7 @@ async def _worker_token(engine: sa_async.AsyncEngine, key: str, name: str) -> st
             await pool.resolve(name)
         finally:
             await pool.aclose()
-    (token,) = seen
-    return token
+    return outcomes.only(seen)
 
 
 async def _worker_tokens(engine: sa_async.AsyncEngine, key: str) -> dict[str, str]:
