@@ -23,8 +23,7 @@ from kairo_ingest.domain import evidence, registry
 from kairo_ingest.pipeline import compile_job, store
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import handlers
-from kairo_ingest.worker import config as worker_config
-from kairo_ingest.worker import core
+from kairo_ingest.worker import core, parameters
 
 TIKTOK = [("tiktok", "profile_videos", "@acme")]
 R = tables.apify_runs
@@ -136,7 +135,7 @@ async def test_the_handler_hands_the_jobs_error_to_the_queue(kit: Kit, db_url: s
     worker = core.Worker(
         kit.engine,
         handlers.table(kit.deps()),
-        worker_config.WorkerConfig.from_settings(
+        parameters.WorkerConfig.from_settings(
             settings, owner=f"test-{uuid.uuid4().hex[:6]}", concurrency=2, dsn_for_listen=db_url
         ),
     )

@@ -10,7 +10,7 @@ import pytest
 
 from kairo_ingest import config, errors
 from kairo_ingest.service import apify_access
-from kairo_ingest.worker import config as worker_config
+from kairo_ingest.worker import parameters
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def test_the_simulator_is_used_only_when_asked_for() -> None:
 def test_retention_0_keeps_every_finished_job() -> None:
     settings = config.load(finished_job_retention_days=0)
     assert settings.finished_job_retention is None
-    built = worker_config.WorkerConfig.from_settings(settings, owner="t")
+    built = parameters.WorkerConfig.from_settings(settings, owner="t")
     assert built.retention is None  # no pruner runs
 
 
