@@ -85,7 +85,7 @@ async def test_several_worker_processes_run_every_job_exactly_once(
     ]
     killer.extend(procs)
     # Every process is up before any claims: one alone drains 3000 no-ops in well under a
-    # second, faster than the others start (issue 12).
+    # second, faster than the others start.
     for i in range(4):
         await wait_for_file(tmp_path / f"gate.w{i}")
     gate.touch()

@@ -1,4 +1,4 @@
-"""One run budget per account across replicas, kept in PostgreSQL (issue 10).
+"""One run budget per account across replicas, kept in PostgreSQL.
 
 Slots are rows tied to run intents; they count only while their job holds the same
 lease; grants are serialized per account, fair across brands, and a freed slot wakes

@@ -1,4 +1,4 @@
-"""A run's memory: the one its slot counts is the one Apify gives it (issue 10).
+"""A run's memory: the one its slot counts is the one Apify gives it.
 
 Each run takes ``KAIRO_APIFY_RUN_MEMORY_MBYTES`` of its account's memory budget. A start
 without ``memory`` gets the actor's default on Apify (often several GB), so the count

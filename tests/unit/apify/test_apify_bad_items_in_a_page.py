@@ -1,4 +1,4 @@
-"""Issue 8: one bad item never throws away its page.
+"""One bad item never throws away its page.
 
 Old: ``_parse_page`` raised a retryable error for a page holding one non-object item or
 one undecodable byte, and ``json.loads`` raised ``RecursionError`` on an item nested

@@ -1,4 +1,4 @@
-"""Issue 8: classification by ``error.type``, waiting through lag, the deadline, redirects.
+"""Classification by ``error.type``, waiting through lag, the deadline, redirects.
 
 Old behaviours each test catches: limit errors classified by status (403 -> auth, 402
 billing -> snoozed forever), a 404 just after a start failing the source, a graceful

@@ -1,4 +1,4 @@
-"""Issue 8, reconciliation: find our own run on a platform that fills defaults and lags.
+"""Reconciliation: find our own run on a platform that fills defaults and lags.
 
 Each test fails on the old code (named in its docstring): equality matching, no
 ``startedBefore``, an immediate re-list, up to three sends, raw errors while reconciling.

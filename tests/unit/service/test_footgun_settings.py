@@ -1,4 +1,4 @@
-"""Issue 9 settings that decide what a worker does on its own: no silent fake Apify, and
+"""Settings that decide what a worker does on its own: no silent fake Apify, and
 retention 0 keeps every finished job. Unit-level, so their mutants die in a second
 (the CLI's end-to-end tests check the same through a subprocess)."""
 
