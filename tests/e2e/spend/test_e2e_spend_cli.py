@@ -1,6 +1,6 @@
 """The real CLI: accounts with tokens from stdin, sources per account, costs, and secrecy.
 
-Secret test (issue 10): with KAIRO_SECRET_KEY and tokens set, a whole session (accounts
+Secret test: with KAIRO_SECRET_KEY and tokens set, a whole session (accounts
 add/list/set, sources add, enqueue, a worker run at DEBUG, /metrics, costs, jobs show)
 never shows a token, neither in what the commands print, nor in the logs, nor in any row
 of any table.

@@ -12,10 +12,8 @@ import pytest
 from ledger_kit import TOKEN_A, TOKEN_B, LedgerKit, R, eventually
 
 from kairo_ingest import errors
-from kairo_ingest.db import budget as budget_db
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.db import ledger as ledger_db
-from kairo_ingest.db import sources
+from kairo_ingest.db import ledger_queries, run_slots, sources
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import ledger as pipeline_ledger
 from kairo_ingest.queue import endings
@@ -111,12 +109,12 @@ async def test_a_slot_counts_until_its_run_has_ended_whatever_its_job_does(
     await kit.crash(task)
 
     async with kit.engine.connect() as conn:
-        used = await budget_db.usage(conn, "tenant-a")
+        used = await run_slots.usage(conn, "tenant-a")
     assert used["tenant-a"]["runs"] == 1  # the run is still on Apify: it holds the slot
 
     await kit.ledger().round()
     async with kit.engine.connect() as conn:
-        assert await budget_db.usage(conn, "tenant-a") == {}
+        assert await run_slots.usage(conn, "tenant-a") == {}
 
 
 async def test_a_moved_sources_run_that_no_job_follows_is_aborted_with_its_own_token(
@@ -268,9 +266,9 @@ async def test_a_run_one_replica_claimed_is_not_claimed_by_another_meanwhile(
     await queue_jobs.cancel(kit.engine, lease.job_id)
 
     async with kit.engine.begin() as conn:
-        first = await ledger_db.claim(conn, limit=10, hold_seconds=120)
+        first = await ledger_queries.claim(conn, limit=10, hold_seconds=120)
     async with kit.engine.begin() as conn:
-        second = await ledger_db.claim(conn, limit=10, hold_seconds=120)
+        second = await ledger_queries.claim(conn, limit=10, hold_seconds=120)
 
     assert [o.run.id for o in first] == [run.id]  # due at once despite its backoff
     assert first[0].unwanted == "its job is cancelled"

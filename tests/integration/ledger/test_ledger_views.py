@@ -1,4 +1,4 @@
-"""What the ledger shows (db/ledger.py, ``kairo-ingest ledger`` and ``costs``): runs by
+"""What the ledger shows (db/ledger_queries.py, ``kairo-ingest ledger`` and ``costs``): runs by
 state with their account and follower, the runs no job follows, and the spend of runs
 that ended partial."""
 
@@ -10,8 +10,7 @@ import pytest
 from ledger_kit import TOKEN_A, LedgerKit
 
 from kairo_ingest import errors
-from kairo_ingest.db import accounts, costs, sources
-from kairo_ingest.db import ledger as ledger_db
+from kairo_ingest.db import accounts, costs, ledger_queries, sources
 from support import outcomes
 
 
@@ -25,9 +24,9 @@ async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None
     await kit.crash(dropped)
 
     async with kit.engine.connect() as conn:
-        live = await ledger_db.live_by_state(conn)
-        unfollowed = await ledger_db.unfollowed(conn)
-        left = await ledger_db.unwanted_left(conn)
+        live = await ledger_queries.live_by_state(conn)
+        unfollowed = await ledger_queries.unfollowed(conn)
+        left = await ledger_queries.unwanted_left(conn)
     assert {(r["account"], r["followed_by"], r["runs"]) for r in live} == {
         ("tenant-a", "job", 1),
         ("default", "ledger", 1),
@@ -41,9 +40,9 @@ async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None
 
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     async with kit.engine.connect() as conn:
-        ended = await ledger_db.ended_by_state(conn, since=since)
-        assert await ledger_db.unwanted_left(conn) == 0
-        assert await ledger_db.unfollowed(conn) == []
+        ended = await ledger_queries.ended_by_state(conn, since=since)
+        assert await ledger_queries.unwanted_left(conn) == 0
+        assert await ledger_queries.unfollowed(conn) == []
     aborted = outcomes.only(ended)
     summary = kit.sim_run(run.apify_run_id)
     assert (aborted["account"], aborted["status"], aborted["partial_reason"]) == (

@@ -1,4 +1,4 @@
-"""Issue 9, item 3 (the pipeline half): a short database outage inside a compile job costs
+"""The pipeline's side of a database outage: a short one inside a compile job costs
 no attempt and pays Apify once.
 
 The engine's transactions fail now and then with ``errors.DatabaseUnavailableError``

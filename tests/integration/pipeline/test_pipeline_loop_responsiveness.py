@@ -1,4 +1,4 @@
-"""Issue 9, item 2: normalizing and encoding a page never runs on the event loop.
+"""Normalizing and encoding a page never runs on the event loop.
 
 Measured by nothing but threads: every normalizer and raw-encoder call of a page must
 run in a thread other than the loop's, and before the page's fenced transaction opens

@@ -1,4 +1,4 @@
-"""Issue 12: compile jobs that start together read their openings in one statement.
+"""Compile jobs that start together read their openings in one statement.
 
 A claim starts a batch of jobs in one turn of the event loop; each job's opening read
 (now(), its brand's sources, their runs) used to be a statement of its own, which was

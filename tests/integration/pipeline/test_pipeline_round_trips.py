@@ -1,4 +1,4 @@
-"""Issue 12: what a compile job costs in database round trips, counted, not timed.
+"""What a compile job costs in database round trips, counted, not timed.
 
 Round trips are counted from SQLAlchemy's events (:mod:`kairo_ingest.db.roundtrips`):
 each statement, and each BEGIN / COMMIT / ROLLBACK the asyncpg adapter really sends.
@@ -31,7 +31,7 @@ ONE = [("tiktok", "profile_videos", "@acme")]
 #   run finished: BEGIN, fence, UPDATE, COMMIT     4
 #   the page: BEGIN, fence, raw items, evidence, counts, COMMIT   6
 #   run stored: BEGIN, fence, UPDATE, COMMIT       4
-# (before issue 12: 40, every read in BEGIN ... ROLLBACK and the opening reads apart; the
+# (it was 40 with every read in BEGIN ... ROLLBACK and the opening reads apart; the
 # run ledger added the commit of sent_at before the start request goes out).
 REFRESHED_ONE_PAGE = {"begin": 6, "statement": 18, "commit": 6, "rollback": 0}
 

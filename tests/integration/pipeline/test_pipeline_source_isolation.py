@@ -1,4 +1,4 @@
-"""Issue 8, item 6: one source's unexpected exception never takes down its siblings.
+"""One source's unexpected exception never takes down its siblings.
 
 The old compile job caught only KairoError per source; anything else escaped the
 TaskGroup, cancelled the siblings (a started run could be left STARTING without its

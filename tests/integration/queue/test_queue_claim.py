@@ -1,4 +1,4 @@
-"""Claiming (A3): one statement, SKIP LOCKED, disjoint batches, database-clock leases."""
+"""Claiming: one statement, SKIP LOCKED, disjoint batches, database-clock leases."""
 
 from __future__ import annotations
 

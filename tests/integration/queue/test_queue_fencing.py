@@ -1,4 +1,4 @@
-"""Fencing (A3): a worker that lost its lease cannot change the job any more."""
+"""Fencing: a worker that lost its lease cannot change the job any more."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The reaper (A3): set-based, with backoff, and it never reclaims a live or finished job."""
+"""The reaper: set-based, with backoff, and it never reclaims a live or finished job."""
 
 from __future__ import annotations
 

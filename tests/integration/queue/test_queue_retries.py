@@ -1,4 +1,4 @@
-"""Failed attempts (A4) as stored by ``jobs.fail``: backoff, permanence, snooze, exhaustion."""
+"""Failed attempts as stored by ``jobs.fail``: backoff, permanence, snooze, exhaustion."""
 
 from __future__ import annotations
 

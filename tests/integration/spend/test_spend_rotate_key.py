@@ -1,4 +1,4 @@
-"""``accounts rotate-key``: re-encrypt every stored token under the first key (issue 10).
+"""``accounts rotate-key``: re-encrypt every stored token under the first key.
 
 The command runs in-process (``cli_main.main`` on a thread of its own, since it calls
 ``asyncio.run``), against a real database; the worker's side is

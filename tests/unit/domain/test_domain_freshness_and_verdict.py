@@ -90,7 +90,7 @@ def test_status_has_four_lists_and_failures_carry_kind_and_retryable() -> None:
     status = evidence.status(
         [_entry(statuses.EvidenceBucket.REUSED), _failure(errors.ApifyAuthError("401"))]
     )
-    # The four lists, and the job's own spend (issue 10).
+    # The four lists, and the job's own spend.
     assert set(status) == {"refreshed", "reused", "skipped", "failed", "cost_usd"}
     assert status["cost_usd"] == 0
     failed = outcomes.only(status["failed"])
