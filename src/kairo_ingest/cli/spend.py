@@ -1,4 +1,4 @@
-"""Argument parsers of the spend commands: ``accounts ...`` and ``costs`` (issue 10)."""
+"""Argument parsers of the spend commands: ``accounts ...`` and ``costs``."""
 
 from __future__ import annotations
 

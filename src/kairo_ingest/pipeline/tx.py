@@ -60,7 +60,7 @@ class Policy:
     clock: clocks.Clock = clocks.SYSTEM
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     # One generator for every policy: a policy is made per job, and seeding a fresh
-    # generator from os.urandom each time cost more than the job's own read (issue 12).
+    # generator from os.urandom each time cost more than the job's own read.
     rng: random.Random = _JITTER
 
     @classmethod
@@ -128,7 +128,7 @@ async def read(
     operation: str,
 ) -> T:
     """``fn(conn)`` on an AUTOCOMMIT connection (no fence: reads change nothing), retried
-    whole. Autocommit spares each read its BEGIN and ROLLBACK round trips (issue 12)."""
+    whole. Autocommit spares each read its BEGIN and ROLLBACK round trips."""
 
     async def unit() -> T:
         async with db_engine.autocommit(engine) as conn:
