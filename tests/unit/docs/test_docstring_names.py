@@ -65,6 +65,21 @@ def test_a_module_docstring_names_modules_and_pages_that_exist(path: pathlib.Pat
     assert _problems(path, _docstring(path)) == []
 
 
+def test_every_file_the_code_names_in_its_docstrings_and_comments_exists() -> None:
+    """``worker/lease_keeper.py``, ``bench/loop_lag.py``: relative to the package or the root."""
+    named = {
+        (path.relative_to(ROOT), rel)
+        for path in MODULES
+        for rel in re.findall(r"``([\w.-]+(?:/[\w.-]+)+\.py)``", path.read_text(encoding="utf-8"))
+    }
+    missing = [
+        f"{where}: {rel}"
+        for where, rel in sorted(named)
+        if not (PACKAGE / rel).is_file() and not (ROOT / rel).is_file()
+    ]
+    assert missing == []
+
+
 def test_every_package_docstring_links_its_docs_page() -> None:
     packages = [p for p in MODULES if p.name == "__init__.py" and p.parent != PACKAGE]
     unlinked = [
