@@ -9,6 +9,7 @@ a page moved must not leave a docstring pointing at nothing.
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import pathlib
 import re
@@ -78,6 +79,33 @@ def test_every_file_the_code_names_in_its_docstrings_and_comments_exists() -> No
         if not (PACKAGE / rel).is_file() and not (ROOT / rel).is_file()
     ]
     assert missing == []
+
+
+def _resolves(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            if not hasattr(found, attribute):
+                return False
+            found = getattr(found, attribute)
+        return True
+    return False
+
+
+def test_every_full_cross_reference_in_the_code_resolves() -> None:
+    """``:func:`kairo_ingest.db.costs.breakdowns```: the module and the name exist."""
+    role = re.compile(r":(?:func|class|data|meth|attr|exc|obj):`~?(kairo_ingest\.[\w.]+)`")
+    refs = {
+        (path.relative_to(ROOT), ref)
+        for path in MODULES
+        for ref in role.findall(path.read_text(encoding="utf-8"))
+    }
+    assert refs
+    assert [f"{where}: {ref}" for where, ref in sorted(refs) if not _resolves(ref)] == []
 
 
 def test_every_package_docstring_links_its_docs_page() -> None:
