@@ -60,8 +60,7 @@ from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import resources
-from kairo_ingest.worker import builtin, core
-from kairo_ingest.worker import config as worker_config_module
+from kairo_ingest.worker import builtin, core, parameters
 
 TOKEN = "bench-console-token-" + "0123456789abcdef" * 2
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -419,7 +418,7 @@ async def drain_rates(
                     assert proc.stdout is not None
                     assert (await proc.stdout.readline()).strip() == b"ready"
                     await asyncio.sleep(2)  # every client has made its first requests
-                worker_config = worker_config_module.WorkerConfig.from_settings(
+                worker_config = parameters.WorkerConfig.from_settings(
                     settings, owner=f"bench-{mode}", concurrency=50, dsn_for_listen=url
                 )
                 worker = core.Worker(engine, builtin.HANDLERS, worker_config)

@@ -1,4 +1,4 @@
-"""Event-loop lag while 7 sources store 3,000 items each, concurrently (issue 9, item 2).
+"""Event-loop lag while 7 sources store 3,000 items each, concurrently.
 
 Seven sources (every platform; realistic item shapes from the simulator's dataset
 generator, texts padded to ``--text-chars``) each push their items through

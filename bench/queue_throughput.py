@@ -58,8 +58,7 @@ from kairo_ingest import config, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import builtin, context, core
-from kairo_ingest.worker import config as worker_config_module
+from kairo_ingest.worker import builtin, context, core, parameters
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYSTEMS = ("ours", "pgqueuer", "procrastinate")
@@ -173,7 +172,7 @@ async def require_succeeded(url: str, n: int, label: str) -> None:
 def our_worker(engine: Any, handlers: dict[str, Any], url: str, concurrency: int) -> core.Worker:
     # The service's settings (60 s lease, LISTEN on, 14-day retention), as `run` builds them.
     settings = config.Settings()
-    worker_config = worker_config_module.WorkerConfig.from_settings(
+    worker_config = parameters.WorkerConfig.from_settings(
         settings, owner=f"bench-{os.getpid()}", concurrency=concurrency, dsn_for_listen=url
     )
     return core.Worker(engine, handlers, worker_config)

@@ -3,7 +3,7 @@
 Each file in ``mutants/`` (any name ending in ``.patch``) is a ``git diff`` with a header
 before the first ``diff --git`` line::
 
-    Footgun: A2 run record created after the start
+    Footgun: The run record was created after the start
     Tests: tests/integration/pipeline/test_pipeline_footguns.py::test_x
     Tests: tests/unit/apify/test_y.py::test_z
 

@@ -13,8 +13,7 @@ import traceback
 from collections.abc import Sequence
 
 from kairo_ingest import __version__, config, errors, logs, redaction
-from kairo_ingest.cli import argtypes
-from kairo_ingest.cli import spend as spend_cli
+from kairo_ingest.cli import argtypes, spend_parsers
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
 
@@ -193,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(14); when that is 0, finished jobs are kept and nothing is deleted",
     )
 
-    spend_cli.add_parsers(cmd, with_json)
+    spend_parsers.add_parsers(cmd, with_json)
     with_json(cmd("stats", "jobs per status and the age of the oldest ready job"))
     demo = cmd("demo", "embedded PostgreSQL + simulator: sample brands, a worker run, a summary")
     demo.add_argument(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from kairo_ingest.db import ledger, tables
+from kairo_ingest.db import ledger_queries, tables
 
 # The LISTEN/NOTIFY channel; ``enqueue`` and manual ``retry`` notify it with the job kind.
 CHANNEL = "kairo_jobs"
@@ -572,7 +572,7 @@ PROMOTE = sa.text(
 # once. A running job is only marked (cancel_requested_at): its lease holder stops at its
 # next heartbeat and ends it cancelled (through _ending), or the reaper does if the holder
 # is gone. A job already cancelled or marked matches nothing (the caller reads it back).
-# The NOTIFY, delivered when the cancel commits, wakes the run ledger (db/ledger.py),
+# The NOTIFY, delivered when the cancel commits, wakes the run ledger (db/ledger_queries.py),
 # which aborts the job's runs at once: a run of a job whose cancel was requested is no
 # longer followed by it.
 CANCEL = _typed(
@@ -586,7 +586,8 @@ CANCEL = _typed(
         updated_at = now()
     WHERE j.id = CAST(:id AS uuid) AND j.status IN ('pending', 'running')
       AND j.cancel_requested_at IS NULL
-    RETURNING {_JOB}, pg_notify('{ledger.CHANNEL}', CAST(j.id AS text)) IS NULL AS ledger_woken
+    RETURNING {_JOB},
+        pg_notify('{ledger_queries.CHANNEL}', CAST(j.id AS text)) IS NULL AS ledger_woken
     """,
     JOB_COLUMNS,
 )

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from support import outcomes
+
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
@@ -70,7 +72,7 @@ def test_dockerfile_install_steps_produce_a_working_service(tmp_path: Path, db_u
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv)
     python = venv / "bin" / "python"
-    (ours,) = wheels.glob("kairo_ingest-*.whl")
+    ours = outcomes.only(wheels.glob("kairo_ingest-*.whl"))
     _run(python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", wheels, ours)
     app = tmp_path / "app"
     app.mkdir()

@@ -77,7 +77,7 @@ SIM_CONFIG: dict[str, Any] = {
     "outcome_weights": {"SUCCEEDED": 0.85, "FAILED": 0.05, "TIMED-OUT": 0.1},
     "empty_item_share": 0.1,  # clean=true: Count exceeds the items returned
     "error_item_share": 0.05,
-    # Issue 8's platform behaviours, all on.
+    # The platform's defaults, lag, limits and redirects, all on.
     "input_defaults": True,
     "visibility_lag_seconds": 1.0,
     "late_creation_seconds": 3.5,  # longer than the lease: a takeover must let it settle
@@ -87,7 +87,7 @@ SIM_CONFIG: dict[str, Any] = {
     "timing_out_seconds": 1.0,
     "abort_grace_seconds": 3.0,
     "forced_abort_seconds": 0.5,
-    # The run-ledger issue's platform behaviours: capped runs end either way.
+    # Charge caps: capped runs end either way.
     "charge_cap_outcome_weights": {"SUCCEEDED": 0.5, "ABORTED": 0.5},
     "faults": {
         "start": {"drop": 0.2, "error_502": 0.1, "after_effect": True},

@@ -37,6 +37,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.simulator import config as sim_config
 from kairo_ingest.simulator import datasets
+from support import outcomes
 
 BRANDS = ("acme", "globex", "initech", "umbrella")
 CAP = "12"  # items per run (web is bounded by its start URLs: 3)
@@ -374,7 +375,7 @@ async def _check_evidence(
             assert run.brand_id == item.brand_id
             keys.add(carries[raw_id])
         assert len(keys) == 1, (item, keys)
-        (key,) = keys
+        key = outcomes.only(keys)
         assert key is not None, f"evidence {item.id} refers to a poison row"
         assert key not in owner, f"content {key} normalized twice: {owner[key]}, {item.id}"
         owner[key] = item.id

@@ -17,8 +17,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import config
 from kairo_ingest.queue import jobs
-from kairo_ingest.worker import config as worker_config
-from kairo_ingest.worker import context, core
+from kairo_ingest.worker import context, core, parameters
 
 SCRIPT = pathlib.Path(__file__).with_name("queue_worker_proc.py")
 BOUND_SECONDS = 60.0
@@ -86,7 +85,7 @@ async def test_several_worker_processes_run_every_job_exactly_once(
     ]
     killer.extend(procs)
     # Every process is up before any claims: one alone drains 3000 no-ops in well under a
-    # second, faster than the others start (issue 12).
+    # second, faster than the others start.
     for i in range(4):
         await wait_for_file(tmp_path / f"gate.w{i}")
     gate.touch()
@@ -144,7 +143,7 @@ async def test_a_killed_worker_s_job_is_picked_up_after_its_lease_expires_and_co
     rescuer = core.Worker(
         engine,
         {"block": block},
-        worker_config.WorkerConfig.from_settings(settings, owner="rescuer", concurrency=2),
+        parameters.WorkerConfig.from_settings(settings, owner="rescuer", concurrency=2),
     )
     task = asyncio.create_task(rescuer.run())
     try:

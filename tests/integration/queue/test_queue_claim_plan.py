@@ -1,4 +1,4 @@
-"""Issue 12: a claim (and a prune) costs its batch, not its table.
+"""A claim (and a prune) costs its batch, not its table.
 
 The claim's CTE picks up to ``limit`` rows off ``ix_jobs_claimable``. Its UPDATE used to
 join the picked ids back to ``jobs`` (``FROM picked WHERE j.id = picked.id``); with a

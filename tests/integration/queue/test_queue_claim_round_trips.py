@@ -1,4 +1,4 @@
-"""Issue 12: a claim on a direct server is one statement and one round trip.
+"""A claim on a direct server is one statement and one round trip.
 
 The claim needs bitmap scans off. It used to set that with SET LOCAL in a transaction of
 its own: BEGIN, SET LOCAL, the claim, COMMIT, four round trips per claim. Direct to

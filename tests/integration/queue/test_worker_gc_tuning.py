@@ -1,4 +1,4 @@
-"""Issue 12: a running worker has its collector tuned (worker/gc_tuning.py).
+"""A running worker has its collector tuned (worker/gc_tuning.py).
 
 At concurrency 800 a quarter of the worker's CPU samples were cyclic garbage collections
 set off by each job's few allocations; the worker freezes its start-up objects and raises

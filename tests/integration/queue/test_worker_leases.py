@@ -1,4 +1,4 @@
-"""Leases under load (issue 9): the holder's own fenced transactions, a busy pool and a
+"""Leases under load: the holder's own fenced transactions, a busy pool and a
 stalled heartbeat."""
 
 from __future__ import annotations

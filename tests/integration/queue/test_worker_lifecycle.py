@@ -11,6 +11,7 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest import errors
 from kairo_ingest.queue import history, jobs
 from kairo_ingest.worker import builtin, context
+from support import outcomes
 
 
 class Blocker:
@@ -74,7 +75,7 @@ async def test_cancel_makes_the_owner_stop_at_its_next_heartbeat(
     cancelled = await kit.row(engine, job.id)
     assert (cancelled.last_error_kind, cancelled.lease_token) == ("cancelled", None)
     assert kit.sample("kairo_leases_lost_total", kind="slow") == lost
-    [attempt] = await history.attempts(engine, cancelled)
+    attempt = outcomes.only(await history.attempts(engine, cancelled))
     assert (attempt.outcome, attempt.job_status, attempt.owner) == (
         "cancelled",
         "cancelled",

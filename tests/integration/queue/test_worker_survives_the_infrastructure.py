@@ -25,6 +25,7 @@ import kairo_ingest
 from kairo_ingest import errors
 from kairo_ingest.queue import endings, history, jobs, upkeep
 from kairo_ingest.worker import context
+from support import outcomes
 
 
 class _Recorder:
@@ -228,7 +229,7 @@ async def test_a_job_released_at_every_shutdown_fails_at_its_interruption_cap(
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=None)
     caps = endings.Caps(max_interruptions=3)
     for _ in range(3):
-        [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+        lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
         assert await endings.release(engine, [lease], caps=caps) == 1
     failed = await kit.row(engine, job.id)
     assert (failed.status, failed.attempts, failed.interruptions) == ("failed", 0, 3)
@@ -243,7 +244,7 @@ async def test_a_job_snoozed_without_end_fails_at_its_snooze_cap(
     caps = endings.Caps(max_snoozes=2)
     for expected in ("pending", "failed"):
         await kit.execute(engine, "UPDATE jobs SET deferred = false, available_at = now()")
-        [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+        lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
         await endings.fail(
             engine, lease, errors.ApifyNotNowError("limit"), base_seconds=0.0,
             cap_seconds=0.0, snooze_seconds=1.0, caps=caps,
@@ -276,7 +277,7 @@ async def test_each_worker_keeps_its_row_in_the_registry(
             return bool(rows) and rows[0].held_jobs == 1
 
         await kit.wait_until(registered)
-        [row] = await upkeep.workers(engine)
+        row = outcomes.only(await upkeep.workers(engine))
         assert (row.owner, row.version, row.concurrency) == (
             worker.owner,
             kairo_ingest.__version__,
@@ -285,7 +286,7 @@ async def test_each_worker_keeps_its_row_in_the_registry(
         assert row.alive
         assert row.stopped_at is None
         finish.set()
-    [row] = await upkeep.workers(engine)
+    row = outcomes.only(await upkeep.workers(engine))
     assert row.stopped_at is not None
     assert not row.alive
     assert await upkeep.forget_workers(engine, older_than=dt.timedelta(0)) == 1

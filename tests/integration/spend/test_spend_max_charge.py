@@ -1,4 +1,4 @@
-"""Each run's most it may charge, and what that bounds past a daily cap (issue 10).
+"""Each run's most it may charge, and what that bounds past a daily cap.
 
 A daily cap stops new starts once the day's reported spend reaches it, but runs in flight
 finish and count when they end. With ``KAIRO_APIFY_RUN_MAX_CHARGE_USD`` every start sends

@@ -1,4 +1,4 @@
-"""Tokens per tenant: each source's runs go out with its own account's token (issue 10).
+"""Tokens per tenant: each source's runs go out with its own account's token.
 
 The old system stored a token per user but its worker used one token for everyone. The
 simulator records which token started each run (a digest) and which tokens asked about

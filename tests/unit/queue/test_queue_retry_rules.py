@@ -1,4 +1,4 @@
-"""The retry rules (domain.retry), including the A4 footguns of the old runner.
+"""The retry rules (domain.retry), including the footguns of the old runner.
 
 The old runner waited ``30 * 2 ** attempts`` seconds: double the base on the first
 retry, growing without bound, with no jitter, and it retried every error alike.
