@@ -19,7 +19,7 @@ the same script measures both: run it with the older tree first on ``PYTHONPATH`
     PYTHONPATH=/path/to/old/src python bench/queue_growth.py --drain-minutes 60
     python bench/queue_growth.py --drain-minutes 60
 
-Figures from a loaded machine are not comparable to anything; the README's come from a
+Figures from a loaded machine are not comparable to anything; docs/benchmarks.md's come from a
 quiet one.
 """
 

@@ -130,7 +130,8 @@ async def _prune(
     db: resources.Database, args: argparse.Namespace, settings: config.Settings
 ) -> int:
     """``jobs prune``: an explicit ``--older-than-days`` (checked by argtypes.days), else
-    the retention setting, where 0 means "keep every finished job" (README, contract)."""
+    the retention setting, where 0 means "keep every finished job"
+    (docs/configuration.md, contract)."""
     if args.older_than_days is not None:
         older_than = dt.timedelta(days=args.older_than_days)
     else:

@@ -25,7 +25,8 @@ kairo-ingest runs brand "compile" jobs from a PostgreSQL queue: for each of a br
 sources it runs an Apify actor, stores every raw dataset item and normalizes them into
 deduplicated evidence items, then records per-source evidence status on the job.
 
-Settings come from KAIRO_* environment variables and .env (see the README). With no
+Settings come from KAIRO_* environment variables and .env (docs/configuration.md); a bad
+value exits 2 naming the variable. With no
 KAIRO_DATABASE_URL an embedded PostgreSQL under KAIRO_DATA_DIR is used. `run` needs
 KAIRO_APIFY_TOKEN; the built-in Apify simulator stands in for Apify only in `demo` or
 with KAIRO_APIFY_SIMULATOR=true.

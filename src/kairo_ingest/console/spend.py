@@ -2,7 +2,7 @@
 today's spend against its cap) and the spend page (30 UTC days per account with the daily
 caps, and per account, brand and actor for the window or one day).
 
-The figures are ``kairo-ingest costs``'s: :func:`kairo_ingest.db.costs.breakdown` sums
+The figures are ``kairo-ingest costs``'s: :func:`kairo_ingest.db.costs.breakdowns` sums
 the same per-run rows as :func:`kairo_ingest.db.costs.report`, and today's spend against
 a cap is :func:`kairo_ingest.db.costs.spent_in_window`, as the budget reads it.
 """

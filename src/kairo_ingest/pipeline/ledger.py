@@ -1,31 +1,18 @@
 """The run ledger service: every Apify run we started is followed to its end.
 
-``apify_runs`` is the ledger of every run we started. A run that has not ended is
-followed by the job attempt that holds it, and otherwise by this service, which runs in
-every worker process (like the reaper) and is safe with many replicas: each round claims
-the due runs that no job follows with ``FOR UPDATE SKIP LOCKED`` (``db/ledger_queries.py``) and
-looks at each on Apify **with the token of the account that started it**:
+A run that has not ended is followed by the job attempt that holds it, otherwise by this
+service, which runs in every worker process (like the reaper) and is safe with many
+replicas: each round claims the due runs no job follows (``FOR UPDATE SKIP LOCKED``,
+``db/ledger_queries.py``) and looks at each on Apify with the token of the account that started
+it. An ended run has its end recorded (``pipeline/run_ends.py``) and its budget slot
+freed in one transaction; an unwanted one is aborted (forced); a wanted one is looked at
+again later; an intent whose start was never answered is reconciled or ends
+START_FAILED. It wakes on ``NOTIFY kairo_ledger`` (``jobs cancel``), else every
+``KAIRO_LEDGER_INTERVAL_SECONDS``; a failed look at one run is retried after
+``ERROR_RETRY_SECONDS``, and a run still going is looked at again at most every
+``MAX_CHECK_SECONDS``.
 
-* ended -> its end is recorded like on every other path (status, ``finished_at``, cost,
-  usage, charge fields, partial reason: ``pipeline/run_ends.py``) and its budget slot is
-  freed, in one transaction;
-* not ended, and no job wants it any more (its job finished, failed for good, was
-  cancelled or is gone; its source was disabled, moved to another account or deleted)
-  -> a forced abort, then a final look that waits a moment for the end (a forced abort
-  passes through ABORTING); the end is recorded now or on a later round;
-* not ended and still wanted (its job is pending: a retry's backoff, a release at
-  shutdown) -> its status is noted and it is looked at again later, less often the
-  longer it runs (``run age / 4``, between the interval and ``MAX_CHECK_SECONDS``);
-* an intent whose start was sent but never answered (STARTING, ``sent_at`` set) ->
-  reconciled with one look per round (``apify/reconcile.py``); the run found is bound
-  to the intent and followed; if none is found once the settle period has passed since
-  the last send, the intent ends START_FAILED;
-* an intent never sent whose job no longer wants it -> START_FAILED.
-
-The service wakes on ``NOTIFY kairo_ledger`` (sent by ``jobs cancel`` in the cancel's
-transaction), else every ``KAIRO_LEDGER_INTERVAL_SECONDS``: a cancelled job's runs are
-aborted within a second or so. Errors of one run (Apify unreachable, an account that was
-removed) are logged and that run is looked at again after ``ERROR_RETRY_SECONDS``.
+Who follows a run, what is unwanted, the figures and the limits: docs/ledger.md.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ class SimConfig:
     # ``maxTotalChargeUsd`` is below it is refused (``max-total-charge-usd-below-minimum``).
     # None: the actor sets no minimum.
     minimal_max_total_charge_usd: float | None = None
-    # Platform behaviours (issue 8), each off by default. Seconds here are real seconds.
+    # The real platform's quirks, each off by default. Seconds here are real seconds.
     input_defaults: bool = False  # fill the actor's input-schema defaults into INPUT
     visibility_lag_seconds: float = 0.0  # a new run: 404 on get/abort/INPUT, absent from lists
     late_creation_seconds: float = 0.0  # a start whose answer is lost creates its run this late

@@ -27,7 +27,7 @@ Settings come in one :class:`~kairo_ingest.worker.parameters.WorkerConfig`. With
 and :attr:`Worker.drain_report` says what still waits on a backoff.
 
 Database errors in any loop are logged with their classified kind and retried with
-backoff; the worker keeps running through a database restart.
+backoff; the worker keeps running through a database restart. See docs/queue.md.
 """
 
 from __future__ import annotations
