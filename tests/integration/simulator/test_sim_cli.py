@@ -1,4 +1,4 @@
-"""``python -m kairo_ingest.simulator`` serves on its own and stops cleanly on SIGTERM."""
+"""``python -m kairo_apify_sim`` serves on its own and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 
 
 def test_module_entry_point_announces_its_url_and_stops_on_sigterm() -> None:
-    command = [sys.executable, "-m", "kairo_ingest.simulator", "--port", "0", "--seed", "3"]
+    command = [sys.executable, "-m", "kairo_apify_sim", "--port", "0", "--seed", "3"]
     command += ["--config-json", json.dumps({"default_item_count": 4})]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
