@@ -37,10 +37,10 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from kairo_apify_sim import server as sim_server
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate, run_slots, sources
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import server as sim_server
 
 TOKEN = "apify_api_benchBUDGETbenchBUDGET0001"
 

@@ -451,7 +451,7 @@ def start_simulator() -> tuple[subprocess.Popen[str], str]:
         [
             sys.executable,
             "-m",
-            "kairo_ingest.simulator",
+            "kairo_apify_sim",
             "--port",
             "0",
             "--token",

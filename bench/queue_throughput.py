@@ -54,11 +54,13 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 import cpu_split  # bench/ is the script's directory
+import support_path  # noqa: F401 - tests/ on sys.path, for support
 from kairo_ingest import config, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import builtin, context, core, parameters
+from kairo_ingest.worker import context, core, parameters
+from support import noop
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYSTEMS = ("ours", "pgqueuer", "procrastinate")
@@ -155,7 +157,7 @@ async def count(url: str, query: str) -> int:
 
 async def load_noops(engine: Any, url: str, n: int) -> None:
     """Enqueue n of our no-op jobs and give the planner their statistics."""
-    await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=n)
+    await queue_jobs.enqueue_many(engine, kind=noop.NOOP_KIND, count=n)
     await analyze(url, "jobs")
 
 
@@ -202,7 +204,7 @@ async def ours_throughput(
     engine = db_engine.create(url, pool_size=pool_size, max_overflow=max_overflow)
     try:
         await load_noops(engine, url, n)
-        worker = our_worker(engine, builtin.HANDLERS, url, concurrency)
+        worker = our_worker(engine, noop.HANDLERS, url, concurrency)
         with cpu_split.Drain() as drain:
             await worker.run(drain=True)
         await require_succeeded(url, n, "ours")

@@ -170,8 +170,10 @@ async def cmd_demo(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 async def cmd_simulator(args: argparse.Namespace, settings: config.Settings) -> int:
-    from kairo_ingest.simulator import server
+    from kairo_ingest.service import apify_access
 
+    with apify_access.installed_simulator():
+        from kairo_apify_sim import server
     await server.serve(args.host, args.port)
     return 0
 

@@ -35,8 +35,8 @@ import pipeline_e2e_kit as kit
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import datasets
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import datasets
 from support import outcomes
 
 BRANDS = ("acme", "globex", "initech", "umbrella")

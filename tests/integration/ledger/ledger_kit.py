@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_apify_sim import server as sim_server
 from kairo_ingest import secretbox
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import accounts, runs, sources, tables
@@ -22,7 +23,6 @@ from kairo_ingest.pipeline import budget, compile_job, ledger, tenants
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import server as sim_server
 from support import outcomes
 
 DEFAULT_TOKEN = "apify_api_defaultDEFAULTdefault0001"

@@ -21,11 +21,11 @@ import pytest
 import sqlalchemy as sa
 from ledger_kit import TOKEN_A, TOKEN_B, LedgerKit, R, eventually
 
+from kairo_apify_sim import platform
 from kairo_ingest import clock, errors
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.db import sources
 from kairo_ingest.pipeline import compile_job
-from kairo_ingest.simulator import platform
 from support import outcomes
 
 QUICK = {"duration_min_seconds": 10, "duration_max_seconds": 20}  # runs of 0.5 to 1 s

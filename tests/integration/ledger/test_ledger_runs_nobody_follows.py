@@ -11,6 +11,7 @@ import datetime as dt
 import pytest
 from ledger_kit import TOKEN_A, TOKEN_B, LedgerKit, R, eventually
 
+from kairo_apify_sim import platform
 from kairo_ingest import errors
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import ledger_queries, run_slots, sources
@@ -18,7 +19,6 @@ from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import ledger as pipeline_ledger
 from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import platform
 from kairo_ingest.worker import listener as worker_listener
 from support import outcomes
 

@@ -19,10 +19,10 @@ from pipeline_kit import Kit
 
 from kairo_ingest import errors
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.db import opening, roundtrips
+from kairo_ingest.db import opening
 from kairo_ingest.pipeline import compile_job, openings
 from kairo_ingest.queue import endings
-from support import outcomes
+from support import outcomes, roundtrips
 
 ONE = [("tiktok", "profile_videos", "@acme")]
 TWO_WEB = [

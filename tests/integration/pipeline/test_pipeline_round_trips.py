@@ -1,6 +1,6 @@
 """What a compile job costs in database round trips, counted, not timed.
 
-Round trips are counted from SQLAlchemy's events (:mod:`kairo_ingest.db.roundtrips`):
+Round trips are counted from SQLAlchemy's events (:mod:`support.roundtrips`):
 each statement, and each BEGIN / COMMIT / ROLLBACK the asyncpg adapter really sends.
 The compile job's opening reads (``now()``, the enabled sources, each source's runs)
 are one autocommit statement, so an empty compile costs one round trip (its final
@@ -14,10 +14,9 @@ import uuid
 
 from pipeline_kit import Kit
 
-from kairo_ingest.db import roundtrips
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.queue import endings
-from support import outcomes
+from support import outcomes, roundtrips
 
 ONE = [("tiktok", "profile_videos", "@acme")]
 

@@ -10,8 +10,8 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
 from kairo_ingest.queue import history, jobs
-from kairo_ingest.worker import builtin, context
-from support import outcomes
+from kairo_ingest.worker import context
+from support import noop, outcomes
 
 
 class Blocker:
@@ -57,7 +57,7 @@ async def test_cancel_makes_the_owner_stop_at_its_next_heartbeat(
     engine: sa_async.AsyncEngine, make_worker: kit.WorkerFactory
 ) -> None:
     blocker = Blocker()
-    worker = make_worker({"slow": blocker, "noop": builtin.noop}, lease_seconds=1.5)
+    worker = make_worker({"slow": blocker, "noop": noop.noop}, lease_seconds=1.5)
     lost = kit.sample("kairo_leases_lost_total", kind="slow")
     job, _ = await jobs.enqueue(engine, kind="slow", brand_id=uuid.uuid4())
     async with kit.running(worker) as task:
@@ -117,7 +117,7 @@ async def test_a_handler_exception_or_hang_never_kills_the_loop(
         )
 
     worker = make_worker(
-        {"hang": hang, "boom": boom, "soft": soft_fail, "noop": builtin.noop}, concurrency=3
+        {"hang": hang, "boom": boom, "soft": soft_fail, "noop": noop.noop}, concurrency=3
     )
     hung, _ = await jobs.enqueue(engine, kind="hang", brand_id=None)
     crashed, _ = await jobs.enqueue(engine, kind="boom", brand_id=None, max_attempts=2)
@@ -231,7 +231,7 @@ async def test_drain_returns_once_nothing_is_ready_or_running(
         "UPDATE jobs SET available_at = now() + interval '1 hour' WHERE id = :id",
         id=waiting.id,
     )
-    worker = make_worker(builtin.HANDLERS, concurrency=8, poll_interval_seconds=5)
+    worker = make_worker(noop.HANDLERS, concurrency=8, poll_interval_seconds=5)
     await asyncio.wait_for(worker.run(drain=True), kit.BOUND_SECONDS)
     assert worker.draining
     counts = (await jobs.stats(engine))["counts"]
@@ -250,7 +250,7 @@ async def test_drain_reports_how_many_jobs_wait_on_a_backoff_and_until_when(
     second, _ = await jobs.enqueue(engine, kind="limited", brand_id=uuid.uuid4())
     await jobs.enqueue_many(engine, kind="noop", count=3)
     worker = make_worker(
-        {"limited": not_now, **builtin.HANDLERS}, snooze_seconds=3600.0, poll_interval_seconds=5
+        {"limited": not_now, **noop.HANDLERS}, snooze_seconds=3600.0, poll_interval_seconds=5
     )
     await asyncio.wait_for(worker.run(drain=True), kit.BOUND_SECONDS)
     report = worker.drain_report
@@ -324,7 +324,7 @@ async def test_the_worker_samples_queue_depth_and_oldest_ready_age(
         "UPDATE jobs SET available_at = now() - interval '90 seconds' WHERE id = :id",
         id=stuck.id,
     )
-    worker = make_worker(builtin.HANDLERS, stats_interval_seconds=0.05)
+    worker = make_worker(noop.HANDLERS, stats_interval_seconds=0.05)
     async with kit.running(worker):
 
         async def sampled() -> bool:

@@ -17,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import server as sim_server
 from kairo_ingest import errors
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import runs, sources, tables
@@ -24,8 +26,6 @@ from kairo_ingest.domain import registry
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import server as sim_server
 from support import outcomes
 
 R = tables.apify_runs

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_apify_sim import server as sim_server
 from kairo_ingest import config, secretbox
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import accounts, run_slots, sources, tables
@@ -18,7 +19,6 @@ from kairo_ingest.pipeline import compile_job, tenants
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import handlers
-from kairo_ingest.simulator import server as sim_server
 
 DEFAULT_TOKEN = "apify_api_defaultDEFAULTdefault0001"
 TOKEN_A = "apify_api_tenantAAAAAAAAAAAAAAAAAA0001"

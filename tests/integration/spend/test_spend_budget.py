@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from spend_kit import TOKEN_A, SpendKit
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_apify_sim import platform
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import run_slots, tables
 from kairo_ingest.pipeline import budget, compile_job
-from kairo_ingest.simulator import platform
 from kairo_ingest.worker import listener as worker_listener
 
 SIX = [

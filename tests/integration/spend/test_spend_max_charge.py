@@ -13,10 +13,10 @@ import decimal
 import pytest
 from spend_kit import TOKEN_A, SpendKit
 
+from kairo_apify_sim import platform
 from kairo_ingest import config
 from kairo_ingest.db import costs
 from kairo_ingest.pipeline import budget, compile_job
-from kairo_ingest.simulator import platform
 
 SIX = [
     ("instagram", "posts", "@charge"),

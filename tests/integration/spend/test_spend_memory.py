@@ -19,13 +19,13 @@ import sqlalchemy as sa
 from spend_kit import TOKEN_A, SpendKit
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_apify_sim import platform
 from kairo_ingest import config
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.db import run_slots, runs, tables
 from kairo_ingest.domain import registry
 from kairo_ingest.pipeline import budget, compile_job
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import platform
 
 SIX = [
     ("instagram", "posts", "@mem"),

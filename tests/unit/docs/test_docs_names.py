@@ -8,7 +8,7 @@ checked too. In inline code and code blocks it looks for:
   that must match;
 * a file's basename alone (``test_queue_reaper.py``): some file of the repository has it;
 * ``path::test_name``: the file defines that test;
-* dotted modules (``kairo_ingest.config``): importable;
+* dotted modules (``kairo_ingest.config``, ``kairo_apify_sim.state``): importable;
 * ``kairo-ingest ...`` commands: each subcommand exists and each ``--option`` is one of its
   options; ``python bench/x.py --option`` and ``scripts/x``: the script exists and takes
   that option;
@@ -33,16 +33,26 @@ from kairo_ingest.cli import main as cli_main
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "src" / "kairo_ingest"
 PAGES = sorted([*(ROOT / "docs").rglob("*.md"), ROOT / "README.md"])
-SEARCHED = ("src", "tests", "scripts", "bench", ".ci", "migrations", "Dockerfile")
+SEARCHED = ("src", "simulator", "tests", "scripts", "bench", ".ci", "migrations", "Dockerfile")
 
 INLINE = re.compile(r"`([^`\n]+)`")
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)\s]*)?\)")  # the file, without its anchor
 PATH = re.compile(r"^\.?[\w.-]+(?:/[\w.*-]+)+/?$")
 BASENAME = re.compile(r"^[\w*-]+\.(?:py|patch|toml|yml|ini)$")
-MODULE = re.compile(r"^kairo_ingest(?:\.\w+)+$")
+MODULE = re.compile(r"^kairo_(?:ingest|apify_sim)(?:\.\w+)+$")
 VARIABLE = re.compile(r"\bKAIRO_[A-Z0-9_]+\b")
-ROOTS = ("src/", "tests/", "scripts/", "bench/", "docs/", "mutants/", "migrations/", ".ci/")
+ROOTS = (
+    "src/",
+    "simulator/",
+    "tests/",
+    "scripts/",
+    "bench/",
+    "docs/",
+    "mutants/",
+    "migrations/",
+    ".ci/",
+)
 
 
 def _code(text: str) -> list[str]:

@@ -26,10 +26,10 @@ from typing import Any
 import structlog
 import uvicorn
 
-from kairo_ingest.simulator import app as sim_app
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import faults
-from kairo_ingest.simulator import state as sim_state
+from kairo_apify_sim import app as sim_app
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import faults
+from kairo_apify_sim import state as sim_state
 
 log = structlog.get_logger(__name__)
 

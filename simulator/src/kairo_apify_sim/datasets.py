@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-from kairo_ingest.simulator import config as sim_config
+from kairo_apify_sim import config as sim_config
 
 # Input fields that cap how many items an actor returns, as the actors name them.
 LIMIT_KEYS = ("resultsLimit", "resultsPerPage", "maxResults", "limit", "maxCrawlPages", "maxItems")

@@ -20,7 +20,7 @@ abort, which then does nothing; such requests are counted in ``foreignTokenReque
 The signed storage URL of an INPUT redirect needs no token (its signature is the grant),
 and only the run's own account gets one.
 
-Platform behaviours, each a setting (see :class:`~kairo_ingest.simulator.config.SimConfig`):
+Platform behaviours, each a setting (see :class:`~kairo_apify_sim.config.SimConfig`):
 input defaults in the stored INPUT, visibility lag (404 ``record-not-found`` and absence
 from lists just after a start), late creation of a run whose start answer was lost, limit
 errors with a status drawn from ``limit_error_statuses``, 302 redirects for record reads,
@@ -33,11 +33,11 @@ is refused (400 ``invalid-parameter``). ``maxTotalChargeUsd`` is echoed in the r
 ``options``; a value that is not a non-negative number is refused (400
 ``invalid-parameter``), and so is one below ``minimal_max_total_charge_usd`` when that is
 set (400 ``max-total-charge-usd-below-minimum``). A run started with one stops once its
-charge reaches it (:func:`~kairo_ingest.simulator.state.charge_capped`) and ends
+charge reaches it (:func:`~kairo_apify_sim.state.charge_capped`) and ends
 SUCCEEDED or, through ABORTING, ABORTED (``charge_cap_outcome_weights``). The full run
 object carries ``pricingInfo`` (pay per event), ``chargedEventCounts``, ``usage``,
 ``usageUsd`` and ``usageTotalUsd``, which always agree
-(:meth:`~kairo_ingest.simulator.state.SimRun.money`).
+(:meth:`~kairo_apify_sim.state.SimRun.money`).
 
 Control (no auth, no faults): ``GET /_sim/stats``, ``GET /_sim/runs``,
 ``GET /_sim/runs/{runId}/plan``, ``GET|POST /_sim/config``, ``POST /_sim/reset``.
@@ -60,9 +60,9 @@ import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from kairo_ingest import errors
-from kairo_ingest.simulator import datasets, faults, platform
-from kairo_ingest.simulator import state as sim_state
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import datasets, faults, platform
+from kairo_apify_sim import state as sim_state
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -101,6 +101,13 @@ class Request:
 def json_reply(status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Reply:
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     return Reply(status, body, JSON_TYPE, headers or [])
+
+
+def _describe(exc: ValueError) -> str:
+    """One line for a refused config patch: the setting's message, or the JSON parser's."""
+    if isinstance(exc, sim_config.SimConfigError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
 
 
 def error_reply(status: int, kind: str, message: str) -> Reply:
@@ -164,7 +171,7 @@ _STORAGE = re.compile(r"^/storage/key-value-stores/([^/]+)/records/([^/]+)$")
 
 
 class SimulatorApp:
-    """ASGI 3 application over a :class:`~kairo_ingest.simulator.state.SimState`."""
+    """ASGI 3 application over a :class:`~kairo_apify_sim.state.SimState`."""
 
     def __init__(self, state: sim_state.SimState) -> None:
         self.state = state
@@ -499,10 +506,10 @@ class SimulatorApp:
             try:
                 patch = json.loads(request.body or b"{}")
                 if not isinstance(patch, dict):
-                    raise errors.ConfigError("the config patch must be a JSON object")
+                    raise sim_config.SimConfigError("the config patch must be a JSON object")
                 state.apply_config(patch)
-            except (ValueError, errors.ConfigError) as exc:
-                return error_reply(400, "invalid-config", errors.describe(exc))
+            except ValueError as exc:
+                return error_reply(400, "invalid-config", _describe(exc))
             return json_reply(200, state.config.to_json())
         match = _PLAN.match(path)
         if match and method == "GET":

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import random
 
-from kairo_ingest.simulator import config as sim_config
+from kairo_apify_sim import config as sim_config
 
 # Endpoints with a side effect: their faults can strike after the effect happened.
 SIDE_EFFECT_ENDPOINTS = frozenset({"start", "abort"})

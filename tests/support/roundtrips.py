@@ -1,4 +1,4 @@
-"""Count the round trips an engine makes, from SQLAlchemy's events (benchmarks, tests).
+"""Count the round trips an engine makes, from SQLAlchemy's events (tests and benchmarks).
 
 On the asyncpg dialect SQLAlchemy issues no BEGIN of its own: the DBAPI adapter starts an
 asyncpg transaction (one ``BEGIN`` round trip) lazily, just before the first statement

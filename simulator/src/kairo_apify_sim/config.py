@@ -11,7 +11,15 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from kairo_ingest import errors
+
+class SimConfigError(ValueError):
+    """A simulator setting is unknown or invalid. ``variable`` names it."""
+
+    def __init__(self, message: str, *, variable: str | None = None) -> None:
+        self.message = message
+        self.variable = variable
+        super().__init__(message)
+
 
 ENDPOINTS = (
     "start",
@@ -132,19 +140,19 @@ class SimConfig:
         """Merge a JSON patch: top-level fields replace, ``faults`` merge per endpoint.
 
         ``{"faults": {"start": null}}`` removes an endpoint's faults; ``{"faults": null}``
-        removes all. Unknown fields raise :class:`~kairo_ingest.errors.ConfigError`.
+        removes all. Unknown fields raise :class:`SimConfigError`.
         """
         known = {field.name: field for field in dataclasses.fields(self)}
         for key, value in patch.items():
             if key not in known:
-                raise errors.ConfigError(f"unknown simulator setting {key!r}", variable=key)
+                raise SimConfigError(f"unknown simulator setting {key!r}", variable=key)
             if key == "faults":
                 self._apply_faults(value)
             elif key == "actor_memory_mbytes":
                 self.actor_memory_mbytes = _memory_by_actor(value)
             elif key == "outcome_weights":
                 if not isinstance(value, Mapping):
-                    raise errors.ConfigError("outcome_weights must be an object", variable=key)
+                    raise SimConfigError("outcome_weights must be an object", variable=key)
                 self.outcome_weights = {str(k): float(v) for k, v in value.items()}
             elif key == "charge_cap_outcome_weights":
                 self.charge_cap_outcome_weights = _cap_outcomes(value)
@@ -156,10 +164,10 @@ class SimConfig:
             self.faults = {}
             return
         if not isinstance(value, Mapping):
-            raise errors.ConfigError("faults must be an object", variable="faults")
+            raise SimConfigError("faults must be an object", variable="faults")
         for endpoint, spec in value.items():
             if endpoint != "*" and endpoint not in ENDPOINTS:
-                raise errors.ConfigError(f"unknown endpoint {endpoint!r}", variable="faults")
+                raise SimConfigError(f"unknown endpoint {endpoint!r}", variable="faults")
             if spec is None:
                 self.faults.pop(endpoint, None)
                 continue
@@ -167,12 +175,12 @@ class SimConfig:
                 self.faults[endpoint] = spec
                 continue
             if not isinstance(spec, Mapping):
-                raise errors.ConfigError(f"faults.{endpoint} must be an object", variable="faults")
+                raise SimConfigError(f"faults.{endpoint} must be an object", variable="faults")
             current = dataclasses.replace(self.faults.get(endpoint) or FaultConfig())
             names = {field.name for field in dataclasses.fields(FaultConfig)}
             for name, raw in spec.items():
                 if name not in names:
-                    raise errors.ConfigError(f"unknown fault {name!r}", variable="faults")
+                    raise SimConfigError(f"unknown fault {name!r}", variable="faults")
                 setattr(current, name, _coerce(name, raw, getattr(current, name)))
             self.faults[endpoint] = current
 
@@ -181,18 +189,18 @@ def _cap_outcomes(value: Any) -> dict[str, float]:
     """``{"SUCCEEDED": w, "ABORTED": w}``: how capped runs end; other keys are refused."""
     name = "charge_cap_outcome_weights"
     if not isinstance(value, Mapping):
-        raise errors.ConfigError(f"{name} must be an object", variable=name)
+        raise SimConfigError(f"{name} must be an object", variable=name)
     unknown = sorted(str(k) for k in value if k not in CHARGE_CAP_OUTCOMES)
     if unknown:
-        raise errors.ConfigError(
+        raise SimConfigError(
             f"{name}: unknown outcome {unknown[0]!r} (known: SUCCEEDED, ABORTED)", variable=name
         )
     try:
         weights = {str(k): float(v) for k, v in value.items()}
     except (TypeError, ValueError) as exc:
-        raise errors.ConfigError(f"bad value for {name!r}", variable=name) from exc
+        raise SimConfigError(f"bad value for {name!r}", variable=name) from exc
     if any(w < 0 for w in weights.values()):
-        raise errors.ConfigError(f"{name}: weights must not be negative", variable=name)
+        raise SimConfigError(f"{name}: weights must not be negative", variable=name)
     return weights
 
 
@@ -201,13 +209,13 @@ def _memory_by_actor(value: Any) -> dict[str, int]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise errors.ConfigError(
+        raise SimConfigError(
             "actor_memory_mbytes must be an object", variable="actor_memory_mbytes"
         )
     try:
         return {str(k): int(v) for k, v in value.items()}
     except (TypeError, ValueError) as exc:
-        raise errors.ConfigError(
+        raise SimConfigError(
             "bad value for 'actor_memory_mbytes'", variable="actor_memory_mbytes"
         ) from exc
 
@@ -234,5 +242,5 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
         if name in ("expected_token", "storage_base_url"):
             return str(value)
     except (TypeError, ValueError) as exc:
-        raise errors.ConfigError(f"bad value for {name!r}", variable=name) from exc
+        raise SimConfigError(f"bad value for {name!r}", variable=name) from exc
     return value

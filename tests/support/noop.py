@@ -1,4 +1,5 @@
-"""Built-in job kinds that need no dependencies: ``noop`` for tests and benchmarks."""
+"""The ``noop`` job kind: succeeds at once and stores nothing, so it measures the queue
+alone. Test and benchmark tooling: the product's worker does not register it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ NOOP_KIND = "noop"
 
 
 async def noop(ctx: context.JobContext) -> context.Outcome:
-    """Succeed at once, storing nothing: measures the queue alone."""
+    """Succeed at once, storing nothing."""
     return context.Outcome()
 
 

@@ -10,7 +10,7 @@ an :class:`asyncio.Event` set when it ends, which is what a ``waitForFinish`` lo
 waits on: it answers the moment the run ends.
 
 Money, as the run object reports it (:meth:`SimRun.money`): every actor is priced per
-event (``pricingInfo``, :func:`~kairo_ingest.simulator.platform.pricing_info`) with one
+event (``pricingInfo``, :func:`~kairo_apify_sim.platform.pricing_info`) with one
 event, ``apify-default-dataset-item``, charged per item pushed (``chargedEventCounts``);
 the account also pays the run's platform usage (``usage``, priced in ``usageUsd``). So
 ``usageTotalUsd`` = sum(``usageUsd``) + sum(count x ``eventPriceUsd``), rounded to 6
@@ -43,9 +43,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kairo_ingest.domain import statuses
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import datasets, platform
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import datasets, platform
 
 ID_ALPHABET = string.ascii_letters + string.digits
 USER_ID = "kairoSimUser00001"
@@ -237,7 +236,7 @@ class SimRun:
 
     @property
     def terminal(self) -> bool:
-        return statuses.is_terminal(self.status)
+        return self.status in platform.TERMINAL_STATUSES
 
     def progress(self, now: float) -> float:
         """The share of its plan the run has done (0..1): by time while it works, frozen
@@ -585,7 +584,7 @@ class SimState:
         ``abort_grace_seconds`` while the actor works on, a forced one for
         ``forced_abort_seconds`` with the run stopped at once."""
         self.counters.abort_requests += 1
-        if run.status not in statuses.APIFY_ABORTABLE:
+        if run.status not in platform.ABORTABLE_STATUSES:
             return
         self.counters.aborts += 1
         for timer in run.timers:

@@ -1,4 +1,4 @@
-"""``python -m kairo_ingest.simulator``: serve the simulator from the command line.
+"""``kairo-apify-sim`` (``python -m kairo_apify_sim``): serve the simulator from a shell.
 
 Prints one JSON line, ``{"base_url": "http://127.0.0.1:PORT"}``, once it listens (so a
 parent process can start it with ``--port 0`` and read where it is), then serves until
@@ -16,13 +16,13 @@ from typing import Any
 
 import structlog
 
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import server
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import server
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m kairo_ingest.simulator", description="Serve the Apify simulator."
+        prog="kairo-apify-sim", description="Serve the Apify simulator."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")

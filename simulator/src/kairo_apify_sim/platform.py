@@ -19,6 +19,12 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
+# Apify's run statuses (https://docs.apify.com/platform/actors/running/runs-and-builds):
+# the four a run ends in, and the three an abort request acts on. The simulator keeps its
+# own copy of the platform's facts: it copies the platform, not the product under test.
+TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED-OUT", "ABORTED"})
+ABORTABLE_STATUSES = frozenset({"READY", "RUNNING", "TIMING-OUT"})
+
 INPUT_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "apify~instagram-scraper": {
         "searchType": "hashtag",
