@@ -13,7 +13,6 @@
 - :mod:`~kairo_ingest.worker.gc_tuning`     the garbage collector's settings
 - :mod:`~kairo_ingest.worker.context`       what a handler sees, and what the worker keeps
 - :mod:`~kairo_ingest.worker.parameters`    every setting of a worker in one frozen value
-- :mod:`~kairo_ingest.worker.builtin`       built-in job kinds (``noop``)
 
 See docs/queue.md.
 """

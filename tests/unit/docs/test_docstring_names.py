@@ -121,7 +121,7 @@ def test_every_package_docstring_links_its_docs_page() -> None:
 def test_the_check_catches_a_missing_module_name_and_page() -> None:
     docstring = (
         ":mod:`~kairo_ingest.queue.dberrors`, :mod:`.runner`, docs/nowhere.md, "
-        "``runner``, ``finisher``, ``Worker``, ``noop``"
+        "``runner``, ``finisher``, ``Worker``, ``tasks``"
     )
     assert _problems(PACKAGE / "worker" / "__init__.py", docstring) == [
         "no module kairo_ingest.queue.dberrors",
