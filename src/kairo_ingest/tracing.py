@@ -85,13 +85,10 @@ def span(
     marked ``kairo.cancelled``, not as an error.
     """
     with _tracer.start_as_current_span(
-        name,
-        context=context,
-        kind=kind,
-        attributes=_clean(attributes) if attributes else None,
-        record_exception=False,
-        set_status_on_exception=False,
+        name, context=context, kind=kind, record_exception=False, set_status_on_exception=False
     ) as current:
+        if attributes and current.is_recording():  # tracing off: no redaction work either
+            current.set_attributes(_clean(attributes))
         try:
             yield current
         except asyncio.CancelledError:
