@@ -124,12 +124,19 @@ def test_a_failed_span_carries_the_kind_and_no_secret(
 
 def test_without_a_provider_a_span_records_nothing() -> None:
     tracing.use(None)
+    assert not tracing.on()
     with tracing.span("job compile", {"kairo.job.id": "x"}) as span:
         assert not span.is_recording()
         tracing.annotate(span, {"more": 1})
+        # Nothing is current either: tasks started here see no span.
+        assert not trace.get_current_span().get_span_context().is_valid
+    # Off, a passed traceparent is not even parsed: the job's span is the invalid one.
+    assert tracing.parent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01") == {}
 
 
-def test_a_jobs_parent_is_the_passed_traceparent_or_nothing() -> None:
+def test_a_jobs_parent_is_the_passed_traceparent_or_nothing(
+    spans: in_memory_span_exporter.InMemorySpanExporter,
+) -> None:
     context = tracing.parent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     remote = trace.get_current_span(context).get_span_context()
     assert remote.is_remote
