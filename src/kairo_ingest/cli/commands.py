@@ -61,6 +61,7 @@ async def cmd_enqueue(args: argparse.Namespace, settings: config.Settings) -> in
             params={"force_refresh": bool(args.force_refresh)},
             priority=args.priority,
             max_attempts=args.max_attempts,
+            traceparent=args.traceparent,
         )
     output.emit(job, as_json=args.json)
     return 0

@@ -154,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {retry_rules.DEFAULT_MAX_ATTEMPTS})",
     )
 
+    enqueue.add_argument(
+        "--traceparent",
+        type=argtypes.traceparent,
+        default=None,
+        metavar="TP",
+        help="a W3C traceparent: the job's trace span continues that trace "
+        "(when tracing is on; see OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+
     jobs = cmd("jobs", "inspect and steer jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     jl = with_json(jsub.add_parser("list", help="list jobs, newest first"))

@@ -41,7 +41,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import errors, logs, metrics
+from kairo_ingest import errors, logs, metrics, tracing
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.db import items, raw_partitions, runs
 from kairo_ingest.domain import normalize
@@ -203,12 +203,30 @@ async def store_page(
     * a page the database refuses (:class:`errors.DatabaseValueError`) is split in halves
       until the poison item is alone; it becomes a placeholder, skipped as ``unstorable:refused``.
     """
-    # Off the loop, and before the fenced transaction opens (see the module docstring).
-    results = await offload.run(prepare, platform, capability, page)
-    counts = Counts()
-    for start in range(0, len(results), WRITE_BATCH_ITEMS):
-        batch = results[start : start + WRITE_BATCH_ITEMS]
-        counts = counts + await _store_results(engine, lease, run, batch, policy)
+    with tracing.span(
+        "page write",
+        {
+            "kairo.run.id": str(run.id),
+            "apify.run_id": run.apify_run_id,
+            "kairo.page.items": len(page),
+            "kairo.page.first_index": page[0][0] if page else None,
+        },
+    ) as page_span:
+        # Off the loop, and before the fenced transaction opens (see the module docstring).
+        results = await offload.run(prepare, platform, capability, page)
+        counts = Counts()
+        for start in range(0, len(results), WRITE_BATCH_ITEMS):
+            batch = results[start : start + WRITE_BATCH_ITEMS]
+            counts = counts + await _store_results(engine, lease, run, batch, policy)
+        tracing.annotate(
+            page_span,
+            {
+                "kairo.page.raw": counts.raw,
+                "kairo.page.created": counts.created,
+                "kairo.page.updated": counts.updated,
+                "kairo.page.skipped": counts.skipped,
+            },
+        )
     metrics.ITEMS.labels(platform, "stored").inc(counts.raw)
     metrics.ITEMS.labels(platform, "created").inc(counts.created)
     metrics.ITEMS.labels(platform, "updated").inc(counts.updated)

@@ -60,6 +60,7 @@ JOB_COLUMNS = (
     "snoozes",
     "deferred",
     "cancel_requested_at",
+    "traceparent",
 )
 
 # The columns a worker needs to run a job it has claimed.
@@ -73,6 +74,7 @@ LEASE_COLUMNS = (
     "max_attempts",
     "params",
     "claims",
+    "traceparent",
 )
 
 
@@ -104,10 +106,11 @@ _FINISHED = "('succeeded', 'failed', 'cancelled')"
 ENQUEUE = sa.text(
     f"""
     WITH upserted AS (
-        INSERT INTO jobs AS j (kind, brand_id, params, priority, max_attempts)
+        INSERT INTO jobs AS j (kind, brand_id, params, priority, max_attempts, traceparent)
         VALUES (
             CAST(:kind AS text), CAST(:brand_id AS uuid), CAST(:params AS jsonb),
-            CAST(:priority AS integer), CAST(:max_attempts AS integer)
+            CAST(:priority AS integer), CAST(:max_attempts AS integer),
+            CAST(:traceparent AS text)
         )
         ON CONFLICT (kind, brand_id) WHERE status = 'pending' AND brand_id IS NOT NULL
         DO UPDATE SET
@@ -121,6 +124,7 @@ ENQUEUE = sa.text(
                 + greatest(j.max_attempts - j.attempts, EXCLUDED.max_attempts),
             available_at = least(j.available_at, now()),
             deferred = false,
+            traceparent = coalesce(j.traceparent, EXCLUDED.traceparent),
             updated_at = now()
         RETURNING {_JOB}, (j.xmax = 0) AS inserted
     ),

@@ -23,7 +23,7 @@ from kairo_ingest.db import run_slots
 from kairo_ingest.pipeline import budget as pipeline_budget
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.pipeline import ledger as pipeline_ledger
-from kairo_ingest.service import apify_access, handlers, health_server, http, resources
+from kairo_ingest.service import apify_access, handlers, health_server, http, resources, telemetry
 from kairo_ingest.worker import core as worker_core
 from kairo_ingest.worker import listener as worker_listener
 from kairo_ingest.worker import parameters
@@ -88,6 +88,9 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
     slots = concurrency or settings.concurrency
     apify_access.require_token(settings)  # before anything is opened or written
     async with contextlib.AsyncExitStack() as stack:
+        # Tracing first, so it is the last thing closed: the job spans of the shutdown's
+        # final writes are sent too (off unless OTEL_EXPORTER_OTLP_ENDPOINT is set).
+        await stack.enter_async_context(telemetry.traces())
         db = await stack.enter_async_context(resources.database(settings))
         apify = await stack.enter_async_context(apify_access.client(settings))
         deps = handlers.pipeline_deps(settings, db.engine, apify)
