@@ -22,8 +22,7 @@ from pipeline_kit import TOKEN, Kit
 from kairo_ingest import config, tracing
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import handlers
-from kairo_ingest.worker import config as worker_config
-from kairo_ingest.worker import core
+from kairo_ingest.worker import core, parameters
 
 BOUND_SECONDS = 60.0  # only the bound after which a test fails instead of hanging
 TWO_SOURCES = [("tiktok", "profile_videos", "@acme"), ("instagram", "posts", "@acme")]
@@ -56,7 +55,7 @@ async def _run_one_job(kit: Kit, db_url: str, traceparent: str | None) -> queue_
     worker = core.Worker(
         kit.engine,
         handlers.table(kit.deps(page_size=7)),
-        worker_config.WorkerConfig.from_settings(
+        parameters.WorkerConfig.from_settings(
             settings, owner=f"test-{uuid.uuid4().hex[:6]}", concurrency=2, dsn_for_listen=db_url
         ),
     )
