@@ -42,6 +42,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import secretbox
 from kairo_ingest.db import sources
+from support import outcomes
 
 # Each brand's sources run on an account; hooli's job is cancelled mid-run.
 BRANDS = {"acme": None, "globex": "tenant-a", "initech": "tenant-b", "hooli": "tenant-a"}
@@ -225,7 +226,7 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
             await drain()
             await asyncio.sleep(0.2)
 
-    await asyncio.wait_for(drain_until_done(), kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, drain_until_done())
     workers[2].send_signal(signal.SIGTERM)
     await processes.exit_code(workers[2], kit.BOUND_SECONDS)
     await drain()  # its run ledger settles what no job wants any more before it exits

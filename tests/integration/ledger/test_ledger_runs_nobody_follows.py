@@ -110,7 +110,7 @@ async def test_a_slot_counts_until_its_run_has_ended_whatever_its_job_does(
 
     async with kit.engine.connect() as conn:
         used = await run_slots.usage(conn, "tenant-a")
-    assert used["tenant-a"]["runs"] == 1  # the run is still on Apify: it holds the slot
+    assert used.get("tenant-a", {}).get("runs") == 1  # still on Apify: it holds the slot
 
     await kit.ledger().round()
     async with kit.engine.connect() as conn:
@@ -227,7 +227,7 @@ async def test_jobs_cancel_wakes_the_ledger_by_notify_not_by_its_interval(
     stop = asyncio.Event()
     loops = [asyncio.create_task(listener.run(stop)), asyncio.create_task(ledger.run(stop))]
     try:
-        await asyncio.wait_for(listener.listening.wait(), 10)
+        await outcomes.within(10, listener.listening.wait())
 
         async def first_round() -> bool:
             return ledger.rounds >= 1

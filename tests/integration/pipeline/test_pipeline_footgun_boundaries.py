@@ -10,7 +10,6 @@ old behaviour back there fails it (``mutants/run-record-inserted-after-the-start
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -142,7 +141,7 @@ async def test_the_handler_hands_the_jobs_error_to_the_queue(kit: Kit, db_url: s
         ),
     )
 
-    await asyncio.wait_for(worker.run(drain=True), BOUND_SECONDS)
+    await outcomes.within(BOUND_SECONDS, worker.run(drain=True))
 
     row = await queue_jobs.get(kit.engine, job.id)
     assert row is not None

@@ -9,7 +9,6 @@ requests and page writes under that source; no attribute or status carries the t
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator, Sequence
 
@@ -23,6 +22,7 @@ from kairo_ingest import config, tracing
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import handlers
 from kairo_ingest.worker import core, parameters
+from support import outcomes
 
 BOUND_SECONDS = 60.0  # only the bound after which a test fails instead of hanging
 TWO_SOURCES = [("tiktok", "profile_videos", "@acme"), ("instagram", "posts", "@acme")]
@@ -59,7 +59,7 @@ async def _run_one_job(kit: Kit, db_url: str, traceparent: str | None) -> queue_
             settings, owner=f"test-{uuid.uuid4().hex[:6]}", concurrency=2, dsn_for_listen=db_url
         ),
     )
-    await asyncio.wait_for(worker.run(drain=True), BOUND_SECONDS)
+    await outcomes.within(BOUND_SECONDS, worker.run(drain=True))
     row = await queue_jobs.get(kit.engine, job.id)
     assert row is not None
     assert row.status == "succeeded", row.last_error

@@ -61,7 +61,7 @@ async def running(worker: core.Worker, *, drain: bool = False) -> AsyncIterator[
         if not task.done():
             worker.request_stop()
             worker.request_stop()
-        await asyncio.wait_for(task, BOUND_SECONDS)
+        await outcomes.within(BOUND_SECONDS, task)
 
 
 async def wait_until(

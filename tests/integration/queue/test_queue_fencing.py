@@ -184,7 +184,7 @@ async def test_no_takeover_commits_while_a_fenced_transaction_is_open(
         assert not moving.done(), "the takeover did not wait for the fenced transaction"
         await waiting
         await trans.commit()
-    await asyncio.wait_for(moving, kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, moving)
     after = await kit.row(engine, job.id)
     assert after.lease_token is None
     if takeover == "give_up":
@@ -269,7 +269,7 @@ async def test_a_cancel_never_waits_behind_a_fenced_transaction_but_the_lease_ho
         done, _ = await asyncio.wait([ending], timeout=0.3)
         assert not done  # blocked behind the fence
         await trans.commit()
-    assert await asyncio.wait_for(ending, kit.BOUND_SECONDS) == 1
+    assert await outcomes.within(kit.BOUND_SECONDS, ending) == 1
     assert (await kit.row(engine, job.id)).status == "cancelled"
 
 

@@ -127,7 +127,7 @@ async def test_a_long_job_whose_heartbeats_continue_is_never_reclaimed(
     job, _ = await jobs.enqueue(engine, kind="long", brand_id=None)
     worker = make_worker({"long": long_job}, lease_seconds=1.2, reap_interval_seconds=3600)
     async with kit.running(worker):
-        await asyncio.wait_for(started.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, started.wait())
         first = await kit.row(engine, job.id)
         assert first.lease_expires_at is not None
 

@@ -147,7 +147,7 @@ async def test_a_deferred_job_is_promoted_and_announced_once_it_is_due(
         )
         assert await jobs.claim(engine, owner="w", limit=1, lease_seconds=30) == []
         assert await upkeep.promote(engine) == 1
-        assert await asyncio.wait_for(heard.get(), kit.BOUND_SECONDS) == "k"
+        assert await outcomes.within(kit.BOUND_SECONDS, heard.get()) == "k"
     finally:
         await listener.close()
     promoted = await kit.row(engine, job.id)

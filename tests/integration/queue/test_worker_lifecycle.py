@@ -157,7 +157,7 @@ async def test_stop_during_long_jobs_releases_them_with_the_attempt_restored(
     await blocker.wait_started(3)
     worker.request_stop()
     assert worker.stopping
-    await asyncio.wait_for(task, kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, task)
     assert sorted(blocker.interrupted) == sorted(blocker.started)
     for job in await jobs.list_jobs(engine):
         assert (job.status, job.attempts, job.lease_token, job.lease_expires_at) == (
@@ -182,7 +182,7 @@ async def test_a_job_that_finishes_within_the_grace_is_completed(
     # No more claiming once stopping.
     late, _ = await jobs.enqueue(engine, kind="slow", brand_id=None)
     blocker.release.set()
-    await asyncio.wait_for(task, kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, task)
     done = await kit.row(engine, first.id)
     assert (done.status, done.evidence_status) == ("succeeded", {"done": True})
     assert blocker.interrupted == []
@@ -202,7 +202,7 @@ async def test_a_second_stop_request_skips_the_grace(
     done, _ = await asyncio.wait([task], timeout=0.2)
     assert not done  # in the grace period
     worker.request_stop()
-    await asyncio.wait_for(task, kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, task)
     assert blocker.interrupted == [job.id]
     assert (await kit.row(engine, job.id)).status == "pending"
 
@@ -232,7 +232,7 @@ async def test_drain_returns_once_nothing_is_ready_or_running(
         id=waiting.id,
     )
     worker = make_worker(noop.HANDLERS, concurrency=8, poll_interval_seconds=5)
-    await asyncio.wait_for(worker.run(drain=True), kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, worker.run(drain=True))
     assert worker.draining
     counts = (await jobs.stats(engine))["counts"]
     assert (counts["succeeded"], counts["pending"], counts["running"]) == (60, 1, 0)
@@ -252,7 +252,7 @@ async def test_drain_reports_how_many_jobs_wait_on_a_backoff_and_until_when(
     worker = make_worker(
         {"limited": not_now, **noop.HANDLERS}, snooze_seconds=3600.0, poll_interval_seconds=5
     )
-    await asyncio.wait_for(worker.run(drain=True), kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, worker.run(drain=True))
     report = worker.drain_report
     assert report is not None
     rows = [await kit.row(engine, first.id), await kit.row(engine, second.id)]

@@ -13,7 +13,7 @@ from structlog import testing as structlog_testing
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.queue import jobs
 from kairo_ingest.worker import core
-from support import noop
+from support import noop, outcomes
 
 
 async def test_the_worker_recovers_when_its_connections_are_killed(
@@ -24,7 +24,7 @@ async def test_the_worker_recovers_when_its_connections_are_killed(
     worker = make_worker(noop.HANDLERS, listen=True, poll_interval_seconds=0.2)
     async with kit.running(worker) as task:
         assert worker.listening is not None
-        await asyncio.wait_for(worker.listening.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, worker.listening.wait())
         admin = await asyncpg.connect(db_engine.plain_dsn(db_url))
         try:
             killed = await admin.fetchval(
@@ -69,7 +69,7 @@ async def test_claim_errors_are_logged_classified_and_retried(
             await kit.wait_until(retried)
             assert not task.done()
             worker.request_stop()
-            await asyncio.wait_for(task, kit.BOUND_SECONDS)
+            await outcomes.within(kit.BOUND_SECONDS, task)
     finally:
         await unreachable.dispose()
     errors_logged = [

@@ -156,7 +156,7 @@ async def test_a_job_claimed_again_waits_for_its_previous_task_in_this_process(
     )
     job, _ = await jobs.enqueue(engine, kind="sticky", brand_id=None)
     async with kit.running(worker):
-        await asyncio.wait_for(first_started.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, first_started.wait())
 
         async def reaped() -> bool:
             # The live heartbeat may renew the expired lease (or hold its row locked) before
@@ -206,17 +206,17 @@ async def test_the_whole_exit_fits_the_shutdown_budget_even_when_a_handler_ignor
     )
     task = asyncio.create_task(worker.run())
     try:
-        await asyncio.wait_for(started.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, started.wait())
         stopped_at = time.monotonic()
         worker.request_stop()
         # Generous: the budget is 2 s; the old exit took the grace, then 10 s of
         # cancellation, then the release and the final writes.
-        await asyncio.wait_for(task, 8.0)
+        await outcomes.within(8.0, task)
         assert time.monotonic() - stopped_at < 8.0
     finally:
         let_go.set()
         if not task.done():
-            await asyncio.wait_for(task, kit.BOUND_SECONDS)
+            await outcomes.within(kit.BOUND_SECONDS, task)
     released = await kit.row(engine, job.id)
     assert (released.status, released.attempts, released.interruptions) == ("pending", 0, 1)
 
@@ -270,7 +270,7 @@ async def test_each_worker_keeps_its_row_in_the_registry(
     )
     await jobs.enqueue(engine, kind="hold", brand_id=None)
     async with kit.running(worker):
-        await asyncio.wait_for(started.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, started.wait())
 
         async def registered() -> bool:
             rows = await upkeep.workers(engine)

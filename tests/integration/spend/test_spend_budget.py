@@ -20,6 +20,7 @@ from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import run_slots, tables
 from kairo_ingest.pipeline import budget, compile_job
 from kairo_ingest.worker import listener as worker_listener
+from support import outcomes
 
 SIX = [
     ("instagram", "posts", "@one"),
@@ -97,12 +98,12 @@ async def test_a_waiter_is_woken_by_notify_not_by_its_poll(kit: SpendKit, db_url
     stop = asyncio.Event()
     listening = asyncio.create_task(listener.run(stop))
     try:
-        await asyncio.wait_for(listener.listening.wait(), timeout=30)
+        await outcomes.within(30, listener.listening.wait())
         async with asyncio.timeout(120):
             result = await compile_job.run(kit.deps(budget=spent), await kit.lease(brand))
     finally:
         stop.set()
-        await asyncio.wait_for(listening, timeout=10)
+        await outcomes.within(10, listening)
     assert len(result.evidence_status["refreshed"]) == 2, result.evidence_status
     assert spent.wakeups >= 1
     assert kit.sim.stats()["activePeakByToken"][platform.token_tag(TOKEN_A)] == 1
