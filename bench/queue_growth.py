@@ -45,7 +45,12 @@ from kairo_ingest import config, errors, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import context, core, parameters
+from kairo_ingest.worker import context, core
+
+try:  # the worker's settings module was renamed from config to parameters
+    from kairo_ingest.worker import parameters
+except ImportError:  # the code before
+    from kairo_ingest.worker import config as parameters  # type: ignore[no-redef]
 
 try:  # the attempt endings moved out of queue.jobs with the job history
     from kairo_ingest.queue import endings as _endings
