@@ -247,6 +247,84 @@ SCHEMAS: dict[str, Schema] = {
             "durations": _obj({"edges_seconds": _list(NUMBER), "counts": _list(INT)}),
         }
     ),
+    "HeldJob": _obj(
+        {
+            "id": UUID,
+            "kind": STRING,
+            "brand_id": _null(UUID),
+            "lease_owner": _null(STRING),
+            "claims": INT,
+            "attempts": INT,
+            "max_attempts": INT,
+            "attempt_started_at": _null(TIME),
+            "lease_expires_at": _null(TIME),
+            "cancel_requested_at": _null(TIME),
+            "lease_left_seconds": _null(NUMBER),
+        }
+    ),
+    "Worker": _obj(
+        {
+            "owner": STRING,
+            "hostname": STRING,
+            "pid": INT,
+            "version": STRING,
+            "concurrency": INT,
+            "heartbeat_interval_seconds": NUMBER,
+            "started_at": TIME,
+            "last_beat_at": TIME,
+            "stopped_at": _null(TIME),
+            "seconds_since_beat": NUMBER,
+            "held_jobs": INT,
+            "alive": BOOL,
+            "jobs": _list(_ref("HeldJob")),
+        }
+    ),
+    "LongRun": _obj(
+        {
+            "id": UUID,
+            "apify_run_id": _null(STRING),
+            "job_id": _null(UUID),
+            "brand_id": UUID,
+            "account": STRING,
+            "status": RUN_STATUS,
+            "actor_id": STRING,
+            "started_at": _null(TIME),
+            "sent_at": _null(TIME),
+            "intent_at": TIME,
+            "released_at": _null(TIME),
+            "abort_requested_at": _null(TIME),
+            "age_seconds": NUMBER,
+        }
+    ),
+    "LastAttemptJob": _obj(
+        {
+            "id": UUID,
+            "kind": STRING,
+            "brand_id": _null(UUID),
+            "status": {"enum": ["pending", "running"]},
+            "lease_owner": _null(STRING),
+            "attempts": INT,
+            "max_attempts": INT,
+            "last_error_kind": _null(STRING),
+            "last_error": _null(STRING),
+            "available_at": TIME,
+            "created_at": TIME,
+        }
+    ),
+    "WorkersPage": _obj(
+        {
+            "workers": _list(_ref("Worker")),
+            "unregistered": _list(_obj({"owner": STRING, "jobs": _list(_ref("HeldJob"))})),
+            "stuck": _obj(
+                {
+                    "leases_near_expiry": _list(_ref("HeldJob")),
+                    "long_runs": _list(_ref("LongRun")),
+                    "last_attempt": _list(_ref("LastAttemptJob")),
+                }
+            ),
+            "thresholds": _obj({"lease_within_seconds": NUMBER, "runs_over_seconds": NUMBER}),
+        }
+    ),
     "BrandSource": _obj(
         {
             "id": UUID,
@@ -488,6 +566,16 @@ PATHS: dict[str, Any] = {
         body=_ref("BulkRequest"),
     ),
     "/runs": _op("get", "Apify runs, newest first, filtered", "RunsPage", params=RUN_FILTERS),
+    "/workers": _op(
+        "get",
+        "Worker replicas with the jobs each holds; stuck work: leases near expiry, long "
+        "Apify runs, jobs on their last attempt",
+        "WorkersPage",
+        params=_params(
+            ("lease_within", "leases ending within this many seconds (default 30)"),
+            ("runs_over", "runs going on longer than this many seconds (default 3600)"),
+        ),
+    ),
     "/brands": _op(
         "get",
         "Brands and their sources, by id; ?handle= finds brands by handle",

@@ -19,6 +19,7 @@ from kairo_ingest import errors, logs
 from kairo_ingest.console import access, actions, charts, filters, queries, security, spend
 from kairo_ingest.domain import registry, statuses
 from kairo_ingest.queue import jobs as queue_jobs
+from kairo_ingest.queue import upkeep
 
 log = logs.get(__name__)
 
@@ -41,6 +42,11 @@ EVIDENCE_FIELDS = (
     "error",
     "retryable",
 )
+# The workers page's thresholds: a lease that ends within this many seconds, a run that
+# has gone on longer than this (both overridable per request, within the bounds).
+LEASE_WITHIN_SECONDS = 30.0
+RUNS_OVER_SECONDS = 3600.0
+MAX_THRESHOLD_SECONDS = 30 * 86400.0
 ACCOUNT_COLOURS = ("#2f6fb5", "#3b8f5a", "#d38b1c", "#8e44ad", "#c0392b", "#16a085")
 
 
@@ -309,6 +315,50 @@ class Pages:
             )
         return Redirect(f"/audit/{action_id}", _outcome_json(outcome))
 
+    # --- replicas and stuck work -------------------------------------------------------
+
+    async def workers(self, req: Request) -> Result:
+        try:
+            lease_within = _seconds(req.query, "lease_within", LEASE_WITHIN_SECONDS)
+            runs_over = _seconds(req.query, "runs_over", RUNS_OVER_SECONDS)
+        except errors.UsageError as exc:
+            return Problem(400, exc.message, "workers")
+        async with self.reads.read() as conn:
+            registry_rows = await upkeep.workers(conn)
+            held = await queries.held_jobs(conn)
+            stuck = await queries.stuck_work(
+                conn, lease_within_seconds=lease_within, runs_over_seconds=runs_over
+            )
+        by_owner: dict[str, list[dict[str, Any]]] = {}
+        for job in held:
+            by_owner.setdefault(job["lease_owner"] or "", []).append(job)
+        workers = []
+        for worker in registry_rows:
+            row = dataclasses.asdict(worker)
+            row["alive"] = worker.alive
+            row["jobs"] = by_owner.pop(worker.owner, [])
+            workers.append(row)
+        # Jobs whose holder the registry does not know (it was forgotten, or a release
+        # before the registry): they are held all the same.
+        unregistered = [{"owner": owner, "jobs": jobs} for owner, jobs in sorted(by_owner.items())]
+        return Page(
+            "workers.html",
+            {
+                "workers": workers,
+                "unregistered": unregistered,
+                "stuck": stuck,
+                "thresholds": {
+                    "lease_within_seconds": lease_within,
+                    "runs_over_seconds": runs_over,
+                },
+            },
+            tab="workers",
+            html={
+                "live": [w for w in workers if w["alive"]],
+                "stopped": [w for w in workers if not w["alive"]],
+            },
+        )
+
     # --- runs, brands, spend, audit -----------------------------------------------------
 
     async def runs(self, req: Request) -> Result:
@@ -417,6 +467,19 @@ class Pages:
 
 
 _NOTICES = {"retried": "Job put back in the queue.", "cancelled": "Job cancelled."}
+
+
+def _seconds(query: Mapping[str, str], name: str, default: float) -> float:
+    raw = (query.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise errors.UsageError(f"{name} is not a number of seconds: {raw[:40]!r}") from None
+    if not 0 <= value <= MAX_THRESHOLD_SECONDS:
+        raise errors.UsageError(f"{name} must be between 0 and {MAX_THRESHOLD_SECONDS:.0f} s")
+    return value
 
 
 def _outcome_json(outcome: actions.Outcome) -> dict[str, Any]:

@@ -166,6 +166,15 @@ jobs = sa.Table(
     # The lease token is a key (plain unique index), so changing it conflicts with the
     # fence's FOR KEY SHARE while a heartbeat does not (queue/sql.py explains).
     sa.Index("uq_jobs_lease_token", "lease_token", unique=True),
+    # The console's stuck work: jobs with at most one attempt left (0009).
+    sa.Index(
+        "ix_jobs_last_attempt",
+        "created_at",
+        "id",
+        postgresql_where=sa.text(
+            "status IN ('pending', 'running') AND attempts >= max_attempts - 1"
+        ),
+    ),
     # Retention prunes finished rows by age.
     sa.Index(
         "ix_jobs_finished",

@@ -242,6 +242,24 @@ async def test_every_filter_is_served_by_an_index_at_a_million_rows(
     assert problems == [], "\n".join(map(str, problems))
 
 
+async def test_the_workers_page_reads_by_index_at_a_million_rows(
+    big: sa_async.AsyncEngine,
+) -> None:
+    """Held jobs and leases near expiry walk the running rows, long runs the runs that
+    have not ended, jobs on their last attempt their own partial index."""
+    problems = []
+    for statement, params, index in (
+        (queries.HELD_JOBS, {"limit": 500}, "ix_jobs_"),
+        (queries.LEASES_NEAR_EXPIRY, {"within_seconds": 30.0, "limit": 500}, "ix_jobs_"),
+        (queries.LONG_RUNS, {"over_seconds": 3600.0, "limit": 500}, "ix_apify_runs_unended"),
+        (queries.LAST_ATTEMPT, {"limit": 500}, "ix_jobs_last_attempt"),
+    ):
+        nodes = await _plan(big, statement, params)
+        if _seq_scans(nodes) or not any(i.startswith(index) for i in _indexes(nodes)):
+            problems.append((statement.text[:60], _seq_scans(nodes), _indexes(nodes)))
+    assert problems == [], "\n".join(map(str, problems))
+
+
 async def test_a_bulk_action_on_a_filter_counts_and_walks_by_index(
     big: sa_async.AsyncEngine,
 ) -> None:

@@ -104,6 +104,10 @@ async def test_every_answer_matches_the_openapi_document(seeded: Seeded) -> None
         ):
             await get("/runs", **params)
         await get("/runs", platform="myspace")  # 400
+        workers = await get("/workers")
+        assert workers["thresholds"]["runs_over_seconds"] > 0
+        await get("/workers", lease_within="600", runs_over="1")
+        await get("/workers", runs_over="forever")  # 400
         brands = await get("/brands")
         assert {b["brand_id"] for b in brands["brands"]} >= {
             str(demo.brand_id(n)) for n in demo.BRANDS
