@@ -109,6 +109,7 @@ async def test_workers_page_lists_every_worker_with_its_jobs_and_the_stuck_work(
     assert STOPPED not in live
     assert STOPPED in stopped
     assert str(STOPPED_JOB) in stopped
+    assert 'id="unregistered"' in body  # the section of jobs held by unknown owners
     assert str(FORGOTTEN_JOB) in body[body.index('id="unregistered"') :]
 
     workers = {w["owner"]: w for w in data["workers"]}
