@@ -396,6 +396,7 @@ def build(console: Console, *, trusted_proxies: str = "") -> applications.Starle
         ),
         routing.Route("/runs", gate(pages.runs), methods=["GET"]),
         routing.Route("/workers", gate(pages.workers), methods=["GET"]),
+        routing.Route("/ledger", gate(pages.ledger_page), methods=["GET"]),
         routing.Route("/brands", gate(pages.brands), methods=["GET"]),
         routing.Route("/spend", gate(pages.spend_page), methods=["GET"]),
         routing.Route("/audit", gate(pages.audit), methods=["GET"]),

@@ -50,6 +50,7 @@ def _list(schema: Schema) -> Schema:
 
 JOB_STATUS: Schema = {"enum": [s.value for s in statuses.JobStatus]}
 RUN_STATUS: Schema = {"enum": [s.value for s in statuses.RunStatus]}
+PARTIAL_REASON: Schema = {"enum": ["aborted", "charge_cap", "timed_out"]}
 CURSOR: Schema = _null({"type": "string", "description": "pass as ?after= for the next page"})
 
 SCHEMAS: dict[str, Schema] = {
@@ -325,6 +326,64 @@ SCHEMAS: dict[str, Schema] = {
             "thresholds": _obj({"lease_within_seconds": NUMBER, "runs_over_seconds": NUMBER}),
         }
     ),
+    "UnfollowedRun": _obj(
+        {
+            "run_id": UUID,
+            "apify_run_id": _null(STRING),
+            "account": STRING,
+            "status": RUN_STATUS,
+            "job_id": _null(UUID),
+            "job_status": _null(JOB_STATUS),
+            "unwanted": _null(STRING),
+            "brand_id": UUID,
+            "actor_id": STRING,
+            "sent_at": _null(TIME),
+            "started_at": _null(TIME),
+            "released_at": _null(TIME),
+            "abort_requested_at": _null(TIME),
+            "next_check_at": _null(TIME),
+        }
+    ),
+    "LedgerPage": _obj(
+        {
+            "since": DAY,
+            "unfollowed": _list(_ref("UnfollowedRun")),
+            "unfollowed_limit": INT,
+            "live": _list(
+                _obj(
+                    {
+                        "account": STRING,
+                        "status": RUN_STATUS,
+                        "followed_by": {"enum": ["job", "ledger"]},
+                        "runs": INT,
+                    }
+                )
+            ),
+            "ended": _list(
+                _obj(
+                    {
+                        "account": STRING,
+                        "status": RUN_STATUS,
+                        "partial_reason": _null(PARTIAL_REASON),
+                        "ended_by": _null(STRING),
+                        "runs": INT,
+                        "without_cost": INT,
+                        "usage_total_usd": NUMBER,
+                    }
+                )
+            ),
+            "partial_spend": _list(
+                _obj(
+                    {
+                        "account": STRING,
+                        "partial_reason": PARTIAL_REASON,
+                        "runs": INT,
+                        "usd": NUMBER,
+                    }
+                )
+            ),
+        }
+    ),
     "BrandSource": _obj(
         {
             "id": UUID,
@@ -575,6 +634,13 @@ PATHS: dict[str, Any] = {
             ("lease_within", "leases ending within this many seconds (default 30)"),
             ("runs_over", "runs going on longer than this many seconds (default 3600)"),
         ),
+    ),
+    "/ledger": _op(
+        "get",
+        "The run ledger: runs no job follows, runs not ended by account, status and "
+        "follower, runs ended since a UTC day with their cost by why they ended",
+        "LedgerPage",
+        params=_params(("since", "runs ended from this UTC day on (YYYY-MM-DD, default today)")),
     ),
     "/brands": _op(
         "get",

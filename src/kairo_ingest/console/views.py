@@ -17,6 +17,7 @@ from typing import Any
 
 from kairo_ingest import errors, logs
 from kairo_ingest.console import access, actions, charts, filters, queries, security, spend
+from kairo_ingest.db import ledger
 from kairo_ingest.domain import registry, statuses
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.queue import upkeep
@@ -47,6 +48,10 @@ EVIDENCE_FIELDS = (
 LEASE_WITHIN_SECONDS = 30.0
 RUNS_OVER_SECONDS = 3600.0
 MAX_THRESHOLD_SECONDS = 30 * 86400.0
+# The ledger page: runs no job follows (oldest first), runs ended since a UTC day (today
+# by default, as `kairo-ingest ledger`), at most this many days back.
+UNFOLLOWED_LIMIT = 200
+LEDGER_MAX_DAYS = 31
 ACCOUNT_COLOURS = ("#2f6fb5", "#3b8f5a", "#d38b1c", "#8e44ad", "#c0392b", "#16a085")
 
 
@@ -357,6 +362,52 @@ class Pages:
                 "live": [w for w in workers if w["alive"]],
                 "stopped": [w for w in workers if not w["alive"]],
             },
+        )
+
+    # --- the run ledger ----------------------------------------------------------------
+
+    async def ledger_page(self, req: Request) -> Result:
+        """What ``kairo-ingest ledger`` shows, through its own queries (``db/ledger.py``):
+        the runs no job follows, the runs that have not ended by account, status and
+        follower, and the runs ended since a day with their cost, by why they ended."""
+        today = dt.datetime.now(dt.UTC).date()
+        raw = (req.query.get("since") or "").strip()
+        try:
+            since = dt.date.fromisoformat(raw) if raw else today
+        except ValueError:
+            return Problem(400, f"since is not a date (YYYY-MM-DD): {raw[:40]!r}", "ledger")
+        if not today - dt.timedelta(days=LEDGER_MAX_DAYS) <= since <= today:
+            return Problem(400, f"since must be within the last {LEDGER_MAX_DAYS} days", "ledger")
+        async with self.reads.read() as conn:
+            unfollowed = await ledger.unfollowed(conn, limit=UNFOLLOWED_LIMIT)
+            live = await ledger.live_by_state(conn)
+            ended = await ledger.ended_by_state(
+                conn, since=dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
+            )
+        partial: dict[str, dict[str, Any]] = {}
+        for row in ended:
+            reason = row["partial_reason"]
+            if reason is None:
+                continue
+            entry = partial.setdefault(
+                f"{row['account']}/{reason}",
+                {"account": row["account"], "partial_reason": reason, "runs": 0, "usd": 0.0},
+            )
+            entry["runs"] += row["runs"]
+            entry["usd"] = round(entry["usd"] + row["usage_total_usd"], 6)
+        return Page(
+            "ledger.html",
+            {
+                "since": since.isoformat(),
+                "unfollowed": unfollowed,
+                "unfollowed_limit": UNFOLLOWED_LIMIT,
+                "live": live,
+                "ended": ended,
+                "partial_spend": sorted(
+                    partial.values(), key=lambda e: (e["account"], e["partial_reason"])
+                ),
+            },
+            tab="ledger",
         )
 
     # --- runs, brands, spend, audit -----------------------------------------------------

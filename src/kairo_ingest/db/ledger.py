@@ -316,18 +316,29 @@ async def ended_by_state(
 
 
 async def unfollowed(conn: sa_async.AsyncConnection, *, limit: int = 100) -> list[dict[str, Any]]:
-    """The runs that have not ended and that no job follows: the ledger's, oldest first."""
+    """The runs that have not ended and that no job follows: the ledger's, oldest first.
+
+    The runs are chosen first (``ix_apify_runs_unended``) and only those ``limit`` joined
+    to their job and source: PostgreSQL multiplies the selectivities of ``status <> ALL``
+    and so expects a few percent of all runs not to have ended, enough to join them by
+    hashing every job, a sequential scan of ``jobs``."""
     rows = await conn.execute(
         sa.text(
             f"""
+            WITH r AS MATERIALIZED (
+                SELECT r.* FROM apify_runs r
+                WHERE r.status NOT IN {ENDED} AND {_UNFOLLOWED}
+                ORDER BY r.intent_at, r.id
+                LIMIT :limit
+            )
             SELECT r.id, r.apify_run_id, r.account, r.status, r.job_id,
                    j.status AS job_status, r.brand_id, r.actor_id, r.sent_at, r.started_at,
                    r.released_at, r.abort_requested_at, r.ledger_check_at,
                    {_UNWANTED} AS unwanted
-            FROM {_JOINED}
-            WHERE r.status NOT IN {ENDED} AND {_UNFOLLOWED}
+            FROM r
+                LEFT JOIN jobs j ON j.id = r.job_id
+                LEFT JOIN source_connections s ON s.id = r.source_connection_id
             ORDER BY r.intent_at, r.id
-            LIMIT :limit
             """
         ),
         {"limit": limit},
