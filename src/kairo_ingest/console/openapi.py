@@ -151,6 +151,36 @@ SCHEMAS: dict[str, Schema] = {
             "identifier": _null(STRING),
         }
     ),
+    "Attempt": _obj(
+        {
+            "number": INT,
+            "owner": STRING,
+            "started_at": _null(TIME),
+            "ended_at": _null(TIME),
+            "outcome": {"enum": [*(o.value for o in statuses.AttemptOutcome), "unrecorded"]},
+            "job_status": _null(JOB_STATUS),
+            "error_kind": _null(STRING),
+            "error": _null(STRING),
+            "cost_usd": _null(NUMBER),
+            "runs": _list(
+                _obj(
+                    {
+                        "id": UUID,
+                        "apify_run_id": _null(STRING),
+                        "source_connection_id": UUID,
+                        "actor_id": STRING,
+                        "account": _null(STRING),
+                        "status": RUN_STATUS,
+                        "started_at": _null(TIME),
+                        "finished_at": _null(TIME),
+                        "usage_total_usd": _null(NUMBER),
+                        "error_kind": _null(STRING),
+                        "error_summary": _null(STRING),
+                    }
+                )
+            ),
+        }
+    ),
     "EvidenceRow": _obj(
         {
             "outcome": {"enum": ["failed", "refreshed", "reused", "skipped"]},
@@ -235,6 +265,7 @@ SCHEMAS: dict[str, Schema] = {
         {
             "job": _ref("Job"),
             "runs": _list(_ref("JobRun")),
+            "attempts": _list(_ref("Attempt")),
             "evidence": _list(_ref("EvidenceRow")),
             "cost_usd": _null(NUMBER),
             "problem": _null(STRING),
@@ -591,7 +622,7 @@ PATHS: dict[str, Any] = {
     "/jobs": _op("get", "Jobs, newest first, filtered", "JobsPage", params=JOB_FILTERS),
     "/jobs/{job_id}": _op(
         "get",
-        "One job, its evidence status, its runs and their cost",
+        "One job, its evidence status, every attempt, its runs and their cost",
         "JobPage",
         params=[_path_id("job_id")],
         extra=("404",),

@@ -19,8 +19,8 @@ from kairo_ingest import errors, logs
 from kairo_ingest.console import access, actions, charts, filters, queries, security, spend
 from kairo_ingest.db import ledger
 from kairo_ingest.domain import registry, statuses
+from kairo_ingest.queue import history, upkeep
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.queue import upkeep
 
 log = logs.get(__name__)
 
@@ -187,6 +187,7 @@ class Pages:
             if job is None:
                 return Problem(404, "No such job.", "jobs")
             runs = await queries.job_runs(conn, job_id)
+            attempts = await history.attempts(conn, job)
             evidence = await self._evidence_rows(conn, job.evidence_status)
         costed = [r["usage_total_usd"] for r in runs if r["usage_total_usd"] is not None]
         return Page(
@@ -195,6 +196,8 @@ class Pages:
                 # The CLI's `jobs show --json` form, less the fencing token.
                 "job": {k: v for k, v in job.to_json().items() if k != "lease_token"},
                 "runs": runs,
+                # Every attempt (as `jobs show`): replica, times, outcome, error, runs, cost.
+                "attempts": [attempt.to_json() for attempt in attempts],
                 "evidence": evidence,
                 "cost_usd": float(sum(costed)) if costed else None,
                 "problem": problem,
