@@ -294,6 +294,9 @@ apify_runs = sa.Table(
     ),
     # The job attempt (jobs.claims, job_attempts.number) that created the intent (0006).
     sa.Column("job_attempt", sa.Integer(), nullable=True),
+    # An operator asked the console to abort the run (0010): no job follows or wants it
+    # any more, and the ledger aborts it with its own account's token.
+    sa.Column("operator_abort_requested_at", sa.DateTime(timezone=True), nullable=True),
     # Freshness: the newest succeeded run per source.
     sa.Index(
         "ix_apify_runs_source_succeeded",
