@@ -525,6 +525,27 @@ SCHEMAS: dict[str, Schema] = {
             "replayed": BOOL,
         }
     ),
+    "RunAbortPreview": _obj(
+        {
+            "action": {"enum": ["abort"]},
+            "action_id": UUID,
+            "selection": {"type": "object"},
+            "matched": INT,
+            "capped": BOOL,
+            "max_runs": INT,
+        }
+    ),
+    "RunAbortRequest": {
+        "type": "object",
+        "properties": {
+            "scope": {"enum": ["selected", "matching"]},
+            "id": _list(UUID),
+            "filter": {"type": "object", "additionalProperties": STRING},
+            "snapshot": TIME,
+            "action_id": UUID,
+        },
+        "required": ["scope"],
+    },
     "BulkRequest": {
         "type": "object",
         "properties": {
@@ -656,6 +677,19 @@ PATHS: dict[str, Any] = {
         body=_ref("BulkRequest"),
     ),
     "/runs": _op("get", "Apify runs, newest first, filtered", "RunsPage", params=RUN_FILTERS),
+    "/runs/abort": _op(
+        "post",
+        "Preview an abort of runs (selected, or every run matching a runs filter): how many "
+        "have not ended and were not asked already, and the action's id",
+        "RunAbortPreview",
+        body=_ref("RunAbortRequest"),
+    ),
+    "/runs/abort/apply": _op(
+        "post",
+        "Mark the previewed runs for the run ledger to abort, once per action_id (audited)",
+        "Outcome",
+        body=_ref("RunAbortRequest"),
+    ),
     "/workers": _op(
         "get",
         "Worker replicas with the jobs each holds; stuck work: leases near expiry, long "

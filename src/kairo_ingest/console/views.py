@@ -16,7 +16,16 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from kairo_ingest import errors, logs
-from kairo_ingest.console import access, actions, charts, filters, queries, security, spend
+from kairo_ingest.console import (
+    access,
+    actions,
+    charts,
+    filters,
+    queries,
+    run_actions,
+    security,
+    spend,
+)
 from kairo_ingest.db import ledger
 from kairo_ingest.domain import registry, statuses
 from kairo_ingest.queue import history, upkeep
@@ -323,6 +332,61 @@ class Pages:
             )
         return Redirect(f"/audit/{action_id}", _outcome_json(outcome))
 
+    # --- aborting runs ------------------------------------------------------------------
+
+    def _run_selection(self, form: Mapping[str, Any]) -> run_actions.Selection:
+        """``scope=selected`` with ``id`` values, or ``scope=matching`` with the filter."""
+        scope = str(form.get("scope") or "")
+        if scope == "selected":
+            raw = form.get("id") or []
+            return run_actions.Selection.of_ids([raw] if isinstance(raw, str) else list(raw))
+        if scope == "matching":
+            source = form.get("filter")
+            params = source if isinstance(source, Mapping) else form
+            chosen = filters.run_params({k: str(v) for k, v in params.items()})
+            filters.run_filter(chosen)  # a bad filter is refused at the preview
+            snapshot = form.get("snapshot")
+            return run_actions.Selection(
+                params=chosen,
+                snapshot=filters.as_time(str(snapshot), "snapshot") if snapshot else None,
+            )
+        raise errors.UsageError("scope must be 'selected' (with run ids) or 'matching'")
+
+    async def runs_abort_preview(self, req: Request) -> Result:
+        try:
+            selection = self._run_selection(req.form)
+            async with self.reads.read() as conn:
+                preview = await run_actions.preview(conn, selection)
+        except errors.UsageError as exc:
+            return Problem(400, exc.message, "runs")
+        return Page(
+            "run_confirm.html",
+            preview.to_json(),
+            tab="runs",
+            html={
+                "scope": "selected" if selection.ids is not None else "matching",
+                "filter_items": sorted((selection.params or {}).items()),
+            },
+        )
+
+    async def runs_abort_apply(self, req: Request) -> Result:
+        try:
+            selection = self._run_selection(req.form)
+            if selection.ids is None and selection.snapshot is None:
+                raise errors.UsageError("a filter selection needs the preview's snapshot")
+            action_id = filters.as_uuid(str(req.form.get("action_id") or ""), "action_id")
+        except errors.UsageError as exc:
+            return Problem(400, exc.message, "runs")
+        async with self.writes.turn() as engine:
+            outcome = await run_actions.apply(
+                engine,
+                selection,
+                action_id=action_id,
+                principal=req.principal,
+                client=req.client,
+            )
+        return Redirect(f"/audit/{action_id}", _outcome_json(outcome))
+
     # --- replicas and stuck work -------------------------------------------------------
 
     async def workers(self, req: Request) -> Result:
@@ -441,6 +505,8 @@ class Pages:
                 "run_statuses": [s.value for s in statuses.RunStatus],
                 "platforms": [p.value for p in statuses.Platform],
                 "chart": durations_chart(durations),
+                "selectable": True,
+                "ended_statuses": sorted(statuses.RUN_ENDED),
             },
         )
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest.console import actions, queries
+from kairo_ingest.console import actions, queries, run_actions
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import ledger
 
@@ -259,6 +259,32 @@ async def test_the_workers_page_reads_by_index_at_a_million_rows(
         nodes = await _plan(big, statement, params)
         if _seq_scans(nodes) or not any(i.startswith(index) for i in _indexes(nodes)):
             problems.append((statement.text[:60], _seq_scans(nodes), _indexes(nodes)))
+    assert problems == [], "\n".join(map(str, problems))
+
+
+async def test_an_abort_of_runs_counts_and_walks_the_runs_not_ended(
+    big: sa_async.AsyncEngine,
+) -> None:
+    """The preview's count and the apply's batches, for every runs filter and for ids."""
+    selections = [
+        run_actions.Selection(ids=(uuid.uuid4(), uuid.uuid4())),
+        run_actions.Selection(params={}, snapshot=NOW),
+        run_actions.Selection(params={"status": "RUNNING"}, snapshot=NOW),
+        run_actions.Selection(params={"platform": "youtube"}, snapshot=NOW),
+        run_actions.Selection(params={"actor": "clockworks/tiktok-scraper"}, snapshot=NOW),
+        run_actions.Selection(params={"account": "default"}, snapshot=NOW),
+        run_actions.Selection(params={"source": str(SOURCE)}, snapshot=NOW),
+    ]
+    problems = []
+    for selection in selections:
+        conditions, params = run_actions.where(selection)
+        for statement, extra in (
+            (run_actions.count_statement(conditions), {"cap": run_actions.MAX_RUNS + 1}),
+            (run_actions.batch_statement(conditions), {"batch": run_actions.BATCH}),
+        ):
+            nodes = await _plan(big, statement, params | extra)
+            if _seq_scans(nodes):
+                problems.append((selection, _seq_scans(nodes), _indexes(nodes)))
     assert problems == [], "\n".join(map(str, problems))
 
 

@@ -145,6 +145,16 @@ async def test_every_answer_matches_the_openapi_document(seeded: Seeded) -> None
         await post("/jobs/bulk/apply", apply)
         await post("/jobs/bulk/apply", apply)
         await post("/jobs/bulk", {"action": "explode", "scope": "matching"})  # 400
+        abort = {"scope": "matching", "filter": {"status": "RUNNING"}}
+        run_preview = await post("/runs/abort", abort)
+        assert run_preview["matched"] >= 1
+        abort_apply = abort | {
+            "action_id": run_preview["action_id"],
+            "snapshot": run_preview["selection"]["snapshot"],
+        }
+        await post("/runs/abort/apply", abort_apply)
+        assert (await post("/runs/abort/apply", abort_apply))["replayed"]
+        await post("/runs/abort", {"scope": "everything"})  # 400
         audit = await get("/audit")
         await get(f"/audit/{audit['entries'][0]['id']}")
         await get(f"/audit/{uuid.uuid4()}")  # 404
