@@ -4,6 +4,7 @@ token of the account that started it, and records its end and cost."""
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from ledger_kit import TOKEN_A, LedgerKit, R
 
 from kairo_ingest.db import ledger as ledger_db
@@ -39,5 +40,23 @@ async def test_a_run_an_operator_asked_to_abort_is_aborted_with_its_own_token(
     job = await queue_jobs.get(kit.engine, lease.job_id)
     assert job is not None
     assert job.status == "running"  # the job itself is not touched
+
+
+async def test_an_abort_request_never_marks_a_run_that_has_ended(kit: LedgerKit) -> None:
+    brand, _ = await kit.brand()
+    task, _lease, run = await kit.running_job(brand)
+    await kit.crash(task)
     async with kit.engine.begin() as conn:
-        assert await ledger_db.request_abort(conn, [run.id]) == 0  # ended: nothing to ask
+        await conn.execute(
+            sa.update(R)
+            .where(R.c.id == run.id)
+            .values(status="SUCCEEDED", finished_at=sa.func.now())
+        )
+        assert await ledger_db.request_abort(conn, [run.id]) == 0
+    (ended,) = await kit.runs(R.c.id == run.id)
+    assert ended.status == "SUCCEEDED"
+    async with kit.engine.connect() as conn:
+        asked = await conn.scalar(
+            sa.select(R.c.operator_abort_requested_at).where(R.c.id == run.id)
+        )
+    assert asked is None
