@@ -6,7 +6,8 @@ WORKDIR /src
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN python -m pip wheel --wheel-dir /wheels .
+COPY simulator ./simulator
+RUN python -m pip wheel --wheel-dir /wheels . ./simulator
 
 FROM python:3.12-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -23,7 +24,10 @@ RUN groupadd --system --gid 10001 kairo \
 WORKDIR /app
 COPY --from=build /wheels /wheels
 # Only the wheels built above: the dependency versions were resolved once, in the build stage.
-RUN python -m pip install --no-index --find-links=/wheels /wheels/kairo_ingest-*.whl && rm -rf /wheels
+# The Apify simulator is a wheel of its own (tooling, not the product); the image carries it
+# because the dev overlay and the compose example run it with KAIRO_APIFY_SIMULATOR=true.
+RUN python -m pip install --no-index --find-links=/wheels \
+    /wheels/kairo_ingest-*.whl /wheels/kairo_apify_sim-*.whl && rm -rf /wheels
 COPY alembic.ini ./
 COPY migrations ./migrations
 RUN mkdir -p /app/data && chown 10001:10001 /app/data

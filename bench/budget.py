@@ -37,11 +37,10 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from kairo_ingest.db import budget as budget_db
+from kairo_apify_sim import server as sim_server
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.db import migrate, sources
+from kairo_ingest.db import migrate, run_slots, sources
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import server as sim_server
 
 TOKEN = "apify_api_benchBUDGETbenchBUDGET0001"
 
@@ -97,7 +96,7 @@ async def _status(url: str) -> dict[str, Any]:
             counts = dict(
                 (await conn.execute(sa.text("SELECT status, count(*) FROM jobs GROUP BY 1"))).all()
             )
-            usage = await budget_db.usage(conn)
+            usage = await run_slots.usage(conn)
             rows = await conn.scalar(sa.text("SELECT count(*) FROM run_slots"))
             attempts = await conn.scalar(sa.text("SELECT max(attempts) FROM jobs"))
     finally:

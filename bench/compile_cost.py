@@ -1,6 +1,6 @@
 """What a compile job costs: round trips per job and per source, and empty compiles vs no-ops.
 
-1. Round trips (counted from SQLAlchemy's events, :mod:`kairo_ingest.db.roundtrips`: each
+1. Round trips (counted from SQLAlchemy's events, :mod:`support.roundtrips`: each
    statement and each BEGIN / COMMIT / ROLLBACK the asyncpg adapter really sends) of one
    ``compile`` job, against the in-process Apify simulator: an empty compile (a brand with
    no sources), one source reused, one source refreshed with one page, and one source of a
@@ -30,17 +30,18 @@ from typing import Any
 import sqlalchemy as sa
 
 import queue_throughput as qt  # bench/ is the script's directory
+import support_path  # noqa: F401 - tests/ on sys.path, for support
+from kairo_apify_sim import server as sim_server
 from kairo_ingest import config, logs, secretbox
 from kairo_ingest.apify import client as apify_client
-from kairo_ingest.db import accounts, migrate, roundtrips, sources
+from kairo_ingest.db import accounts, migrate, sources
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import handlers
-from kairo_ingest.simulator import server as sim_server
-from kairo_ingest.worker import builtin
+from support import noop, roundtrips
 
 TOKEN = "bench-token-0123456789"
 QUICK: dict[str, Any] = {
@@ -175,13 +176,13 @@ async def drain(url: str, kind: str, n: int, concurrency: int) -> tuple[float, i
                     {"n": n},
                 )
         else:
-            await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=n)
+            await queue_jobs.enqueue_many(engine, kind=noop.NOOP_KIND, count=n)
         await qt.analyze(url, "jobs")
         async with apify_client.ApifyClient("http://127.0.0.1:9", TOKEN) as api:
             d = deps(engine, api)  # no source: neither the budget nor the tenants are asked
             handlers = {
                 "compile": _compile_handler(d),
-                builtin.NOOP_KIND: builtin.noop,
+                noop.NOOP_KIND: noop.noop,
             }
             worker = qt.our_worker(engine, handlers, url, concurrency)
             with roundtrips.counting(engine) as counter:

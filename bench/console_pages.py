@@ -53,6 +53,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import make_url
 
+import support_path  # noqa: F401 - tests/ on sys.path, for support
 from kairo_ingest import config, logs
 from kairo_ingest.console import access
 from kairo_ingest.console import server as console_server
@@ -60,8 +61,8 @@ from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import resources
-from kairo_ingest.worker import builtin, core
-from kairo_ingest.worker import config as worker_config_module
+from kairo_ingest.worker import core, parameters
+from support import noop
 
 TOKEN = "bench-console-token-" + "0123456789abcdef" * 2
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -402,7 +403,7 @@ async def drain_rates(
     try:
         for _ in range(rounds):
             for mode in ("none", "clients"):
-                await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=jobs)
+                await queue_jobs.enqueue_many(engine, kind=noop.NOOP_KIND, count=jobs)
                 proc = None
                 if mode == "clients":
                     proc = await asyncio.create_subprocess_exec(
@@ -419,10 +420,10 @@ async def drain_rates(
                     assert proc.stdout is not None
                     assert (await proc.stdout.readline()).strip() == b"ready"
                     await asyncio.sleep(2)  # every client has made its first requests
-                worker_config = worker_config_module.WorkerConfig.from_settings(
+                worker_config = parameters.WorkerConfig.from_settings(
                     settings, owner=f"bench-{mode}", concurrency=50, dsn_for_listen=url
                 )
-                worker = core.Worker(engine, builtin.HANDLERS, worker_config)
+                worker = core.Worker(engine, noop.HANDLERS, worker_config)
                 started = time.perf_counter()
                 await worker.run(drain=True)
                 seconds = time.perf_counter() - started

@@ -14,7 +14,7 @@ its own child process (so its peak RSS is its own) against its own fresh databas
 * ``split``: the same code paths, timed apart on the same pages: raw storage
   (``items.dumps`` + ``db.items.insert_raw`` in a fenced transaction), then normalization
   (normalizers + ``db.items.set_skip_reasons`` + ``db.items.upsert_evidence`` in another).
-* ``old``: the old code's approach (A2), on SQLAlchemy: the whole dataset fetched into
+* ``old``: the old code's approach, on SQLAlchemy: the whole dataset fetched into
   a list, raw items replaced by DELETE + one bulk INSERT in one transaction, then one
   select-then-insert-or-update transaction per item for the evidence. The per-item path
   is slow, so it runs on the first ``--old-normalize-items`` items (default 5,000) and
@@ -321,7 +321,7 @@ async def child_split(args: argparse.Namespace, url: str, timer: Timer) -> dict[
 
 
 async def child_old(args: argparse.Namespace, url: str, timer: Timer) -> dict[str, Any]:
-    """The old approach (A2 of the footguns pack), written with SQLAlchemy."""
+    """The old approach written with SQLAlchemy."""
     raw_t = tables.raw_apify_items
     ev = tables.normalized_evidence_items
     engine = db_engine.create(url)
@@ -451,7 +451,7 @@ def start_simulator() -> tuple[subprocess.Popen[str], str]:
         [
             sys.executable,
             "-m",
-            "kairo_ingest.simulator",
+            "kairo_apify_sim",
             "--port",
             "0",
             "--token",

@@ -40,8 +40,7 @@ from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.queue import sql as queue_sql
-from kairo_ingest.worker import config as worker_config_module
-from kairo_ingest.worker import context, core
+from kairo_ingest.worker import context, core, parameters
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -148,7 +147,7 @@ async def run(args: argparse.Namespace) -> int:
                 reap_interval_seconds=0.5,
                 finished_job_retention_days=0,
             )
-            worker_config = worker_config_module.WorkerConfig.from_settings(
+            worker_config = parameters.WorkerConfig.from_settings(
                 settings, owner=f"liveness-{os.getpid()}", concurrency=args.jobs
             )
             worker = core.Worker(engine, {"ingest": _ingest_handler(args)}, worker_config)

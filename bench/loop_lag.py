@@ -1,4 +1,4 @@
-"""Event-loop lag while 7 sources store 3,000 items each, concurrently (issue 9, item 2).
+"""Event-loop lag while 7 sources store 3,000 items each, concurrently.
 
 Seven sources (every platform; realistic item shapes from the simulator's dataset
 generator, texts padded to ``--text-chars``) each push their items through
@@ -41,14 +41,14 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import make_url
 
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import datasets
 from kairo_ingest import logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate, runs, sources
 from kairo_ingest.domain import registry, statuses
 from kairo_ingest.pipeline import offload, store
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import datasets
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SOURCES = [

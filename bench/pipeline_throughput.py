@@ -35,12 +35,14 @@ from typing import Any
 import sqlalchemy as sa
 
 import queue_throughput as qt  # bench/ is the script's directory
+import support_path  # noqa: F401 - tests/ on sys.path, for support
+from kairo_apify_sim import server as sim_server
 from kairo_ingest import config, logs, secretbox
 from kairo_ingest.apify import client as apify_client
-from kairo_ingest.db import accounts, migrate, roundtrips
+from kairo_ingest.db import accounts, migrate
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.service import handlers, resources, runner
-from kairo_ingest.simulator import server as sim_server
+from support import roundtrips
 
 TOKEN = "bench-token-0123456789"
 SIM: dict[str, Any] = {

@@ -111,7 +111,7 @@ def start_simulator(args: argparse.Namespace) -> tuple[subprocess.Popen[str], st
     command = [
         sys.executable,
         "-m",
-        "kairo_ingest.simulator",
+        "kairo_apify_sim",
         "--port",
         "0",
         "--token",

@@ -19,7 +19,7 @@ the same script measures both: run it with the older tree first on ``PYTHONPATH`
     PYTHONPATH=/path/to/old/src python bench/queue_growth.py --drain-minutes 60
     python bench/queue_growth.py --drain-minutes 60
 
-Figures from a loaded machine are not comparable to anything; the README's come from a
+Figures from a loaded machine are not comparable to anything; docs/benchmarks.md's come from a
 quiet one.
 """
 
@@ -45,8 +45,7 @@ from kairo_ingest import config, errors, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import config as worker_config_module
-from kairo_ingest.worker import context, core
+from kairo_ingest.worker import context, core, parameters
 
 try:  # the attempt endings moved out of queue.jobs with the job history
     from kairo_ingest.queue import endings as _endings
@@ -215,7 +214,7 @@ async def drain(engine: Any, url: str, minutes: float, rate: float) -> dict[str,
     worker = core.Worker(
         engine,
         {KIND: work},
-        worker_config_module.WorkerConfig.from_settings(
+        parameters.WorkerConfig.from_settings(
             settings, owner=f"bench-{os.getpid()}", concurrency=200, dsn_for_listen=url
         ),
     )

@@ -42,11 +42,12 @@ from sqlalchemy.engine import make_url
 
 import cpu_split  # bench/ is the script's directory
 import queue_throughput as qt
+import support_path  # noqa: F401 - tests/ on sys.path, for support
 from kairo_ingest import logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
 from kairo_ingest.queue import sql
-from kairo_ingest.worker import builtin
+from support import noop
 
 OURS = qt.OURS_LABEL
 STATEMENTS_ALONE = "ceiling: our statements alone (no per-job Python)"
@@ -77,7 +78,7 @@ async def statements_alone(url: str, n: int, concurrency: int) -> float:
     claim, claim_names = _positional(sql.CLAIM)
     complete, complete_names = _positional(sql.END)
     claim_values: dict[str, Any] = {
-        "kinds": [builtin.NOOP_KIND],
+        "kinds": [noop.NOOP_KIND],
         "limit": concurrency,
         "owner": "ceiling",
         "lease_seconds": 60.0,

@@ -54,12 +54,13 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 import cpu_split  # bench/ is the script's directory
+import support_path  # noqa: F401 - tests/ on sys.path, for support
 from kairo_ingest import config, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import builtin, context, core
-from kairo_ingest.worker import config as worker_config_module
+from kairo_ingest.worker import context, core, parameters
+from support import noop
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYSTEMS = ("ours", "pgqueuer", "procrastinate")
@@ -156,7 +157,7 @@ async def count(url: str, query: str) -> int:
 
 async def load_noops(engine: Any, url: str, n: int) -> None:
     """Enqueue n of our no-op jobs and give the planner their statistics."""
-    await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=n)
+    await queue_jobs.enqueue_many(engine, kind=noop.NOOP_KIND, count=n)
     await analyze(url, "jobs")
 
 
@@ -173,7 +174,7 @@ async def require_succeeded(url: str, n: int, label: str) -> None:
 def our_worker(engine: Any, handlers: dict[str, Any], url: str, concurrency: int) -> core.Worker:
     # The service's settings (60 s lease, LISTEN on, 14-day retention), as `run` builds them.
     settings = config.Settings()
-    worker_config = worker_config_module.WorkerConfig.from_settings(
+    worker_config = parameters.WorkerConfig.from_settings(
         settings, owner=f"bench-{os.getpid()}", concurrency=concurrency, dsn_for_listen=url
     )
     return core.Worker(engine, handlers, worker_config)
@@ -203,7 +204,7 @@ async def ours_throughput(
     engine = db_engine.create(url, pool_size=pool_size, max_overflow=max_overflow)
     try:
         await load_noops(engine, url, n)
-        worker = our_worker(engine, builtin.HANDLERS, url, concurrency)
+        worker = our_worker(engine, noop.HANDLERS, url, concurrency)
         with cpu_split.Drain() as drain:
             await worker.run(drain=True)
         await require_succeeded(url, n, "ours")

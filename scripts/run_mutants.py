@@ -3,7 +3,7 @@
 Each file in ``mutants/`` (any name ending in ``.patch``) is a ``git diff`` with a header
 before the first ``diff --git`` line::
 
-    Footgun: A2 run record created after the start
+    Footgun: The run record was created after the start
     Tests: tests/integration/pipeline/test_pipeline_footguns.py::test_x
     Tests: tests/unit/apify/test_y.py::test_z
 
@@ -55,6 +55,10 @@ PLUGIN = "mutant_verdicts"
 VERDICTS_VARIABLE = "KAIRO_MUTANT_VERDICTS"
 KILL_GRACE_SECONDS = 10.0
 BASELINE_CHUNK = 8  # named tests per pytest process on the clean tree
+# The packages a mutant may change, each imported from the scratch tree's copy: the product,
+# and the Apify simulator (a package of its own under simulator/).
+SOURCE_ROOTS = ("src", "simulator/src")
+PACKAGES = ("kairo_ingest", "kairo_apify_sim")
 _SUMMARY = re.compile(r"\b\d+ (passed|failed|errors?|skipped|deselected)\b")
 
 
@@ -138,23 +142,27 @@ def tracked_copy(root: pathlib.Path, dest: pathlib.Path) -> None:
 def tree_env(tree: pathlib.Path, verdicts: pathlib.Path) -> dict[str, str]:
     return dict(
         os.environ,
-        PYTHONPATH=os.pathsep.join([str(tree / "src"), str(HERE)]),
+        PYTHONPATH=os.pathsep.join([*(str(tree / src) for src in SOURCE_ROOTS), str(HERE)]),
         PYTHONDONTWRITEBYTECODE="1",
         **{VERDICTS_VARIABLE: str(verdicts)},
     )
 
 
 def imports_from(tree: pathlib.Path, python: str) -> str | None:
-    """None when ``kairo_ingest`` is imported from ``tree``; else where it comes from."""
-    where = subprocess.run(
-        [python, "-c", "import kairo_ingest; print(kairo_ingest.__file__)"],
-        cwd=tree,
-        env=tree_env(tree, tree / ".unused"),
-        capture_output=True,
-        text=True,
-    )
-    found = where.stdout.strip()
-    return None if found.startswith(str(tree)) else (found or where.stderr.strip()[-200:])
+    """None when every package of ``PACKAGES`` is imported from ``tree``; else where one
+    comes from."""
+    for package in PACKAGES:
+        where = subprocess.run(
+            [python, "-c", f"import {package}; print({package}.__file__)"],
+            cwd=tree,
+            env=tree_env(tree, tree / ".unused"),
+            capture_output=True,
+            text=True,
+        )
+        found = where.stdout.strip()
+        if not found.startswith(str(tree)):
+            return found or where.stderr.strip()[-200:]
+    return None
 
 
 def run_pytest(tree: pathlib.Path, python: str, tests: Sequence[str], timeout: float) -> PytestRun:
@@ -252,7 +260,7 @@ def baseline(
         tracked_copy(root, tree)
         elsewhere = imports_from(tree, python)
         if elsewhere is not None:
-            return [f"the clean tree imports kairo_ingest from elsewhere: {elsewhere}"]
+            return [f"the clean tree imports a package from elsewhere: {elsewhere}"]
 
         def run_chunk(chunk: list[str]) -> None:
             run = run_pytest(tree, python, chunk, timeout)

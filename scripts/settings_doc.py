@@ -69,6 +69,25 @@ def _default(field: FieldInfo) -> str:
     return f"`{value}`"
 
 
+def _number(value: float) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:,}" if value >= 10_000 else str(value)
+
+
+def _range(field: FieldInfo) -> str:
+    """The bounds a value is checked against (``ge``, ``gt``, ``le``, ``lt``), or empty."""
+    bounds = {
+        sign: _number(getattr(item, attr))
+        for item in field.metadata
+        for sign, attr in (("≥", "ge"), (">", "gt"), ("≤", "le"), ("<", "lt"))
+        if isinstance(getattr(item, attr, None), int | float)
+    }
+    if "≥" in bounds and "≤" in bounds:
+        return f"{bounds['≥']} to {bounds['≤']}"
+    return ", ".join(f"{sign} {value}" for sign, value in bounds.items())
+
+
 def _description(variable: str, field: FieldInfo) -> str:
     if not field.description:
         raise MissingDescription(f"{variable} has no description in src/kairo_ingest/config.py")
@@ -85,7 +104,7 @@ def _rows(prefix: str, model: type[pydantic.BaseModel]) -> list[str]:
 
 def render() -> str:
     """The configuration page; :class:`MissingDescription` when a setting has none."""
-    table = ["", "| variable | default | meaning |", "|---|---|---|"]
+    table = ["", "| variable | default | range | meaning |", "|---|---|---|---|"]
     nested = []
     for name, field in config.Settings.model_fields.items():
         variable = f"{config.ENV_PREFIX}{name.upper()}"
@@ -102,7 +121,10 @@ def render() -> str:
                 *_rows(f"{variable}_", group),
             ]
             continue
-        table.append(f"| `{variable}` | {_default(field)} | {_description(variable, field)} |")
+        table.append(
+            f"| `{variable}` | {_default(field)} | {_range(field)} "
+            f"| {_description(variable, field)} |"
+        )
     return HEAD + "\n".join(table) + "\n" + NESTED_HEAD + "\n".join(nested) + "\n"
 
 

@@ -16,7 +16,7 @@
   contain ``lease_expires_at`` or ``updated_at``, the two columns a heartbeat writes);
   the reaper walks ``ix_jobs_running_owner`` (running rows only) and filters on expiry,
   and the hand-back of a worker's orphaned rows finds them by owner in the same index.
-* ``jobs.max_attempts`` defaults to 10 (see the README's retry numbers).
+* ``jobs.max_attempts`` defaults to 10 (see docs/queue.md, Retries).
 * ``apify_runs.job_attempt``: the job attempt (``jobs.claims`` at the time) that
   created the run intent.
 * ``workers``: one row per worker process, upserted by its heartbeat.

@@ -124,7 +124,8 @@ class Settings(pydantic_settings.BaseSettings):
         description="A `postgresql://` or `postgresql+asyncpg://` URL, with the libpq "
         "parameters `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `connect_timeout`, "
         "`application_name`, `options`, `target_session_attrs`, `host` and `port` (any "
-        "other is refused). Unset: an embedded PostgreSQL under `KAIRO_DATA_DIR`.",
+        "other is refused). Percent-encode `@`, `:` and `/` in the password; it is masked "
+        "in every log line and error. Unset: an embedded PostgreSQL under `KAIRO_DATA_DIR`.",
     )
     database_pooler: DatabasePooler = pydantic.Field(
         DatabasePooler.NONE,
@@ -138,7 +139,8 @@ class Settings(pydantic_settings.BaseSettings):
         le=1000,
         description="Every connection one process opens: the pool (handlers, and the "
         "worker's claim and finisher connections), LISTEN, `/readyz`'s own and the "
-        "heartbeat's. A hard ceiling, whatever `KAIRO_CONCURRENCY` is.",
+        "heartbeat's, and the console's 3 when `KAIRO_CONSOLE_PORT` is set (then at least "
+        "9). A hard ceiling, whatever `KAIRO_CONCURRENCY` is.",
     )
     data_dir: pathlib.Path = pydantic.Field(
         pathlib.Path(".kairo"), description="Where the embedded PostgreSQL keeps its data."
@@ -227,7 +229,10 @@ class Settings(pydantic_settings.BaseSettings):
         "`KAIRO_DATABASE_POOLER=transaction` (no LISTEN behind such a pooler).",
     )
     retry_base_seconds: float = pydantic.Field(
-        15.0, gt=0, description="The first retry's backoff ceiling (full jitter, doubling)."
+        15.0,
+        gt=0,
+        description="The first retry's backoff ceiling: a retry waits between half and all of a "
+        "ceiling that doubles each attempt.",
     )
     retry_cap_seconds: float = pydantic.Field(900.0, gt=0, description="The largest retry backoff.")
     snooze_seconds: float = pydantic.Field(

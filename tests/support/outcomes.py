@@ -10,13 +10,15 @@ these helpers state it as an assertion:
 * ``await error_of(call)``: the exception it raised; a value instead fails the test (then
   assert its type: ``assert isinstance(exc, errors.X), exc``);
 * ``await within(seconds, call, what)``: the value; still running after ``seconds`` (a
-  generous correctness bound, never a timing claim) fails the test, naming ``what``.
+  generous correctness bound, never a timing claim) fails the test, naming ``what``;
+* ``only(items, what)``: the one item; none or several fail the test (where
+  ``[item] = items`` would raise a ``ValueError``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -52,6 +54,12 @@ async def within(seconds: float, awaitable: Awaitable[T], what: str = "the call"
             if bound.expired():
                 raise AssertionError(f"{what}: still running after {seconds:g} s") from None
             raise
+
+
+def only(items: Iterable[T], what: str = "items") -> T:
+    found = list(items)
+    assert len(found) == 1, f"expected exactly one of {what}, found {len(found)}: {found!r:.300}"
+    return found[0]
 
 
 def _name(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ Modules, each small enough to read in one sitting:
 - :mod:`~kairo_ingest.apify.reconcile`  starting a run without risking a duplicate
 
 Import the modules, not names: ``from kairo_ingest.apify import client as apify_client``.
+See docs/apify-runs.md.
 """
 
 from __future__ import annotations

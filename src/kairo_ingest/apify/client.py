@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from kairo_ingest import clock, errors, logs, redaction
+from kairo_ingest import clock, errors, logs, redaction, tracing
 from kairo_ingest.apify import models, pages, retrying
 from kairo_ingest.apify import transport as _transport_module
 
@@ -141,26 +141,47 @@ class ApifyClient:
         max_attempts: int | None = MAX_ATTEMPTS,
         follow_redirects: bool = False,
         parse_json: bool = True,
+        ids: Mapping[str, str] | None = None,
     ) -> T:
-        """One logical call: attempts with backoff, all inside ``deadline`` (+ slack)."""
+        """One logical call: attempts with backoff, all inside ``deadline`` (+ slack).
+
+        Each attempt is one request and one span, ``apify <operation>``: its method, its
+        attempt number and the ``ids`` it concerns (``apify.run_id``, ``apify.actor_id``,
+        ``apify.dataset_id``), plus the run id an answer names; never the URL or the token.
+        """
         if deadline.expired():
             raise errors.ApifyTimeoutError(f"{operation}: deadline passed before the request")
+        attempts = 0
 
         async def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
             budget = min(attempt_cap_seconds, deadline.remaining() + self._slack / 2)
-            reply = await _transport_module.request_json(
-                self._http,
-                method,
-                path,
-                operation=operation,
-                timeout_seconds=budget,
-                params=params,
-                json_body=json_body,
-                side_effect=side_effect,
-                follow_redirects=follow_redirects,
-                parse_json=parse_json,
-            )
-            return parse(reply)
+            with tracing.span(
+                f"apify {operation}",
+                {"apify.operation": operation, "http.request.method": method, **(ids or {})},
+                kind=tracing.SpanKind.CLIENT,
+            ) as request_span:
+                tracing.annotate(request_span, {"kairo.attempt": attempts})
+                reply = await _transport_module.request_json(
+                    self._http,
+                    method,
+                    path,
+                    operation=operation,
+                    timeout_seconds=budget,
+                    params=params,
+                    json_body=json_body,
+                    side_effect=side_effect,
+                    follow_redirects=follow_redirects,
+                    parse_json=parse_json,
+                )
+                result = parse(reply)
+                if isinstance(result, models.RunInfo):
+                    tracing.annotate(
+                        request_span, {"apify.run_id": result.id, "apify.run_status": result.status}
+                    )
+                tracing.annotate(request_span, {"http.response.status_code": reply.status_code})
+                return result
 
         controller = retrying.policy(
             operation=operation,
@@ -232,6 +253,7 @@ class ApifyClient:
             params=params,
             json_body=dict(input) if input is not None else {},
             side_effect=True,
+            ids={"apify.actor_id": actor_id},
         )
         log.info("apify_run_started", actor_id=actor_id, run_id=run.id, status=run.status)
         return run
@@ -258,6 +280,7 @@ class ApifyClient:
             params={"waitForFinish": wait_secs},
             attempt_cap_seconds=wait_secs + LONG_POLL_MARGIN,
             max_attempts=max_attempts,
+            ids={"apify.run_id": run_id},
         )
 
     async def wait_for_run(
@@ -399,6 +422,7 @@ class ApifyClient:
                 models.unwrap_data(reply.body, operation=operation), operation=operation
             ),
             params={"gracefully": "true" if gracefully else "false"},
+            ids={"apify.run_id": run_id},
         )
         log.info("apify_run_abort_requested", run_id=run_id, status=run.status)
         return run
@@ -435,6 +459,7 @@ class ApifyClient:
             deadline=self._deadline(deadline),
             parse=lambda reply: models.parse_run_list(reply.body, operation=operation),
             params=params,
+            ids={"apify.actor_id": actor_id},
         )
 
     async def get_run_input(
@@ -450,6 +475,7 @@ class ApifyClient:
                 deadline=self._deadline(deadline),
                 parse=lambda reply: reply.body,
                 follow_redirects=True,  # a 302 to a signed storage URL, sent without the token
+                ids={"apify.run_id": run_id},
             )
         except errors.ApifyNotFoundError:
             return None
@@ -508,6 +534,7 @@ class ApifyClient:
                 },
                 attempt_cap_seconds=PAGE_TIMEOUT,
                 parse_json=False,
+                ids={"apify.dataset_id": dataset_id},
             )
             if scanned == 0:
                 return

@@ -15,6 +15,7 @@ import uuid
 from typing import Any, NoReturn
 
 from kairo_ingest import config
+from kairo_ingest.domain import tracecontext
 
 # PostgreSQL's ``integer``: the type of jobs.priority and jobs.max_attempts.
 PG_INT_MIN = -(2**31)
@@ -41,6 +42,16 @@ def uuid_arg(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a UUID: {_show(value)}") from None
+
+
+def traceparent(value: str) -> str:
+    """A W3C ``traceparent`` (``enqueue --traceparent``): the job's span continues its trace."""
+    parsed = tracecontext.normalized(value)
+    if parsed is None:
+        raise argparse.ArgumentTypeError(
+            f"not a W3C traceparent (such as {tracecontext.EXAMPLE}): {_show(value)}"
+        )
+    return parsed
 
 
 def text(value: str) -> str:

@@ -61,6 +61,7 @@ async def cmd_enqueue(args: argparse.Namespace, settings: config.Settings) -> in
             params={"force_refresh": bool(args.force_refresh)},
             priority=args.priority,
             max_attempts=args.max_attempts,
+            traceparent=args.traceparent,
         )
     output.emit(job, as_json=args.json)
     return 0
@@ -130,7 +131,8 @@ async def _prune(
     db: resources.Database, args: argparse.Namespace, settings: config.Settings
 ) -> int:
     """``jobs prune``: an explicit ``--older-than-days`` (checked by argtypes.days), else
-    the retention setting, where 0 means "keep every finished job" (README, contract)."""
+    the retention setting, where 0 means "keep every finished job"
+    (docs/configuration.md, contract)."""
     if args.older_than_days is not None:
         older_than = dt.timedelta(days=args.older_than_days)
     else:
@@ -169,8 +171,10 @@ async def cmd_demo(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 async def cmd_simulator(args: argparse.Namespace, settings: config.Settings) -> int:
-    from kairo_ingest.simulator import server
+    from kairo_ingest.service import apify_access
 
+    with apify_access.installed_simulator():
+        from kairo_apify_sim import server
     await server.serve(args.host, args.port)
     return 0
 

@@ -13,8 +13,7 @@ import traceback
 from collections.abc import Sequence
 
 from kairo_ingest import __version__, config, errors, logs, redaction
-from kairo_ingest.cli import argtypes
-from kairo_ingest.cli import spend as spend_cli
+from kairo_ingest.cli import argtypes, spend_parsers
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
 
@@ -26,7 +25,8 @@ kairo-ingest runs brand "compile" jobs from a PostgreSQL queue: for each of a br
 sources it runs an Apify actor, stores every raw dataset item and normalizes them into
 deduplicated evidence items, then records per-source evidence status on the job.
 
-Settings come from KAIRO_* environment variables and .env (see the README). With no
+Settings come from KAIRO_* environment variables and .env (docs/configuration.md); a bad
+value exits 2 naming the variable. With no
 KAIRO_DATABASE_URL an embedded PostgreSQL under KAIRO_DATA_DIR is used. `run` needs
 KAIRO_APIFY_TOKEN; the built-in Apify simulator stands in for Apify only in `demo` or
 with KAIRO_APIFY_SIMULATOR=true.
@@ -154,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {retry_rules.DEFAULT_MAX_ATTEMPTS})",
     )
 
+    enqueue.add_argument(
+        "--traceparent",
+        type=argtypes.traceparent,
+        default=None,
+        metavar="TP",
+        help="a W3C traceparent: the job's trace span continues that trace "
+        "(when tracing is on; see OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+
     jobs = cmd("jobs", "inspect and steer jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     jl = with_json(jsub.add_parser("list", help="list jobs, newest first"))
@@ -192,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(14); when that is 0, finished jobs are kept and nothing is deleted",
     )
 
-    spend_cli.add_parsers(cmd, with_json)
+    spend_parsers.add_parsers(cmd, with_json)
     with_json(cmd("stats", "jobs per status and the age of the oldest ready job"))
     demo = cmd("demo", "embedded PostgreSQL + simulator: sample brands, a worker run, a summary")
     demo.add_argument(

@@ -11,7 +11,7 @@ from typing import Any
 
 from kairo_ingest import config, errors, secretbox
 from kairo_ingest.cli import output
-from kairo_ingest.db import accounts, costs, ledger
+from kairo_ingest.db import accounts, costs, ledger_queries
 from kairo_ingest.service import resources
 
 _ACCOUNT_COLUMNS = [
@@ -164,14 +164,14 @@ async def cmd_costs(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 async def cmd_ledger(args: argparse.Namespace, settings: config.Settings) -> int:
-    """``ledger``: what the run ledger follows, and how runs ended (``db/ledger.py``)."""
+    """``ledger``: what the run ledger follows, and how runs ended (``db/ledger_queries.py``)."""
     since = args.since or dt.datetime.now(dt.UTC).date()
     async with resources.database(settings) as db, db.engine.connect() as conn:
         if args.unfollowed:
-            rows = await ledger.unfollowed(conn, limit=1000)
+            rows = await ledger_queries.unfollowed(conn, limit=1000)
         else:
-            live = await ledger.live_by_state(conn)
-            ended = await ledger.ended_by_state(
+            live = await ledger_queries.live_by_state(conn)
+            ended = await ledger_queries.ended_by_state(
                 conn, since=dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
             )
     if args.unfollowed:

@@ -101,6 +101,8 @@ SCHEMAS: dict[str, Schema] = {
             "snoozes": INT,
             "deferred": {"type": "boolean"},
             "cancel_requested_at": _null(TIME),
+            # The W3C traceparent its enqueue passed (docs/tracing.md).
+            "traceparent": _null(STRING),
         }
     ),
     "Run": _obj(

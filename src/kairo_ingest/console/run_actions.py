@@ -1,7 +1,7 @@
 """Aborting Apify runs from the console, many at once: preview (how many), apply, audit.
 
 The console does not call Apify: it marks each run for the ledger
-(``db/ledger.request_abort``: ``apify_runs.operator_abort_requested_at``, and a NOTIFY
+(``db/ledger_queries.request_abort``: ``apify_runs.operator_abort_requested_at``, and a NOTIFY
 that wakes the ledger). From then on no job follows or wants the run, and the ledger
 service aborts it with the token of the account that started it and records its end and
 cost, as it does for a cancelled job's run.
@@ -30,7 +30,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors, logs
 from kairo_ingest.console import actions, filters, security
-from kairo_ingest.db import dberrors, ledger, tables
+from kairo_ingest.db import dberrors, ledger_queries, tables
 
 log = logs.get(__name__)
 
@@ -226,7 +226,7 @@ async def _mark(
                     .scalars()
                     .all()
                 )
-                marked = await ledger.request_abort(conn, ids)
+                marked = await ledger_queries.request_abort(conn, ids)
         outcome.changed += marked
         if selection.ids is None:
             outcome.matched += len(ids)

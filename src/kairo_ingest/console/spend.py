@@ -2,7 +2,7 @@
 today's spend against its cap) and the spend page (30 UTC days per account with the daily
 caps, and per account, brand and actor for the window or one day).
 
-The figures are ``kairo-ingest costs``'s: :func:`kairo_ingest.db.costs.breakdown` sums
+The figures are ``kairo-ingest costs``'s: :func:`kairo_ingest.db.costs.breakdowns` sums
 the same per-run rows as :func:`kairo_ingest.db.costs.report`, and today's spend against
 a cap is :func:`kairo_ingest.db.costs.spent_in_window`, as the budget reads it.
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.console import queries
-from kairo_ingest.db import accounts, budget, costs
+from kairo_ingest.db import accounts, costs, run_slots
 
 DAY_SECONDS = 86_400
 # The spend page reads every run of 30 days (seconds at millions of runs): it is computed
@@ -58,7 +58,7 @@ async def limits(
 
 async def panel(conn: sa_async.AsyncConnection, default: DefaultLimits) -> list[dict[str, Any]]:
     out = []
-    usage = await budget.usage(conn)
+    usage = await run_slots.usage(conn)
     for name, limit in (await limits(conn, default)).items():
         spent, _ = await costs.spent_in_window(conn, window_seconds=DAY_SECONDS, account=name)
         used = usage.get(name, {})

@@ -26,7 +26,7 @@ from kairo_ingest.console import (
     security,
     spend,
 )
-from kairo_ingest.db import ledger
+from kairo_ingest.db import ledger_queries
 from kairo_ingest.domain import registry, statuses
 from kairo_ingest.queue import history, upkeep
 from kairo_ingest.queue import jobs as queue_jobs
@@ -434,7 +434,7 @@ class Pages:
     # --- the run ledger ----------------------------------------------------------------
 
     async def ledger_page(self, req: Request) -> Result:
-        """What ``kairo-ingest ledger`` shows, through its own queries (``db/ledger.py``):
+        """What ``kairo-ingest ledger`` shows, through its own queries (``db/ledger_queries.py``):
         the runs no job follows, the runs that have not ended by account, status and
         follower, and the runs ended since a day with their cost, by why they ended."""
         today = dt.datetime.now(dt.UTC).date()
@@ -446,9 +446,9 @@ class Pages:
         if not today - dt.timedelta(days=LEDGER_MAX_DAYS) <= since <= today:
             return Problem(400, f"since must be within the last {LEDGER_MAX_DAYS} days", "ledger")
         async with self.reads.read() as conn:
-            unfollowed = await ledger.unfollowed(conn, limit=UNFOLLOWED_LIMIT)
-            live = await ledger.live_by_state(conn)
-            ended = await ledger.ended_by_state(
+            unfollowed = await ledger_queries.unfollowed(conn, limit=UNFOLLOWED_LIMIT)
+            live = await ledger_queries.live_by_state(conn)
+            ended = await ledger_queries.ended_by_state(
                 conn, since=dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
             )
         partial: dict[str, dict[str, Any]] = {}

@@ -1,1 +1,3 @@
-"""Database adapters: the engine, the embedded server, migrations and the table definitions."""
+"""Database adapters: the engine and its error boundary, the embedded server, migrations,
+the table definitions and the repositories. See docs/architecture.md (database errors).
+"""

@@ -1,4 +1,4 @@
-"""Apify accounts: a name, an encrypted token, limits and a daily cap (issue 10).
+"""Apify accounts: a name, an encrypted token, limits and a daily cap.
 
 The token is stored only as Fernet ciphertext (:mod:`kairo_ingest.secretbox`); nothing
 here returns it in clear. The ``default`` account is implicit (token and limits come

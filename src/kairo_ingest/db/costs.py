@@ -36,7 +36,7 @@ async def spent_in_window(
     """``(USD spent in the current window, seconds until it resets)`` for an account or brand.
 
     Spend is what Apify reported for runs that finished in the window: a run in flight
-    counts once it ends (the overshoot the README explains).
+    counts once it ends (the overshoot docs/spend.md explains).
     """
     start = window_start(window_seconds)
     query = sa.select(

@@ -13,12 +13,14 @@ and nothing above ``db/`` needs to know SQLAlchemy or asyncpg exist. Two hooks c
   timed-out connect, a server refusing logins, and the pool's own checkout timeout.
 
 Classification is by SQLSTATE (see :data:`RETRYABLE_SQLSTATES`, :data:`RETRYABLE_CLASSES`,
-:data:`CONSTRAINT_CLASS`): connection trouble and transient conflicts are
-:class:`~kairo_ingest.errors.DatabaseUnavailableError` (retryable); integrity violations
-are :class:`~kairo_ingest.errors.DatabaseConstraintError`; everything else is a plain
-:class:`~kairo_ingest.errors.DatabaseError`. Messages hold the SQLSTATE, a short reason
-and the server's one-line message, never the statement (SQLAlchemy's ``[SQL: ...]``) and,
-through :mod:`kairo_ingest.redaction`, never the password.
+:data:`CONSTRAINT_CLASS`, :data:`VALUE_CLASSES`): connection trouble and transient
+conflicts are :class:`~kairo_ingest.errors.DatabaseUnavailableError` (retryable);
+integrity violations are :class:`~kairo_ingest.errors.DatabaseConstraintError`; values
+the database refuses are :class:`~kairo_ingest.errors.DatabaseValueError`; everything
+else is a plain :class:`~kairo_ingest.errors.DatabaseError`. Messages hold the SQLSTATE,
+a short reason and the server's one-line message, never the statement (SQLAlchemy's
+``[SQL: ...]``) and, through :mod:`kairo_ingest.redaction`, never the password. The
+SQLSTATE table: docs/architecture.md (database errors).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``/readyz``'s own database connection: one raw asyncpg connection, kept and reused.
 
 The probe used to borrow from the worker's pool with a 2 s timeout, so a busy worker
-made a healthy database look down (issue 9). Now it holds exactly one connection of its
+made a healthy database look down. Now it holds exactly one connection of its
 own (count it in the replica's connection budget), opens it lazily, drops it on any
 error or timeout and opens a new one on the next check. Checks are serialized on it and
 bounded by a short timeout, so a probe never waits long and never piles up connections.

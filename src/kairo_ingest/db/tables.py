@@ -96,6 +96,8 @@ jobs = sa.Table(
     sa.Column("snoozes", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("deferred", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True),
+    # The W3C traceparent the job was enqueued under (0009): its span continues that trace.
+    sa.Column("traceparent", sa.Text(), nullable=True),
     sa.CheckConstraint(
         "status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
     ),

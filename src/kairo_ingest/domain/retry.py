@@ -75,7 +75,7 @@ def backoff_seconds(
 
 
 # Job retries keep at least half the ceiling: ten attempts at the default 15 s base and
-# 15 min cap then wait at least 30 minutes in all (README, "Retries"), so an outage that
+# 15 min cap then wait at least 30 minutes in all (docs/queue.md, "Retries"), so an outage that
 # long costs a job nothing but time.
 JOB_FLOOR = 0.5
 DEFAULT_MAX_ATTEMPTS = 10

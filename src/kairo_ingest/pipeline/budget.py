@@ -1,7 +1,7 @@
 """Taking a run slot from the account's shared budget before a start, and daily caps.
 
 :meth:`Budget.slot` wraps the start and the wait of a run. It registers the run intent
-with the account's budget (``db/budget.py``) and returns once a slot is granted; while
+with the account's budget (``db/run_slots.py``) and returns once a slot is granted; while
 the account is full the source waits *inside* its job, so no attempt is spent and its
 lease keeps beating. It is woken by ``NOTIFY`` when a slot is granted to it (the
 service feeds :meth:`Budget.on_notify` from a LISTEN connection), and it re-checks on a
@@ -10,7 +10,7 @@ bounded poll (``poll_seconds``) in case a notification was lost or LISTEN is off
 ended (or the start failed), and the freed slot is granted to the next waiter in the
 same transaction. A run that was sent and has not ended when its job lets go (a
 cancel, a lost lease, a wait that failed) keeps its slot until the run ledger records
-its end (``db/budget.py``).
+its end (``db/run_slots.py``).
 
 A slot counts :attr:`Budget.memory_mbytes`, which is also the memory every run is started
 with (``source_run``). When the run object reports another memory (a run adopted or taken
@@ -36,8 +36,7 @@ from collections.abc import AsyncIterator
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors, logs, metrics
-from kairo_ingest.db import budget as budget_db
-from kairo_ingest.db import costs, runs
+from kairo_ingest.db import costs, run_slots, runs
 from kairo_ingest.pipeline import tenants, tx
 from kairo_ingest.queue import jobs as queue_jobs
 
@@ -95,7 +94,7 @@ class Budget:
 
     @contextlib.asynccontextmanager
     async def slot(self, ask: Ask) -> AsyncIterator[None]:
-        claim = budget_db.Claim(
+        claim = run_slots.Claim(
             run_id=ask.run.id,
             account=ask.tenant.account,
             brand_id=ask.run.brand_id,
@@ -109,7 +108,7 @@ class Budget:
         finally:
             await asyncio.shield(self._release(ask, claim))
 
-    async def _acquire(self, ask: Ask, claim: budget_db.Claim) -> None:
+    async def _acquire(self, ask: Ask, claim: run_slots.Claim) -> None:
         event = self._waiters.setdefault(claim.run_id, asyncio.Event())
         waited = False
         try:
@@ -137,22 +136,22 @@ class Budget:
             self._waiters.pop(claim.run_id, None)
 
     async def _try(
-        self, conn: sa_async.AsyncConnection, *, ask: Ask, claim: budget_db.Claim
+        self, conn: sa_async.AsyncConnection, *, ask: Ask, claim: run_slots.Claim
     ) -> bool:
         limits = ask.tenant.limits
-        await budget_db.lock(conn, claim.account)
-        await budget_db.sweep(conn, claim.account)
+        await run_slots.lock(conn, claim.account)
+        await run_slots.sweep(conn, claim.account)
         if not ask.force:
             await self._check_caps(conn, ask)
-        mine = await budget_db.register(conn, claim, granted=ask.force)
-        others = await budget_db.grant(
+        mine = await run_slots.register(conn, claim, granted=ask.force)
+        others = await run_slots.grant(
             conn,
             claim.account,
             max_runs=limits.max_concurrent_runs,
             max_memory_mbytes=limits.max_memory_mbytes,
         )
         mine = mine or claim.run_id in others
-        await budget_db.notify(conn, [r for r in others if r != claim.run_id])
+        await run_slots.notify(conn, [r for r in others if r != claim.run_id])
         return mine
 
     async def _check_caps(self, conn: sa_async.AsyncConnection, ask: Ask) -> None:
@@ -201,16 +200,16 @@ class Budget:
         limits = ask.tenant.limits
 
         async def unit(conn: sa_async.AsyncConnection) -> bool:
-            await budget_db.lock(conn, ask.tenant.account)
-            if not await budget_db.resize(conn, ask.run.id, ask.lease.token, memory_mbytes):
+            await run_slots.lock(conn, ask.tenant.account)
+            if not await run_slots.resize(conn, ask.run.id, ask.lease.token, memory_mbytes):
                 return False
-            granted = await budget_db.grant(
+            granted = await run_slots.grant(
                 conn,
                 ask.tenant.account,
                 max_runs=limits.max_concurrent_runs,
                 max_memory_mbytes=limits.max_memory_mbytes,
             )
-            await budget_db.notify(conn, granted)
+            await run_slots.notify(conn, granted)
             return True
 
         try:
@@ -228,7 +227,7 @@ class Budget:
                 run_mbytes=memory_mbytes,
             )
 
-    async def _release(self, ask: Ask, claim: budget_db.Claim) -> None:
+    async def _release(self, ask: Ask, claim: run_slots.Claim) -> None:
         """Give the slot (or our place in the queue) back and grant it on, in one transaction.
 
         Not fenced: a lost lease already made the row dead; ``remove`` only deletes the
@@ -240,21 +239,21 @@ class Budget:
 
         async def unit() -> None:
             async with self._engine.begin() as conn:
-                await budget_db.lock(conn, claim.account)
-                if not await budget_db.remove(conn, claim.run_id, claim.lease_token):
+                await run_slots.lock(conn, claim.account)
+                if not await run_slots.remove(conn, claim.run_id, claim.lease_token):
                     return
-                granted = await budget_db.grant(
+                granted = await run_slots.grant(
                     conn,
                     claim.account,
                     max_runs=limits.max_concurrent_runs,
                     max_memory_mbytes=limits.max_memory_mbytes,
                 )
-                await budget_db.notify(conn, granted)
+                await run_slots.notify(conn, granted)
 
         try:
             await tx.call(self._policy, unit, operation="release_run_slot")
         except errors.DatabaseError as exc:
-            # The row dies with the lease anyway (db/budget.py): never fail the run for it.
+            # The row dies with the lease anyway (db/run_slots.py): never fail the run for it.
             log.warning("run_slot_release_failed", error=errors.describe(exc))
 
 
@@ -264,13 +263,13 @@ async def free_ended(
     """Inside the run ledger's transaction that records a run's end: delete the run's slot,
     whoever holds it, and grant the room to the next waiters (woken at commit)."""
     limits = tenant.limits
-    await budget_db.lock(conn, tenant.account)
-    if await budget_db.forget(conn, run_id) is None:
+    await run_slots.lock(conn, tenant.account)
+    if await run_slots.forget(conn, run_id) is None:
         return
-    granted = await budget_db.grant(
+    granted = await run_slots.grant(
         conn,
         tenant.account,
         max_runs=limits.max_concurrent_runs,
         max_memory_mbytes=limits.max_memory_mbytes,
     )
-    await budget_db.notify(conn, granted)
+    await run_slots.notify(conn, granted)

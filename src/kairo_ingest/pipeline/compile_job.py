@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from kairo_ingest import errors, logs
+from kairo_ingest import errors, logs, tracing
 from kairo_ingest.db import opening, sources
 from kairo_ingest.domain import evidence, freshness, registry, statuses
 from kairo_ingest.pipeline import deps as deps_module
@@ -53,13 +53,25 @@ async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
         async def one(state: opening.SourceState) -> evidence.Entry:
             source = state.source
             async with bound:
-                with logs.bind(source_id=source.id):
+                with (
+                    logs.bind(source_id=source.id),
+                    tracing.span(
+                        f"source {source.platform}.{source.capability}",
+                        {
+                            "kairo.source.id": str(source.id),
+                            "kairo.source.platform": source.platform,
+                            "kairo.source.capability": source.capability,
+                        },
+                    ) as source_span,
+                ):
                     try:
-                        return await _source(d, lease, state, force=force, now=now)
+                        entry = await _source(d, lease, state, force=force, now=now)
                     except errors.LeaseLostError:
                         raise
                     except Exception as exc:  # noqa: BLE001 - isolation: see the docstring
-                        return _crashed(source, exc)
+                        entry = _crashed(source, exc)
+                    _annotate(source_span, entry)
+                    return entry
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -82,6 +94,22 @@ async def run(d: deps_module.Deps, lease: queue_jobs.Lease) -> Result:
         cost_usd=status[evidence.COST_KEY],
     )
     return Result(status, verdict, error)
+
+
+def _annotate(source_span: tracing.Span, entry: evidence.Entry) -> None:
+    """The source's span says where its entry went, and why; a failed one is an error."""
+    run = entry.run
+    tracing.annotate(
+        source_span,
+        {
+            "kairo.evidence.bucket": entry.bucket.value,
+            "kairo.evidence.reason": entry.reason,
+            "kairo.run.id": run.run_id if run is not None else None,
+            "apify.run_id": run.apify_run_id if run is not None else None,
+        },
+    )
+    if entry.bucket is statuses.EvidenceBucket.FAILED:
+        tracing.fail_as(source_span, entry.error_kind, entry.error)
 
 
 def _crashed(source: sources.Source, exc: Exception) -> evidence.Entry:

@@ -1,31 +1,18 @@
 """The run ledger service: every Apify run we started is followed to its end.
 
-``apify_runs`` is the ledger of every run we started. A run that has not ended is
-followed by the job attempt that holds it, and otherwise by this service, which runs in
-every worker process (like the reaper) and is safe with many replicas: each round claims
-the due runs that no job follows with ``FOR UPDATE SKIP LOCKED`` (``db/ledger.py``) and
-looks at each on Apify **with the token of the account that started it**:
+A run that has not ended is followed by the job attempt that holds it, otherwise by this
+service, which runs in every worker process (like the reaper) and is safe with many
+replicas: each round claims the due runs no job follows (``FOR UPDATE SKIP LOCKED``,
+``db/ledger_queries.py``) and looks at each on Apify with the token of the account that started
+it. An ended run has its end recorded (``pipeline/run_ends.py``) and its budget slot
+freed in one transaction; an unwanted one is aborted (forced); a wanted one is looked at
+again later; an intent whose start was never answered is reconciled or ends
+START_FAILED. It wakes on ``NOTIFY kairo_ledger`` (``jobs cancel``), else every
+``KAIRO_LEDGER_INTERVAL_SECONDS``; a failed look at one run is retried after
+``ERROR_RETRY_SECONDS``, and a run still going is looked at again at most every
+``MAX_CHECK_SECONDS``.
 
-* ended -> its end is recorded like on every other path (status, ``finished_at``, cost,
-  usage, charge fields, partial reason: ``pipeline/run_ends.py``) and its budget slot is
-  freed, in one transaction;
-* not ended, and no job wants it any more (its job finished, failed for good, was
-  cancelled or is gone; its source was disabled, moved to another account or deleted)
-  -> a forced abort, then a final look that waits a moment for the end (a forced abort
-  passes through ABORTING); the end is recorded now or on a later round;
-* not ended and still wanted (its job is pending: a retry's backoff, a release at
-  shutdown) -> its status is noted and it is looked at again later, less often the
-  longer it runs (``run age / 4``, between the interval and ``MAX_CHECK_SECONDS``);
-* an intent whose start was sent but never answered (STARTING, ``sent_at`` set) ->
-  reconciled with one look per round (``apify/reconcile.py``); the run found is bound
-  to the intent and followed; if none is found once the settle period has passed since
-  the last send, the intent ends START_FAILED;
-* an intent never sent whose job no longer wants it -> START_FAILED.
-
-The service wakes on ``NOTIFY kairo_ledger`` (sent by ``jobs cancel`` in the cancel's
-transaction), else every ``KAIRO_LEDGER_INTERVAL_SECONDS``: a cancelled job's runs are
-aborted within a second or so. Errors of one run (Apify unreachable, an account that was
-removed) are logged and that run is looked at again after ``ERROR_RETRY_SECONDS``.
+Who follows a run, what is unwanted, the figures and the limits: docs/ledger.md.
 """
 
 from __future__ import annotations
@@ -40,8 +27,7 @@ from kairo_ingest import errors, logs, metrics
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.apify import reconcile
-from kairo_ingest.db import ledger as ledger_db
-from kairo_ingest.db import runs
+from kairo_ingest.db import ledger_queries, runs
 from kairo_ingest.domain import charges, statuses
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.pipeline import budget as budget_module
@@ -50,7 +36,7 @@ from kairo_ingest.pipeline import run_ends, tenants, tx
 
 log = logs.get(__name__)
 
-CHANNEL = ledger_db.CHANNEL
+CHANNEL = ledger_queries.CHANNEL
 BATCH = 100  # runs claimed per round
 CONCURRENCY = 8  # runs looked at on Apify at once
 HOLD_SECONDS = 120.0  # a claimed run is not claimed again meanwhile (a round's bound)
@@ -120,14 +106,16 @@ class Ledger:
         """Claim the due runs no job follows and take each one step on; how many."""
         d = self._d
 
-        async def claim() -> list[ledger_db.Owned]:
+        async def claim() -> list[ledger_queries.Owned]:
             async with d.engine.begin() as conn:
-                return await ledger_db.claim(conn, limit=self._batch, hold_seconds=HOLD_SECONDS)
+                return await ledger_queries.claim(
+                    conn, limit=self._batch, hold_seconds=HOLD_SECONDS
+                )
 
         owned = await tx.call(d.retry_policy, claim, operation="ledger_claim")
         bound = asyncio.Semaphore(self._concurrency)
 
-        async def one(item: ledger_db.Owned) -> None:
+        async def one(item: ledger_queries.Owned) -> None:
             async with bound:
                 await self._one(item)
 
@@ -146,7 +134,7 @@ class Ledger:
 
             async def left() -> int:
                 async with d.engine.connect() as conn:
-                    return await ledger_db.unwanted_left(conn)
+                    return await ledger_queries.unwanted_left(conn)
 
             remaining = await tx.call(d.retry_policy, left, operation="ledger_left")
             if remaining == 0 or asyncio.get_running_loop().time() >= deadline:
@@ -158,7 +146,7 @@ class Ledger:
 
     # ------------------------------------------------------------------ one run
 
-    async def _one(self, item: ledger_db.Owned) -> None:
+    async def _one(self, item: ledger_queries.Owned) -> None:
         run = item.run
         with logs.bind(run_id=str(run.id), apify_run_id=run.apify_run_id, account=run.account):
             try:
@@ -175,7 +163,7 @@ class Ledger:
                     error=errors.describe(exc),
                 )
                 await self._write(
-                    ledger_db.note, run.id, status=None, next_check_seconds=ERROR_RETRY_SECONDS
+                    ledger_queries.note, run.id, status=None, next_check_seconds=ERROR_RETRY_SECONDS
                 )
 
     async def _client(self, account: str) -> tuple[apify_client.ApifyClient, tenants.Tenant | None]:
@@ -187,7 +175,7 @@ class Ledger:
 
     async def _started(
         self,
-        item: ledger_db.Owned,
+        item: ledger_queries.Owned,
         api: apify_client.ApifyClient,
         tenant: tenants.Tenant | None,
         info: apify_models.RunInfo | None,
@@ -202,7 +190,7 @@ class Ledger:
         aborting = item.unwanted is not None or run.abort_requested_at is not None
         if not aborting:
             await self._write(
-                ledger_db.note,
+                ledger_queries.note,
                 run.id,
                 status=info.status,
                 next_check_seconds=self._next_check(item.age_seconds),
@@ -211,7 +199,10 @@ class Ledger:
         if info.status not in statuses.APIFY_ABORTABLE:
             # ABORTING already (our abort, or someone's): look again soon for its end.
             await self._write(
-                ledger_db.note, run.id, status=info.status, next_check_seconds=AFTER_ABORT_SECONDS
+                ledger_queries.note,
+                run.id,
+                status=info.status,
+                next_check_seconds=AFTER_ABORT_SECONDS,
             )
             return
         log.info("ledger_run_aborting", why=item.unwanted or "aborted earlier, still going")
@@ -223,7 +214,7 @@ class Ledger:
             await self._record(run, info, tenant, aborted=True)
             return
         await self._write(
-            ledger_db.abort_sent,
+            ledger_queries.abort_sent,
             run.id,
             status=info.status,
             reason=charges.PartialReason.ABORTED.value,
@@ -261,7 +252,7 @@ class Ledger:
 
     async def _intent(
         self,
-        item: ledger_db.Owned,
+        item: ledger_queries.Owned,
         api: apify_client.ApifyClient,
         tenant: tenants.Tenant | None,
     ) -> None:
@@ -270,7 +261,7 @@ class Ledger:
         if run.sent_at is None:
             if item.unwanted is None:  # its job will start it
                 await self._write(
-                    ledger_db.note, run.id, status=None, next_check_seconds=MAX_CHECK_SECONDS
+                    ledger_queries.note, run.id, status=None, next_check_seconds=MAX_CHECK_SECONDS
                 )
                 return
             await self._start_failed(
@@ -305,7 +296,7 @@ class Ledger:
                 )
             else:
                 await self._write(
-                    ledger_db.note,
+                    ledger_queries.note,
                     run.id,
                     status=None,
                     next_check_seconds=max(1.0, min(self._settle_seconds - since_sent, 15.0)),
@@ -314,7 +305,7 @@ class Ledger:
 
         async def bind() -> bool:
             async with self._d.engine.begin() as conn:
-                return await ledger_db.bind(
+                return await ledger_queries.bind(
                     conn,
                     run.id,
                     apify_run_id=info.id,
@@ -329,14 +320,14 @@ class Ledger:
             # Another intent recorded that run first: look again next round, excluding it.
             log.info("ledger_run_already_recorded", found=info.id)
             await self._write(
-                ledger_db.note, run.id, status=None, next_check_seconds=AFTER_ABORT_SECONDS
+                ledger_queries.note, run.id, status=None, next_check_seconds=AFTER_ABORT_SECONDS
             )
             return
         if not bound:
             return  # a job took the intent up meanwhile: it reconciles for itself
         log.info("ledger_run_adopted", found=info.id, status=info.status)
         started = dataclasses.replace(run, apify_run_id=info.id)
-        adopted = ledger_db.Owned(started, item.unwanted, item.age_seconds, since_sent)
+        adopted = ledger_queries.Owned(started, item.unwanted, item.age_seconds, since_sent)
         await self._started(adopted, api, tenant, info)
 
     async def _start_failed(
@@ -353,7 +344,7 @@ class Ledger:
             async with engine.begin() as conn:
                 if budget is not None and tenant is not None:
                     await budget_module.free_ended(conn, run.id, tenant)
-                return await ledger_db.start_failed(
+                return await ledger_queries.start_failed(
                     conn, run.id, error_kind=kind.value, error_summary=summary
                 )
 
@@ -376,7 +367,7 @@ class Ledger:
 
     async def _sample(self) -> None:
         async with self._d.engine.connect() as conn:
-            counts = await ledger_db.unfollowed_per_account(conn)
+            counts = await ledger_queries.unfollowed_per_account(conn)
         for account, value in counts.items():
             metrics.LEDGER_UNFOLLOWED.labels(account).set(value)
         for labels in _seen_accounts() - set(counts):

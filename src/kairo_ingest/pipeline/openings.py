@@ -3,7 +3,7 @@
 A claim starts its whole batch of jobs in one turn of the event loop, and each compile
 job's first act is its opening read (:mod:`kairo_ingest.db.opening`). Issued one by
 one, each pays a pool checkout, a statement and a socket write of its own: for a brand
-without sources that was nearly all of the job's cost (issue 12). Here the reads asked
+without sources that was nearly all of the job's cost. Here the reads asked
 for in one turn of the loop are sent together as one ``read_many``, at the end of that
 turn (``call_soon``), with no timer: a lone job is read at once, a claimed batch in bulk.
 

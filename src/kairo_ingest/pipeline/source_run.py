@@ -20,6 +20,7 @@ whatever the source's account is now; a new intent uses the source's account. A 
 end is recorded the same way on every path (``pipeline/run_ends.py``). When the job stops
 following a run that has not ended (a wait that failed, an abort still ABORTING), the
 run is released to the run ledger (``pipeline/ledger.py``), which follows it to its end.
+See docs/apify-runs.md.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ iteration, so the lag is their sum; one thread bounds it by the GIL's switch int
   inline) runs in the pipeline's one CPU thread (:mod:`kairo_ingest.pipeline.offload`
   says why a thread, and why one), so heartbeats and other sources' I/O go on. The
   evidence's JSON columns are encoded there as well.
-* It runs *before* the fenced transaction opens. The fence holds the job row
-  ``FOR SHARE``, which the heartbeat's ``SKIP LOCKED`` update cannot take, so the
-  transaction holds only the inserts, and the one step that needs the new raw ids
-  (merging the page's duplicates and laying out the upsert) goes to the thread too.
+* It runs *before* the fenced transaction opens, so the transaction (which holds the
+  job row ``FOR KEY SHARE`` for a takeover to wait on) holds only the inserts, and the
+  one step that needs the new raw ids (merging the page's duplicates and laying out the
+  upsert) goes to the thread too.
 * JSON goes to the driver as text (``db.items``), so no per-value codec runs on the loop.
 * Batches of 250, not the page of 1,000 Apify pages come in: the driver encodes a
   statement's parameters on the loop, in one step, so that step grows with the batch;
@@ -26,7 +26,8 @@ iteration, so the lag is their sum; one thread bounds it by the GIL's switch int
   on a loaded 2-core machine: loop lag p99 57-86 ms with batches of 250 against
   117-171 ms with batches of 1,000, at the same throughput.
 
-``bench/loop_lag.py`` measures it: 7 sources x 3,000 items stored concurrently.
+``bench/loop_lag.py`` measures it: 7 sources x 3,000 items stored concurrently
+(docs/benchmarks.md). Poison items and skip reasons: docs/apify-runs.md.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest import errors, logs, metrics
+from kairo_ingest import errors, logs, metrics, tracing
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.db import items, raw_partitions, runs
 from kairo_ingest.domain import normalize
@@ -202,12 +203,30 @@ async def store_page(
     * a page the database refuses (:class:`errors.DatabaseValueError`) is split in halves
       until the poison item is alone; it becomes a placeholder, skipped as ``unstorable:refused``.
     """
-    # Off the loop, and before the fenced transaction opens (see the module docstring).
-    results = await offload.run(prepare, platform, capability, page)
-    counts = Counts()
-    for start in range(0, len(results), WRITE_BATCH_ITEMS):
-        batch = results[start : start + WRITE_BATCH_ITEMS]
-        counts = counts + await _store_results(engine, lease, run, batch, policy)
+    with tracing.span(
+        "page write",
+        {
+            "kairo.run.id": str(run.id),
+            "apify.run_id": run.apify_run_id,
+            "kairo.page.items": len(page),
+            "kairo.page.first_index": page[0][0] if page else None,
+        },
+    ) as page_span:
+        # Off the loop, and before the fenced transaction opens (see the module docstring).
+        results = await offload.run(prepare, platform, capability, page)
+        counts = Counts()
+        for start in range(0, len(results), WRITE_BATCH_ITEMS):
+            batch = results[start : start + WRITE_BATCH_ITEMS]
+            counts = counts + await _store_results(engine, lease, run, batch, policy)
+        tracing.annotate(
+            page_span,
+            {
+                "kairo.page.raw": counts.raw,
+                "kairo.page.created": counts.created,
+                "kairo.page.updated": counts.updated,
+                "kairo.page.skipped": counts.skipped,
+            },
+        )
     metrics.ITEMS.labels(platform, "stored").inc(counts.raw)
     metrics.ITEMS.labels(platform, "created").inc(counts.created)
     metrics.ITEMS.labels(platform, "updated").inc(counts.updated)

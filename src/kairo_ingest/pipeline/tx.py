@@ -38,7 +38,7 @@ from typing import TypeVar
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import clock as clocks
-from kairo_ingest import errors, logs
+from kairo_ingest import errors, logs, tracing
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import jobs as queue_jobs
@@ -60,7 +60,7 @@ class Policy:
     clock: clocks.Clock = clocks.SYSTEM
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     # One generator for every policy: a policy is made per job, and seeding a fresh
-    # generator from os.urandom each time cost more than the job's own read (issue 12).
+    # generator from os.urandom each time cost more than the job's own read.
     rng: random.Random = _JITTER
 
     @classmethod
@@ -83,23 +83,40 @@ def retryable(exc: BaseException) -> bool:
 
 async def call(policy: Policy, fn: Callable[[], Awaitable[T]], *, operation: str) -> T:
     """``await fn()``, again while it raises a retryable database error, within the budget."""
-    deadline: clocks.Deadline | None = None
+    try:
+        return await fn()
+    except errors.DatabaseError as exc:
+        if not retryable(exc):
+            raise
+        first = exc
+    deadline = clocks.Deadline.after(policy.budget_seconds, policy.clock)
     retry = 0
+    failure: errors.DatabaseError = first
     while True:
-        try:
-            return await fn()
-        except errors.DatabaseError as exc:
-            if not retryable(exc):
-                raise
-            if deadline is None:
-                deadline = clocks.Deadline.after(policy.budget_seconds, policy.clock)
-            wait = policy.delay(retry)
-            if wait >= deadline.remaining():
-                log.warning("db_retry_gave_up", operation=operation, retries=retry)
-                raise
-            log.info("db_retry", operation=operation, retry=retry + 1, wait_seconds=round(wait, 3))
-            retry += 1
+        wait = policy.delay(retry)
+        if wait >= deadline.remaining():
+            log.warning("db_retry_gave_up", operation=operation, retries=retry)
+            raise failure
+        log.info("db_retry", operation=operation, retry=retry + 1, wait_seconds=round(wait, 3))
+        retry += 1
+        # One span per retry: the error that asked for it, the backoff, the attempt after.
+        with tracing.span(
+            f"db retry {operation}",
+            {
+                "db.operation.name": operation,
+                "kairo.retry": retry,
+                "kairo.retry.wait_seconds": round(wait, 3),
+                "kairo.retry.cause": errors.classify(failure)[0].value,
+            },
+        ) as retry_span:
             await policy.sleep(wait)
+            try:
+                return await fn()
+            except errors.DatabaseError as exc:
+                if not retryable(exc):
+                    raise
+                tracing.fail(retry_span, exc)
+                failure = exc
 
 
 async def write(
@@ -128,7 +145,7 @@ async def read(
     operation: str,
 ) -> T:
     """``fn(conn)`` on an AUTOCOMMIT connection (no fence: reads change nothing), retried
-    whole. Autocommit spares each read its BEGIN and ROLLBACK round trips (issue 12)."""
+    whole. Autocommit spares each read its BEGIN and ROLLBACK round trips."""
 
     async def unit() -> T:
         async with db_engine.autocommit(engine) as conn:

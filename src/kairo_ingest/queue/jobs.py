@@ -35,7 +35,7 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest import errors, logs, metrics
 from kairo_ingest.db import dberrors
 from kairo_ingest.domain import retry as retry_rules
-from kairo_ingest.domain import statuses
+from kairo_ingest.domain import statuses, tracecontext
 from kairo_ingest.queue import binds, sql
 
 _log = logs.get("kairo_ingest.queue")
@@ -65,6 +65,7 @@ class Lease:
     max_attempts: int
     params: dict[str, Any]
     attempt_number: int = 0
+    traceparent: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,6 +97,7 @@ class JobRow:
     snoozes: int = 0
     deferred: bool = False
     cancel_requested_at: dt.datetime | None = None
+    traceparent: str | None = None
 
     @classmethod
     def from_row(cls, row: sa.Row[Any]) -> JobRow:
@@ -162,8 +164,12 @@ class Waiting:
 def _lease(row: sa.Row[Any]) -> Lease:
     # By position (sql.LEASE_COLUMNS' order): a claim parses hundreds of rows at a time,
     # and a row's mapping view costs more than the rest of the parse.
-    job_id, token, owner, kind, brand_id, attempts, max_attempts, params, claims = tuple(row)
-    return Lease(job_id, token, owner, kind, brand_id, attempts, max_attempts, params or {}, claims)
+    job_id, token, owner, kind, brand_id, attempts, max_attempts, params, claims, parent = tuple(
+        row
+    )
+    return Lease(
+        job_id, token, owner, kind, brand_id, attempts, max_attempts, params or {}, claims, parent
+    )
 
 
 def note_lease_lost(operation: str, lease: Lease) -> None:
@@ -190,6 +196,7 @@ async def enqueue(
     params: Mapping[str, Any] | None = None,
     priority: int = 0,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    traceparent: str | None = None,
 ) -> tuple[JobRow, bool]:
     """Add a job, or coalesce into the brand's *pending* job of this kind.
 
@@ -201,15 +208,26 @@ async def enqueue(
     enqueues coalesce into that follow-up. A created job is announced with NOTIFY by the
     same statement. Lower ``priority`` values are claimed first. Given a connection inside
     a transaction, the job (and its NOTIFY) commit with the caller's other writes.
+
+    ``traceparent`` (W3C Trace Context) is stored with the job, and the job's span
+    continues that trace; a job folded into keeps the first request's.
     """
     if max_attempts < 1:
         raise errors.UsageError("max_attempts must be at least 1")
+    parent = None
+    if traceparent is not None:
+        parent = tracecontext.normalized(traceparent)
+        if parent is None:
+            raise errors.UsageError(
+                f"traceparent must be a W3C traceparent such as {tracecontext.EXAMPLE}"
+            )
     values = {
         "kind": kind,
         "brand_id": brand_id,
         "params": binds.as_json(params or {}),
         "priority": priority,
         "max_attempts": max_attempts,
+        "traceparent": parent,
     }
     with dberrors.mapped("enqueue"):
         async with binds.statement(bind) as conn:

@@ -15,64 +15,20 @@ Rules that every statement here follows:
 * Multi-row writes are set-based, over rows picked with ``SKIP LOCKED``: concurrent
   workers never wait on each other's rows, and nothing is done as a read-modify-write
   loop in Python.
-
-Fencing and heartbeats (why they cannot starve each other)
-----------------------------------------------------------
-A lease holder's page transactions take the fence (:data:`FENCE`) first. The fence must
-guarantee that nothing such a transaction writes commits after another worker took the
-job over, and the lease holder's own heartbeat must extend the lease however many page
-transactions are open. PostgreSQL's four row-lock strengths give both at once:
-
-* ``lease_token`` has a plain unique index (``uq_jobs_lease_token``, migration 0002), so
-  PostgreSQL counts it as a key column. Every statement that moves a lease on (claim,
-  reap, cancel, complete, retry, snooze, fail, release, give-up) changes the token and
-  therefore locks the row ``FOR UPDATE``, the strongest mode.
-* The fence takes ``FOR KEY SHARE``. It conflicts with ``FOR UPDATE`` only: a takeover
-  waits until every open page transaction of the old holder has committed or rolled
-  back, and a fence that comes after the takeover re-reads the row, sees a new token and
-  raises ``LeaseLostError``. A page transaction therefore never commits after its lease
-  moved on.
-* The heartbeat changes only ``lease_expires_at``, a non-key column, so it takes
-  ``FOR NO KEY UPDATE``, which does not conflict with ``FOR KEY SHARE``: open page
-  transactions never stop it (the old fence took ``FOR SHARE``, which does conflict, and
-  a heartbeat that skipped busy rows never extended a job that was always ingesting).
-* The claim's and the reaper's pickers lock ``FOR UPDATE SKIP LOCKED``, the mode their
-  UPDATE needs anyway: a job with an open page transaction is skipped, not waited for.
-
-Alternatives considered: a heartbeat that waits under ``lock_timeout`` for ``FOR SHARE``
-holders can still starve when page transactions overlap back to back (there is always a
-share lock); lease state on its own row (a ``job_leases`` table) works too but moves a
-contract column (``jobs.lease_expires_at``) and doubles every lease write. The key-lock
-design changes one lock clause and adds one index; the integration tests pin the
-PostgreSQL behaviour it relies on (a token change waits for the fence, a heartbeat
-does not).
-
-Heap-only heartbeats, and a claim that never walks deferred rows
----------------------------------------------------------------
-A heartbeat writes ``lease_expires_at`` and ``updated_at`` only. No index contains either
-column (``db/tables.py``; a test reads the catalog), so PostgreSQL can make every beat a
-heap-only (HOT) update: one new tuple on the same page (fillfactor 70 leaves the room)
-and no index entry at all. The reaper walks ``ix_jobs_running_owner`` (running rows
-only, a few per worker slot) and filters on the expiry.
-
-A pending job that waits on a backoff or a snooze is ``deferred``: it is not in
-``ix_jobs_claimable`` but in ``ix_jobs_deferred`` (by ``available_at``), so a claim that
-does not fill its batch stops at the last ready row instead of walking every waiting
-one. :data:`PROMOTE` makes deferred rows ready once they are due (a maintenance loop,
-as River's and Oban's schedulers do) and announces them. To the outside a deferred job
-is still ``pending``.
-
 * Parameters are cast in SQL and JSON travels as text cast to ``jsonb``, so the
   statements do not depend on driver type inference.
 * The result columns are typed with the table's own columns, so rows come back
   as ``uuid.UUID``, ``datetime`` and ``dict`` values.
+
+Why the fence and the heartbeat never block each other (PostgreSQL's row-lock strengths),
+why heartbeats are heap-only and why a claim never walks deferred rows: docs/queue.md.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from kairo_ingest.db import ledger, tables
+from kairo_ingest.db import ledger_queries, tables
 
 # The LISTEN/NOTIFY channel; ``enqueue`` and manual ``retry`` notify it with the job kind.
 CHANNEL = "kairo_jobs"
@@ -104,6 +60,7 @@ JOB_COLUMNS = (
     "snoozes",
     "deferred",
     "cancel_requested_at",
+    "traceparent",
 )
 
 # The columns a worker needs to run a job it has claimed.
@@ -117,6 +74,7 @@ LEASE_COLUMNS = (
     "max_attempts",
     "params",
     "claims",
+    "traceparent",
 )
 
 
@@ -148,10 +106,11 @@ _FINISHED = "('succeeded', 'failed', 'cancelled')"
 ENQUEUE = sa.text(
     f"""
     WITH upserted AS (
-        INSERT INTO jobs AS j (kind, brand_id, params, priority, max_attempts)
+        INSERT INTO jobs AS j (kind, brand_id, params, priority, max_attempts, traceparent)
         VALUES (
             CAST(:kind AS text), CAST(:brand_id AS uuid), CAST(:params AS jsonb),
-            CAST(:priority AS integer), CAST(:max_attempts AS integer)
+            CAST(:priority AS integer), CAST(:max_attempts AS integer),
+            CAST(:traceparent AS text)
         )
         ON CONFLICT (kind, brand_id) WHERE status = 'pending' AND brand_id IS NOT NULL
         DO UPDATE SET
@@ -165,6 +124,7 @@ ENQUEUE = sa.text(
                 + greatest(j.max_attempts - j.attempts, EXCLUDED.max_attempts),
             available_at = least(j.available_at, now()),
             deferred = false,
+            traceparent = coalesce(j.traceparent, EXCLUDED.traceparent),
             updated_at = now()
         RETURNING {_JOB}, (j.xmax = 0) AS inserted
     ),
@@ -616,7 +576,7 @@ PROMOTE = sa.text(
 # once. A running job is only marked (cancel_requested_at): its lease holder stops at its
 # next heartbeat and ends it cancelled (through _ending), or the reaper does if the holder
 # is gone. A job already cancelled or marked matches nothing (the caller reads it back).
-# The NOTIFY, delivered when the cancel commits, wakes the run ledger (db/ledger.py),
+# The NOTIFY, delivered when the cancel commits, wakes the run ledger (db/ledger_queries.py),
 # which aborts the job's runs at once: a run of a job whose cancel was requested is no
 # longer followed by it.
 CANCEL = _typed(
@@ -630,7 +590,8 @@ CANCEL = _typed(
         updated_at = now()
     WHERE j.id = CAST(:id AS uuid) AND j.status IN ('pending', 'running')
       AND j.cancel_requested_at IS NULL
-    RETURNING {_JOB}, pg_notify('{ledger.CHANNEL}', CAST(j.id AS text)) IS NULL AS ledger_woken
+    RETURNING {_JOB},
+        pg_notify('{ledger_queries.CHANNEL}', CAST(j.id AS text)) IS NULL AS ledger_woken
     """,
     JOB_COLUMNS,
 )

@@ -6,22 +6,31 @@ KAIRO_APIFY_TOKEN is a configuration error (exit 2), never a silent fake: a secr
 was not mounted must not fill a real database with simulated evidence. The simulator's
 runs are quick (durations scaled by ``time_factor``) and its datasets carry the real item
 shapes, with some error items, items without ids and duplicates, as real actors produce.
+
+The simulator is a package of its own (``kairo-apify-sim``, ``simulator/`` in the
+repository), not part of the product's wheel: it is imported here, lazily, only when it is
+asked for, and its absence is a configuration error (exit 2) that says how to install it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from kairo_ingest import config, errors, logs
 from kairo_ingest.apify import client as apify_client
-from kairo_ingest.simulator import server as sim_server
 
 log = logs.get(__name__)
 
 SIMULATOR_LABEL = "simulator"
+SIMULATOR_PACKAGE = "kairo_apify_sim"
+INSTALL_HINT = (
+    "the Apify simulator is not installed: install it with `pip install ./simulator` "
+    "from the kairo-ingest repository (scripts/bootstrap does)"
+)
 
 BUILTIN_SIMULATOR: dict[str, Any] = {
     "seed": 7,
@@ -35,13 +44,34 @@ BUILTIN_SIMULATOR: dict[str, Any] = {
 }
 
 
+@contextlib.contextmanager
+def installed_simulator() -> Iterator[None]:
+    """Wraps the lazy import of the simulator: its absence becomes a ConfigError (exit 2)
+    that says how to install it; anything else it lacks is left as it is."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != SIMULATOR_PACKAGE:
+            raise  # the simulator is there but something it needs is not
+        raise errors.ConfigError(INSTALL_HINT, variable="KAIRO_APIFY_SIMULATOR") from None
+
+
+def require_simulator(settings: config.Settings, *, demo: bool = False) -> None:
+    """When the simulator will be used, it is installed: checked before anything opens."""
+    if wants_builtin(settings, demo=demo):
+        with installed_simulator():
+            importlib.import_module(SIMULATOR_PACKAGE)
+
+
 def wants_builtin(settings: config.Settings, *, demo: bool = False) -> bool:
     """The built-in simulator: asked for explicitly, or ``demo`` with no token."""
     return settings.uses_simulator or (demo and settings.apify_token is None)
 
 
 def require_token(settings: config.Settings) -> None:
-    """Refuse to start without a token unless the simulator was asked for (exit 2)."""
+    """Refuse to start without a token unless the simulator was asked for (exit 2), and
+    with the simulator asked for but not installed (exit 2)."""
+    require_simulator(settings)
     if settings.uses_simulator or settings.apify_token is not None:
         return
     raise errors.ConfigError(
@@ -67,6 +97,8 @@ async def client(
     demo: bool = False,
 ) -> AsyncIterator[apify_client.ApifyClient]:
     if wants_builtin(settings, demo=demo):
+        with installed_simulator():
+            from kairo_apify_sim import server as sim_server
         async with sim_server.running(simulator or BUILTIN_SIMULATOR) as sim:
             log.warning(
                 "apify_simulator_in_use",

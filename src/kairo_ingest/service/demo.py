@@ -89,6 +89,7 @@ async def _progress(engine: Any, job_ids: list[uuid.UUID], started: float) -> No
 async def run(settings: config.Settings, *, console: bool = False) -> int:
     """The demo; with ``console``, then the operator console on its data until a signal."""
     started = time.monotonic()
+    apify_access.require_simulator(settings, demo=True)  # before the database starts
     async with resources.database(settings, require_head=False) as db:
         if not db.embedded:
             await migrate.upgrade(db.url, migrations=settings.migrations_dir)

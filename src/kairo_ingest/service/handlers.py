@@ -13,7 +13,6 @@ from kairo_ingest.apify import client as apify_client
 from kairo_ingest.domain import statuses
 from kairo_ingest.pipeline import budget, compile_job, tenants
 from kairo_ingest.pipeline import deps as deps_module
-from kairo_ingest.worker import builtin
 from kairo_ingest.worker import context as worker_context
 
 
@@ -83,4 +82,4 @@ def compile_handler(d: deps_module.Deps) -> worker_context.Handler:
 
 
 def table(d: deps_module.Deps) -> Mapping[str, worker_context.Handler]:
-    return {statuses.JobKind.COMPILE: compile_handler(d), builtin.NOOP_KIND: builtin.noop}
+    return {statuses.JobKind.COMPILE: compile_handler(d)}

@@ -3,7 +3,7 @@
 When a process hits its descriptor limit, asyncio's accept loop fails with EMFILE,
 stops accepting for a second (``asyncio.constants.ACCEPT_RETRY_DELAY``) and tries
 again, logging a full traceback every time; other failing callbacks do the same. Under
-a flood of half-open connections that was 97 MB of tracebacks in 12 s (issue 9). This
+a flood of half-open connections that was 97 MB of tracebacks in 12 s. This
 handler logs descriptor exhaustion once per interval, with how many occurrences it
 held back, and hands every other error to the loop's default handler.
 """

@@ -28,7 +28,7 @@ class ConnectionBudget:
     """How KAIRO_DATABASE_POOL_SIZE is spent: a hard ceiling on one process's connections.
 
     The pool takes what LISTEN, the /readyz probe (a connection of its own, see
-    ``service/readiness.py``) and the heartbeat (an engine of its own, see
+    ``db/probe.py``) and the heartbeat (an engine of its own, see
     ``worker/lease_keeper.py``) and, when it is on, the console (a read-only pool of 2 and
     one connection for its actions, see ``console/access.py``) leave, with no overflow. The
     worker's claim and finisher connections are checked out of that pool, so handlers

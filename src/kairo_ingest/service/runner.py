@@ -18,15 +18,15 @@ from collections.abc import AsyncIterator
 
 from kairo_ingest import config, logs
 from kairo_ingest.console import server as console_server
-from kairo_ingest.db import budget as budget_db
 from kairo_ingest.db import engine as db_engine
+from kairo_ingest.db import run_slots
 from kairo_ingest.pipeline import budget as pipeline_budget
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.pipeline import ledger as pipeline_ledger
-from kairo_ingest.service import apify_access, handlers, health_server, http, resources
-from kairo_ingest.worker import config as worker_config_module
+from kairo_ingest.service import apify_access, handlers, health_server, http, resources, telemetry
 from kairo_ingest.worker import core as worker_core
 from kairo_ingest.worker import listener as worker_listener
+from kairo_ingest.worker import parameters
 
 log = logs.get(__name__)
 
@@ -53,7 +53,7 @@ def make_worker(
     *,
     ledger: pipeline_ledger.Ledger | None = None,
 ) -> worker_core.Worker:
-    worker_config = worker_config_module.WorkerConfig.from_settings(
+    worker_config = parameters.WorkerConfig.from_settings(
         settings, owner=owner_name(), concurrency=concurrency, dsn_for_listen=db.url
     )
     ledger = ledger or make_ledger(settings, deps)
@@ -72,7 +72,7 @@ async def slot_listener(
     on one connection."""
     more = {pipeline_ledger.CHANNEL: ledger.on_notify} if ledger is not None else None
     listener = worker_listener.Listener(
-        db_engine.plain_dsn(db.url), budget.on_notify, channel=budget_db.CHANNEL, more=more
+        db_engine.plain_dsn(db.url), budget.on_notify, channel=run_slots.CHANNEL, more=more
     )
     stop = asyncio.Event()
     task = asyncio.create_task(listener.run(stop), name="run-slot-listener")
@@ -88,6 +88,9 @@ async def run(settings: config.Settings, *, concurrency: int | None, drain: bool
     slots = concurrency or settings.concurrency
     apify_access.require_token(settings)  # before anything is opened or written
     async with contextlib.AsyncExitStack() as stack:
+        # Tracing first, so it is the last thing closed: the job spans of the shutdown's
+        # final writes are sent too (off unless OTEL_EXPORTER_OTLP_ENDPOINT is set).
+        await stack.enter_async_context(telemetry.traces())
         db = await stack.enter_async_context(resources.database(settings))
         apify = await stack.enter_async_context(apify_access.client(settings))
         deps = handlers.pipeline_deps(settings, db.engine, apify)

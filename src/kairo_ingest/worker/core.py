@@ -22,12 +22,12 @@ claim's rows are in the slots before any hand-back looks. A claim that fails or 
 cancelled may have committed before its answer was lost: its rows are handed back at
 once (or by the keeper's next beat, or at shutdown), never left for the reaper.
 
-Settings come in one :class:`~kairo_ingest.worker.config.WorkerConfig`. With
+Settings come in one :class:`~kairo_ingest.worker.parameters.WorkerConfig`. With
 ``drain=True``, :meth:`Worker.run` returns once nothing is ready, running or in flight,
 and :attr:`Worker.drain_report` says what still waits on a backoff.
 
 Database errors in any loop are logged with their classified kind and retried with
-backoff; the worker keeps running through a database restart.
+backoff; the worker keeps running through a database restart. See docs/queue.md.
 """
 
 from __future__ import annotations
@@ -48,8 +48,7 @@ from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import claiming, context, gc_tuning, maintenance, shutdown
-from kairo_ingest.worker import config as config_module
+from kairo_ingest.worker import claiming, context, gc_tuning, maintenance, parameters, shutdown
 from kairo_ingest.worker import finisher as finisher_module
 from kairo_ingest.worker import lease_keeper as lease_keeper_module
 from kairo_ingest.worker import listener as listener_module
@@ -70,7 +69,7 @@ class Worker:
         self,
         engine: sa_async.AsyncEngine,
         handlers: Mapping[str, Handler],
-        config: config_module.WorkerConfig,
+        config: parameters.WorkerConfig,
         *,
         clock: clock_module.Clock = clock_module.SYSTEM,
         rng: random.Random | None = None,

@@ -1,4 +1,4 @@
-"""The garbage collector's settings for a worker process (issue 12).
+"""The garbage collector's settings for a worker process.
 
 A worker allocates a few container objects per job (its task, frames, futures, the
 slot); CPython's cyclic collector runs a young collection every 700 such allocations and

@@ -26,7 +26,7 @@ from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import endings, upkeep
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import config as config_module
+from kairo_ingest.worker import parameters
 
 _log = logs.get("kairo_ingest.worker")
 
@@ -63,7 +63,7 @@ async def every(
 
 def start(
     engine: sa_async.AsyncEngine,
-    config: config_module.WorkerConfig,
+    config: parameters.WorkerConfig,
     stop: asyncio.Event,
     rng: random.Random,
     *,

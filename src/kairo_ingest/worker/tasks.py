@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import clock as clock_module
-from kairo_ingest import errors, logs, metrics
+from kairo_ingest import errors, logs, metrics, tracing
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.worker import context
 from kairo_ingest.worker import finisher as finisher_module
@@ -101,24 +101,41 @@ class JobTasks:
         )
         log = self.job_log
         started = self._clock.monotonic()
-        try:
-            if after is not None:
-                # One job, one task: the job's previous attempt still unwinds here.
-                log.info("job_waits_for_its_previous_task")
-                await asyncio.wait([after])
-            log.debug("job_started", max_attempts=lease.max_attempts)
-            started = self._clock.monotonic()
-            result: object = await self._handlers[lease.kind](slot.context)
-            outcome = _as_outcome(result)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if slot.state is not _State.RUNNING or (task is not None and task.cancelling()):
-                log.info("job_interrupted", reason=slot.state.value)
-                raise
-            # Nobody cancelled this task: the handler let a CancelledError of its own escape.
-            outcome = Outcome(error=errors.HandlerError("the handler raised CancelledError"))
-        except Exception as exc:  # noqa: BLE001 - a handler's failure is its job's, not ours
-            outcome = Outcome(error=exc)
+        # The job's span: a root, or the child of the trace its enqueue passed. Everything
+        # the handler does (sources, Apify requests, page writes) nests under it.
+        with tracing.span(
+            f"job {lease.kind}",
+            {
+                "kairo.job.id": str(lease.job_id),
+                "kairo.job.kind": lease.kind,
+                "kairo.brand.id": str(lease.brand_id) if lease.brand_id is not None else None,
+                "kairo.job.attempt": lease.attempts,
+                "kairo.job.max_attempts": lease.max_attempts,
+            },
+            context=tracing.parent(lease.traceparent),
+            kind=tracing.SpanKind.CONSUMER,
+        ) as job_span:
+            try:
+                if after is not None:
+                    # One job, one task: the job's previous attempt still unwinds here.
+                    log.info("job_waits_for_its_previous_task")
+                    await asyncio.wait([after])
+                log.debug("job_started", max_attempts=lease.max_attempts)
+                started = self._clock.monotonic()
+                result: object = await self._handlers[lease.kind](slot.context)
+                outcome = _as_outcome(result)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if slot.state is not _State.RUNNING or (task is not None and task.cancelling()):
+                    log.info("job_interrupted", reason=slot.state.value)
+                    raise
+                # Nobody cancelled this task: the handler let a CancelledError of its own
+                # escape.
+                outcome = Outcome(error=errors.HandlerError("the handler raised CancelledError"))
+            except Exception as exc:  # noqa: BLE001 - a handler's failure is its job's, not ours
+                outcome = Outcome(error=exc)
+            if outcome.error is not None:
+                tracing.fail(job_span, outcome.error)
         duration = self._clock.monotonic() - started
         self._durations[lease.kind].observe(duration)
         if isinstance(outcome.error, errors.LeaseLostError):

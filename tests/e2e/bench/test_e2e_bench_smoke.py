@@ -1,7 +1,7 @@
 """The benchmarks at toy sizes: they must keep running as the code changes.
 
 These check that each benchmark completes and prints its comparison, not any figure:
-performance is measured by running the benchmarks themselves (see the README).
+performance is measured by running the benchmarks themselves (see docs/benchmarks.md).
 """
 
 from __future__ import annotations

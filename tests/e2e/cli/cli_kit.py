@@ -30,14 +30,21 @@ def env(**values: str) -> dict[str, str]:
 def cli(
     *args: str, environ: dict[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kairo_ingest", *args],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """Run the CLI to its exit; still running after ``timeout`` s fails the test (an
+    assertion: a command that should have exited did not)."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "kairo_ingest", *args],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(
+            f"kairo-ingest {args[0] if args else ''}: still running after {timeout:g} s"
+        ) from exc
 
 
 def cli_json(*args: str, environ: dict[str, str]) -> Any:

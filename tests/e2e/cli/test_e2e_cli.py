@@ -128,7 +128,7 @@ def test_help_describes_every_command() -> None:
         assert command in done.stdout
     for args in (["run"], ["sources", "add"], ["jobs", "retry"], ["enqueue"]):
         assert cli(*args, "--help", environ=env()).returncode == 0
-    # Every option of the commands issue 9 touched states its range or unit and default.
+    # Every option of run, sources add, jobs retry and enqueue states its range or unit and default.
     expected = {
         ("run",): ["1 to 10000", "default: KAIRO_CONCURRENCY", "KAIRO_APIFY_SIMULATOR"],
         ("enqueue",): ["-2147483648 to", "1 to 100", "(default: 0)", "(default: 10)"],
@@ -147,7 +147,7 @@ def test_help_describes_every_command() -> None:
 def test_run_without_a_token_exits_2_naming_the_variable(
     environ: dict[str, str], tmp_path: Path
 ) -> None:
-    """A secret that was not mounted must not turn into a silent fake Apify (issue 9)."""
+    """A secret that was not mounted must not turn into a silent fake Apify."""
     before = cli_json("stats", environ=environ)
     done = cli("run", "--drain", environ={**environ, "KAIRO_HTTP_PORT": "0"}, timeout=30)
     assert done.returncode == 2, done.stderr

@@ -1,4 +1,4 @@
-"""Bad input at the CLI: exit 2, one line on stderr, and the database unchanged (issue 9)."""
+"""Bad input at the CLI: exit 2, one line on stderr, and the database unchanged."""
 
 from __future__ import annotations
 

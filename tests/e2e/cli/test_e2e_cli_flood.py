@@ -1,4 +1,4 @@
-"""`run` under a flood of half-open connections to its health port (issue 9).
+"""`run` under a flood of half-open connections to its health port.
 
 Before, 1,200 half-open connections exhausted the process's descriptors: heartbeats and
 database connects failed with EMFILE, most jobs failed, and asyncio logged tracebacks

@@ -27,6 +27,7 @@ from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import sources
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import jobs as queue_jobs
+from support import outcomes
 
 BOUND_SECONDS = 240.0  # a drain that takes this long has hung
 SOURCES = (
@@ -137,7 +138,7 @@ async def stop(procs: list[asyncio.subprocess.Process]) -> None:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 20)
+                await outcomes.within(20, proc.wait())
             except TimeoutError:
                 proc.kill()
                 await proc.wait()

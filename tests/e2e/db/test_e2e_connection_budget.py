@@ -1,4 +1,4 @@
-"""KAIRO_DATABASE_POOL_SIZE caps every connection one replica opens (issue 9, item 10).
+"""KAIRO_DATABASE_POOL_SIZE caps every connection one replica opens.
 
 A real ``run --drain`` at concurrency 100 works through a few hundred compile jobs
 (brands without sources: every handler step is a database statement, so the handlers

@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import tcp_proxy_kit
+from support import outcomes
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +94,7 @@ async def test_random_resets_and_two_dark_spells_cost_no_attempt_and_no_wait_for
     finally:
         stop_chaos.set()
         if chaos is not None and not chaos.done():
-            await asyncio.wait_for(chaos, 30)
+            await outcomes.within(30, chaos)
         await outage_kit.stop(procs)
         if sim is not None:
             await sim.aclose()

@@ -1,4 +1,4 @@
-"""The CLI with libpq URL parameters and awkward passwords (issue 9, item 4)."""
+"""The CLI with libpq URL parameters and awkward passwords."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The whole path through a real PgBouncer in transaction mode (issue 9, item 4).
+"""The whole path through a real PgBouncer in transaction mode.
 
 Migrate directly (DDL and the advisory lock want a real session), then add sources,
 enqueue and ``run --drain`` through the pooler with KAIRO_DATABASE_POOLER=transaction:

@@ -38,6 +38,7 @@ from kairo_ingest.db import embedded, migrate, sources
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import jobs as queue_jobs
+from support import outcomes
 
 pytestmark = pytest.mark.slow
 
@@ -218,7 +219,7 @@ async def test_a_few_seconds_of_postgres_restart_cost_no_attempt_and_no_duplicat
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
-                    await asyncio.wait_for(proc.wait(), 15)
+                    await outcomes.within(15, proc.wait())
                 except TimeoutError:
                     proc.kill()
                     await proc.wait()
@@ -275,7 +276,7 @@ async def test_a_restart_at_every_phase_of_the_drain_costs_no_attempt_and_no_wai
         asked_during = asyncio.create_task(outage_kit.enqueue(url, during, until_it_lands=True))
         await asyncio.sleep(5.0)  # the outage itself: the point of the test, not a wait
         await asyncio.to_thread(_pg_ctl_start, pg, socket_dir)
-        await asyncio.wait_for(asked_during, 60)
+        await outcomes.within(60, asked_during)
         await outage_kit.enqueue(url, after)
         await outage_kit.wait_all_finished(url, total, worker, tmp_path)
         figures = await outage_kit.assert_every_job_succeeded_on_its_first_attempt(

@@ -14,9 +14,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
+
+from support import outcomes
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -62,16 +65,34 @@ def test_dockerfile_install_steps_produce_a_working_service(tmp_path: Path, db_u
     src.mkdir()
     shutil.copy(ROOT / "pyproject.toml", src)
     shutil.copy(ROOT / "README.md", src)
-    shutil.copytree(ROOT / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    shutil.copytree(ROOT / "src", src / "src", ignore=skip)
+    shutil.copytree(ROOT / "simulator", src / "simulator", ignore=skip)
+    assert "COPY simulator ./simulator" in dockerfile
     wheels = tmp_path / "wheels"
-    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", wheels, ".", cwd=src)
+    _run(
+        sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", wheels, ".", "./simulator",
+        cwd=src,
+    )  # fmt: skip
+
+    # The product's wheel is the product alone: the simulator is a wheel of its own, and
+    # the test tooling (round-trip counting, the noop kind) lives in tests/support.
+    ours = outcomes.only(wheels.glob("kairo_ingest-*.whl"))
+    simulator = outcomes.only(wheels.glob("kairo_apify_sim-*.whl"))
+    product = zipfile.ZipFile(ours).namelist()
+    assert "kairo_ingest/cli/main.py" in product
+    tooling = [n for n in product if re.search(r"simulator|kairo_apify_sim|roundtrips|builtin", n)]
+    assert tooling == []
+    assert "kairo_apify_sim/server.py" in zipfile.ZipFile(simulator).namelist()
 
     # Stage 2: a clean venv that installs only from those wheels, and the /app layout.
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv)
     python = venv / "bin" / "python"
-    (ours,) = wheels.glob("kairo_ingest-*.whl")
-    _run(python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", wheels, ours)
+    _run(
+        python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", wheels, ours,
+        simulator,
+    )  # fmt: skip
     app = tmp_path / "app"
     app.mkdir()
     shutil.copy(ROOT / "alembic.ini", app)

@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from support import outcomes
+
 BOUND_SECONDS = 90.0  # generous: a wait that takes this long has hung, it is not slow
 POLL_SECONDS = 0.05
 
@@ -130,13 +132,13 @@ class Processes:
             stderr=asyncio.subprocess.PIPE,
         )
         sent = None if stdin is None else stdin.encode()
-        out, err = await asyncio.wait_for(proc.communicate(sent), BOUND_SECONDS)
+        out, err = await outcomes.within(BOUND_SECONDS, proc.communicate(sent))
         assert proc.returncode == 0, (args, proc.returncode, err.decode(errors="replace"))
         return json.loads(out)
 
     async def exit_code(self, proc: asyncio.subprocess.Process, bound: float) -> int:
         try:
-            return await asyncio.wait_for(proc.wait(), bound)
+            return await outcomes.within(bound, proc.wait())
         except TimeoutError:
             raise AssertionError(
                 f"process {proc.pid} still running after {bound:.0f}s\n{self.log_tail(proc)}"
@@ -214,7 +216,7 @@ async def simulator_process(processes: Processes) -> AsyncIterator[Simulator]:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 10)
+                await outcomes.within(10, proc.wait())
             except TimeoutError:
                 proc.kill()
                 await proc.wait()

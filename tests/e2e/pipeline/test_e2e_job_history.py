@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.db import sources
+from support import outcomes
 
 SIM_CONFIG = {
     "seed": 3,
@@ -85,7 +86,7 @@ async def test_jobs_show_lists_three_failing_attempts_with_their_errors_and_runs
         *kit.kairo_command(), "jobs", "show", job["id"],
         env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(text.communicate(), kit.BOUND_SECONDS)
+    out, err = await outcomes.within(kit.BOUND_SECONDS, text.communicate())
     assert text.returncode == 0, err.decode(errors="replace")
     printed = out.decode()
     assert "attempts (3)" in printed

@@ -42,6 +42,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import secretbox
 from kairo_ingest.db import sources
+from support import outcomes
 
 # Each brand's sources run on an account; hooli's job is cancelled mid-run.
 BRANDS = {"acme": None, "globex": "tenant-a", "initech": "tenant-b", "hooli": "tenant-a"}
@@ -77,7 +78,7 @@ SIM_CONFIG: dict[str, Any] = {
     "outcome_weights": {"SUCCEEDED": 0.85, "FAILED": 0.05, "TIMED-OUT": 0.1},
     "empty_item_share": 0.1,  # clean=true: Count exceeds the items returned
     "error_item_share": 0.05,
-    # Issue 8's platform behaviours, all on.
+    # The platform's defaults, lag, limits and redirects, all on.
     "input_defaults": True,
     "visibility_lag_seconds": 1.0,
     "late_creation_seconds": 3.5,  # longer than the lease: a takeover must let it settle
@@ -87,7 +88,7 @@ SIM_CONFIG: dict[str, Any] = {
     "timing_out_seconds": 1.0,
     "abort_grace_seconds": 3.0,
     "forced_abort_seconds": 0.5,
-    # The run-ledger issue's platform behaviours: capped runs end either way.
+    # Charge caps: capped runs end either way.
     "charge_cap_outcome_weights": {"SUCCEEDED": 0.5, "ABORTED": 0.5},
     "faults": {
         "start": {"drop": 0.2, "error_502": 0.1, "after_effect": True},
@@ -225,7 +226,7 @@ async def test_chaos_with_every_platform_behaviour_pays_once_and_leaves_nothing_
             await drain()
             await asyncio.sleep(0.2)
 
-    await asyncio.wait_for(drain_until_done(), kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, drain_until_done())
     workers[2].send_signal(signal.SIGTERM)
     await processes.exit_code(workers[2], kit.BOUND_SECONDS)
     await drain()  # its run ledger settles what no job wants any more before it exits

@@ -35,8 +35,9 @@ import pipeline_e2e_kit as kit
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import datasets
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import datasets
+from support import outcomes
 
 BRANDS = ("acme", "globex", "initech", "umbrella")
 CAP = "12"  # items per run (web is bounded by its start URLs: 3)
@@ -374,7 +375,7 @@ async def _check_evidence(
             assert run.brand_id == item.brand_id
             keys.add(carries[raw_id])
         assert len(keys) == 1, (item, keys)
-        (key,) = keys
+        key = outcomes.only(keys)
         assert key is not None, f"evidence {item.id} refers to a poison row"
         assert key not in owner, f"content {key} normalized twice: {owner[key]}, {item.id}"
         owner[key] = item.id

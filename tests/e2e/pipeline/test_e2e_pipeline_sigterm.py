@@ -16,6 +16,8 @@ import pipeline_e2e_kit as kit
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from support import outcomes
+
 SIM_CONFIG: dict[str, Any] = {
     "seed": 5,
     "time_factor": 0.05,  # the run takes 4-6 real seconds: SIGTERM lands while it runs
@@ -107,7 +109,7 @@ async def test_sigterm_mid_run_releases_the_job_with_its_attempt_restored_and_ex
         engine, "SELECT status, attempts, evidence_status FROM jobs WHERE id = :id", id=job_id
     )
     assert (done.status, done.attempts) == ("succeeded", 1)
-    (entry,) = done.evidence_status["refreshed"]
+    entry = outcomes.only(done.evidence_status["refreshed"])
     assert (entry["source_id"], entry["run_id"], entry["apify_run_id"]) == (
         source["id"],
         str(run.id),

@@ -18,8 +18,7 @@ import uuid
 
 from kairo_ingest import config, logs
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.worker import config as worker_config
-from kairo_ingest.worker import context, core
+from kairo_ingest.worker import context, core, parameters
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -51,7 +50,7 @@ async def main(args: argparse.Namespace) -> None:
     worker = core.Worker(
         engine,
         handlers,
-        worker_config.WorkerConfig.from_settings(
+        parameters.WorkerConfig.from_settings(
             settings, owner=args.owner, concurrency=args.concurrency, dsn_for_listen=args.url
         ),
     )

@@ -1,5 +1,5 @@
 """bench/liveness.py at a toy size: it must keep running as the code changes (the figures
-come from running it at full size; see the report in the README)."""
+come from running it at full size; see docs/benchmarks.md)."""
 
 from __future__ import annotations
 

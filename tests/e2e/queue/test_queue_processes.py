@@ -17,8 +17,8 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import config
 from kairo_ingest.queue import jobs
-from kairo_ingest.worker import config as worker_config
-from kairo_ingest.worker import context, core
+from kairo_ingest.worker import context, core, parameters
+from support import outcomes
 
 SCRIPT = pathlib.Path(__file__).with_name("queue_worker_proc.py")
 BOUND_SECONDS = 60.0
@@ -42,7 +42,7 @@ async def wait_for_file(path: pathlib.Path) -> None:
 
 
 async def finished(proc: asyncio.subprocess.Process) -> int:
-    _, stderr = await asyncio.wait_for(proc.communicate(), BOUND_SECONDS)
+    _, stderr = await outcomes.within(BOUND_SECONDS, proc.communicate())
     assert proc.returncode is not None
     if proc.returncode != 0:
         sys.stderr.write(stderr.decode(errors="replace"))
@@ -86,7 +86,7 @@ async def test_several_worker_processes_run_every_job_exactly_once(
     ]
     killer.extend(procs)
     # Every process is up before any claims: one alone drains 3000 no-ops in well under a
-    # second, faster than the others start (issue 12).
+    # second, faster than the others start.
     for i in range(4):
         await wait_for_file(tmp_path / f"gate.w{i}")
     gate.touch()
@@ -144,7 +144,7 @@ async def test_a_killed_worker_s_job_is_picked_up_after_its_lease_expires_and_co
     rescuer = core.Worker(
         engine,
         {"block": block},
-        worker_config.WorkerConfig.from_settings(settings, owner="rescuer", concurrency=2),
+        parameters.WorkerConfig.from_settings(settings, owner="rescuer", concurrency=2),
     )
     task = asyncio.create_task(rescuer.run())
     try:
@@ -157,7 +157,7 @@ async def test_a_killed_worker_s_job_is_picked_up_after_its_lease_expires_and_co
         await wait_until(succeeded)
     finally:
         rescuer.request_stop()
-        await asyncio.wait_for(task, BOUND_SECONDS)
+        await outcomes.within(BOUND_SECONDS, task)
     row = await jobs.get(engine, job.id)
     assert row is not None
     assert completions == [job.id]

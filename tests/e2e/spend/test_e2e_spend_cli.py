@@ -1,6 +1,6 @@
 """The real CLI: accounts with tokens from stdin, sources per account, costs, and secrecy.
 
-Secret test (issue 10): with KAIRO_SECRET_KEY and tokens set, a whole session (accounts
+Secret test: with KAIRO_SECRET_KEY and tokens set, a whole session (accounts
 add/list/set, sources add, enqueue, a worker run at DEBUG, /metrics, costs, jobs show)
 never shows a token, neither in what the commands print, nor in the logs, nor in any row
 of any table.
@@ -26,6 +26,7 @@ import pytest
 
 from kairo_ingest import secretbox
 from kairo_ingest.db import engine as db_engine
+from support import outcomes
 
 TOKEN_A = "apify_api_e2eTENANTaaaaaaaaaaaaaaaa01"
 DEFAULT_TOKEN = "apify_api_e2eDEFAULTdddddddddddddddd02"
@@ -124,7 +125,7 @@ def test_a_session_with_keys_and_tokens_never_shows_a_token(
     )
     again = session.run("accounts", "add", "--name", "acme", stdin=TOKEN_A + "\n")
     assert again.returncode == 2
-    (listed,) = session.json("accounts", "list")
+    listed = outcomes.only(session.json("accounts", "list"))
     assert listed["fingerprint"] == added["fingerprint"]
     assert session.run("accounts", "list").returncode == 0
     changed = session.json("accounts", "set", "--name", "acme", "--daily-cap-usd", "25")

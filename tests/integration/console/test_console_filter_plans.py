@@ -26,7 +26,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.console import actions, queries, run_actions
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.db import ledger
+from kairo_ingest.db import ledger_queries
 
 pytestmark = pytest.mark.slow
 
@@ -302,15 +302,15 @@ class _Recorder:
 async def test_the_ledger_page_reads_by_index_at_a_million_rows(
     big: sa_async.AsyncEngine,
 ) -> None:
-    """The ledger page's queries are the run ledger's own (db/ledger.py): recorded as the
+    """The ledger page's queries are the run ledger's own (db/ledger_queries.py): recorded as the
     page would run them, then explained. Neither big table is scanned; the sources (a
     table of one row per source, 20,000 here) may be hashed whole to join a page of runs
     to them, which PostgreSQL finds cheaper than 200 lookups."""
     recorder = _Recorder()
     conn = typing.cast(sa_async.AsyncConnection, recorder)
-    await ledger.unfollowed(conn, limit=200)
-    await ledger.live_by_state(conn)
-    await ledger.ended_by_state(conn, since=NOW - dt.timedelta(days=1))
+    await ledger_queries.unfollowed(conn, limit=200)
+    await ledger_queries.live_by_state(conn)
+    await ledger_queries.ended_by_state(conn, since=NOW - dt.timedelta(days=1))
     assert len(recorder.statements) == 3
     problems = []
     for statement, params in recorder.statements:

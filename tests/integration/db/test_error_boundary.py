@@ -15,6 +15,7 @@ from sqlalchemy.ext import asyncio as sa_async
 import tcp_proxy_kit
 from kairo_ingest import errors
 from kairo_ingest.db import engine as db_engine
+from support import outcomes
 
 
 async def _fresh_table(engine: sa_async.AsyncEngine) -> None:
@@ -153,11 +154,15 @@ async def test_reopening_a_dropped_pooled_connection_while_refused_is_retryable(
             async with engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
         # The pool invalidated it: this checkout reopens it, and the server refuses.
-        with pytest.raises(errors.DatabaseUnavailableError) as caught:
+
+        async def select_in_a_transaction() -> None:
             async with engine.begin() as conn:
                 await conn.execute(sa.text("SELECT 1"))
-        assert caught.value.retryable
-        assert "ConnectionRefusedError" in caught.value.message
+
+        refused = await outcomes.error_of(select_in_a_transaction())
+        assert isinstance(refused, errors.DatabaseUnavailableError), refused
+        assert refused.retryable
+        assert "ConnectionRefusedError" in refused.message
         await proxy.come_back()
         async with engine.begin() as conn:
             assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1

@@ -142,7 +142,7 @@ async def test_concurrent_upserts_of_overlapping_items_leave_no_duplicates(
 async def test_an_upsert_racing_an_uncommitted_insert_of_the_same_items_updates_them(
     engine: sa_async.AsyncEngine,
 ) -> None:
-    """A2 select-then-insert: a writer whose SELECT cannot see another's uncommitted rows
+    """Select-then-insert: a writer whose SELECT cannot see another's uncommitted rows
     inserts them too and fails on the unique index. The upsert waits for the other
     transaction and then updates: deterministic, B is seen blocked before A commits."""
     brand, _ = await _run(engine)

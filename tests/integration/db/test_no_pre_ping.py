@@ -1,4 +1,4 @@
-"""Checkouts cost no round trip of their own (issue 12: pool pre-ping dropped).
+"""Checkouts cost no round trip of their own (pool pre-ping dropped).
 
 A pre-ping is ``BEGIN; SELECT 1; ROLLBACK`` (asyncpg's ``fetchrow(";")`` in a
 transaction) on every checkout. Disconnects are handled where they happen instead: the

@@ -13,6 +13,7 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest import metrics
 from kairo_ingest.queue import endings, jobs, sql
 from kairo_ingest.worker import maintenance
+from support import outcomes
 
 SCALED_OBJECT = (
     pathlib.Path(__file__).resolve().parents[3]
@@ -25,8 +26,8 @@ SCALED_OBJECT = (
 
 def _manifest_query() -> str:
     docs = list(yaml.safe_load_all(SCALED_OBJECT.read_text(encoding="utf-8")))
-    (scaled,) = [d for d in docs if d["kind"] == "ScaledObject"]
-    (trigger,) = scaled["spec"]["triggers"]
+    scaled = outcomes.only([d for d in docs if d["kind"] == "ScaledObject"])
+    trigger = outcomes.only(scaled["spec"]["triggers"])
     return str(trigger["metadata"]["query"])
 
 

@@ -6,9 +6,9 @@ import pytest
 from ledger_kit import DEFAULT_TOKEN, KEY, LONG_RUNS, LedgerKit, client
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_apify_sim import server as sim_server
 from kairo_ingest import secretbox
 from kairo_ingest.pipeline import tenants
-from kairo_ingest.simulator import server as sim_server
 
 
 @pytest.fixture

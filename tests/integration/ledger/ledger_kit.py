@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_apify_sim import server as sim_server
 from kairo_ingest import secretbox
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import accounts, runs, sources, tables
@@ -22,7 +23,7 @@ from kairo_ingest.pipeline import budget, compile_job, ledger, tenants
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import server as sim_server
+from support import outcomes
 
 DEFAULT_TOKEN = "apify_api_defaultDEFAULTdefault0001"
 TOKEN_A = "apify_api_tenantAAAAAAAAAAAAAAAAAA0001"
@@ -229,8 +230,7 @@ class LedgerKit:
             return int(await conn.scalar(sa.text("SELECT count(*) FROM run_slots")) or 0)
 
     def sim_run(self, apify_run_id: str | None) -> dict[str, Any]:
-        (summary,) = [s for s in self.sim.state.run_summaries() if s["id"] == apify_run_id]
-        return summary
+        return outcomes.only([s for s in self.sim.state.run_summaries() if s["id"] == apify_run_id])
 
     def live_on_apify(self) -> list[dict[str, Any]]:
         live = ("READY", "RUNNING", "TIMING-OUT", "ABORTING")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from ledger_kit import TOKEN_A, LedgerKit, R
 
-from kairo_ingest.db import ledger as ledger_db
+from kairo_apify_sim import platform
+from kairo_ingest.db import ledger_queries as ledger_db
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import platform
 
 
 async def test_a_run_an_operator_asked_to_abort_is_aborted_with_its_own_token(

@@ -21,11 +21,12 @@ import pytest
 import sqlalchemy as sa
 from ledger_kit import TOKEN_A, TOKEN_B, LedgerKit, R, eventually
 
+from kairo_apify_sim import platform
 from kairo_ingest import clock, errors
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.db import sources
 from kairo_ingest.pipeline import compile_job
-from kairo_ingest.simulator import platform
+from support import outcomes
 
 QUICK = {"duration_min_seconds": 10, "duration_max_seconds": 20}  # runs of 0.5 to 1 s
 
@@ -50,15 +51,15 @@ async def test_a_run_adopted_after_it_ended_is_recorded_whole_and_fresh_for_the_
     result = await compile_job.run(kit.deps(), lease)
     await kit.complete(lease, result)
 
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert entry["apify_run_id"] == started.id
-    (row,) = await kit.runs(R.c.id == intent.id)
+    row = outcomes.only(await kit.runs(R.c.id == intent.id))
     summary = kit.sim_run(started.id)
     assert (row.status, row.ended_by) == ("SUCCEEDED", "adoption")
     assert row.finished_at is not None
     assert float(row.usage_total_usd) == summary["usageTotalUsd"] > 0
     again = await compile_job.run(kit.deps(), await kit.lease(brand, force_refresh=False))
-    (reused,) = again.evidence_status["reused"]
+    reused = outcomes.only(again.evidence_status["reused"])
     assert reused["apify_run_id"] == started.id
     assert kit.sim.stats()["starts"] == 1
 
@@ -73,9 +74,9 @@ async def test_a_run_that_apify_timed_out_keeps_its_paid_items_and_is_not_run_ag
 
     result = await compile_job.run(kit.deps(), await kit.lease(brand))
 
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert (entry["partial"], entry["partial_reason"]) == (True, "timed_out")
-    (row,) = await kit.runs()
+    row = outcomes.only(await kit.runs())
     summary = kit.sim_run(row.apify_run_id)
     assert row.status == "TIMED-OUT"
     assert 0 < row.raw_item_count == summary["itemCount"]
@@ -113,9 +114,9 @@ async def test_a_resumed_intent_at_the_daily_cap_adopts_its_run_instead_of_faili
 
     result = await compile_job.run(kit.deps(), await kit.reclaim(lease))
 
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert entry["apify_run_id"] == started.id
-    (row,) = await kit.runs(R.c.id == intent.id)
+    row = outcomes.only(await kit.runs(R.c.id == intent.id))
     assert row.status == "SUCCEEDED"
     assert kit.sim.stats()["starts"] == 1
 
@@ -141,7 +142,7 @@ async def test_a_resume_after_the_source_moved_uses_the_account_that_started_the
 
     result = await compile_job.run(kit.deps(), await kit.reclaim(lease))
 
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert entry["apify_run_id"] == run.apify_run_id
     summary = kit.sim_run(run.apify_run_id)
     assert set(summary["requestTokenTags"]) == {platform.token_tag(TOKEN_A)}
@@ -175,7 +176,7 @@ async def test_settling_is_timed_from_the_last_send_not_from_the_intent(
 
     assert kit.sim.stats()["starts"] == 1
     assert kit.sim.stats()["lateStarts"] == 1
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert entry["apify_run_id"] is not None
 
 
@@ -206,7 +207,7 @@ async def test_a_run_another_intent_recorded_is_never_adopted_whatever_that_inte
 
     result = await compile_job.run(kit.deps(), await kit.reclaim(lease))
 
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert entry["apify_run_id"] == ours.id
     assert kit.sim.stats()["starts"] == 2
 
@@ -230,7 +231,7 @@ async def test_one_account_at_its_limit_does_not_hold_the_slots_of_another(
         return bool(rows)
 
     await eventually(started, what="the other account's run starts")
-    (other,) = await kit.runs(R.c.brand_id == idle)
+    other = outcomes.only(await kit.runs(R.c.brand_id == idle))
     blocker = kit.sim_run(first_run.apify_run_id)
     # It started while the first account's run was still going, not after it ended.
     assert (
@@ -283,7 +284,7 @@ async def test_a_run_without_an_end_time_never_counts_as_the_newest(kit: LedgerK
     lease = await kit.lease(brand)
     result = await compile_job.run(kit.deps(), lease)
     await kit.complete(lease, result)
-    (fresh,) = await kit.runs()
+    fresh = outcomes.only(await kit.runs())
     async with kit.engine.begin() as conn:  # a row an older release left without its end
         await conn.execute(
             sa.insert(R).values(
@@ -300,7 +301,7 @@ async def test_a_run_without_an_end_time_never_counts_as_the_newest(kit: LedgerK
 
     again = await compile_job.run(kit.deps(), await kit.lease(brand, force_refresh=False))
 
-    (reused,) = again.evidence_status["reused"]
+    reused = outcomes.only(again.evidence_status["reused"])
     assert reused["apify_run_id"] == fresh.apify_run_id
     assert kit.sim.stats()["starts"] == 1
 
@@ -325,9 +326,9 @@ async def test_a_run_stopped_at_its_charge_cap_keeps_its_items_and_is_not_run_ag
 
     result = await compile_job.run(kit.deps(run_max_charge_usd=0.02), await kit.lease(brand))
 
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert (entry.get("partial"), entry.get("partial_reason")) == (True, "charge_cap")
-    (row,) = await kit.runs()
+    row = outcomes.only(await kit.runs())
     summary = kit.sim_run(row.apify_run_id)
     assert summary["stoppedAtMaxCharge"]
     assert (row.status, row.partial_reason) == (outcome, "charge_cap")

@@ -11,17 +11,16 @@ import datetime as dt
 import pytest
 from ledger_kit import TOKEN_A, TOKEN_B, LedgerKit, R, eventually
 
+from kairo_apify_sim import platform
 from kairo_ingest import errors
-from kairo_ingest.db import budget as budget_db
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.db import ledger as ledger_db
-from kairo_ingest.db import sources
+from kairo_ingest.db import ledger_queries, run_slots, sources
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import ledger as pipeline_ledger
 from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import platform
 from kairo_ingest.worker import listener as worker_listener
+from support import outcomes
 
 
 async def test_a_cancelled_jobs_run_is_aborted_and_recorded_with_its_cost(
@@ -36,7 +35,7 @@ async def test_a_cancelled_jobs_run_is_aborted_and_recorded_with_its_cost(
     await kit.ledger().round()
 
     assert kit.live_on_apify() == []
-    (ended,) = await kit.runs(R.c.id == run.id)
+    ended = outcomes.only(await kit.runs(R.c.id == run.id))
     summary = kit.sim_run(run.apify_run_id)
     assert summary["status"] == "ABORTED"
     assert (ended.status, ended.partial_reason, ended.ended_by) == ("ABORTED", "aborted", "ledger")
@@ -59,7 +58,7 @@ async def test_a_job_the_reaper_fails_for_good_has_its_run_aborted(kit: LedgerKi
 
     await kit.ledger().round()
 
-    (ended,) = await kit.runs(R.c.id == run.id)
+    ended = outcomes.only(await kit.runs(R.c.id == run.id))
     assert (ended.status, ended.ended_by) == ("ABORTED", "ledger")
     assert kit.live_on_apify() == []
 
@@ -74,25 +73,25 @@ async def test_a_pending_jobs_run_is_followed_to_its_end_not_aborted(kit: Ledger
     ledger = kit.ledger()
 
     await ledger.round()
-    (noted,) = await kit.runs(R.c.id == run.id)
+    noted = outcomes.only(await kit.runs(R.c.id == run.id))
     assert noted.status == "RUNNING"
     assert noted.ledger_check_at is not None
     assert kit.sim_run(run.apify_run_id)["status"] == "RUNNING"
 
     async def ended() -> bool:
         await ledger.round()
-        (row,) = await kit.runs(R.c.id == run.id)
+        row = outcomes.only(await kit.runs(R.c.id == run.id))
         return row.ended
 
     await kit.sim.state.wait_for_finish(kit.sim.state.runs[str(run.apify_run_id)], 30)
     await eventually(ended, what="the ledger records the run's end")
-    (done,) = await kit.runs(R.c.id == run.id)
+    done = outcomes.only(await kit.runs(R.c.id == run.id))
     summary = kit.sim_run(run.apify_run_id)
     assert (done.status, done.ended_by, done.partial_reason) == ("SUCCEEDED", "ledger", None)
     assert float(done.usage_total_usd) == summary["usageTotalUsd"]
 
     result = await compile_job.run(kit.deps(), await kit.claim())
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert entry["apify_run_id"] == run.apify_run_id
     assert entry["raw_items"] == summary["itemCount"]
     assert kit.sim.stats()["starts"] == 1
@@ -110,12 +109,12 @@ async def test_a_slot_counts_until_its_run_has_ended_whatever_its_job_does(
     await kit.crash(task)
 
     async with kit.engine.connect() as conn:
-        used = await budget_db.usage(conn, "tenant-a")
-    assert used["tenant-a"]["runs"] == 1  # the run is still on Apify: it holds the slot
+        used = await run_slots.usage(conn, "tenant-a")
+    assert used.get("tenant-a", {}).get("runs") == 1  # still on Apify: it holds the slot
 
     await kit.ledger().round()
     async with kit.engine.connect() as conn:
-        assert await budget_db.usage(conn, "tenant-a") == {}
+        assert await run_slots.usage(conn, "tenant-a") == {}
 
 
 async def test_a_moved_sources_run_that_no_job_follows_is_aborted_with_its_own_token(
@@ -138,7 +137,7 @@ async def test_a_moved_sources_run_that_no_job_follows_is_aborted_with_its_own_t
 
     await kit.ledger().round()
 
-    (ended,) = await kit.runs(R.c.id == run.id)
+    ended = outcomes.only(await kit.runs(R.c.id == run.id))
     assert (ended.status, ended.account) == ("ABORTED", "tenant-a")
     summary = kit.sim_run(run.apify_run_id)
     assert set(summary["requestTokenTags"]) == {platform.token_tag(TOKEN_A)}
@@ -153,7 +152,7 @@ async def test_an_unsent_intent_of_a_cancelled_job_ends_start_failed(kit: Ledger
 
     await kit.ledger().round()
 
-    (ended,) = await kit.runs(R.c.id == intent.id)
+    ended = outcomes.only(await kit.runs(R.c.id == intent.id))
     assert (ended.status, ended.error_kind, ended.ended_by) == (
         "START_FAILED",
         errors.ErrorKind.CANCELLED.value,
@@ -174,7 +173,7 @@ async def test_a_sent_intent_of_a_cancelled_job_finds_its_run_and_aborts_it(
 
     await kit.ledger().round()
 
-    (ended,) = await kit.runs(R.c.id == intent.id)
+    ended = outcomes.only(await kit.runs(R.c.id == intent.id))
     assert (ended.apify_run_id, ended.status, ended.ended_by) == (started.id, "ABORTED", "ledger")
     assert kit.live_on_apify() == []
 
@@ -189,14 +188,14 @@ async def test_a_sent_intent_without_a_run_ends_start_failed_once_settled(
     ledger = kit.ledger(settle_seconds=0.5)
 
     await ledger.round()
-    (waiting,) = await kit.runs(R.c.id == intent.id)
+    waiting = outcomes.only(await kit.runs(R.c.id == intent.id))
     assert waiting.status == "STARTING"  # not settled yet: a late run may still show up
 
     await asyncio.sleep(0.6)
     async with kit.engine.begin() as conn:  # its next look is due
         await conn.execute(R.update().where(R.c.id == intent.id).values(ledger_check_at=None))
     await ledger.round()
-    (ended,) = await kit.runs(R.c.id == intent.id)
+    ended = outcomes.only(await kit.runs(R.c.id == intent.id))
     assert (ended.status, ended.error_kind) == ("START_FAILED", "not_found")
 
 
@@ -228,7 +227,7 @@ async def test_jobs_cancel_wakes_the_ledger_by_notify_not_by_its_interval(
     stop = asyncio.Event()
     loops = [asyncio.create_task(listener.run(stop)), asyncio.create_task(ledger.run(stop))]
     try:
-        await asyncio.wait_for(listener.listening.wait(), 10)
+        await outcomes.within(10, listener.listening.wait())
 
         async def first_round() -> bool:
             return ledger.rounds >= 1
@@ -260,16 +259,16 @@ async def test_a_run_one_replica_claimed_is_not_claimed_by_another_meanwhile(
     await endings.release(kit.engine, [lease])
     # Pending: the run is noted and looked at again later (here: in 10 minutes).
     await pipeline_ledger.Ledger(kit.deps(), interval_seconds=600).round()
-    (noted,) = await kit.runs(R.c.id == run.id)
+    noted = outcomes.only(await kit.runs(R.c.id == run.id))
     assert noted.ledger_check_at is not None
     assert noted.ledger_looked_at is not None
     assert noted.ledger_check_at - noted.ledger_looked_at > dt.timedelta(minutes=5)
     await queue_jobs.cancel(kit.engine, lease.job_id)
 
     async with kit.engine.begin() as conn:
-        first = await ledger_db.claim(conn, limit=10, hold_seconds=120)
+        first = await ledger_queries.claim(conn, limit=10, hold_seconds=120)
     async with kit.engine.begin() as conn:
-        second = await ledger_db.claim(conn, limit=10, hold_seconds=120)
+        second = await ledger_queries.claim(conn, limit=10, hold_seconds=120)
 
     assert [o.run.id for o in first] == [run.id]  # due at once despite its backoff
     assert first[0].unwanted == "its job is cancelled"

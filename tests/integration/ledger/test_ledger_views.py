@@ -1,4 +1,4 @@
-"""What the ledger shows (db/ledger.py, ``kairo-ingest ledger`` and ``costs``): runs by
+"""What the ledger shows (db/ledger_queries.py, ``kairo-ingest ledger`` and ``costs``): runs by
 state with their account and follower, the runs no job follows, and the spend of runs
 that ended partial."""
 
@@ -10,8 +10,8 @@ import pytest
 from ledger_kit import TOKEN_A, LedgerKit
 
 from kairo_ingest import errors
-from kairo_ingest.db import accounts, costs, sources
-from kairo_ingest.db import ledger as ledger_db
+from kairo_ingest.db import accounts, costs, ledger_queries, sources
+from support import outcomes
 
 
 async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None:
@@ -24,14 +24,14 @@ async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None
     await kit.crash(dropped)
 
     async with kit.engine.connect() as conn:
-        live = await ledger_db.live_by_state(conn)
-        unfollowed = await ledger_db.unfollowed(conn)
-        left = await ledger_db.unwanted_left(conn)
+        live = await ledger_queries.live_by_state(conn)
+        unfollowed = await ledger_queries.unfollowed(conn)
+        left = await ledger_queries.unwanted_left(conn)
     assert {(r["account"], r["followed_by"], r["runs"]) for r in live} == {
         ("tenant-a", "job", 1),
         ("default", "ledger", 1),
     }
-    (lost,) = unfollowed
+    lost = outcomes.only(unfollowed)
     assert (lost["apify_run_id"], lost["job_status"]) == (run.apify_run_id, "cancelled")
     assert lost["unwanted"] == "its job is cancelled"
     assert left == 1
@@ -40,10 +40,10 @@ async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None
 
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     async with kit.engine.connect() as conn:
-        ended = await ledger_db.ended_by_state(conn, since=since)
-        assert await ledger_db.unwanted_left(conn) == 0
-        assert await ledger_db.unfollowed(conn) == []
-    (aborted,) = ended
+        ended = await ledger_queries.ended_by_state(conn, since=since)
+        assert await ledger_queries.unwanted_left(conn) == 0
+        assert await ledger_queries.unfollowed(conn) == []
+    aborted = outcomes.only(ended)
     summary = kit.sim_run(run.apify_run_id)
     assert (aborted["account"], aborted["status"], aborted["partial_reason"]) == (
         "default",
@@ -53,7 +53,7 @@ async def test_runs_by_state_follower_and_how_they_ended(kit: LedgerKit) -> None
     assert (aborted["ended_by"], aborted["runs"], aborted["without_cost"]) == ("ledger", 1, 0)
     assert aborted["usage_total_usd"] == summary["usageTotalUsd"]
 
-    (row,) = await costs.report(kit.engine, account="default")
+    row = outcomes.only(await costs.report(kit.engine, account="default"))
     assert row["aborted_usd"] == row["usage_total_usd"] == summary["usageTotalUsd"]
     assert (row["timed_out_usd"], row["charge_cap_usd"]) == (0, 0)
     await kit.crash(followed)

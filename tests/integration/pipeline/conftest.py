@@ -6,8 +6,8 @@ import pytest
 from pipeline_kit import QUICK_RUNS, TOKEN, Kit
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_apify_sim import server as sim_server
 from kairo_ingest.apify import client as apify_client
-from kairo_ingest.simulator import server as sim_server
 
 
 @pytest.fixture

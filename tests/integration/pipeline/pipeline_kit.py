@@ -11,11 +11,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_apify_sim import server as sim_server
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import sources, tables
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import server as sim_server
 
 TOKEN = "test-token-0123456789abcdef"
 

@@ -1,4 +1,4 @@
-"""Issue 9, item 3 (the pipeline half): a short database outage inside a compile job costs
+"""The pipeline's side of a database outage: a short one inside a compile job costs
 no attempt and pays Apify once.
 
 The engine's transactions fail now and then with ``errors.DatabaseUnavailableError``
@@ -18,6 +18,7 @@ from kairo_ingest import errors
 from kairo_ingest.db import tables
 from kairo_ingest.domain import evidence
 from kairo_ingest.pipeline import compile_job, tx
+from support import outcomes
 
 
 class _Refused:
@@ -98,10 +99,10 @@ async def test_a_short_outage_inside_a_job_costs_no_attempt_and_no_second_run(ki
 
     assert engine.refused == 9, "the outage was injected"
     assert result.verdict is evidence.Verdict.SUCCEEDED, result.evidence_status
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert entry["raw_items"] == 40
     assert kit.sim.stats()["starts"] == 1, "one paid Apify run"
-    (run,) = await kit.rows(tables.apify_runs)
+    run = outcomes.only(await kit.rows(tables.apify_runs))
     assert (run.status, run.attempt) == ("SUCCEEDED", 1)
     assert await kit.count(tables.raw_apify_items) == 40
     async with kit.engine.connect() as conn:
@@ -124,6 +125,6 @@ async def test_an_intent_whose_commit_answer_was_lost_is_not_created_twice(kit: 
 
     assert engine.refused == 1
     assert result.verdict is evidence.Verdict.SUCCEEDED
-    (run,) = await kit.rows(tables.apify_runs)
+    run = outcomes.only(await kit.rows(tables.apify_runs))
     assert (run.status, run.attempt) == ("SUCCEEDED", 1)
     assert kit.sim.stats()["starts"] == 1

@@ -1,15 +1,15 @@
-"""A2 and A5 footguns pinned where they live: the order of intent and start, the raw
-insert's transaction, and the handler that hands the job's error to the queue.
+"""Footguns of storing a run and of the job's error, pinned where they live: the order of
+intent and start, the raw insert's transaction, and the handler that hands the job's error
+to the queue.
 
 Each test goes through the real code path (the pipeline's own intent, the store's own
 transaction, the service's handler run by a real worker), so the mutant that puts the
-old behaviour back there fails it (``mutants/a2-run-record-after-start.patch``,
-``a2-normalization-in-a-separate-transaction.patch``, ``a5-handler-stores-no-error.patch``).
+old behaviour back there fails it (``mutants/run-record-inserted-after-the-start.patch``,
+``normalization-in-a-separate-transaction.patch``, ``handler-drops-the-jobs-error.patch``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -23,8 +23,8 @@ from kairo_ingest.domain import evidence, registry
 from kairo_ingest.pipeline import compile_job, store
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import handlers
-from kairo_ingest.worker import config as worker_config
-from kairo_ingest.worker import core
+from kairo_ingest.worker import core, parameters
+from support import outcomes
 
 TIKTOK = [("tiktok", "profile_videos", "@acme")]
 R = tables.apify_runs
@@ -44,7 +44,7 @@ def _video(n: int) -> dict[str, Any]:
 async def test_the_intent_is_committed_with_the_exact_input_before_apify_hears_of_the_start(
     kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A2: the old code started the Apify run, then created its record; a crash between
+    """The old code started the Apify run, then created its record; a crash between
     left a paid run nobody knew of. At the moment Apify receives the start, the STARTING
     row is already committed (seen from another connection) with the exact input sent."""
     brand, (source,) = await kit.brand(TIKTOK)
@@ -67,12 +67,12 @@ async def test_the_intent_is_committed_with_the_exact_input_before_apify_hears_o
     assert len(seen) == 1, "one start for one source"
     actor_id, sent, committed = seen[0]
     assert len(committed) == 1, "the intent was not committed before the start was sent"
-    (intent,) = committed
+    intent = outcomes.only(committed)
     assert intent.status == "STARTING"
     assert intent.apify_run_id is None
     assert intent.actor_id == actor_id
     assert intent.input == reconcile.canonical_input(sent)
-    (stored,) = await kit.rows(R, R.c.source_connection_id == source.id)
+    stored = outcomes.only(await kit.rows(R, R.c.source_connection_id == source.id))
     assert stored.id == intent.id
     assert stored.apify_run_id == result.evidence_status["refreshed"][0]["apify_run_id"]
 
@@ -99,7 +99,7 @@ class _EvidenceWriteFailed(Exception):
 async def test_a_failed_evidence_write_commits_no_raw_item_of_its_page(
     kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A2: the old code stored raw items in one transaction and normalized them in
+    """The old code stored raw items in one transaction and normalized them in
     another; a failure between left raw items whose evidence was never written (and a
     re-fetch skipped them as already stored). Raw items and their evidence commit together."""
     brand, (source,) = await kit.brand(TIKTOK)
@@ -127,7 +127,7 @@ async def test_a_failed_evidence_write_commits_no_raw_item_of_its_page(
 
 
 async def test_the_handler_hands_the_jobs_error_to_the_queue(kit: Kit, db_url: str) -> None:
-    """A5: the job's error must reach jobs.last_error / last_error_kind through the
+    """The job's error must reach jobs.last_error / last_error_kind through the
     service's handler and the worker, not only compile_job.run's result."""
     kit.sim.state.apply_config({"outcome_weights": {"FAILED": 1.0}})
     brand, _added = await kit.brand(TIKTOK)
@@ -136,12 +136,12 @@ async def test_the_handler_hands_the_jobs_error_to_the_queue(kit: Kit, db_url: s
     worker = core.Worker(
         kit.engine,
         handlers.table(kit.deps()),
-        worker_config.WorkerConfig.from_settings(
+        parameters.WorkerConfig.from_settings(
             settings, owner=f"test-{uuid.uuid4().hex[:6]}", concurrency=2, dsn_for_listen=db_url
         ),
     )
 
-    await asyncio.wait_for(worker.run(drain=True), BOUND_SECONDS)
+    await outcomes.within(BOUND_SECONDS, worker.run(drain=True))
 
     row = await queue_jobs.get(kit.engine, job.id)
     assert row is not None

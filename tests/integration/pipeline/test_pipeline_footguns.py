@@ -1,4 +1,4 @@
-"""One regression test per footgun of A2 and A5 in pr6-footguns-code-pack.md, named after it.
+"""One regression test per footgun of storing a run and of the job's verdict, named after it.
 
 Each fails on the old behaviour: run record written after the start, delete-and-reinsert
 of raw items, select-then-insert upserts, one bad item aborting normalization, web items
@@ -47,7 +47,7 @@ async def _intent(kit: Kit, lease: queue_jobs.Lease, source_id: object) -> runs.
 async def test_run_record_created_after_start_orphans_a_paid_run(
     kit: Kit, crash_point: str
 ) -> None:
-    """A2: the old code recorded the run after starting it; a crash between left an orphan
+    """The old code recorded the run after starting it; a crash between left an orphan
     and the retry started a second run. Here the intent is written first and resumed."""
     brand, (source,) = await kit.brand(TIKTOK)
     lease = await kit.lease(brand)
@@ -64,7 +64,7 @@ async def test_run_record_created_after_start_orphans_a_paid_run(
 
     assert result.verdict is evidence.Verdict.SUCCEEDED
     assert kit.sim.stats()["starts"] == 1
-    (stored,) = await kit.rows(R, R.c.source_connection_id == source.id)
+    stored = outcomes.only(await kit.rows(R, R.c.source_connection_id == source.id))
     assert stored.apify_run_id is not None
     assert stored.status == "SUCCEEDED"
     assert result.evidence_status["refreshed"][0]["apify_run_id"] == stored.apify_run_id
@@ -92,7 +92,7 @@ async def test_retried_job_resumes_the_running_apify_run_instead_of_starting_ano
 
     assert kit.sim.stats()["starts"] == 1
     assert result.verdict is evidence.Verdict.SUCCEEDED
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert entry["apify_run_id"] == recorded[0].apify_run_id
     assert entry["reason"] == "resumed"
 
@@ -115,14 +115,14 @@ async def test_retry_does_not_pay_again_for_sources_that_already_succeeded(kit: 
 
 
 async def test_refetch_after_crash_neither_duplicates_nor_deletes_raw_items(kit: Kit) -> None:
-    """A2: the old code deleted and re-inserted raw items. A re-fetch inserts only what is
+    """The old code deleted and re-inserted raw items. A re-fetch inserts only what is
     missing and keeps the ids (and so the raw_refs) of what was stored."""
     brand, (_source,) = await kit.brand(TIKTOK)
     lease = await kit.lease(brand)
     await compile_job.run(kit.deps(), lease)
     before = {r.item_index: r.id for r in await kit.rows(tables.raw_apify_items)}
     # Pretend the crash came after half of the pages: forget the rest and that we finished.
-    (run,) = await kit.rows(R)
+    run = outcomes.only(await kit.rows(R))
     async with kit.engine.begin() as conn:
         await conn.execute(
             sa.delete(tables.raw_apify_items).where(tables.raw_apify_items.c.item_index >= 3)
@@ -140,7 +140,7 @@ async def test_refetch_after_crash_neither_duplicates_nor_deletes_raw_items(kit:
 
 
 async def test_select_then_insert_upsert_races_into_duplicates(kit: Kit) -> None:
-    """A2: select-then-insert let two workers both insert. Two jobs normalizing overlapping
+    """Select-then-insert let two workers both insert. Two jobs normalizing overlapping
     items of one brand at once leave exactly one evidence row per item."""
     brand, (source,) = await kit.brand(TIKTOK)
     lease = await kit.lease(brand)
@@ -184,7 +184,7 @@ async def test_select_then_insert_upsert_races_into_duplicates(kit: Kit) -> None
 
 
 async def test_one_bad_item_aborts_the_whole_normalization(kit: Kit) -> None:
-    """A2: one exception stopped the old normalization. Poison items get a skip reason and
+    """One exception stopped the old normalization. Poison items get a skip reason and
     the rest are stored - including a value PostgreSQL's jsonb refuses."""
     brand, (source,) = await kit.brand(TIKTOK)
     lease = await kit.lease(brand)
@@ -283,7 +283,7 @@ async def test_web_items_without_a_url_collapse_into_one(kit: Kit) -> None:
 
 
 async def test_job_marked_succeeded_when_every_source_failed(kit: Kit) -> None:
-    """A5: the old runner succeeded with every source failed. Retryable failures retry."""
+    """The old runner succeeded with every source failed. Retryable failures retry."""
     kit.sim.state.apply_config({"outcome_weights": {"FAILED": 1.0}})
     brand, added = await kit.brand()
     result = await compile_job.run(kit.deps(), await kit.lease(brand))
@@ -324,7 +324,7 @@ async def test_permanent_failures_fail_the_job_with_the_evidence_kept(kit: Kit) 
 
 
 async def test_evidence_status_names_every_source_once_with_classified_errors(kit: Kit) -> None:
-    """A5: the old runner named only "platform.capability" and dropped error kinds."""
+    """The old runner named only "platform.capability" and dropped error kinds."""
     brand, added = await kit.brand(
         [*ALL_SOURCES, ("linkedin", "profile_posts", "https://www.linkedin.com/in/x")]
     )
@@ -349,7 +349,7 @@ async def test_evidence_status_names_every_source_once_with_classified_errors(ki
         "youtube.channel_videos",
         "linkedin.profile_posts",
     }
-    (failed,) = status["failed"]
+    failed = outcomes.only(status["failed"])
     assert (failed["platform"], failed["error_kind"], failed["retryable"]) == (
         "web",
         "invalid_input",
@@ -375,7 +375,7 @@ async def test_evidence_status_names_every_source_once_with_classified_errors(ki
 
 
 async def test_run_deadline_aborts_the_apify_run_and_keeps_what_it_paid_for(kit: Kit) -> None:
-    """A1 at the pipeline: the old client left the run running (and billing) after giving up.
+    """At the pipeline: the old client left the run running (and billing) after giving up.
     Then the run was recorded TIMED-OUT without its cost and its paid items were thrown away
     (and paid for again by the retry). Now: Apify's real end and cost from the final look,
     the items pushed before the abort kept, and the entry marked partial, timed out."""
@@ -386,11 +386,11 @@ async def test_run_deadline_aborts_the_apify_run_and_keeps_what_it_paid_for(kit:
     # Under a second: Apify is sent `timeout=0` (none), so our deadline comes first.
     result = await compile_job.run(kit.deps(run_deadline_seconds=0.9), await kit.lease(brand))
 
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert (entry["partial"], entry["partial_reason"]) == (True, "timed_out")
     assert entry["apify_status"] == "ABORTED"
-    (run,) = await kit.rows(R)
-    (summary,) = kit.sim.state.run_summaries()
+    run = outcomes.only(await kit.rows(R))
+    summary = outcomes.only(kit.sim.state.run_summaries())
     assert (run.status, run.partial_reason, run.ended_by) == ("ABORTED", "timed_out", "final_look")
     assert run.finished_at is not None
     assert float(run.usage_total_usd) == summary["usageTotalUsd"] > 0
@@ -445,7 +445,7 @@ async def test_reused_run_never_normalized_is_normalized_from_stored_raw_items(k
 
     again = await compile_job.run(kit.deps(), await kit.lease(brand))
 
-    (entry,) = again.evidence_status["reused"]
+    entry = outcomes.only(again.evidence_status["reused"])
     assert entry["normalized_created"] == created
     assert await kit.count(tables.normalized_evidence_items) == created
     assert kit.sim.stats()["starts"] == 1
@@ -457,9 +457,9 @@ async def test_cap_is_sent_to_apify_and_enforced_on_fetch(kit: Kit) -> None:
     deps = kit.deps(caps={"tiktok.profile_videos": 3})
     result = await compile_job.run(deps, await kit.lease(brand))
 
-    (entry,) = result.evidence_status["refreshed"]
+    entry = outcomes.only(result.evidence_status["refreshed"])
     assert entry["raw_items"] == 3
-    (run,) = await kit.rows(R)
+    run = outcomes.only(await kit.rows(R))
     assert run.input["resultsPerPage"] == 3
     assert run.item_cap == 3
 

@@ -1,4 +1,4 @@
-"""Issue 8, item 6: one hostile dataset item never costs the rest of its page.
+"""One hostile dataset item never costs the rest of its page.
 
 Each hostile item sits among good ones; every good item must be stored and normalized,
 and each hostile one kept as a raw row (the value itself, or a placeholder where the

@@ -1,4 +1,4 @@
-"""Issue 9, item 2: normalizing and encoding a page never runs on the event loop.
+"""Normalizing and encoding a page never runs on the event loop.
 
 Measured by nothing but threads: every normalizer and raw-encoder call of a page must
 run in a thread other than the loop's, and before the page's fenced transaction opens
@@ -18,6 +18,7 @@ from kairo_ingest.db import items, runs, tables
 from kairo_ingest.domain import normalize, registry
 from kairo_ingest.pipeline import offload, store
 from kairo_ingest.queue import jobs as queue_jobs
+from support import outcomes
 
 
 def _good(n: int) -> dict[str, Any]:
@@ -98,7 +99,7 @@ async def test_a_page_is_encoded_and_normalized_off_the_loop_before_the_fence(
         "the page was still being prepared inside its fenced transaction"
     )
     # Merging and laying out the evidence (inside the transaction) is off the loop too.
-    (batch,) = [e for e in events if e[0] == "evidence_batch"]
+    batch = outcomes.only([e for e in events if e[0] == "evidence_batch"])
     assert batch[1] != loop_thread
 
     # The same holds for re-normalizing a stored run (a reused run never normalized).

@@ -1,4 +1,4 @@
-"""Issue 12: compile jobs that start together read their openings in one statement.
+"""Compile jobs that start together read their openings in one statement.
 
 A claim starts a batch of jobs in one turn of the event loop; each job's opening read
 (now(), its brand's sources, their runs) used to be a statement of its own, which was
@@ -19,9 +19,10 @@ from pipeline_kit import Kit
 
 from kairo_ingest import errors
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.db import opening, roundtrips
+from kairo_ingest.db import opening
 from kairo_ingest.pipeline import compile_job, openings
 from kairo_ingest.queue import endings
+from support import outcomes, roundtrips
 
 ONE = [("tiktok", "profile_videos", "@acme")]
 TWO_WEB = [
@@ -50,7 +51,7 @@ async def test_jobs_that_start_together_read_their_openings_in_one_statement(kit
     # Each job got its own brand's sources and runs from the shared statement.
     empty_result, reused_result, skipped_result = results
     assert all(not empty_result.evidence_status[b] for b in ("refreshed", "reused", "skipped"))
-    (entry,) = reused_result.evidence_status["reused"]
+    entry = outcomes.only(reused_result.evidence_status["reused"])
     assert entry["source_id"] == str(reused_source.id)
     assert {e["source_id"] for e in skipped_result.evidence_status["skipped"]} == {
         str(s.id) for s in skipped_sources

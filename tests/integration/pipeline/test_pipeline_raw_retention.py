@@ -14,6 +14,7 @@ from kairo_ingest import errors
 from kairo_ingest.db import raw_partitions, runs, tables
 from kairo_ingest.pipeline import compile_job, store
 from kairo_ingest.queue import endings
+from support import outcomes
 
 TIKTOK = [("tiktok", "profile_videos", "@acme")]
 R = tables.apify_runs
@@ -49,10 +50,10 @@ async def test_a_never_normalized_run_whose_raw_items_were_dropped_is_refreshed(
     assert len(done.dropped) == 1
     assert await kit.count(tables.raw_apify_items) == 0
 
-    (brand,) = {r.brand_id for r in await kit.rows(R)}
+    brand = outcomes.only({r.brand_id for r in await kit.rows(R)})
     again = await compile_job.run(kit.deps(), await kit.lease(brand))
 
-    (entry,) = again.evidence_status["refreshed"]
+    entry = outcomes.only(again.evidence_status["refreshed"])
     assert entry["raw_items"] > 0
     assert again.evidence_status["reused"] == []
     assert kit.sim.stats()["starts"] == 2
@@ -63,7 +64,7 @@ async def test_a_normalized_run_whose_raw_items_were_dropped_is_still_reused(kit
     await raw_partitions.maintain(kit.engine, retention=RETENTION)
     assert await kit.count(tables.raw_apify_items) == 0
 
-    (brand,) = {r.brand_id for r in await kit.rows(R)}
+    brand = outcomes.only({r.brand_id for r in await kit.rows(R)})
     again = await compile_job.run(kit.deps(), await kit.lease(brand))
 
     assert [e["reason"] for e in again.evidence_status["reused"]] == ["fresh_run_within_ttl"]
@@ -75,7 +76,7 @@ async def test_a_renormalization_that_lost_its_raw_items_is_not_recorded(kit: Ki
     """The drop lands after the job opened (so the run was offered for reuse): whatever was
     read is not the run's items, and the run stays un-normalized."""
     await _ingest_and_file_back(kit, days=10, normalized=False)
-    (row,) = await kit.rows(R)
+    row = outcomes.only(await kit.rows(R))
     run = runs.Run(**{f: getattr(row, f) for f in runs.Run.__dataclass_fields__})
     lease = await kit.lease(row.brand_id)
     await raw_partitions.maintain(kit.engine, retention=RETENTION)
@@ -85,5 +86,5 @@ async def test_a_renormalization_that_lost_its_raw_items_is_not_recorded(kit: Ki
             kit.engine, lease, run, platform="tiktok", capability="profile_videos", cap=10
         )
 
-    (after,) = await kit.rows(R)
+    after = outcomes.only(await kit.rows(R))
     assert after.normalized_at is None

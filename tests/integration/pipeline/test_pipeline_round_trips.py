@@ -1,6 +1,6 @@
-"""Issue 12: what a compile job costs in database round trips, counted, not timed.
+"""What a compile job costs in database round trips, counted, not timed.
 
-Round trips are counted from SQLAlchemy's events (:mod:`kairo_ingest.db.roundtrips`):
+Round trips are counted from SQLAlchemy's events (:mod:`support.roundtrips`):
 each statement, and each BEGIN / COMMIT / ROLLBACK the asyncpg adapter really sends.
 The compile job's opening reads (``now()``, the enabled sources, each source's runs)
 are one autocommit statement, so an empty compile costs one round trip (its final
@@ -14,9 +14,9 @@ import uuid
 
 from pipeline_kit import Kit
 
-from kairo_ingest.db import roundtrips
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.queue import endings
+from support import outcomes, roundtrips
 
 ONE = [("tiktok", "profile_videos", "@acme")]
 
@@ -30,7 +30,7 @@ ONE = [("tiktok", "profile_videos", "@acme")]
 #   run finished: BEGIN, fence, UPDATE, COMMIT     4
 #   the page: BEGIN, fence, raw items, evidence, counts, COMMIT   6
 #   run stored: BEGIN, fence, UPDATE, COMMIT       4
-# (before issue 12: 40, every read in BEGIN ... ROLLBACK and the opening reads apart; the
+# (it was 40 with every read in BEGIN ... ROLLBACK and the opening reads apart; the
 # run ledger added the commit of sent_at before the start request goes out).
 REFRESHED_ONE_PAGE = {"begin": 6, "statement": 18, "commit": 6, "rollback": 0}
 
@@ -64,6 +64,6 @@ async def test_a_refreshed_source_with_one_page_costs_a_pinned_number_of_round_t
 ) -> None:
     brand, _ = await kit.brand(ONE)
     result, counts = await _compile(kit, brand)
-    (refreshed,) = result.evidence_status["refreshed"]
+    refreshed = outcomes.only(result.evidence_status["refreshed"])
     assert 0 < refreshed["raw_items"] <= kit.deps().page_size  # one page
     assert counts == REFRESHED_ONE_PAGE

@@ -1,4 +1,4 @@
-"""Issue 8, item 6: one source's unexpected exception never takes down its siblings.
+"""One source's unexpected exception never takes down its siblings.
 
 The old compile job caught only KairoError per source; anything else escaped the
 TaskGroup, cancelled the siblings (a started run could be left STARTING without its
@@ -18,13 +18,14 @@ from kairo_ingest.apify import models as apify_models
 from kairo_ingest.db import tables
 from kairo_ingest.domain import evidence, registry
 from kairo_ingest.pipeline import compile_job, store
+from support import outcomes
 
 R = tables.apify_runs
 TWO = [("tiktok", "profile_videos", "@acme"), ("instagram", "posts", "@acme")]
 
 
 def _assert_sibling_refreshed(result: compile_job.Result) -> None:
-    (refreshed,) = result.evidence_status["refreshed"]
+    refreshed = outcomes.only(result.evidence_status["refreshed"])
     assert refreshed["platform"] == "instagram"
     assert refreshed["apify_status"] == "SUCCEEDED"
     assert refreshed["raw_items"] > 0
@@ -56,7 +57,7 @@ async def test_an_unexpected_exception_in_one_source_is_its_failed_entry(
 
     result = await compile_job.run(kit.deps(), await kit.lease(brand))
 
-    (failed,) = result.evidence_status["failed"]
+    failed = outcomes.only(result.evidence_status["failed"])
     assert (failed["platform"], failed["error_kind"], failed["retryable"]) == (
         "tiktok",
         "internal",
@@ -87,7 +88,7 @@ async def test_an_exception_outside_the_run_is_the_source_failed_entry(
 
     result = await compile_job.run(kit.deps(), await kit.lease(brand))
 
-    (failed,) = result.evidence_status["failed"]
+    failed = outcomes.only(result.evidence_status["failed"])
     assert (failed["platform"], failed["error_kind"], failed["reason"]) == (
         "tiktok",
         "internal",
@@ -126,7 +127,7 @@ async def test_a_succeeded_run_without_a_dataset_id_is_a_classified_failure(kit:
 
     result = await compile_job.run(kit.deps(apify=_NoDatasetId(kit.apify)), await kit.lease(brand))
 
-    (failed,) = result.evidence_status["failed"]
+    failed = outcomes.only(result.evidence_status["failed"])
     assert (failed["error_kind"], failed["retryable"]) == ("apify_transient", True)
     assert "without a default dataset id" in failed["error"]
     await _assert_no_run_left_starting(kit)

@@ -14,8 +14,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import config, metrics
 from kairo_ingest.queue import jobs
-from kairo_ingest.worker import config as worker_config_module
-from kairo_ingest.worker import core
+from kairo_ingest.worker import core, parameters
 from support import outcomes
 
 # Every wait in these tests is on an event or a condition; this is only the bound after
@@ -25,7 +24,7 @@ BOUND_SECONDS = 15.0
 WorkerFactory = Callable[..., core.Worker]
 
 
-def worker_config(db_url: str, **overrides: Any) -> worker_config_module.WorkerConfig:
+def worker_config(db_url: str, **overrides: Any) -> parameters.WorkerConfig:
     """The worker's settings as the service builds them, with short, test-friendly timings
     (keyword overrides win; ``clock`` and ``rng`` are not settings, pass them to Worker)."""
     settings = config.Settings(
@@ -40,7 +39,7 @@ def worker_config(db_url: str, **overrides: Any) -> worker_config_module.WorkerC
         finished_job_retention_days=0,
         shutdown_grace_seconds=5.0,
     )
-    return worker_config_module.WorkerConfig.from_settings(
+    return parameters.WorkerConfig.from_settings(
         settings,
         owner=overrides.pop("owner", f"test-{uuid.uuid4().hex[:6]}"),
         concurrency=overrides.pop("concurrency", 4),
@@ -62,7 +61,7 @@ async def running(worker: core.Worker, *, drain: bool = False) -> AsyncIterator[
         if not task.done():
             worker.request_stop()
             worker.request_stop()
-        await asyncio.wait_for(task, BOUND_SECONDS)
+        await outcomes.within(BOUND_SECONDS, task)
 
 
 async def wait_until(

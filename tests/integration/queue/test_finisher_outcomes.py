@@ -42,7 +42,7 @@ async def test_another_permanent_database_error_never_fails_a_succeeded_job(
     """A stale plan, a failover or any other unexpected error is not the job's fault: the
     write is abandoned and the job stays running until its lease expires."""
     await queue_jobs.enqueue(engine, kind="k", brand_id=None)
-    [lease] = await queue_jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    lease = outcomes.only(await queue_jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
 
     async def broken(*_: object, **__: object) -> set[uuid.UUID]:
         raise errors.DatabaseError("XX000: internal error")

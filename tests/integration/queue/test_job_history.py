@@ -15,14 +15,14 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest import errors
 from kairo_ingest.db import runs, sources, tables
 from kairo_ingest.queue import endings, history, jobs
+from support import outcomes
 
 RETRY = {"base_seconds": 0.0, "cap_seconds": 0.0, "snooze_seconds": 0.0}
 
 
 async def _claimed(engine: sa_async.AsyncEngine, owner: str = "w") -> jobs.Lease:
     await jobs.enqueue(engine, kind="k", brand_id=None)
-    [lease] = await jobs.claim(engine, owner=owner, limit=1, lease_seconds=30)
-    return lease
+    return outcomes.only(await jobs.claim(engine, owner=owner, limit=1, lease_seconds=30))
 
 
 async def _end(engine: sa_async.AsyncEngine, lease: jobs.Lease, how: str) -> None:
@@ -73,7 +73,7 @@ async def test_every_end_of_an_attempt_records_it(
     lease = await _claimed(engine, owner="replica-7")
     await _end(engine, lease, how)
     job = await kit.row(engine, lease.job_id)
-    [attempt] = await history.attempts(engine, job)
+    attempt = outcomes.only(await history.attempts(engine, job))
     assert (attempt.number, attempt.owner, attempt.outcome, attempt.job_status) == (
         1,
         "replica-7",
@@ -93,13 +93,13 @@ async def test_attempt_numbers_go_on_across_refunds_and_operator_retries(
     engine: sa_async.AsyncEngine,
 ) -> None:
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=None, max_attempts=1)
-    [first] = await jobs.claim(engine, owner="a", limit=1, lease_seconds=30)
+    first = outcomes.only(await jobs.claim(engine, owner="a", limit=1, lease_seconds=30))
     assert await endings.release(engine, [first]) == 1  # refunded
-    [second] = await jobs.claim(engine, owner="b", limit=1, lease_seconds=30)
+    second = outcomes.only(await jobs.claim(engine, owner="b", limit=1, lease_seconds=30))
     assert (second.attempts, second.attempt_number) == (1, 2)
     assert await endings.fail(engine, second, errors.ApifyAuthError("401"), **RETRY)
     assert await jobs.retry(engine, job.id) is not None  # attempts reset, numbers go on
-    [third] = await jobs.claim(engine, owner="c", limit=1, lease_seconds=30)
+    third = outcomes.only(await jobs.claim(engine, owner="c", limit=1, lease_seconds=30))
     assert (third.attempts, third.attempt_number) == (1, 3)
     running = await kit.row(engine, job.id)
     found = await history.attempts(engine, running)
@@ -121,7 +121,7 @@ async def test_each_attempt_lists_the_runs_it_started_and_their_cost(
     await jobs.enqueue(engine, kind="compile", brand_id=brand)
     costs = [decimal.Decimal("0.0125"), decimal.Decimal("0.5")]
     for cost in costs:
-        [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+        lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
         async with engine.begin() as conn:
             run = await runs.create_intent(
                 conn,

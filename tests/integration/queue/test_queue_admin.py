@@ -14,6 +14,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
 from kairo_ingest.queue import endings, jobs
+from support import outcomes
 
 _RETRY = {"base_seconds": 0.0, "cap_seconds": 0.0, "snooze_seconds": 0.0}
 
@@ -46,7 +47,9 @@ async def test_enqueue_while_the_brand_runs_creates_one_follow_up_claimed_after_
     must become a follow-up job, not be folded into the running one and dropped."""
     brand = uuid.uuid4()
     running, _ = await jobs.enqueue(engine, kind="compile", brand_id=brand)
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30, kinds=["compile"])
+    lease = outcomes.only(
+        await jobs.claim(engine, owner="w", limit=1, lease_seconds=30, kinds=["compile"])
+    )
     assert lease.job_id == running.id
     follow, created = await jobs.enqueue(
         engine, kind="compile", brand_id=brand, params={"force_refresh": True}
@@ -59,7 +62,7 @@ async def test_enqueue_while_the_brand_runs_creates_one_follow_up_claimed_after_
     # Never two running jobs of one brand: the follow-up waits for the running job.
     assert await jobs.claim(engine, owner="w2", limit=5, lease_seconds=30) == []
     assert await endings.complete(engine, lease)
-    [next_lease] = await jobs.claim(engine, owner="w2", limit=5, lease_seconds=30)
+    next_lease = outcomes.only(await jobs.claim(engine, owner="w2", limit=5, lease_seconds=30))
     assert (next_lease.job_id, next_lease.params) == (follow.id, {"force_refresh": True})
     # A finished job does not count: the next enqueue after it is a new job.
     assert await endings.complete(engine, next_lease)
@@ -73,7 +76,7 @@ async def test_the_claim_skips_a_follow_up_but_claims_other_brands_in_the_same_b
 ) -> None:
     brand, other = uuid.uuid4(), uuid.uuid4()
     await jobs.enqueue(engine, kind="compile", brand_id=brand)
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
     follow, _ = await jobs.enqueue(engine, kind="compile", brand_id=brand, priority=-1)
     second, _ = await jobs.enqueue(engine, kind="compile", brand_id=other)
     brandless = await jobs.enqueue_many(engine, kind="compile", count=2)
@@ -94,7 +97,7 @@ async def test_a_job_going_back_to_pending_while_its_follow_up_waits_is_supersed
     error kept and a note."""
     brand = uuid.uuid4()
     job, _ = await jobs.enqueue(engine, kind="compile", brand_id=brand)
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
     follow, _ = await jobs.enqueue(engine, kind="compile", brand_id=brand)
     retry = {"base_seconds": 0.0, "cap_seconds": 0.0, "snooze_seconds": 0.0}
     if how == "retry":
@@ -114,7 +117,7 @@ async def test_a_job_going_back_to_pending_while_its_follow_up_waits_is_supersed
     assert done.last_error is not None
     assert done.last_error.endswith("superseded by the brand's pending follow-up job")
     assert (await kit.row(engine, follow.id)).status == "pending"
-    [next_lease] = await jobs.claim(engine, owner="w2", limit=5, lease_seconds=30)
+    next_lease = outcomes.only(await jobs.claim(engine, owner="w2", limit=5, lease_seconds=30))
     assert next_lease.job_id == follow.id
 
 
@@ -197,7 +200,9 @@ async def test_cancel_ends_a_pending_job_marks_a_running_one_and_refuses_finishe
 ) -> None:
     pending, _ = await jobs.enqueue(engine, kind="a", brand_id=None)
     running, _ = await jobs.enqueue(engine, kind="b", brand_id=None)
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30, kinds=["b"])
+    lease = outcomes.only(
+        await jobs.claim(engine, owner="w", limit=1, lease_seconds=30, kinds=["b"])
+    )
     cancelled = await jobs.cancel(engine, pending.id)
     assert cancelled is not None
     assert (cancelled.status, cancelled.lease_token, cancelled.last_error_kind) == (
@@ -225,7 +230,7 @@ async def test_cancel_ends_a_pending_job_marks_a_running_one_and_refuses_finishe
     assert ended.last_error == "502; cancelled by an operator"
     assert await jobs.cancel(engine, uuid.uuid4()) is None
     done, _ = await jobs.enqueue(engine, kind="c", brand_id=None)
-    [c] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30, kinds=["c"])
+    c = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30, kinds=["c"]))
     await endings.complete(engine, c)
     with pytest.raises(errors.UsageError, match="succeeded"):
         await jobs.cancel(engine, done.id)
@@ -238,7 +243,7 @@ async def test_an_attempt_that_succeeds_after_a_cancel_ends_its_job_cancelled_wi
     after the cancel holds only what those runs had paid for: the operator's cancel wins,
     and the evidence the attempt recorded is kept on the cancelled job."""
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=None)
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
     assert await jobs.cancel(engine, job.id) is not None
     evidence = {"refreshed": [], "reused": [], "skipped": [], "failed": []}
     assert await endings.complete(engine, lease, evidence_status=evidence)
@@ -253,7 +258,7 @@ async def test_the_reaper_ends_a_marked_job_of_a_dead_holder_cancelled(
     engine: sa_async.AsyncEngine,
 ) -> None:
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=None)
-    [lease] = await jobs.claim(engine, owner="gone", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="gone", limit=1, lease_seconds=30))
     assert await jobs.cancel(engine, job.id) is not None
     await kit.expire_lease(engine, lease.job_id)
     await endings.reap(engine, base_seconds=0.0, cap_seconds=0.0)
@@ -266,7 +271,7 @@ async def test_retry_puts_a_failed_job_back_with_attempts_reset(
     engine: sa_async.AsyncEngine,
 ) -> None:
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=uuid.uuid4(), max_attempts=1)
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
     await endings.fail(
         engine, lease, errors.ApifyAuthError("no"), base_seconds=1, cap_seconds=1, snooze_seconds=1
     )
@@ -349,7 +354,7 @@ async def test_has_ready_or_running(engine: sa_async.AsyncEngine) -> None:
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=None)
     assert await jobs.has_ready_or_running(engine)
     assert not await jobs.has_ready_or_running(engine, kinds=["other"])
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
     assert await jobs.has_ready_or_running(engine)
     await endings.fail(
         engine,

@@ -1,4 +1,4 @@
-"""Claiming (A3): one statement, SKIP LOCKED, disjoint batches, database-clock leases."""
+"""Claiming: one statement, SKIP LOCKED, disjoint batches, database-clock leases."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.queue import jobs, sql
+from support import outcomes
 
 
 async def test_two_workers_never_claim_the_same_job(
@@ -67,7 +68,7 @@ async def test_claim_sets_a_fresh_token_a_database_clock_lease_and_counts_the_at
     engine: sa_async.AsyncEngine,
 ) -> None:
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=None, params={"a": 1})
-    [lease] = await jobs.claim(engine, owner="w1", limit=5, lease_seconds=42.5)
+    lease = outcomes.only(await jobs.claim(engine, owner="w1", limit=5, lease_seconds=42.5))
     assert (lease.job_id, lease.owner, lease.kind, lease.attempts) == (job.id, "w1", "k", 1)
     assert lease.params == {"a": 1}
     async with engine.connect() as conn:

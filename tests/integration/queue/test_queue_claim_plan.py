@@ -1,4 +1,4 @@
-"""Issue 12: a claim (and a prune) costs its batch, not its table.
+"""A claim (and a prune) costs its batch, not its table.
 
 The claim's CTE picks up to ``limit`` rows off ``ix_jobs_claimable``. Its UPDATE used to
 join the picked ids back to ``jobs`` (``FROM picked WHERE j.id = picked.id``); with a
@@ -21,7 +21,7 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.queue import sql
-from kairo_ingest.worker import builtin
+from support import noop
 
 JOBS = 20_000  # where the old statement's plan scanned the table (measured)
 
@@ -62,7 +62,7 @@ async def _analyze(engine: sa_async.AsyncEngine) -> None:
 async def test_a_claim_reads_jobs_by_index_only_and_never_scans_the_table(db_url: str) -> None:
     engine = db_engine.create(db_url, pool_size=2, max_overflow=0)
     try:
-        await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=JOBS)
+        await queue_jobs.enqueue_many(engine, kind=noop.NOOP_KIND, count=JOBS)
         await _analyze(engine)
         for limit in (50, 200, 800):
             params = {"owner": "plan", "limit": limit, "lease_seconds": 30, "kinds": None}
@@ -79,7 +79,7 @@ async def test_a_prune_batch_deletes_by_index_only_and_never_scans_the_table(
 ) -> None:
     engine = db_engine.create(db_url, pool_size=2, max_overflow=0)
     try:
-        await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=JOBS)
+        await queue_jobs.enqueue_many(engine, kind=noop.NOOP_KIND, count=JOBS)
         async with engine.begin() as conn:  # every job finished a month ago
             await conn.execute(
                 sa.text(

@@ -1,4 +1,4 @@
-"""Issue 12: a claim on a direct server is one statement and one round trip.
+"""A claim on a direct server is one statement and one round trip.
 
 The claim needs bitmap scans off. It used to set that with SET LOCAL in a transaction of
 its own: BEGIN, SET LOCAL, the claim, COMMIT, four round trips per claim. Direct to
@@ -14,16 +14,16 @@ import sqlalchemy as sa
 
 from kairo_ingest import config
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.db import roundtrips
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import builtin, claiming
+from kairo_ingest.worker import claiming
+from support import noop, roundtrips
 
 
 async def _claims(conn: claiming.ClaimConnection, times: int) -> int:
     claimed = 0
     for _ in range(times):
         leases = await conn.claim(
-            owner="rt-test", limit=5, lease_seconds=30, kinds=[builtin.NOOP_KIND]
+            owner="rt-test", limit=5, lease_seconds=30, kinds=[noop.NOOP_KIND]
         )
         claimed += len(leases)
     return claimed
@@ -33,7 +33,7 @@ async def test_a_claim_on_a_direct_server_is_one_round_trip(db_url: str) -> None
     engine = db_engine.create(db_url, pool_size=2, max_overflow=0)
     conn = claiming.ClaimConnection(engine)
     try:
-        await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=20)
+        await queue_jobs.enqueue_many(engine, kind=noop.NOOP_KIND, count=20)
         await _claims(conn, 1)  # the first claim also sets the session's planner setting
         with roundtrips.counting(engine) as counter:
             assert await _claims(conn, 3) == 15
@@ -47,7 +47,7 @@ async def test_the_claim_connection_is_never_handed_back_with_its_setting(db_url
     engine = db_engine.create(db_url, pool_size=1, max_overflow=0)
     conn = claiming.ClaimConnection(engine)
     try:
-        await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=3)
+        await queue_jobs.enqueue_many(engine, kind=noop.NOOP_KIND, count=3)
         assert await _claims(conn, 1) == 3
         await conn.close()
         # The pool's only connection slot: whatever it hands out now has the default.
@@ -65,7 +65,7 @@ async def test_the_session_setting_holds_for_every_claim_on_the_connection(db_ur
     conn = claiming.ClaimConnection(engine)
     try:
         assert conn.session_setting
-        await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=10)
+        await queue_jobs.enqueue_many(engine, kind=noop.NOOP_KIND, count=10)
         for _ in range(3):
             await _claims(conn, 1)
             raw = await conn._conn.get()
@@ -83,7 +83,7 @@ async def test_behind_a_transaction_pooler_the_claim_keeps_its_set_local(db_url:
     conn = claiming.ClaimConnection(engine)
     try:
         assert not conn.session_setting
-        await queue_jobs.enqueue_many(engine, kind=builtin.NOOP_KIND, count=10)
+        await queue_jobs.enqueue_many(engine, kind=noop.NOOP_KIND, count=10)
         with roundtrips.counting(engine) as counter:
             assert await _claims(conn, 2) == 10
         assert counter.snapshot() == {"begin": 2, "statement": 4, "commit": 2, "rollback": 0}

@@ -1,4 +1,4 @@
-"""Fencing (A3): a worker that lost its lease cannot change the job any more."""
+"""Fencing: a worker that lost its lease cannot change the job any more."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
 from kairo_ingest.queue import endings, jobs
+from support import outcomes
 
 RETRY = {"base_seconds": 1.0, "cap_seconds": 10.0, "snooze_seconds": 5.0}
 
@@ -19,10 +20,10 @@ RETRY = {"base_seconds": 1.0, "cap_seconds": 10.0, "snooze_seconds": 5.0}
 async def _reclaimed(engine: sa_async.AsyncEngine) -> tuple[jobs.Lease, jobs.Lease]:
     """A job claimed by 'old', whose lease expired and was reaped, then claimed by 'new'."""
     await jobs.enqueue(engine, kind="k", brand_id=None)
-    [old] = await jobs.claim(engine, owner="old", limit=1, lease_seconds=30)
+    old = outcomes.only(await jobs.claim(engine, owner="old", limit=1, lease_seconds=30))
     await kit.expire_lease(engine, old.job_id)
     assert await endings.reap(engine, base_seconds=0.0, cap_seconds=0.0) == (1, 0)
-    [new] = await jobs.claim(engine, owner="new", limit=1, lease_seconds=30)
+    new = outcomes.only(await jobs.claim(engine, owner="new", limit=1, lease_seconds=30))
     assert new.job_id == old.job_id
     assert new.token != old.token
     # The reap refunded the first attempt; the claim numbers the second one.
@@ -160,7 +161,7 @@ async def test_no_takeover_commits_while_a_fenced_transaction_is_open(
     that transaction commits before the takeover, never after it. (A reaper-style UPDATE
     stands in for the reaper here: the real one skips such rows, tested below.)"""
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=None)
-    [lease] = await jobs.claim(engine, owner="old", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="old", limit=1, lease_seconds=30))
     if takeover != "give_up":
         await kit.expire_lease(engine, job.id)
     async with engine.connect() as conn:
@@ -183,14 +184,14 @@ async def test_no_takeover_commits_while_a_fenced_transaction_is_open(
         assert not moving.done(), "the takeover did not wait for the fenced transaction"
         await waiting
         await trans.commit()
-    await asyncio.wait_for(moving, kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, moving)
     after = await kit.row(engine, job.id)
     assert after.lease_token is None
     if takeover == "give_up":
         assert after.last_error is not None
         assert "given up" in after.last_error
     if takeover == "claim_after_reap":
-        [new] = await jobs.claim(engine, owner="new", limit=1, lease_seconds=30)
+        new = outcomes.only(await jobs.claim(engine, owner="new", limit=1, lease_seconds=30))
         with pytest.raises(errors.LeaseLostError):
             async with engine.begin() as conn:
                 await jobs.fence(conn, lease)
@@ -255,12 +256,13 @@ async def test_a_cancel_never_waits_behind_a_fenced_transaction_but_the_lease_ho
     attempt, which changes the token) still waits for the fenced transaction, so nothing
     it writes can commit after the lease moved on."""
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=None)
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
     async with engine.connect() as conn:
         trans = await conn.begin()
         await jobs.fence(conn, lease)
-        async with asyncio.timeout(kit.BOUND_SECONDS):
-            marked = await jobs.cancel(engine, job.id)
+        marked = await outcomes.within(
+            kit.BOUND_SECONDS, jobs.cancel(engine, job.id), "a cancel beside a fenced transaction"
+        )
         assert marked is not None
         assert (marked.status, marked.lease_token) == ("running", lease.token)
         assert marked.cancel_requested_at is not None
@@ -268,7 +270,7 @@ async def test_a_cancel_never_waits_behind_a_fenced_transaction_but_the_lease_ho
         done, _ = await asyncio.wait([ending], timeout=0.3)
         assert not done  # blocked behind the fence
         await trans.commit()
-    assert await asyncio.wait_for(ending, kit.BOUND_SECONDS) == 1
+    assert await outcomes.within(kit.BOUND_SECONDS, ending) == 1
     assert (await kit.row(engine, job.id)).status == "cancelled"
 
 

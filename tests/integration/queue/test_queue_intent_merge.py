@@ -17,6 +17,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
 from kairo_ingest.queue import endings, jobs
+from support import outcomes
 
 FIELDS = ("force_refresh", "priority", "attempts", "backoff")
 
@@ -60,7 +61,7 @@ async def test_an_enqueue_folded_into_a_pending_job_keeps_the_strongest_request(
         assert (stronger.attempts, stronger.max_attempts) == (2, 7)
     else:
         assert not stronger.deferred
-        [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+        lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
         assert lease.job_id == pending.id
 
 
@@ -73,7 +74,7 @@ async def test_a_superseded_running_job_hands_its_request_to_the_follow_up(
         engine, kind="compile", brand_id=brand, priority=-3, max_attempts=10,
         params={"force_refresh": True},
     )  # fmt: skip
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
     follow, created = await jobs.enqueue(
         engine, kind="compile", brand_id=brand, max_attempts=3, params={"force_refresh": False}
     )
@@ -95,5 +96,5 @@ async def test_a_superseded_running_job_hands_its_request_to_the_follow_up(
         assert (merged.attempts, merged.max_attempts) == (0, 9)
     else:
         assert not merged.deferred
-        [next_lease] = await jobs.claim(engine, owner="w2", limit=1, lease_seconds=30)
+        next_lease = outcomes.only(await jobs.claim(engine, owner="w2", limit=1, lease_seconds=30))
         assert next_lease.job_id == follow.id

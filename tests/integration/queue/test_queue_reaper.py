@@ -1,4 +1,4 @@
-"""The reaper (A3): set-based, with backoff, and it never reclaims a live or finished job."""
+"""The reaper: set-based, with backoff, and it never reclaims a live or finished job."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ async def test_reaper_is_one_set_based_statement_with_backoff(engine: sa_async.A
 
 async def test_reaper_fails_a_job_at_its_interruption_cap(engine: sa_async.AsyncEngine) -> None:
     await jobs.enqueue(engine, kind="k", brand_id=None)
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
     caps = endings.Caps(max_interruptions=3)
     await kit.execute(engine, "UPDATE jobs SET interruptions = 2 WHERE id = :id", id=lease.job_id)
     await kit.expire_lease(engine, lease.job_id)
@@ -80,7 +80,9 @@ async def test_reaper_does_not_resurrect_a_job_completed_during_its_scan(
     locked row and re-checks status and expiry on the row version it locks.
     """
     await jobs.enqueue(engine, kind="k", brand_id=None)
-    [lease] = await jobs.claim(engine, owner="slow-but-alive", limit=1, lease_seconds=30)
+    lease = outcomes.only(
+        await jobs.claim(engine, owner="slow-but-alive", limit=1, lease_seconds=30)
+    )
     await kit.expire_lease(engine, lease.job_id)
     async with engine.connect() as owner:
         trans = await owner.begin()
@@ -98,7 +100,7 @@ async def test_reaper_rechecks_expiry_when_a_heartbeat_lands_first(
 ) -> None:
     """A heartbeat that extends an expired lease before the reaper locks the row wins."""
     await jobs.enqueue(engine, kind="k", brand_id=None)
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
     await kit.expire_lease(engine, lease.job_id)
     assert (await jobs.beat(engine, [lease], 30)).extended == {lease.job_id}
     assert await endings.reap(engine, base_seconds=0.0, cap_seconds=0.0) == (0, 0)
@@ -125,7 +127,7 @@ async def test_a_long_job_whose_heartbeats_continue_is_never_reclaimed(
     job, _ = await jobs.enqueue(engine, kind="long", brand_id=None)
     worker = make_worker({"long": long_job}, lease_seconds=1.2, reap_interval_seconds=3600)
     async with kit.running(worker):
-        await asyncio.wait_for(started.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, started.wait())
         first = await kit.row(engine, job.id)
         assert first.lease_expires_at is not None
 

@@ -1,4 +1,4 @@
-"""Failed attempts (A4) as stored by ``jobs.fail``: backoff, permanence, snooze, exhaustion."""
+"""Failed attempts as stored by ``jobs.fail``: backoff, permanence, snooze, exhaustion."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest import errors
 from kairo_ingest.domain import retry
 from kairo_ingest.queue import endings, jobs
+from support import outcomes
 
 
 class _Top(random.Random):
@@ -19,8 +20,7 @@ class _Top(random.Random):
 
 async def _claimed(engine: sa_async.AsyncEngine, *, max_attempts: int = 3) -> jobs.Lease:
     await jobs.enqueue(engine, kind="k", brand_id=None, max_attempts=max_attempts)
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
-    return lease
+    return outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
 
 
 async def _fail(
@@ -94,7 +94,7 @@ async def test_snooze_does_not_spend_an_attempt(engine: sa_async.AsyncEngine) ->
 async def test_exhausted_attempts_fail_keeping_the_last_error(engine: sa_async.AsyncEngine) -> None:
     lease = await _claimed(engine, max_attempts=2)
     await _fail(engine, lease, errors.ApifyTransientError("first"), base_seconds=0.0)
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
     assert lease.attempts == 2
     assert await _fail(engine, lease, errors.ApifyRunFailedError("run FAILED")) is retry.Action.FAIL
     job = await kit.row(engine, lease.job_id)

@@ -21,6 +21,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.queue import endings, jobs, sql, upkeep
+from support import outcomes
 
 HEARTBEAT_COLUMNS = ("lease_expires_at", "updated_at")
 
@@ -128,7 +129,7 @@ async def test_a_deferred_job_is_promoted_and_announced_once_it_is_due(
     engine: sa_async.AsyncEngine, db_url: str
 ) -> None:
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=None)
-    [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
     assert await endings.fail(
         engine, lease, RuntimeError("flaky"), base_seconds=3600, cap_seconds=3600, snooze_seconds=1
     )
@@ -146,10 +147,10 @@ async def test_a_deferred_job_is_promoted_and_announced_once_it_is_due(
         )
         assert await jobs.claim(engine, owner="w", limit=1, lease_seconds=30) == []
         assert await upkeep.promote(engine) == 1
-        assert await asyncio.wait_for(heard.get(), kit.BOUND_SECONDS) == "k"
+        assert await outcomes.within(kit.BOUND_SECONDS, heard.get()) == "k"
     finally:
         await listener.close()
     promoted = await kit.row(engine, job.id)
     assert (promoted.status, promoted.deferred) == ("pending", False)
-    [again] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+    again = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
     assert (again.job_id, again.attempt_number) == (job.id, 2)

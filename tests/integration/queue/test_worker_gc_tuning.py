@@ -1,4 +1,4 @@
-"""Issue 12: a running worker has its collector tuned (worker/gc_tuning.py).
+"""A running worker has its collector tuned (worker/gc_tuning.py).
 
 At concurrency 800 a quarter of the worker's CPU samples were cyclic garbage collections
 set off by each job's few allocations; the worker freezes its start-up objects and raises
@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 import queue_testkit
 
-from kairo_ingest.worker import builtin, gc_tuning
+from kairo_ingest.worker import gc_tuning
+from support import noop
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def fresh_gc() -> Iterator[None]:
 async def test_a_running_worker_tunes_the_collector(
     make_worker: queue_testkit.WorkerFactory,
 ) -> None:
-    worker = make_worker({builtin.NOOP_KIND: builtin.noop})
+    worker = make_worker({noop.NOOP_KIND: noop.noop})
     await worker.run(drain=True)
     assert gc.get_threshold()[0] == gc_tuning.GEN0_THRESHOLD
     assert gc.get_freeze_count() > 0
@@ -40,7 +41,7 @@ async def test_a_running_worker_tunes_the_collector(
 
 @pytest.mark.usefixtures("fresh_gc")
 async def test_it_can_be_turned_off(make_worker: queue_testkit.WorkerFactory) -> None:
-    worker = make_worker({builtin.NOOP_KIND: builtin.noop}, tune_gc=False)
+    worker = make_worker({noop.NOOP_KIND: noop.noop}, tune_gc=False)
     await worker.run(drain=True)
     assert gc.get_threshold()[0] == 700
     assert gc.get_freeze_count() == 0

@@ -1,4 +1,4 @@
-"""Every line a handler logs names its job, bound once per job (issue 12).
+"""Every line a handler logs names its job, bound once per job.
 
 The worker binds the job's context with ``logs.bind_task`` (one contextvar set, rendered
 only when a line is logged) instead of structlog's per-key contextvars; the lines must

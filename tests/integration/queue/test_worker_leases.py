@@ -1,4 +1,4 @@
-"""Leases under load (issue 9): the holder's own fenced transactions, a busy pool and a
+"""Leases under load: the holder's own fenced transactions, a busy pool and a
 stalled heartbeat."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ async def test_a_job_inside_long_fenced_transactions_keeps_its_lease(
         {"ingest": ingest}, heartbeat_interval_seconds=0.2, heartbeat_timeout_seconds=0.15
     )
     async with kit.running(worker):
-        await asyncio.wait_for(inside.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, inside.wait())
         first = await _expiry(engine, job.id)
 
         async def extended() -> bool:

@@ -10,7 +10,8 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
 from kairo_ingest.queue import history, jobs
-from kairo_ingest.worker import builtin, context
+from kairo_ingest.worker import context
+from support import noop, outcomes
 
 
 class Blocker:
@@ -56,7 +57,7 @@ async def test_cancel_makes_the_owner_stop_at_its_next_heartbeat(
     engine: sa_async.AsyncEngine, make_worker: kit.WorkerFactory
 ) -> None:
     blocker = Blocker()
-    worker = make_worker({"slow": blocker, "noop": builtin.noop}, lease_seconds=1.5)
+    worker = make_worker({"slow": blocker, "noop": noop.noop}, lease_seconds=1.5)
     lost = kit.sample("kairo_leases_lost_total", kind="slow")
     job, _ = await jobs.enqueue(engine, kind="slow", brand_id=uuid.uuid4())
     async with kit.running(worker) as task:
@@ -74,7 +75,7 @@ async def test_cancel_makes_the_owner_stop_at_its_next_heartbeat(
     cancelled = await kit.row(engine, job.id)
     assert (cancelled.last_error_kind, cancelled.lease_token) == ("cancelled", None)
     assert kit.sample("kairo_leases_lost_total", kind="slow") == lost
-    [attempt] = await history.attempts(engine, cancelled)
+    attempt = outcomes.only(await history.attempts(engine, cancelled))
     assert (attempt.outcome, attempt.job_status, attempt.owner) == (
         "cancelled",
         "cancelled",
@@ -116,7 +117,7 @@ async def test_a_handler_exception_or_hang_never_kills_the_loop(
         )
 
     worker = make_worker(
-        {"hang": hang, "boom": boom, "soft": soft_fail, "noop": builtin.noop}, concurrency=3
+        {"hang": hang, "boom": boom, "soft": soft_fail, "noop": noop.noop}, concurrency=3
     )
     hung, _ = await jobs.enqueue(engine, kind="hang", brand_id=None)
     crashed, _ = await jobs.enqueue(engine, kind="boom", brand_id=None, max_attempts=2)
@@ -156,7 +157,7 @@ async def test_stop_during_long_jobs_releases_them_with_the_attempt_restored(
     await blocker.wait_started(3)
     worker.request_stop()
     assert worker.stopping
-    await asyncio.wait_for(task, kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, task)
     assert sorted(blocker.interrupted) == sorted(blocker.started)
     for job in await jobs.list_jobs(engine):
         assert (job.status, job.attempts, job.lease_token, job.lease_expires_at) == (
@@ -181,7 +182,7 @@ async def test_a_job_that_finishes_within_the_grace_is_completed(
     # No more claiming once stopping.
     late, _ = await jobs.enqueue(engine, kind="slow", brand_id=None)
     blocker.release.set()
-    await asyncio.wait_for(task, kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, task)
     done = await kit.row(engine, first.id)
     assert (done.status, done.evidence_status) == ("succeeded", {"done": True})
     assert blocker.interrupted == []
@@ -201,7 +202,7 @@ async def test_a_second_stop_request_skips_the_grace(
     done, _ = await asyncio.wait([task], timeout=0.2)
     assert not done  # in the grace period
     worker.request_stop()
-    await asyncio.wait_for(task, kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, task)
     assert blocker.interrupted == [job.id]
     assert (await kit.row(engine, job.id)).status == "pending"
 
@@ -230,8 +231,8 @@ async def test_drain_returns_once_nothing_is_ready_or_running(
         "UPDATE jobs SET available_at = now() + interval '1 hour' WHERE id = :id",
         id=waiting.id,
     )
-    worker = make_worker(builtin.HANDLERS, concurrency=8, poll_interval_seconds=5)
-    await asyncio.wait_for(worker.run(drain=True), kit.BOUND_SECONDS)
+    worker = make_worker(noop.HANDLERS, concurrency=8, poll_interval_seconds=5)
+    await outcomes.within(kit.BOUND_SECONDS, worker.run(drain=True))
     assert worker.draining
     counts = (await jobs.stats(engine))["counts"]
     assert (counts["succeeded"], counts["pending"], counts["running"]) == (60, 1, 0)
@@ -249,9 +250,9 @@ async def test_drain_reports_how_many_jobs_wait_on_a_backoff_and_until_when(
     second, _ = await jobs.enqueue(engine, kind="limited", brand_id=uuid.uuid4())
     await jobs.enqueue_many(engine, kind="noop", count=3)
     worker = make_worker(
-        {"limited": not_now, **builtin.HANDLERS}, snooze_seconds=3600.0, poll_interval_seconds=5
+        {"limited": not_now, **noop.HANDLERS}, snooze_seconds=3600.0, poll_interval_seconds=5
     )
-    await asyncio.wait_for(worker.run(drain=True), kit.BOUND_SECONDS)
+    await outcomes.within(kit.BOUND_SECONDS, worker.run(drain=True))
     report = worker.drain_report
     assert report is not None
     rows = [await kit.row(engine, first.id), await kit.row(engine, second.id)]
@@ -323,7 +324,7 @@ async def test_the_worker_samples_queue_depth_and_oldest_ready_age(
         "UPDATE jobs SET available_at = now() - interval '90 seconds' WHERE id = :id",
         id=stuck.id,
     )
-    worker = make_worker(builtin.HANDLERS, stats_interval_seconds=0.05)
+    worker = make_worker(noop.HANDLERS, stats_interval_seconds=0.05)
     async with kit.running(worker):
 
         async def sampled() -> bool:

@@ -12,7 +12,8 @@ from structlog import testing as structlog_testing
 
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.queue import jobs
-from kairo_ingest.worker import builtin, core
+from kairo_ingest.worker import core
+from support import noop, outcomes
 
 
 async def test_the_worker_recovers_when_its_connections_are_killed(
@@ -20,10 +21,10 @@ async def test_the_worker_recovers_when_its_connections_are_killed(
 ) -> None:
     """As after a database restart: the LISTEN connection reconnects, pooled connections
     are replaced, and work goes on."""
-    worker = make_worker(builtin.HANDLERS, listen=True, poll_interval_seconds=0.2)
+    worker = make_worker(noop.HANDLERS, listen=True, poll_interval_seconds=0.2)
     async with kit.running(worker) as task:
         assert worker.listening is not None
-        await asyncio.wait_for(worker.listening.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, worker.listening.wait())
         admin = await asyncpg.connect(db_engine.plain_dsn(db_url))
         try:
             killed = await admin.fetchval(
@@ -55,7 +56,7 @@ async def test_claim_errors_are_logged_classified_and_retried(
     unreachable = db_engine.create("postgresql://postgres@127.0.0.1:1/nowhere", pool_size=1)
     worker = core.Worker(
         unreachable,
-        builtin.HANDLERS,
+        noop.HANDLERS,
         kit.worker_config(db_url, listen=False, owner=f"t-{uuid.uuid4().hex[:4]}"),
     )
     try:
@@ -68,7 +69,7 @@ async def test_claim_errors_are_logged_classified_and_retried(
             await kit.wait_until(retried)
             assert not task.done()
             worker.request_stop()
-            await asyncio.wait_for(task, kit.BOUND_SECONDS)
+            await outcomes.within(kit.BOUND_SECONDS, task)
     finally:
         await unreachable.dispose()
     errors_logged = [

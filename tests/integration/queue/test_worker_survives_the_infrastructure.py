@@ -25,6 +25,7 @@ import kairo_ingest
 from kairo_ingest import errors
 from kairo_ingest.queue import endings, history, jobs, upkeep
 from kairo_ingest.worker import context
+from support import outcomes
 
 
 class _Recorder:
@@ -155,7 +156,7 @@ async def test_a_job_claimed_again_waits_for_its_previous_task_in_this_process(
     )
     job, _ = await jobs.enqueue(engine, kind="sticky", brand_id=None)
     async with kit.running(worker):
-        await asyncio.wait_for(first_started.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, first_started.wait())
 
         async def reaped() -> bool:
             # The live heartbeat may renew the expired lease (or hold its row locked) before
@@ -205,17 +206,17 @@ async def test_the_whole_exit_fits_the_shutdown_budget_even_when_a_handler_ignor
     )
     task = asyncio.create_task(worker.run())
     try:
-        await asyncio.wait_for(started.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, started.wait())
         stopped_at = time.monotonic()
         worker.request_stop()
         # Generous: the budget is 2 s; the old exit took the grace, then 10 s of
         # cancellation, then the release and the final writes.
-        await asyncio.wait_for(task, 8.0)
+        await outcomes.within(8.0, task)
         assert time.monotonic() - stopped_at < 8.0
     finally:
         let_go.set()
         if not task.done():
-            await asyncio.wait_for(task, kit.BOUND_SECONDS)
+            await outcomes.within(kit.BOUND_SECONDS, task)
     released = await kit.row(engine, job.id)
     assert (released.status, released.attempts, released.interruptions) == ("pending", 0, 1)
 
@@ -228,7 +229,7 @@ async def test_a_job_released_at_every_shutdown_fails_at_its_interruption_cap(
     job, _ = await jobs.enqueue(engine, kind="k", brand_id=None)
     caps = endings.Caps(max_interruptions=3)
     for _ in range(3):
-        [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+        lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
         assert await endings.release(engine, [lease], caps=caps) == 1
     failed = await kit.row(engine, job.id)
     assert (failed.status, failed.attempts, failed.interruptions) == ("failed", 0, 3)
@@ -243,7 +244,7 @@ async def test_a_job_snoozed_without_end_fails_at_its_snooze_cap(
     caps = endings.Caps(max_snoozes=2)
     for expected in ("pending", "failed"):
         await kit.execute(engine, "UPDATE jobs SET deferred = false, available_at = now()")
-        [lease] = await jobs.claim(engine, owner="w", limit=1, lease_seconds=30)
+        lease = outcomes.only(await jobs.claim(engine, owner="w", limit=1, lease_seconds=30))
         await endings.fail(
             engine, lease, errors.ApifyNotNowError("limit"), base_seconds=0.0,
             cap_seconds=0.0, snooze_seconds=1.0, caps=caps,
@@ -269,14 +270,14 @@ async def test_each_worker_keeps_its_row_in_the_registry(
     )
     await jobs.enqueue(engine, kind="hold", brand_id=None)
     async with kit.running(worker):
-        await asyncio.wait_for(started.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, started.wait())
 
         async def registered() -> bool:
             rows = await upkeep.workers(engine)
             return bool(rows) and rows[0].held_jobs == 1
 
         await kit.wait_until(registered)
-        [row] = await upkeep.workers(engine)
+        row = outcomes.only(await upkeep.workers(engine))
         assert (row.owner, row.version, row.concurrency) == (
             worker.owner,
             kairo_ingest.__version__,
@@ -285,7 +286,7 @@ async def test_each_worker_keeps_its_row_in_the_registry(
         assert row.alive
         assert row.stopped_at is None
         finish.set()
-    [row] = await upkeep.workers(engine)
+    row = outcomes.only(await upkeep.workers(engine))
     assert row.stopped_at is not None
     assert not row.alive
     assert await upkeep.forget_workers(engine, older_than=dt.timedelta(0)) == 1

@@ -14,6 +14,7 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.queue import jobs, sql
 from kairo_ingest.worker import context
+from support import outcomes
 
 POLL_SECONDS = 30.0  # far longer than any wait below: a pickup can only come from NOTIFY
 
@@ -35,12 +36,12 @@ async def test_a_job_enqueued_while_idle_starts_well_before_the_poll_interval(
     worker = make_worker({"ping": handler}, listen=True, poll_interval_seconds=POLL_SECONDS)
     async with kit.running(worker):
         assert worker.listening is not None
-        await asyncio.wait_for(worker.listening.wait(), kit.BOUND_SECONDS)
-        await asyncio.wait_for(worker.idle.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, worker.listening.wait())
+        await outcomes.within(kit.BOUND_SECONDS, worker.idle.wait())
         claims = worker.claims
         sent = time.monotonic()
         await jobs.enqueue(engine, kind="ping", brand_id=None)
-        await asyncio.wait_for(started.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, started.wait())
         assert time.monotonic() - sent < POLL_SECONDS / 3
         assert worker.claims > claims
 
@@ -52,9 +53,9 @@ async def test_listen_disabled_still_picks_up_jobs_by_polling(
     worker = make_worker({"ping": handler}, listen=False, poll_interval_seconds=0.1)
     assert worker.listening is None
     async with kit.running(worker):
-        await asyncio.wait_for(worker.idle.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, worker.idle.wait())
         job, _ = await jobs.enqueue(engine, kind="ping", brand_id=None)
-        await asyncio.wait_for(started.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, started.wait())
         await kit.wait_until(lambda: _succeeded(engine, job.id))
 
 
@@ -68,8 +69,8 @@ async def test_a_burst_of_notifications_is_coalesced_into_few_claims(
     worker = make_worker({"ping": handler}, listen=True, poll_interval_seconds=POLL_SECONDS)
     async with kit.running(worker):
         assert worker.listening is not None
-        await asyncio.wait_for(worker.listening.wait(), kit.BOUND_SECONDS)
-        await asyncio.wait_for(worker.idle.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, worker.listening.wait())
+        await outcomes.within(kit.BOUND_SECONDS, worker.idle.wait())
         claims = worker.claims
         received = worker.notifications
 
@@ -101,8 +102,8 @@ async def test_notifications_for_kinds_this_worker_does_not_run_are_ignored(
     worker = make_worker({"ping": handler}, listen=True, poll_interval_seconds=POLL_SECONDS)
     async with kit.running(worker):
         assert worker.listening is not None
-        await asyncio.wait_for(worker.listening.wait(), kit.BOUND_SECONDS)
-        await asyncio.wait_for(worker.idle.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, worker.listening.wait())
+        await outcomes.within(kit.BOUND_SECONDS, worker.idle.wait())
         claims = worker.claims
         received = worker.notifications
         await jobs.enqueue(engine, kind="someone-else", brand_id=uuid.uuid4())
@@ -126,8 +127,8 @@ async def test_a_bulk_enqueue_wakes_an_idle_worker_too(
     worker = make_worker({"ping": handler}, listen=True, poll_interval_seconds=POLL_SECONDS)
     async with kit.running(worker):
         assert worker.listening is not None
-        await asyncio.wait_for(worker.listening.wait(), kit.BOUND_SECONDS)
-        await asyncio.wait_for(worker.idle.wait(), kit.BOUND_SECONDS)
+        await outcomes.within(kit.BOUND_SECONDS, worker.listening.wait())
+        await outcomes.within(kit.BOUND_SECONDS, worker.idle.wait())
         assert await jobs.enqueue_many(engine, kind="ping", count=12) == 12
 
         async def all_done() -> bool:

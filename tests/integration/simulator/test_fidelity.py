@@ -7,8 +7,8 @@ import datetime as dt
 import apify_client
 import pytest
 
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import datasets, server
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import datasets, server
 
 TOKEN = "fidelity-test-token"
 ACTOR = "apify/instagram-scraper"

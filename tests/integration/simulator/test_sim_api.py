@@ -8,8 +8,8 @@ import json
 
 import httpx
 
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import datasets, server, state
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import datasets, server, state
 
 TOKEN = "sim-api-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -1,17 +1,25 @@
-"""``python -m kairo_ingest.simulator`` serves on its own and stops cleanly on SIGTERM."""
+"""The simulator's own command (``kairo-apify-sim``, from its package's wheel, and
+``python -m kairo_apify_sim``) serves on its own and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
 import json
+import pathlib
 import signal
 import subprocess
 import sys
 
 import httpx
+import pytest
+
+SCRIPT = str(pathlib.Path(sys.executable).parent / "kairo-apify-sim")
 
 
-def test_module_entry_point_announces_its_url_and_stops_on_sigterm() -> None:
-    command = [sys.executable, "-m", "kairo_ingest.simulator", "--port", "0", "--seed", "3"]
+@pytest.mark.parametrize(
+    "entry", [[SCRIPT], [sys.executable, "-m", "kairo_apify_sim"]], ids=["script", "module"]
+)
+def test_entry_point_announces_its_url_and_stops_on_sigterm(entry: list[str]) -> None:
+    command = [*entry, "--port", "0", "--seed", "3"]
     command += ["--config-json", json.dumps({"default_item_count": 4})]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

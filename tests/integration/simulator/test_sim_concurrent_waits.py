@@ -6,11 +6,11 @@ import asyncio
 import collections
 import datetime as dt
 
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import server
 from kairo_ingest import clock, errors
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.apify import models, reconcile
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import server
 
 TOKEN = "sim-token-for-integration-tests"
 ACTOR = "clockworks~tiktok-scraper"

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from apify_client import _literals, _models
 
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import server
-from kairo_ingest.simulator import state as sim_state
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import server
+from kairo_apify_sim import state as sim_state
 
 RUNS = "/v2/actors/apify~instagram-scraper/runs"
 BODY = {"directUrls": ["https://www.instagram.com/acme/"], "resultsLimit": 40}

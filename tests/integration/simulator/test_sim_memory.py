@@ -11,8 +11,8 @@ import httpx
 import pytest
 from apify_client import _models
 
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import server
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import server
 
 CRAWLER = "/v2/actors/apify~website-content-crawler/runs"
 INSTAGRAM = "/v2/actors/apify~instagram-scraper/runs"

@@ -4,7 +4,7 @@ import asyncio
 import socket
 import urllib.parse
 
-from kairo_ingest.simulator import server
+from kairo_apify_sim import server
 
 
 async def test_a_start_whose_body_never_arrived_creates_no_run() -> None:

@@ -7,8 +7,8 @@ import contextlib
 
 import httpx
 
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import server
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import server
 
 RUNS = "/v2/actors/apify~instagram-scraper/runs"
 SENT = {"directUrls": ["https://www.instagram.com/acme/"], "resultsLimit": 5}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import datasets, server
 from kairo_ingest import clock
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.apify import reconcile
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import datasets, server
 
 ACTOR = "apify~instagram-scraper"
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from apify_client import _models
 
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import platform, server
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import platform, server
 
 RUNS = "/v2/actors/apify~instagram-scraper/runs"
 BODY = {"directUrls": ["https://www.instagram.com/acme/"], "resultsLimit": 40}

@@ -17,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_apify_sim import config as sim_config
+from kairo_apify_sim import server as sim_server
 from kairo_ingest import errors
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import runs, sources, tables
@@ -24,8 +26,7 @@ from kairo_ingest.domain import registry
 from kairo_ingest.pipeline import compile_job
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import config as sim_config
-from kairo_ingest.simulator import server as sim_server
+from support import outcomes
 
 R = tables.apify_runs
 
@@ -54,7 +55,7 @@ async def _leased_intent(engine: sa_async.AsyncEngine) -> tuple[queue_jobs.Lease
     await queue_jobs.enqueue(
         engine, kind="compile", brand_id=brand, params={"force_refresh": True}, max_attempts=3
     )
-    (lease,) = await queue_jobs.claim(engine, owner="test", limit=1, lease_seconds=60)
+    lease = outcomes.only(await queue_jobs.claim(engine, owner="test", limit=1, lease_seconds=60))
     spec = registry.get_spec(source.platform, source.capability)
     async with engine.begin() as conn:
         intent = await runs.create_intent(
@@ -136,5 +137,5 @@ async def test_a_resumed_intent_waits_for_a_run_created_late_instead_of_starting
         assert sim.stats()["lateStarts"] == 1
     assert result.evidence_status["failed"] == []
     async with engine.connect() as conn:
-        (row,) = (await conn.execute(sa.select(R))).all()
+        row = outcomes.only((await conn.execute(sa.select(R))).all())
     assert row.apify_run_id is not None

@@ -11,15 +11,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_apify_sim import server as sim_server
 from kairo_ingest import config, secretbox
 from kairo_ingest.apify import client as apify_client
-from kairo_ingest.db import accounts, sources, tables
-from kairo_ingest.db import budget as budget_db
+from kairo_ingest.db import accounts, run_slots, sources, tables
 from kairo_ingest.pipeline import compile_job, tenants
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import handlers
-from kairo_ingest.simulator import server as sim_server
 
 DEFAULT_TOKEN = "apify_api_defaultDEFAULTdefault0001"
 TOKEN_A = "apify_api_tenantAAAAAAAAAAAAAAAAAA0001"
@@ -180,6 +179,6 @@ async def slot_row(
         .returning(tables.apify_runs.c.id)
     )
     assert run is not None
-    claim = budget_db.Claim(run, "acct", brand, job[0], job[1], memory_mbytes)
-    await budget_db.register(conn, claim, granted=granted)
+    claim = run_slots.Claim(run, "acct", brand, job[0], job[1], memory_mbytes)
+    await run_slots.register(conn, claim, granted=granted)
     return run

@@ -1,4 +1,4 @@
-"""One run budget per account across replicas, kept in PostgreSQL (issue 10).
+"""One run budget per account across replicas, kept in PostgreSQL.
 
 Slots are rows tied to run intents; they count only while their job holds the same
 lease; grants are serialized per account, fair across brands, and a freed slot wakes
@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from spend_kit import TOKEN_A, SpendKit
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest.db import budget as budget_db
+from kairo_apify_sim import platform
 from kairo_ingest.db import engine as db_engine
-from kairo_ingest.db import tables
+from kairo_ingest.db import run_slots, tables
 from kairo_ingest.pipeline import budget, compile_job
-from kairo_ingest.simulator import platform
 from kairo_ingest.worker import listener as worker_listener
+from support import outcomes
 
 SIX = [
     ("instagram", "posts", "@one"),
@@ -56,7 +56,7 @@ async def test_grants_go_to_the_brand_holding_fewest_slots_then_the_oldest(
         await spend_kit.slot_row(conn, big, big_job, granted=True)
         big_waits = [await spend_kit.slot_row(conn, big, big_job) for _ in range(3)]  # oldest first
         small_wait = await spend_kit.slot_row(conn, uuid.uuid4(), small_job)
-        granted = await budget_db.grant(conn, "acct", max_runs=3, max_memory_mbytes=10**6)
+        granted = await run_slots.grant(conn, "acct", max_runs=3, max_memory_mbytes=10**6)
     # Two free slots: the brand with none goes first although it asked last, then the
     # oldest of the big brand's waiters.
     assert granted == [small_wait, big_waits[0]]
@@ -77,14 +77,14 @@ async def test_a_slot_whose_job_lost_its_lease_is_free_and_swept(
         )
         live = await spend_kit.job_row(conn, uuid.uuid4())
         waiting = await spend_kit.slot_row(conn, uuid.uuid4(), live)
-        assert (await budget_db.usage(conn, "acct"))["acct"] == {
+        assert (await run_slots.usage(conn, "acct"))["acct"] == {
             "runs": 0,
             "memory_mbytes": 0,
             "waiting": 1,
             "dead": 1,
         }
-        assert await budget_db.sweep(conn, "acct") == 1
-        assert await budget_db.grant(conn, "acct", max_runs=1, max_memory_mbytes=10**6) == [waiting]
+        assert await run_slots.sweep(conn, "acct") == 1
+        assert await run_slots.grant(conn, "acct", max_runs=1, max_memory_mbytes=10**6) == [waiting]
 
 
 async def test_a_waiter_is_woken_by_notify_not_by_its_poll(kit: SpendKit, db_url: str) -> None:
@@ -93,17 +93,17 @@ async def test_a_waiter_is_woken_by_notify_not_by_its_poll(kit: SpendKit, db_url
     brand, _ = await kit.brand("tenant-a")
     spent = budget.Budget(kit.engine, poll_seconds=3600)
     listener = worker_listener.Listener(
-        db_engine.plain_dsn(db_url), spent.on_notify, channel=budget_db.CHANNEL
+        db_engine.plain_dsn(db_url), spent.on_notify, channel=run_slots.CHANNEL
     )
     stop = asyncio.Event()
     listening = asyncio.create_task(listener.run(stop))
     try:
-        await asyncio.wait_for(listener.listening.wait(), timeout=30)
+        await outcomes.within(30, listener.listening.wait())
         async with asyncio.timeout(120):
             result = await compile_job.run(kit.deps(budget=spent), await kit.lease(brand))
     finally:
         stop.set()
-        await asyncio.wait_for(listening, timeout=10)
+        await outcomes.within(10, listening)
     assert len(result.evidence_status["refreshed"]) == 2, result.evidence_status
     assert spent.wakeups >= 1
     assert kit.sim.stats()["activePeakByToken"][platform.token_tag(TOKEN_A)] == 1

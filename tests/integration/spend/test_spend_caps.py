@@ -17,6 +17,7 @@ from kairo_ingest.domain import evidence
 from kairo_ingest.pipeline import budget, compile_job
 from kairo_ingest.queue import endings, upkeep
 from kairo_ingest.queue import jobs as queue_jobs
+from support import outcomes
 
 THREE = [
     ("instagram", "posts", "@capped"),
@@ -49,7 +50,7 @@ async def test_a_cap_reached_mid_job_stops_starts_snoozes_to_the_window_and_resu
     result = await compile_job.run(deps, lease)
     assert result.verdict is evidence.Verdict.SNOOZE
     assert kit.sim.stats()["starts"] == 1  # no start past the cap
-    (done,) = result.evidence_status["refreshed"]
+    done = outcomes.only(result.evidence_status["refreshed"])
     blocked = result.evidence_status["failed"]
     assert len(blocked) == 2
     for entry in blocked:

@@ -1,5 +1,5 @@
 """The console overview's spend panel: runs in flight against each account's budget and
-today's spend against its cap (issue 10; it replaced a placeholder)."""
+today's spend against its cap (it replaced a placeholder)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Each run's most it may charge, and what that bounds past a daily cap (issue 10).
+"""Each run's most it may charge, and what that bounds past a daily cap.
 
 A daily cap stops new starts once the day's reported spend reaches it, but runs in flight
 finish and count when they end. With ``KAIRO_APIFY_RUN_MAX_CHARGE_USD`` every start sends
@@ -13,10 +13,10 @@ import decimal
 import pytest
 from spend_kit import TOKEN_A, SpendKit
 
+from kairo_apify_sim import platform
 from kairo_ingest import config
 from kairo_ingest.db import costs
 from kairo_ingest.pipeline import budget, compile_job
-from kairo_ingest.simulator import platform
 
 SIX = [
     ("instagram", "posts", "@charge"),

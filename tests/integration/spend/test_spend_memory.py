@@ -1,4 +1,4 @@
-"""A run's memory: the one its slot counts is the one Apify gives it (issue 10).
+"""A run's memory: the one its slot counts is the one Apify gives it.
 
 Each run takes ``KAIRO_APIFY_RUN_MEMORY_MBYTES`` of its account's memory budget. A start
 without ``memory`` gets the actor's default on Apify (often several GB), so the count
@@ -19,14 +19,13 @@ import sqlalchemy as sa
 from spend_kit import TOKEN_A, SpendKit
 from sqlalchemy.ext import asyncio as sa_async
 
+from kairo_apify_sim import platform
 from kairo_ingest import config
 from kairo_ingest.apify import models as apify_models
-from kairo_ingest.db import budget as budget_db
-from kairo_ingest.db import runs, tables
+from kairo_ingest.db import run_slots, runs, tables
 from kairo_ingest.domain import registry
 from kairo_ingest.pipeline import budget, compile_job
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.simulator import platform
 
 SIX = [
     ("instagram", "posts", "@mem"),
@@ -76,7 +75,7 @@ async def test_an_account_memory_limit_below_the_actors_default_still_runs_ours(
 
 async def _account_memory(engine: sa_async.AsyncEngine, account: str) -> int:
     async with engine.connect() as conn:
-        used = await budget_db.usage(conn, account)
+        used = await run_slots.usage(conn, account)
     return int(used[account]["memory_mbytes"]) if account in used else 0
 
 
@@ -168,14 +167,14 @@ async def test_a_smaller_memory_frees_room_for_the_next_waiter(
     async with engine.begin() as conn:
         held = await _slot(conn, granted=True, memory_mbytes=4096)
         waiting = await _slot(conn, granted=False, memory_mbytes=1024)
-        assert await budget_db.grant(conn, "acct", max_runs=10, max_memory_mbytes=4096) == []
-        assert not await budget_db.resize(conn, held[0], uuid.uuid4(), 1024)  # not our lease
-        assert await budget_db.resize(conn, held[0], held[1], 2048)
-        assert not await budget_db.resize(conn, held[0], held[1], 2048)  # already so
-        assert await budget_db.grant(conn, "acct", max_runs=10, max_memory_mbytes=4096) == [
+        assert await run_slots.grant(conn, "acct", max_runs=10, max_memory_mbytes=4096) == []
+        assert not await run_slots.resize(conn, held[0], uuid.uuid4(), 1024)  # not our lease
+        assert await run_slots.resize(conn, held[0], held[1], 2048)
+        assert not await run_slots.resize(conn, held[0], held[1], 2048)  # already so
+        assert await run_slots.grant(conn, "acct", max_runs=10, max_memory_mbytes=4096) == [
             waiting[0]
         ]
-        assert (await budget_db.usage(conn, "acct"))["acct"]["memory_mbytes"] == 3072
+        assert (await run_slots.usage(conn, "acct"))["acct"]["memory_mbytes"] == 3072
 
 
 async def _slot(

@@ -1,4 +1,4 @@
-"""``accounts rotate-key``: re-encrypt every stored token under the first key (issue 10).
+"""``accounts rotate-key``: re-encrypt every stored token under the first key.
 
 The command runs in-process (``cli_main.main`` on a thread of its own, since it calls
 ``asyncio.run``), against a real database; the worker's side is
@@ -106,8 +106,7 @@ async def _worker_token(engine: sa_async.AsyncEngine, key: str, name: str) -> st
             await pool.resolve(name)
         finally:
             await pool.aclose()
-    (token,) = seen
-    return token
+    return outcomes.only(seen)
 
 
 async def _worker_tokens(engine: sa_async.AsyncEngine, key: str) -> dict[str, str]:

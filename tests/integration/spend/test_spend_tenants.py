@@ -1,4 +1,4 @@
-"""Tokens per tenant: each source's runs go out with its own account's token (issue 10).
+"""Tokens per tenant: each source's runs go out with its own account's token.
 
 The old system stored a token per user but its worker used one token for everyone. The
 simulator records which token started each run (a digest) and which tokens asked about
@@ -10,11 +10,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from spend_kit import DEFAULT_TOKEN, TOKEN_A, TOKEN_B, SpendKit
 
+from kairo_apify_sim import platform
 from kairo_ingest import metrics
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import tables
 from kairo_ingest.pipeline import compile_job
-from kairo_ingest.simulator import platform
 
 
 async def test_every_request_for_a_brands_runs_carries_that_brands_token(kit: SpendKit) -> None:

@@ -1,4 +1,4 @@
-"""The A1 footguns of the old polling loop, one test each, against a respx transport."""
+"""The footguns of the old polling loop, one test each, against a respx transport."""
 
 from __future__ import annotations
 

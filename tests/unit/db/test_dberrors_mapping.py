@@ -1,7 +1,7 @@
 """Every SQLSTATE the boundary names is mapped, in the manner of "all exceptions mapped".
 
 The tables in ``db.dberrors`` are the specification; these tests check each entry maps
-to the class the issue asks for, with a message that carries the SQLSTATE and no SQL.
+to the class its failure calls for, with a message that carries the SQLSTATE and no SQL.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from kairo_ingest import errors
 from kairo_ingest.db import dberrors
 from kairo_ingest.domain import retry
 
-# What the issue names, spelled out independently of the module's own tables.
+# The SQLSTATEs and their classes, spelled out independently of the module's own tables.
 RETRYABLE = ["08000", "08003", "08006", "08001", "08004", "57P01", "57P02", "57P03"]
 RETRYABLE += ["40P01", "40001", "55P03", "57014", "53300"]
 CONSTRAINT = ["23000", "23502", "23503", "23505", "23514", "23P01"]

@@ -19,6 +19,8 @@ from typing import Any
 import deploy_kit as kit
 from sqlalchemy.engine import make_url
 
+from support import outcomes
+
 COMPOSE = kit.COMPOSE_DIR / "compose.yaml"
 EXAMPLE_ENV = kit.COMPOSE_DIR / "example.env"
 SHUTDOWN_MARGIN_SECONDS = 10
@@ -75,7 +77,7 @@ def test_two_workers_go_through_pgbouncer_and_the_migration_goes_direct() -> Non
     for name in ("worker", "console"):
         needs = services[name]["depends_on"]
         assert needs["migrate"]["condition"] == "service_completed_successfully"
-    (port,) = services["console"]["ports"]
+    port = outcomes.only(services["console"]["ports"])
     assert port["host_ip"] == "127.0.0.1"
 
 

@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 
 from kairo_ingest import config
+from support import outcomes
 
 # The oldest Kubernetes minor still commonly run, and the newest the package knows.
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
@@ -47,7 +48,7 @@ def _validate(doc: dict[str, Any]) -> None:
 
 def _container(docs: list[dict[str, Any]], deployment: str) -> dict[str, Any]:
     pod = kit.only(docs, "Deployment", deployment)["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    container = outcomes.only(pod["containers"])
     return dict(container)
 
 
@@ -108,7 +109,7 @@ def test_a_misspelt_field_fails_validation() -> None:
 def test_the_worker_probes_livez_and_readyz_on_its_http_port(directory: pathlib.Path) -> None:
     docs = kit.render(directory)
     worker = _container(docs, "kairo-ingest-worker")
-    (port,) = worker["ports"]
+    port = outcomes.only(worker["ports"])
     assert port["name"] == "http"
     assert str(port["containerPort"]) == _config(docs)["KAIRO_HTTP_PORT"]
     assert worker["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
@@ -148,14 +149,14 @@ def test_secrets_come_from_the_documented_keys_and_migrations_go_direct(
     assert _secret_refs(docs) - {"postgres-password"} <= SECRET_KEYS
     job = kit.only(docs, "Job")["spec"]["template"]["spec"]["containers"][0]
     assert job["args"] == ["migrate"]
-    (url,) = [e for e in job["env"] if e["name"] == "KAIRO_DATABASE_URL"]
+    url = outcomes.only([e for e in job["env"] if e["name"] == "KAIRO_DATABASE_URL"])
     assert url["valueFrom"]["secretKeyRef"]["key"] == "direct-database-url"
     for doc in docs:
         assert doc["kind"] != "Secret" or directory.name == "dev", "secrets are not committed"
 
 
 def test_the_dev_overlay_generates_every_secret_key_it_references() -> None:
-    (dev,) = [d for d in kit.OVERLAYS if d.name == "dev"]
+    dev = outcomes.only([d for d in kit.OVERLAYS if d.name == "dev"])
     docs = kit.render(dev)
     secret = kit.only(docs, "Secret")
     assert _secret_refs(docs) <= set(secret["data"])
@@ -197,10 +198,10 @@ def test_keda_owns_the_worker_replicas_and_targets_one_workers_concurrency(
     assert "replicas" not in worker["spec"]  # an apply would fight the autoscaler
     scaled = kit.only(docs, "ScaledObject")
     assert scaled["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
-    (trigger,) = scaled["spec"]["triggers"]
+    trigger = outcomes.only(scaled["spec"]["triggers"])
     assert trigger["type"] == "postgresql"
     assert trigger["metadata"]["targetQueryValue"] == _config(docs)["KAIRO_CONCURRENCY"]
     assert scaled["spec"]["minReplicaCount"] >= 1  # someone reaps and maintains
     auth = kit.only(docs, "TriggerAuthentication", trigger["authenticationRef"]["name"])
-    (ref,) = auth["spec"]["secretTargetRef"]
+    ref = outcomes.only(auth["spec"]["secretTargetRef"])
     assert (ref["parameter"], ref["key"]) == ("connection", "direct-database-url")

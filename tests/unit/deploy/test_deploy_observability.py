@@ -12,6 +12,7 @@ import deploy_kit as kit
 import yaml
 
 from kairo_ingest import metrics
+from support import outcomes
 
 ALERTS = kit.PROMETHEUS / "alerts.yaml"
 ALERT_TESTS = kit.PROMETHEUS / "alerts.test.yaml"
@@ -97,7 +98,7 @@ def test_every_panel_reads_the_dashboards_datasource_and_has_a_query() -> None:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
-    (variable,) = dashboard["templating"]["list"]
+    variable = outcomes.only(dashboard["templating"]["list"])
     for panel in dashboard["panels"]:
         if panel["type"] == "row":
             continue

@@ -8,12 +8,13 @@ checked too. In inline code and code blocks it looks for:
   that must match;
 * a file's basename alone (``test_queue_reaper.py``): some file of the repository has it;
 * ``path::test_name``: the file defines that test;
-* dotted modules (``kairo_ingest.config``): importable;
+* dotted modules (``kairo_ingest.config``, ``kairo_apify_sim.state``): importable;
 * ``kairo-ingest ...`` commands: each subcommand exists and each ``--option`` is one of its
   options; ``python bench/x.py --option`` and ``scripts/x``: the script exists and takes
   that option;
 * ``KAIRO_*`` variables: a setting, or read by the code, the scripts or the tests;
-* image and file links of the README (``docs/console-overview.png``).
+* links to files, from the README (``docs/console/overview-light.png``) and from every
+  page (``console/overview-light.png``, relative to the page), must reach a file.
 """
 
 from __future__ import annotations
@@ -32,16 +33,26 @@ from kairo_ingest.cli import main as cli_main
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "src" / "kairo_ingest"
 PAGES = sorted([*(ROOT / "docs").rglob("*.md"), ROOT / "README.md"])
-SEARCHED = ("src", "tests", "scripts", "bench", ".ci", "migrations", "Dockerfile")
+SEARCHED = ("src", "simulator", "tests", "scripts", "bench", ".ci", "migrations", "Dockerfile")
 
 INLINE = re.compile(r"`([^`\n]+)`")
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
-LINK = re.compile(r"\]\(([^)\s#]+)\)")
+LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)\s]*)?\)")  # the file, without its anchor
 PATH = re.compile(r"^\.?[\w.-]+(?:/[\w.*-]+)+/?$")
 BASENAME = re.compile(r"^[\w*-]+\.(?:py|patch|toml|yml|ini)$")
-MODULE = re.compile(r"^kairo_ingest(?:\.\w+)+$")
+MODULE = re.compile(r"^kairo_(?:ingest|apify_sim)(?:\.\w+)+$")
 VARIABLE = re.compile(r"\bKAIRO_[A-Z0-9_]+\b")
-ROOTS = ("src/", "tests/", "scripts/", "bench/", "docs/", "mutants/", "migrations/", ".ci/")
+ROOTS = (
+    "src/",
+    "simulator/",
+    "tests/",
+    "scripts/",
+    "bench/",
+    "docs/",
+    "mutants/",
+    "migrations/",
+    ".ci/",
+)
 
 
 def _code(text: str) -> list[str]:
@@ -182,10 +193,9 @@ def _problems(page: pathlib.Path) -> list[str]:
             elif word.startswith(ROOTS) or word.endswith(".py") or BASENAME.match(word):
                 problems.append(_file_problem(word) or "")
     text = page.read_text(encoding="utf-8")
-    if page.name == "README.md":
-        for link in LINK.findall(text):
-            if not link.startswith(("http://", "https://")) and not (ROOT / link).exists():
-                problems.append(f"a link to a missing file: {link}")
+    for link in LINK.findall(text):
+        if not link.startswith(("http://", "https://")) and not (page.parent / link).exists():
+            problems.append(f"a link to a missing file: {link}")
     name = page.relative_to(ROOT) if page.is_relative_to(ROOT) else page.name
     return [f"{name}: {p}" for p in problems if p]
 
@@ -217,13 +227,34 @@ def test_every_variable_a_page_names_is_a_setting_or_read_somewhere(page: pathli
     assert unknown == []
 
 
+def test_the_pages_are_the_readme_and_every_page_of_the_site() -> None:
+    names = {str(page.relative_to(ROOT)) for page in PAGES}
+    assert "README.md" in names
+    assert {f"docs/{page}" for page in _site_pages()} <= names
+    assert len(names) > 10
+
+
+def _site_pages() -> list[str]:
+    """The pages the site's nav lists (mkdocs.yml)."""
+    text = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    return re.findall(r"^\s+- [^:]+: (\S+\.md)$", text.split("\nnav:", 1)[1], re.M)
+
+
+def test_every_page_of_docs_is_in_the_site_nav() -> None:
+    pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    nav = _site_pages()
+    assert sorted(nav) == sorted(set(nav))
+    assert set(nav) == pages
+
+
 def test_the_checks_catch_what_does_not_exist(tmp_path: pathlib.Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(
         "`src/kairo_ingest/nothing.py`, `db/nowhere.py`, `test_no_such_file.py`, "
         "`tests/unit/docs/test_docs_names.py::test_nope`, `kairo_ingest.nothing`, "
         "`kairo-ingest jobs frobnicate`, `kairo-ingest jobs list --frob`, "
-        "`python bench/queue_sweep.py --frob`, `scripts/nothing`\n"
+        "`python bench/queue_sweep.py --frob`, `scripts/nothing`, "
+        "[a page](nowhere.md#there), [a site](https://example.com/x)\n"
     )
     problems = [p.split(": ", 1)[1] for p in _problems(page)]
     assert problems == [
@@ -236,4 +267,5 @@ def test_the_checks_catch_what_does_not_exist(tmp_path: pathlib.Path) -> None:
         "kairo-ingest jobs list --frob: no option --frob",
         "bench/queue_sweep.py takes no option --frob",
         "no such script: scripts/nothing",
+        "a link to a missing file: nowhere.md",
     ]

@@ -6,6 +6,7 @@ import pytest
 
 from kairo_ingest import errors
 from kairo_ingest.domain import evidence, freshness, statuses
+from support import outcomes
 
 NOW = dt.datetime(2026, 1, 7, 12, tzinfo=dt.UTC)
 TTL = dt.timedelta(hours=24)
@@ -89,10 +90,10 @@ def test_status_has_four_lists_and_failures_carry_kind_and_retryable() -> None:
     status = evidence.status(
         [_entry(statuses.EvidenceBucket.REUSED), _failure(errors.ApifyAuthError("401"))]
     )
-    # The four lists, and the job's own spend (issue 10).
+    # The four lists, and the job's own spend.
     assert set(status) == {"refreshed", "reused", "skipped", "failed", "cost_usd"}
     assert status["cost_usd"] == 0
-    (failed,) = status["failed"]
+    failed = outcomes.only(status["failed"])
     assert failed["error_kind"] == "auth"
     assert failed["retryable"] is False
     assert "error_kind" not in status["reused"][0]

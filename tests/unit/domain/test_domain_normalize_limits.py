@@ -1,4 +1,4 @@
-"""Issue 8, item 6: very long texts are cut in evidence (flagged) and kept whole in the raw item;
+"""Very long texts are cut in evidence (flagged) and kept whole in the raw item;
 over-long ids and URLs, which are index keys, make the item invalid instead."""
 
 from __future__ import annotations

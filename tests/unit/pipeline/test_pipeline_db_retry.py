@@ -1,4 +1,4 @@
-"""Issue 9, item 3 (the pipeline half): a database outage shorter than the lease costs no
+"""The pipeline's side of a database outage: one shorter than the lease costs no
 attempt. Every pipeline unit of work goes through ``pipeline.tx``, which retries it whole
 while the error is a retryable ``errors.DatabaseError``, with capped, jittered backoff,
 never past a budget on the injected monotonic clock.

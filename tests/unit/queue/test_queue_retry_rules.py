@@ -1,4 +1,4 @@
-"""The retry rules (domain.retry), including the A4 footguns of the old runner.
+"""The retry rules (domain.retry), including the footguns of the old runner.
 
 The old runner waited ``30 * 2 ** attempts`` seconds: double the base on the first
 retry, growing without bound, with no jitter, and it retried every error alike.
@@ -6,6 +6,7 @@ retry, growing without bound, with no jitter, and it retried every error alike.
 
 from __future__ import annotations
 
+import pathlib
 import random
 
 import pytest
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 
 from kairo_ingest import config, errors
 from kairo_ingest.domain import retry
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 
 class _Top(random.Random):
@@ -204,7 +207,7 @@ def test_a_job_retry_never_waits_less_than_half_its_ceiling() -> None:
 
 def test_the_default_retries_outlast_a_thirty_minute_outage() -> None:
     """With the default settings (15 s base, 15 min cap) and max_attempts, the shortest
-    total backoff before the last attempt fails is over 30 minutes (README)."""
+    total backoff before the last attempt fails is over 30 minutes (docs/queue.md, Retries)."""
     fields = config.Settings.model_fields
     window = retry.least_retry_window_seconds(
         retry.DEFAULT_MAX_ATTEMPTS,
@@ -213,3 +216,22 @@ def test_the_default_retries_outlast_a_thirty_minute_outage() -> None:
     )
     assert window >= 30 * 60
     assert window == 0.5 * (15 + 30 + 60 + 120 + 240 + 480 + 900 + 900 + 900)
+
+
+def test_the_queue_page_states_the_default_retry_window_the_code_computes() -> None:
+    """docs/queue.md gives the shortest and the longest total wait of the default retries:
+    the figures are the code's, not copied by hand."""
+    fields = config.Settings.model_fields
+    window = {
+        floor: retry.least_retry_window_seconds(
+            retry.DEFAULT_MAX_ATTEMPTS,
+            base_seconds=fields["retry_base_seconds"].default,
+            cap_seconds=fields["retry_cap_seconds"].default,
+            floor=floor,
+        )
+        for floor in (retry.JOB_FLOOR, 1.0)
+    }
+    least, most = window[retry.JOB_FLOOR], window[1.0]
+    page = " ".join((ROOT / "docs" / "queue.md").read_text(encoding="utf-8").split())
+    assert f"at least {least:,.0f} s ({least / 60:.1f} minutes)" in page
+    assert f"at most {most:,.0f} s" in page

@@ -1,4 +1,4 @@
-"""Issue 9 settings that decide what a worker does on its own: no silent fake Apify, and
+"""Settings that decide what a worker does on its own: no silent fake Apify, and
 retention 0 keeps every finished job. Unit-level, so their mutants die in a second
 (the CLI's end-to-end tests check the same through a subprocess)."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from kairo_ingest import config, errors
 from kairo_ingest.service import apify_access
-from kairo_ingest.worker import config as worker_config
+from kairo_ingest.worker import parameters
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def test_the_simulator_is_used_only_when_asked_for() -> None:
 def test_retention_0_keeps_every_finished_job() -> None:
     settings = config.load(finished_job_retention_days=0)
     assert settings.finished_job_retention is None
-    built = worker_config.WorkerConfig.from_settings(settings, owner="t")
+    built = parameters.WorkerConfig.from_settings(settings, owner="t")
     assert built.retention is None  # no pruner runs
 
 

@@ -1,4 +1,4 @@
-"""KAIRO_APIFY_RUN_MAX_CHARGE_USD is sent to Apify as each run's maxTotalChargeUsd (issue 10):
+"""KAIRO_APIFY_RUN_MAX_CHARGE_USD is sent to Apify as each run's maxTotalChargeUsd:
 unset sends nothing, and a value that is not a finite positive dollar amount up to 1e6 is
 a configuration error at start, not a refused start per run."""
 

@@ -1,4 +1,4 @@
-"""KAIRO_APIFY_RUN_MEMORY_MBYTES is sent to Apify as each run's memory (issue 10), so a
+"""KAIRO_APIFY_RUN_MEMORY_MBYTES is sent to Apify as each run's memory, so a
 value Apify would refuse is a configuration error at start, not a failed start per run."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Account tokens at rest: Fernet with rotation, and a keyed fingerprint (issue 10)."""
+"""Account tokens at rest: Fernet with rotation, and a keyed fingerprint."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A job whose sources hit a daily cap snoozes until the cap's window resets (issue 10),
+"""A job whose sources hit a daily cap snoozes until the cap's window resets,
 and its evidence status totals what its own runs cost."""
 
 from __future__ import annotations

@@ -85,6 +85,14 @@ def test_skipped():
     assert calc.add(1, 1) == 2
 """
 
+SIM_TESTS = """\
+from kairo_apify_sim import fake
+
+
+def test_fake_status():
+    assert fake.status() == "SUCCEEDED"
+"""
+
 PYPROJECT = """\
 [tool.pytest.ini_options]
 asyncio_default_fixture_loop_scope = "function"
@@ -98,8 +106,11 @@ class FakeTree:
             "pyproject.toml": PYPROJECT,
             "src/kairo_ingest/__init__.py": "",
             "src/kairo_ingest/calc.py": CALC,
+            "simulator/src/kairo_apify_sim/__init__.py": "",
+            "simulator/src/kairo_apify_sim/fake.py": 'def status():\n    return "SUCCEEDED"\n',
             "tests/conftest.py": CONFTEST,
             "tests/test_calc.py": TESTS,
+            "tests/test_sim.py": SIM_TESTS,
         }
         for rel, text in files.items():
             path = root / rel
@@ -115,11 +126,14 @@ class FakeTree:
             ["git", *args], cwd=self.root, check=True, capture_output=True, text=True
         ).stdout
 
-    def mutant(self, name: str, old: str, new: str, *tests: str) -> None:
-        """A mutant replacing ``old`` by ``new`` in calc.py, naming ``tests``."""
-        module = self.root / "src/kairo_ingest/calc.py"
-        assert old in CALC
-        module.write_text(CALC.replace(old, new))
+    def mutant(
+        self, name: str, old: str, new: str, *tests: str, rel: str = "src/kairo_ingest/calc.py"
+    ) -> None:
+        """A mutant replacing ``old`` by ``new`` in ``rel`` (calc.py), naming ``tests``."""
+        module = self.root / rel
+        text = module.read_text()
+        assert old in text
+        module.write_text(text.replace(old, new))
         diff = self.git("diff")
         self.git("checkout", "--", ".")
         header = "Footgun: a fake footgun\n" + "".join(f"Tests: {t}\n" for t in tests)
@@ -168,6 +182,21 @@ def test_assertions_and_did_not_raise_kill_and_each_is_printed(tree: FakeTree) -
     assert negatives.startswith("killed")
     assert "DID NOT RAISE" in negatives
     assert "mutants: 2 killed, 0 not killed" in done.stdout
+
+
+def test_a_mutant_of_the_simulator_package_runs_from_the_scratch_copy(tree: FakeTree) -> None:
+    """The simulator (simulator/src, a package of its own) is imported from the mutated
+    copy too, not from wherever it is installed: otherwise its mutants would all survive."""
+    tree.mutant(
+        "sim-fails-runs",
+        '"SUCCEEDED"',
+        '"FAILED"',
+        "tests/test_sim.py::test_fake_status",
+        rel="simulator/src/kairo_apify_sim/fake.py",
+    )
+    done = tree.run()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert block(done.stdout, "sim-fails-runs").startswith("killed")
 
 
 def test_a_kill_for_the_wrong_reason_or_no_kill_fails_the_run(tree: FakeTree) -> None:
