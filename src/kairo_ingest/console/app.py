@@ -395,6 +395,10 @@ def build(console: Console, *, trusted_proxies: str = "") -> applications.Starle
             "/jobs/{job_id}/cancel", gate(act("cancel"), path_param="job_id"), methods=["POST"]
         ),
         routing.Route("/runs", gate(pages.runs), methods=["GET"]),
+        routing.Route("/runs/abort", gate(pages.runs_abort_preview), methods=["POST"]),
+        routing.Route("/runs/abort/apply", gate(pages.runs_abort_apply), methods=["POST"]),
+        routing.Route("/workers", gate(pages.workers), methods=["GET"]),
+        routing.Route("/ledger", gate(pages.ledger_page), methods=["GET"]),
         routing.Route("/brands", gate(pages.brands), methods=["GET"]),
         routing.Route("/spend", gate(pages.spend_page), methods=["GET"]),
         routing.Route("/audit", gate(pages.audit), methods=["GET"]),

@@ -50,6 +50,7 @@ def _list(schema: Schema) -> Schema:
 
 JOB_STATUS: Schema = {"enum": [s.value for s in statuses.JobStatus]}
 RUN_STATUS: Schema = {"enum": [s.value for s in statuses.RunStatus]}
+PARTIAL_REASON: Schema = {"enum": ["aborted", "charge_cap", "timed_out"]}
 CURSOR: Schema = _null({"type": "string", "description": "pass as ?after= for the next page"})
 
 SCHEMAS: dict[str, Schema] = {
@@ -152,6 +153,36 @@ SCHEMAS: dict[str, Schema] = {
             "identifier": _null(STRING),
         }
     ),
+    "Attempt": _obj(
+        {
+            "number": INT,
+            "owner": STRING,
+            "started_at": _null(TIME),
+            "ended_at": _null(TIME),
+            "outcome": {"enum": [*(o.value for o in statuses.AttemptOutcome), "unrecorded"]},
+            "job_status": _null(JOB_STATUS),
+            "error_kind": _null(STRING),
+            "error": _null(STRING),
+            "cost_usd": _null(NUMBER),
+            "runs": _list(
+                _obj(
+                    {
+                        "id": UUID,
+                        "apify_run_id": _null(STRING),
+                        "source_connection_id": UUID,
+                        "actor_id": STRING,
+                        "account": _null(STRING),
+                        "status": RUN_STATUS,
+                        "started_at": _null(TIME),
+                        "finished_at": _null(TIME),
+                        "usage_total_usd": _null(NUMBER),
+                        "error_kind": _null(STRING),
+                        "error_summary": _null(STRING),
+                    }
+                )
+            ),
+        }
+    ),
     "EvidenceRow": _obj(
         {
             "outcome": {"enum": ["failed", "refreshed", "reused", "skipped"]},
@@ -236,6 +267,7 @@ SCHEMAS: dict[str, Schema] = {
         {
             "job": _ref("Job"),
             "runs": _list(_ref("JobRun")),
+            "attempts": _list(_ref("Attempt")),
             "evidence": _list(_ref("EvidenceRow")),
             "cost_usd": _null(NUMBER),
             "problem": _null(STRING),
@@ -247,6 +279,142 @@ SCHEMAS: dict[str, Schema] = {
             "next": CURSOR,
             "filters": {"type": "object", "additionalProperties": STRING},
             "durations": _obj({"edges_seconds": _list(NUMBER), "counts": _list(INT)}),
+        }
+    ),
+    "HeldJob": _obj(
+        {
+            "id": UUID,
+            "kind": STRING,
+            "brand_id": _null(UUID),
+            "lease_owner": _null(STRING),
+            "claims": INT,
+            "attempts": INT,
+            "max_attempts": INT,
+            "attempt_started_at": _null(TIME),
+            "lease_expires_at": _null(TIME),
+            "cancel_requested_at": _null(TIME),
+            "lease_left_seconds": _null(NUMBER),
+        }
+    ),
+    "Worker": _obj(
+        {
+            "owner": STRING,
+            "hostname": STRING,
+            "pid": INT,
+            "version": STRING,
+            "concurrency": INT,
+            "heartbeat_interval_seconds": NUMBER,
+            "started_at": TIME,
+            "last_beat_at": TIME,
+            "stopped_at": _null(TIME),
+            "seconds_since_beat": NUMBER,
+            "held_jobs": INT,
+            "alive": BOOL,
+            "jobs": _list(_ref("HeldJob")),
+        }
+    ),
+    "LongRun": _obj(
+        {
+            "id": UUID,
+            "apify_run_id": _null(STRING),
+            "job_id": _null(UUID),
+            "brand_id": UUID,
+            "account": STRING,
+            "status": RUN_STATUS,
+            "actor_id": STRING,
+            "started_at": _null(TIME),
+            "sent_at": _null(TIME),
+            "intent_at": TIME,
+            "released_at": _null(TIME),
+            "abort_requested_at": _null(TIME),
+            "age_seconds": NUMBER,
+        }
+    ),
+    "LastAttemptJob": _obj(
+        {
+            "id": UUID,
+            "kind": STRING,
+            "brand_id": _null(UUID),
+            "status": {"enum": ["pending", "running"]},
+            "lease_owner": _null(STRING),
+            "attempts": INT,
+            "max_attempts": INT,
+            "last_error_kind": _null(STRING),
+            "last_error": _null(STRING),
+            "available_at": TIME,
+            "created_at": TIME,
+        }
+    ),
+    "WorkersPage": _obj(
+        {
+            "workers": _list(_ref("Worker")),
+            "unregistered": _list(_obj({"owner": STRING, "jobs": _list(_ref("HeldJob"))})),
+            "stuck": _obj(
+                {
+                    "leases_near_expiry": _list(_ref("HeldJob")),
+                    "long_runs": _list(_ref("LongRun")),
+                    "last_attempt": _list(_ref("LastAttemptJob")),
+                }
+            ),
+            "thresholds": _obj({"lease_within_seconds": NUMBER, "runs_over_seconds": NUMBER}),
+        }
+    ),
+    "UnfollowedRun": _obj(
+        {
+            "run_id": UUID,
+            "apify_run_id": _null(STRING),
+            "account": STRING,
+            "status": RUN_STATUS,
+            "job_id": _null(UUID),
+            "job_status": _null(JOB_STATUS),
+            "unwanted": _null(STRING),
+            "brand_id": UUID,
+            "actor_id": STRING,
+            "sent_at": _null(TIME),
+            "started_at": _null(TIME),
+            "released_at": _null(TIME),
+            "abort_requested_at": _null(TIME),
+            "next_check_at": _null(TIME),
+        }
+    ),
+    "LedgerPage": _obj(
+        {
+            "since": DAY,
+            "unfollowed": _list(_ref("UnfollowedRun")),
+            "unfollowed_limit": INT,
+            "live": _list(
+                _obj(
+                    {
+                        "account": STRING,
+                        "status": RUN_STATUS,
+                        "followed_by": {"enum": ["job", "ledger"]},
+                        "runs": INT,
+                    }
+                )
+            ),
+            "ended": _list(
+                _obj(
+                    {
+                        "account": STRING,
+                        "status": RUN_STATUS,
+                        "partial_reason": _null(PARTIAL_REASON),
+                        "ended_by": _null(STRING),
+                        "runs": INT,
+                        "without_cost": INT,
+                        "usage_total_usd": NUMBER,
+                    }
+                )
+            ),
+            "partial_spend": _list(
+                _obj(
+                    {
+                        "account": STRING,
+                        "partial_reason": PARTIAL_REASON,
+                        "runs": INT,
+                        "usd": NUMBER,
+                    }
+                )
+            ),
         }
     ),
     "BrandSource": _obj(
@@ -359,6 +527,27 @@ SCHEMAS: dict[str, Schema] = {
             "replayed": BOOL,
         }
     ),
+    "RunAbortPreview": _obj(
+        {
+            "action": {"enum": ["abort"]},
+            "action_id": UUID,
+            "selection": {"type": "object"},
+            "matched": INT,
+            "capped": BOOL,
+            "max_runs": INT,
+        }
+    ),
+    "RunAbortRequest": {
+        "type": "object",
+        "properties": {
+            "scope": {"enum": ["selected", "matching"]},
+            "id": _list(UUID),
+            "filter": {"type": "object", "additionalProperties": STRING},
+            "snapshot": TIME,
+            "action_id": UUID,
+        },
+        "required": ["scope"],
+    },
     "BulkRequest": {
         "type": "object",
         "properties": {
@@ -456,7 +645,7 @@ PATHS: dict[str, Any] = {
     "/jobs": _op("get", "Jobs, newest first, filtered", "JobsPage", params=JOB_FILTERS),
     "/jobs/{job_id}": _op(
         "get",
-        "One job, its evidence status, its runs and their cost",
+        "One job, its evidence status, every attempt, its runs and their cost",
         "JobPage",
         params=[_path_id("job_id")],
         extra=("404",),
@@ -490,6 +679,36 @@ PATHS: dict[str, Any] = {
         body=_ref("BulkRequest"),
     ),
     "/runs": _op("get", "Apify runs, newest first, filtered", "RunsPage", params=RUN_FILTERS),
+    "/runs/abort": _op(
+        "post",
+        "Preview an abort of runs (selected, or every run matching a runs filter): how many "
+        "have not ended and were not asked already, and the action's id",
+        "RunAbortPreview",
+        body=_ref("RunAbortRequest"),
+    ),
+    "/runs/abort/apply": _op(
+        "post",
+        "Mark the previewed runs for the run ledger to abort, once per action_id (audited)",
+        "Outcome",
+        body=_ref("RunAbortRequest"),
+    ),
+    "/workers": _op(
+        "get",
+        "Worker replicas with the jobs each holds; stuck work: leases near expiry, long "
+        "Apify runs, jobs on their last attempt",
+        "WorkersPage",
+        params=_params(
+            ("lease_within", "leases ending within this many seconds (default 30)"),
+            ("runs_over", "runs going on longer than this many seconds (default 3600)"),
+        ),
+    ),
+    "/ledger": _op(
+        "get",
+        "The run ledger: runs no job follows, runs not ended by account, status and "
+        "follower, runs ended since a UTC day with their cost by why they ended",
+        "LedgerPage",
+        params=_params(("since", "runs ended from this UTC day on (YYYY-MM-DD, default today)")),
+    ),
     "/brands": _op(
         "get",
         "Brands and their sources, by id; ?handle= finds brands by handle",

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors
+from kairo_ingest.db import tables
 
 PAGE_SIZE = 50
 HANDLE_BRANDS_LIMIT = 500  # brands one handle may name (a word like "com" names many)
@@ -562,3 +563,91 @@ AUDIT_ENTRY = sa.text(f"SELECT {AUDIT_COLUMNS} FROM console_audit WHERE id = :id
 async def audit_entry(conn: Conn, entry_id: uuid.UUID) -> dict[str, Any] | None:
     rows = await _rows(conn, AUDIT_ENTRY, {"id": entry_id})
     return rows[0] if rows else None
+
+
+# --- replicas and stuck work ----------------------------------------------------------
+
+WORK_LIMIT = 500  # rows per list on the workers page (running jobs are few: replicas x slots)
+
+# Every running job and its holder, by holder: the partial ix_jobs_running_owner (0006)
+# holds only running rows, in this order. Not joined to ``workers``: a job held by an
+# owner the registry does not know (or no longer knows) is listed all the same.
+HELD_JOBS = sa.text(
+    """
+    SELECT j.id, j.kind, j.brand_id, j.lease_owner, j.claims, j.attempts, j.max_attempts,
+           j.attempt_started_at, j.lease_expires_at, j.cancel_requested_at,
+           CAST(extract(epoch FROM j.lease_expires_at - now()) AS double precision)
+               AS lease_left_seconds
+    FROM jobs j
+    WHERE j.status = 'running'
+    ORDER BY j.lease_owner, j.attempt_started_at, j.id
+    LIMIT :limit
+    """
+)
+
+# Running jobs whose lease ends within :within_seconds (or has ended: the reaper's next),
+# soonest first. Filtered over the running rows only (ix_jobs_running_owner): no index
+# may hold lease_expires_at, or heartbeats stop being heap-only updates.
+LEASES_NEAR_EXPIRY = sa.text(
+    """
+    SELECT j.id, j.kind, j.brand_id, j.lease_owner, j.claims, j.attempts, j.max_attempts,
+           j.attempt_started_at, j.lease_expires_at, j.cancel_requested_at,
+           CAST(extract(epoch FROM j.lease_expires_at - now()) AS double precision)
+               AS lease_left_seconds
+    FROM jobs j
+    WHERE j.status = 'running'
+      AND j.lease_expires_at
+          < now() + make_interval(secs => CAST(:within_seconds AS double precision))
+    ORDER BY j.lease_expires_at, j.id
+    LIMIT :limit
+    """
+)
+
+# Apify runs that have not ended and started (else were sent, else intended) longer than
+# :over_seconds ago, oldest first: the ledger's partial ix_apify_runs_unended (0005).
+LONG_RUNS = sa.text(
+    f"""
+    SELECT r.id, r.apify_run_id, r.job_id, r.brand_id, r.account, r.status, r.actor_id,
+           r.started_at, r.sent_at, r.intent_at, r.released_at, r.abort_requested_at,
+           CAST(extract(epoch FROM now() - coalesce(r.started_at, r.sent_at, r.intent_at))
+                AS double precision) AS age_seconds
+    FROM apify_runs r
+    WHERE r.status NOT IN {tables.RUN_ENDED_SQL}
+      AND coalesce(r.started_at, r.sent_at, r.intent_at)
+          < now() - make_interval(secs => CAST(:over_seconds AS double precision))
+    ORDER BY coalesce(r.started_at, r.sent_at, r.intent_at), r.id
+    LIMIT :limit
+    """
+)
+
+# Pending and running jobs with at most one attempt left, oldest first: the partial
+# ix_jobs_last_attempt (0009), whose predicate this repeats word for word.
+LAST_ATTEMPT = sa.text(
+    """
+    SELECT j.id, j.kind, j.brand_id, j.status, j.lease_owner, j.attempts, j.max_attempts,
+           j.last_error_kind, j.last_error, j.available_at, j.created_at
+    FROM jobs j
+    WHERE j.status IN ('pending', 'running') AND j.attempts >= j.max_attempts - 1
+    ORDER BY j.created_at, j.id
+    LIMIT :limit
+    """
+)
+
+
+async def held_jobs(conn: Conn, *, limit: int = WORK_LIMIT) -> list[dict[str, Any]]:
+    return await _rows(conn, HELD_JOBS, {"limit": limit})
+
+
+async def stuck_work(
+    conn: Conn, *, lease_within_seconds: float, runs_over_seconds: float, limit: int = WORK_LIMIT
+) -> dict[str, list[dict[str, Any]]]:
+    """Leases about to end, runs going on too long, jobs on their last attempt."""
+    return {
+        "leases_near_expiry": await _rows(
+            conn, LEASES_NEAR_EXPIRY, {"within_seconds": lease_within_seconds, "limit": limit}
+        ),
+        "long_runs": await _rows(
+            conn, LONG_RUNS, {"over_seconds": runs_over_seconds, "limit": limit}
+        ),
+        "last_attempt": await _rows(conn, LAST_ATTEMPT, {"limit": limit}),
+    }

@@ -16,8 +16,19 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from kairo_ingest import errors, logs
-from kairo_ingest.console import access, actions, charts, filters, queries, security, spend
+from kairo_ingest.console import (
+    access,
+    actions,
+    charts,
+    filters,
+    queries,
+    run_actions,
+    security,
+    spend,
+)
+from kairo_ingest.db import ledger_queries
 from kairo_ingest.domain import registry, statuses
+from kairo_ingest.queue import history, upkeep
 from kairo_ingest.queue import jobs as queue_jobs
 
 log = logs.get(__name__)
@@ -41,6 +52,15 @@ EVIDENCE_FIELDS = (
     "error",
     "retryable",
 )
+# The workers page's thresholds: a lease that ends within this many seconds, a run that
+# has gone on longer than this (both overridable per request, within the bounds).
+LEASE_WITHIN_SECONDS = 30.0
+RUNS_OVER_SECONDS = 3600.0
+MAX_THRESHOLD_SECONDS = 30 * 86400.0
+# The ledger page: runs no job follows (oldest first), runs ended since a UTC day (today
+# by default, as `kairo-ingest ledger`), at most this many days back.
+UNFOLLOWED_LIMIT = 200
+LEDGER_MAX_DAYS = 31
 ACCOUNT_COLOURS = ("#2f6fb5", "#3b8f5a", "#d38b1c", "#8e44ad", "#c0392b", "#16a085")
 
 
@@ -176,6 +196,7 @@ class Pages:
             if job is None:
                 return Problem(404, "No such job.", "jobs")
             runs = await queries.job_runs(conn, job_id)
+            attempts = await history.attempts(conn, job)
             evidence = await self._evidence_rows(conn, job.evidence_status)
         costed = [r["usage_total_usd"] for r in runs if r["usage_total_usd"] is not None]
         return Page(
@@ -184,6 +205,8 @@ class Pages:
                 # The CLI's `jobs show --json` form, less the fencing token.
                 "job": {k: v for k, v in job.to_json().items() if k != "lease_token"},
                 "runs": runs,
+                # Every attempt (as `jobs show`): replica, times, outcome, error, runs, cost.
+                "attempts": [attempt.to_json() for attempt in attempts],
                 "evidence": evidence,
                 "cost_usd": float(sum(costed)) if costed else None,
                 "problem": problem,
@@ -309,6 +332,151 @@ class Pages:
             )
         return Redirect(f"/audit/{action_id}", _outcome_json(outcome))
 
+    # --- aborting runs ------------------------------------------------------------------
+
+    def _run_selection(self, form: Mapping[str, Any]) -> run_actions.Selection:
+        """``scope=selected`` with ``id`` values, or ``scope=matching`` with the filter."""
+        scope = str(form.get("scope") or "")
+        if scope == "selected":
+            raw = form.get("id") or []
+            return run_actions.Selection.of_ids([raw] if isinstance(raw, str) else list(raw))
+        if scope == "matching":
+            source = form.get("filter")
+            params = source if isinstance(source, Mapping) else form
+            chosen = filters.run_params({k: str(v) for k, v in params.items()})
+            filters.run_filter(chosen)  # a bad filter is refused at the preview
+            snapshot = form.get("snapshot")
+            return run_actions.Selection(
+                params=chosen,
+                snapshot=filters.as_time(str(snapshot), "snapshot") if snapshot else None,
+            )
+        raise errors.UsageError("scope must be 'selected' (with run ids) or 'matching'")
+
+    async def runs_abort_preview(self, req: Request) -> Result:
+        try:
+            selection = self._run_selection(req.form)
+            async with self.reads.read() as conn:
+                preview = await run_actions.preview(conn, selection)
+        except errors.UsageError as exc:
+            return Problem(400, exc.message, "runs")
+        return Page(
+            "run_confirm.html",
+            preview.to_json(),
+            tab="runs",
+            html={
+                "scope": "selected" if selection.ids is not None else "matching",
+                "filter_items": sorted((selection.params or {}).items()),
+            },
+        )
+
+    async def runs_abort_apply(self, req: Request) -> Result:
+        try:
+            selection = self._run_selection(req.form)
+            if selection.ids is None and selection.snapshot is None:
+                raise errors.UsageError("a filter selection needs the preview's snapshot")
+            action_id = filters.as_uuid(str(req.form.get("action_id") or ""), "action_id")
+        except errors.UsageError as exc:
+            return Problem(400, exc.message, "runs")
+        async with self.writes.turn() as engine:
+            outcome = await run_actions.apply(
+                engine,
+                selection,
+                action_id=action_id,
+                principal=req.principal,
+                client=req.client,
+            )
+        return Redirect(f"/audit/{action_id}", _outcome_json(outcome))
+
+    # --- replicas and stuck work -------------------------------------------------------
+
+    async def workers(self, req: Request) -> Result:
+        try:
+            lease_within = _seconds(req.query, "lease_within", LEASE_WITHIN_SECONDS)
+            runs_over = _seconds(req.query, "runs_over", RUNS_OVER_SECONDS)
+        except errors.UsageError as exc:
+            return Problem(400, exc.message, "workers")
+        async with self.reads.read() as conn:
+            registry_rows = await upkeep.workers(conn)
+            held = await queries.held_jobs(conn)
+            stuck = await queries.stuck_work(
+                conn, lease_within_seconds=lease_within, runs_over_seconds=runs_over
+            )
+        by_owner: dict[str, list[dict[str, Any]]] = {}
+        for job in held:
+            by_owner.setdefault(job["lease_owner"] or "", []).append(job)
+        workers = []
+        for worker in registry_rows:
+            row = dataclasses.asdict(worker)
+            row["alive"] = worker.alive
+            row["jobs"] = by_owner.pop(worker.owner, [])
+            workers.append(row)
+        # Jobs whose holder the registry does not know (it was forgotten, or a release
+        # before the registry): they are held all the same.
+        unregistered = [{"owner": owner, "jobs": jobs} for owner, jobs in sorted(by_owner.items())]
+        return Page(
+            "workers.html",
+            {
+                "workers": workers,
+                "unregistered": unregistered,
+                "stuck": stuck,
+                "thresholds": {
+                    "lease_within_seconds": lease_within,
+                    "runs_over_seconds": runs_over,
+                },
+            },
+            tab="workers",
+            html={
+                "live": [w for w in workers if w["alive"]],
+                "stopped": [w for w in workers if not w["alive"]],
+            },
+        )
+
+    # --- the run ledger ----------------------------------------------------------------
+
+    async def ledger_page(self, req: Request) -> Result:
+        """What ``kairo-ingest ledger`` shows, through its own queries (``db/ledger_queries.py``):
+        the runs no job follows, the runs that have not ended by account, status and
+        follower, and the runs ended since a day with their cost, by why they ended."""
+        today = dt.datetime.now(dt.UTC).date()
+        raw = (req.query.get("since") or "").strip()
+        try:
+            since = dt.date.fromisoformat(raw) if raw else today
+        except ValueError:
+            return Problem(400, f"since is not a date (YYYY-MM-DD): {raw[:40]!r}", "ledger")
+        if not today - dt.timedelta(days=LEDGER_MAX_DAYS) <= since <= today:
+            return Problem(400, f"since must be within the last {LEDGER_MAX_DAYS} days", "ledger")
+        async with self.reads.read() as conn:
+            unfollowed = await ledger_queries.unfollowed(conn, limit=UNFOLLOWED_LIMIT)
+            live = await ledger_queries.live_by_state(conn)
+            ended = await ledger_queries.ended_by_state(
+                conn, since=dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
+            )
+        partial: dict[str, dict[str, Any]] = {}
+        for row in ended:
+            reason = row["partial_reason"]
+            if reason is None:
+                continue
+            entry = partial.setdefault(
+                f"{row['account']}/{reason}",
+                {"account": row["account"], "partial_reason": reason, "runs": 0, "usd": 0.0},
+            )
+            entry["runs"] += row["runs"]
+            entry["usd"] = round(entry["usd"] + row["usage_total_usd"], 6)
+        return Page(
+            "ledger.html",
+            {
+                "since": since.isoformat(),
+                "unfollowed": unfollowed,
+                "unfollowed_limit": UNFOLLOWED_LIMIT,
+                "live": live,
+                "ended": ended,
+                "partial_spend": sorted(
+                    partial.values(), key=lambda e: (e["account"], e["partial_reason"])
+                ),
+            },
+            tab="ledger",
+        )
+
     # --- runs, brands, spend, audit -----------------------------------------------------
 
     async def runs(self, req: Request) -> Result:
@@ -337,6 +505,8 @@ class Pages:
                 "run_statuses": [s.value for s in statuses.RunStatus],
                 "platforms": [p.value for p in statuses.Platform],
                 "chart": durations_chart(durations),
+                "selectable": True,
+                "ended_statuses": sorted(statuses.RUN_ENDED),
             },
         )
 
@@ -417,6 +587,19 @@ class Pages:
 
 
 _NOTICES = {"retried": "Job put back in the queue.", "cancelled": "Job cancelled."}
+
+
+def _seconds(query: Mapping[str, str], name: str, default: float) -> float:
+    raw = (query.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise errors.UsageError(f"{name} is not a number of seconds: {raw[:40]!r}") from None
+    if not 0 <= value <= MAX_THRESHOLD_SECONDS:
+        raise errors.UsageError(f"{name} must be between 0 and {MAX_THRESHOLD_SECONDS:.0f} s")
+    return value
 
 
 def _outcome_json(outcome: actions.Outcome) -> dict[str, Any]:

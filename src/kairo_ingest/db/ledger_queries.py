@@ -33,15 +33,19 @@ ENDED = tables.RUN_ENDED_SQL
 FINISHED_JOB = "('succeeded', 'failed', 'cancelled')"
 
 # No job follows the run: released by its job, or its job is not running (or is gone),
-# or the run is on Apify and its job's cancel was asked for. (An intent not on Apify yet
-# stays its job's until the holder stops: it may be binding the run this very moment.)
-_UNFOLLOWED = """(r.released_at IS NOT NULL OR NOT EXISTS (
-    SELECT 1 FROM jobs j WHERE j.id = r.job_id AND j.status = 'running'
-      AND (j.cancel_requested_at IS NULL OR r.apify_run_id IS NULL)
-))"""
+# or the run is on Apify and its job's cancel, or an operator's abort of the run itself
+# (the console), was asked for. (An intent not on Apify yet stays its job's until the
+# holder stops: it may be binding the run this very moment.)
+_UNFOLLOWED = """(r.released_at IS NOT NULL
+    OR (r.operator_abort_requested_at IS NOT NULL AND r.apify_run_id IS NOT NULL)
+    OR NOT EXISTS (
+        SELECT 1 FROM jobs j WHERE j.id = r.job_id AND j.status = 'running'
+          AND (j.cancel_requested_at IS NULL OR r.apify_run_id IS NULL)
+    ))"""
 # The same over the joined j (_JOINED).
 _UNFOLLOWED_JOINED = """(r.released_at IS NOT NULL OR j.id IS NULL OR j.status <> 'running'
-    OR (j.cancel_requested_at IS NOT NULL AND r.apify_run_id IS NOT NULL))"""
+    OR (j.cancel_requested_at IS NOT NULL AND r.apify_run_id IS NOT NULL)
+    OR (r.operator_abort_requested_at IS NOT NULL AND r.apify_run_id IS NOT NULL))"""
 
 # Why no job will take the run up again (NULL while its job may), over r, j and s: its job
 # has finished (succeeded, failed for good, cancelled), is gone, or an operator asked for
@@ -50,6 +54,7 @@ _UNFOLLOWED_JOINED = """(r.released_at IS NOT NULL OR j.id IS NULL OR j.status <
 # not to bill its old account further) or deleted. A job that is only `pending` (a
 # retry's backoff, a release at shutdown) still wants its run.
 _UNWANTED = f"""CASE
+    WHEN r.operator_abort_requested_at IS NOT NULL THEN 'an operator asked for its abort'
     WHEN j.id IS NULL THEN 'its job is gone'
     WHEN j.status IN {FINISHED_JOB} THEN 'its job is ' || j.status
     WHEN j.cancel_requested_at IS NOT NULL THEN 'its job was cancelled'
@@ -77,7 +82,8 @@ _CLAIM = sa.text(
                OR (r.abort_requested_at IS NULL AND ({_UNWANTED}) IS NOT NULL
                    AND (r.apify_run_id IS NOT NULL OR r.sent_at IS NULL)
                    AND r.ledger_looked_at
-                       < greatest(j.finished_at, j.cancel_requested_at, s.updated_at)))
+                       < greatest(j.finished_at, j.cancel_requested_at, s.updated_at,
+                                  r.operator_abort_requested_at)))
         ORDER BY r.ledger_check_at NULLS FIRST, r.id
         LIMIT CAST(:limit AS integer)
         FOR UPDATE OF r SKIP LOCKED
@@ -250,6 +256,28 @@ async def start_failed(
     return row is not None
 
 
+_OPERATOR_ABORT = sa.text(
+    f"""
+    UPDATE apify_runs AS r
+    SET operator_abort_requested_at = now(), updated_at = now()
+    WHERE r.id = ANY(CAST(:ids AS uuid[])) AND r.status NOT IN {ENDED}
+      AND r.operator_abort_requested_at IS NULL
+    RETURNING r.id, pg_notify('{CHANNEL}', CAST(r.id AS text)) IS NULL AS ledger_woken
+    """
+)
+
+
+async def request_abort(conn: sa_async.AsyncConnection, run_ids: list[uuid.UUID]) -> int:
+    """An operator asks for these runs' abort: each that has not ended and was not asked
+    already is marked, and the ledger woken (NOTIFY, sent at the caller's commit). From
+    then on no job follows or wants the run, and the ledger aborts it with the token of
+    the account that started it. Returns how many runs were marked."""
+    if not run_ids:
+        return 0
+    rows = (await conn.execute(_OPERATOR_ABORT, {"ids": run_ids})).all()
+    return len(rows)
+
+
 # ------------------------------------------------------------------ what the ledger shows
 
 _FOLLOWER = f"""CASE WHEN r.status IN {ENDED} THEN NULL
@@ -316,18 +344,29 @@ async def ended_by_state(
 
 
 async def unfollowed(conn: sa_async.AsyncConnection, *, limit: int = 100) -> list[dict[str, Any]]:
-    """The runs that have not ended and that no job follows: the ledger's, oldest first."""
+    """The runs that have not ended and that no job follows: the ledger's, oldest first.
+
+    The runs are chosen first (``ix_apify_runs_unended``) and only those ``limit`` joined
+    to their job and source: PostgreSQL multiplies the selectivities of ``status <> ALL``
+    and so expects a few percent of all runs not to have ended, enough to join them by
+    hashing every job, a sequential scan of ``jobs``."""
     rows = await conn.execute(
         sa.text(
             f"""
+            WITH r AS MATERIALIZED (
+                SELECT r.* FROM apify_runs r
+                WHERE r.status NOT IN {ENDED} AND {_UNFOLLOWED}
+                ORDER BY r.intent_at, r.id
+                LIMIT :limit
+            )
             SELECT r.id, r.apify_run_id, r.account, r.status, r.job_id,
                    j.status AS job_status, r.brand_id, r.actor_id, r.sent_at, r.started_at,
                    r.released_at, r.abort_requested_at, r.ledger_check_at,
                    {_UNWANTED} AS unwanted
-            FROM {_JOINED}
-            WHERE r.status NOT IN {ENDED} AND {_UNFOLLOWED}
+            FROM r
+                LEFT JOIN jobs j ON j.id = r.job_id
+                LEFT JOIN source_connections s ON s.id = r.source_connection_id
             ORDER BY r.intent_at, r.id
-            LIMIT :limit
             """
         ),
         {"limit": limit},

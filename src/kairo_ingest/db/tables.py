@@ -168,6 +168,15 @@ jobs = sa.Table(
     # The lease token is a key (plain unique index), so changing it conflicts with the
     # fence's FOR KEY SHARE while a heartbeat does not (queue/sql.py explains).
     sa.Index("uq_jobs_lease_token", "lease_token", unique=True),
+    # The console's stuck work: jobs with at most one attempt left (0009).
+    sa.Index(
+        "ix_jobs_last_attempt",
+        "created_at",
+        "id",
+        postgresql_where=sa.text(
+            "status IN ('pending', 'running') AND attempts >= max_attempts - 1"
+        ),
+    ),
     # Retention prunes finished rows by age.
     sa.Index(
         "ix_jobs_finished",
@@ -287,6 +296,9 @@ apify_runs = sa.Table(
     ),
     # The job attempt (jobs.claims, job_attempts.number) that created the intent (0006).
     sa.Column("job_attempt", sa.Integer(), nullable=True),
+    # An operator asked the console to abort the run (0010): no job follows or wants it
+    # any more, and the ledger aborts it with its own account's token.
+    sa.Column("operator_abort_requested_at", sa.DateTime(timezone=True), nullable=True),
     # Freshness: the newest succeeded run per source.
     sa.Index(
         "ix_apify_runs_source_succeeded",

@@ -339,6 +339,8 @@ def test_every_page_light_and_dark_and_on_a_phone(
             "jobs": "/jobs?status=failed&q=crashed",
             "job": f"/jobs/{seeded.demo_jobs[0]}",
             "runs": "/runs",
+            "ledger": "/ledger",
+            "workers": "/workers",
             "brands": "/brands?handle=acme",
             "spend": "/spend",
             "audit": "/audit",

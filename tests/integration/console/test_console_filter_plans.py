@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import typing
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,8 +24,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext import asyncio as sa_async
 
-from kairo_ingest.console import actions, queries
+from kairo_ingest.console import actions, queries, run_actions
 from kairo_ingest.db import engine as db_engine
+from kairo_ingest.db import ledger_queries
 
 pytestmark = pytest.mark.slow
 
@@ -239,6 +241,83 @@ async def test_every_filter_is_served_by_an_index_at_a_million_rows(
         )
         if _seq_scans(nodes) or "ix_source_connections_handle_words" not in _indexes(nodes):
             problems.append(("brands by handle", handle, _seq_scans(nodes), _indexes(nodes)))
+    assert problems == [], "\n".join(map(str, problems))
+
+
+async def test_the_workers_page_reads_by_index_at_a_million_rows(
+    big: sa_async.AsyncEngine,
+) -> None:
+    """Held jobs and leases near expiry walk the running rows, long runs the runs that
+    have not ended, jobs on their last attempt their own partial index."""
+    problems = []
+    for statement, params, index in (
+        (queries.HELD_JOBS, {"limit": 500}, "ix_jobs_"),
+        (queries.LEASES_NEAR_EXPIRY, {"within_seconds": 30.0, "limit": 500}, "ix_jobs_"),
+        (queries.LONG_RUNS, {"over_seconds": 3600.0, "limit": 500}, "ix_apify_runs_unended"),
+        (queries.LAST_ATTEMPT, {"limit": 500}, "ix_jobs_last_attempt"),
+    ):
+        nodes = await _plan(big, statement, params)
+        if _seq_scans(nodes) or not any(i.startswith(index) for i in _indexes(nodes)):
+            problems.append((statement.text[:60], _seq_scans(nodes), _indexes(nodes)))
+    assert problems == [], "\n".join(map(str, problems))
+
+
+async def test_an_abort_of_runs_counts_and_walks_the_runs_not_ended(
+    big: sa_async.AsyncEngine,
+) -> None:
+    """The preview's count and the apply's batches, for every runs filter and for ids."""
+    selections = [
+        run_actions.Selection(ids=(uuid.uuid4(), uuid.uuid4())),
+        run_actions.Selection(params={}, snapshot=NOW),
+        run_actions.Selection(params={"status": "RUNNING"}, snapshot=NOW),
+        run_actions.Selection(params={"platform": "youtube"}, snapshot=NOW),
+        run_actions.Selection(params={"actor": "clockworks/tiktok-scraper"}, snapshot=NOW),
+        run_actions.Selection(params={"account": "default"}, snapshot=NOW),
+        run_actions.Selection(params={"source": str(SOURCE)}, snapshot=NOW),
+    ]
+    problems = []
+    for selection in selections:
+        conditions, params = run_actions.where(selection)
+        for statement, extra in (
+            (run_actions.count_statement(conditions), {"cap": run_actions.MAX_RUNS + 1}),
+            (run_actions.batch_statement(conditions), {"batch": run_actions.BATCH}),
+        ):
+            nodes = await _plan(big, statement, params | extra)
+            if _seq_scans(nodes):
+                problems.append((selection, _seq_scans(nodes), _indexes(nodes)))
+    assert problems == [], "\n".join(map(str, problems))
+
+
+class _Recorder:
+    """Stands for a connection: keeps each statement and its parameters, returns no rows."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[sa.TextClause, dict[str, Any]]] = []
+
+    async def execute(self, statement: sa.TextClause, params: dict[str, Any] | None = None) -> Any:
+        self.statements.append((statement, params or {}))
+        return []
+
+
+async def test_the_ledger_page_reads_by_index_at_a_million_rows(
+    big: sa_async.AsyncEngine,
+) -> None:
+    """The ledger page's queries are the run ledger's own (db/ledger_queries.py): recorded as the
+    page would run them, then explained. Neither big table is scanned; the sources (a
+    table of one row per source, 20,000 here) may be hashed whole to join a page of runs
+    to them, which PostgreSQL finds cheaper than 200 lookups."""
+    recorder = _Recorder()
+    conn = typing.cast(sa_async.AsyncConnection, recorder)
+    await ledger_queries.unfollowed(conn, limit=200)
+    await ledger_queries.live_by_state(conn)
+    await ledger_queries.ended_by_state(conn, since=NOW - dt.timedelta(days=1))
+    assert len(recorder.statements) == 3
+    problems = []
+    for statement, params in recorder.statements:
+        nodes = await _plan(big, statement, params)
+        big_scans = [name for name in _seq_scans(nodes) if name in ("jobs", "apify_runs")]
+        if big_scans or not any(i.startswith("ix_apify_runs_") for i in _indexes(nodes)):
+            problems.append((statement.text[:80], _seq_scans(nodes), _indexes(nodes)))
     assert problems == [], "\n".join(map(str, problems))
 
 

@@ -7,6 +7,7 @@ against the response schema the document gives for its path, method and status.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from typing import Any
@@ -16,6 +17,7 @@ import jsonschema
 import pytest
 from console_seed import CONSOLE_TOKEN, XSS_BRAND, XSS_JOB, Seeded, client
 from incident_seed import INCIDENT_KIND, seed_incident_at
+from ledger_seed import seed_ledger
 from starlette import routing
 
 from kairo_ingest.console import openapi
@@ -59,6 +61,7 @@ class Checker:
 
 async def test_every_answer_matches_the_openapi_document(seeded: Seeded) -> None:
     await seed_incident_at(seeded.url, 5)
+    await seed_ledger(seeded.url)
     async with client(seeded.url, login=False, headers=BEARER) as http:
         document = (await http.get("/api/openapi.json")).json()
         for schema in document["components"]["schemas"].values():
@@ -104,6 +107,17 @@ async def test_every_answer_matches_the_openapi_document(seeded: Seeded) -> None
         ):
             await get("/runs", **params)
         await get("/runs", platform="myspace")  # 400
+        workers = await get("/workers")
+        assert workers["thresholds"]["runs_over_seconds"] > 0
+        await get("/workers", lease_within="600", runs_over="1")
+        await get("/workers", runs_over="forever")  # 400
+        ledger = await get("/ledger")
+        assert ledger["unfollowed"]
+        assert ledger["partial_spend"]
+        await get(
+            "/ledger", since=(dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)).isoformat()
+        )
+        await get("/ledger", since="someday")  # 400
         brands = await get("/brands")
         assert {b["brand_id"] for b in brands["brands"]} >= {
             str(demo.brand_id(n)) for n in demo.BRANDS
@@ -131,6 +145,16 @@ async def test_every_answer_matches_the_openapi_document(seeded: Seeded) -> None
         await post("/jobs/bulk/apply", apply)
         await post("/jobs/bulk/apply", apply)
         await post("/jobs/bulk", {"action": "explode", "scope": "matching"})  # 400
+        abort = {"scope": "matching", "filter": {"status": "RUNNING"}}
+        run_preview = await post("/runs/abort", abort)
+        assert run_preview["matched"] >= 1
+        abort_apply = abort | {
+            "action_id": run_preview["action_id"],
+            "snapshot": run_preview["selection"]["snapshot"],
+        }
+        await post("/runs/abort/apply", abort_apply)
+        assert (await post("/runs/abort/apply", abort_apply))["replayed"]
+        await post("/runs/abort", {"scope": "everything"})  # 400
         audit = await get("/audit")
         await get(f"/audit/{audit['entries'][0]['id']}")
         await get(f"/audit/{uuid.uuid4()}")  # 404

@@ -37,6 +37,7 @@ def pages(seeded: Seeded) -> list[str]:
         "/runs?actor=apify/website-content-crawler",
         "/spend",
         "/audit",
+        "/workers",
         "/jobs?brand=%3Cscript%3Ealert(1)%3C%2Fscript%3E",  # reflected in the error text
     ]
 
