@@ -8,7 +8,9 @@ import port_harness
 import pytest
 
 
-@pytest.fixture(params=["memory", "postgres"])
+# The PostgreSQL run asks for the database only when it runs (getfixturevalue), so it says
+# itself that it is slow (tests/conftest.py marks the others by their fixtures).
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.slow)])
 def harness(request: pytest.FixtureRequest) -> port_harness.Harness:
     if request.param == "memory":
         return port_harness.MemoryHarness()
