@@ -264,3 +264,17 @@ async def test_one_running_job_per_brand_and_kind(harness: Harness) -> None:
     assert await _claim(harness) == [], "the brand's follow-up waits for its running job"
     await harness.queue.complete_many([(lease, None)])
     assert [x.job_id for x in await _claim(harness)] == [follow_up]
+
+
+async def test_a_requeued_job_whose_brand_has_a_pending_follow_up_is_superseded(
+    harness: Harness,
+) -> None:
+    """A job that would go back to pending beside its brand's pending follow-up ends
+    cancelled instead: one pending job per brand and kind."""
+    brand = uuid.uuid4()
+    first = await harness.enqueue(brand_id=brand)
+    lease = outcomes.only(await _claim(harness), "lease")
+    follow_up = await harness.enqueue(brand_id=brand)
+    assert await _fail(harness, lease, errors.HandlerError("boom")) is retry_rules.Action.RETRY
+    assert (await harness.job(first)).status == Status.CANCELLED
+    assert (await harness.job(follow_up)).status == Status.PENDING
