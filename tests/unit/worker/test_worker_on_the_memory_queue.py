@@ -184,3 +184,18 @@ async def test_shutdown_releases_the_jobs_still_running(
         ["released"],
     )
     assert "unit-worker" in queue.stopped_owners
+
+
+async def test_an_operators_cancel_stops_the_handler_and_ends_the_job_cancelled(
+    make_worker: Callable[..., core.Worker], queue: memory_queue.MemoryJobQueue
+) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+    job_id = await queue.enqueue(kind="slow")
+    async with running(make_worker({"slow": blocking(started, cancelled)})):
+        await outcomes.within(BOUND_SECONDS, started.wait(), "the handler's start")
+        queue.request_cancel(job_id)
+        await outcomes.within(BOUND_SECONDS, cancelled.wait(), "the handler's cancel")
+        job = queue.jobs[job_id]
+        await wait_until(lambda: job.status == Status.CANCELLED, "the job's end")
+    assert job.outcomes == ["cancelled"]
+    assert job.last_error_kind == "cancelled"
