@@ -103,6 +103,24 @@ async def engine(db_url: str) -> AsyncIterator[sa_async.AsyncEngine]:
         await eng.dispose()
 
 
+# The inner loop is `pytest -m "not slow"` (docs/contributing.md): every e2e test, and every
+# integration test that needs PostgreSQL, is marked slow here by where it lives and what it
+# asks for; a test elsewhere that is slow says so itself (`pytest.mark.slow`).
+_DATABASE_FIXTURES = frozenset({"db_url", "template_db", "pg_server_url"})
+_TESTS = pathlib.Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    e2e, integration = _TESTS / "e2e", _TESTS / "integration"
+    for item in items:
+        path = item.path
+        if path.is_relative_to(e2e) or (
+            path.is_relative_to(integration)
+            and _DATABASE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        ):
+            item.add_marker(pytest.mark.slow)
+
+
 _skipped: list[str] = []
 
 

@@ -13,6 +13,8 @@
 - :mod:`~kairo_ingest.worker.gc_tuning`     the garbage collector's settings
 - :mod:`~kairo_ingest.worker.context`       what a handler sees, and what the worker keeps
 - :mod:`~kairo_ingest.worker.parameters`    every setting of a worker in one frozen value
+- :mod:`~kairo_ingest.worker.ports`         the queue port: what the worker asks of the queue
+- :mod:`~kairo_ingest.worker.pg_queue`      the queue port's PostgreSQL adapter
 
 See docs/queue.md.
 """

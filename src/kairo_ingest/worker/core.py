@@ -48,7 +48,16 @@ from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import claiming, context, gc_tuning, maintenance, parameters, shutdown
+from kairo_ingest.worker import (
+    claiming,
+    context,
+    gc_tuning,
+    maintenance,
+    parameters,
+    pg_queue,
+    ports,
+    shutdown,
+)
 from kairo_ingest.worker import finisher as finisher_module
 from kairo_ingest.worker import lease_keeper as lease_keeper_module
 from kairo_ingest.worker import listener as listener_module
@@ -74,12 +83,18 @@ class Worker:
         clock: clock_module.Clock = clock_module.SYSTEM,
         rng: random.Random | None = None,
         loops: Sequence[tuple[str, maintenance.Loop]] = (),
+        queue: ports.JobQueue | None = None,
     ) -> None:
         if not handlers:
             raise errors.ConfigError("the worker needs at least one job handler")
         config.validate()
         self.config = config
         self._engine = engine
+        # The queue port. By default the PostgreSQL adapter: on the engine's pool, and on
+        # the claim loop's, the keeper's and the finisher's own connections. A given queue
+        # (tests: the in-memory one) serves every queue call instead.
+        self._injected = queue
+        self._queue: ports.JobQueue = queue or pg_queue.PostgresJobQueue(engine)
         self._handlers = dict(handlers)
         self._loops = list(loops)  # maintenance loops the service adds (the run ledger)
         self._kinds = sorted(self._handlers)
@@ -107,7 +122,7 @@ class Worker:
         self._drain = False
         self._exit: shutdown.ExitBudget | None = None  # started by the first stop request
         self._claim_lock = asyncio.Lock()  # a claim, or the keeper's hand-back of orphans
-        self._finisher = finisher_module.Finisher(engine, self._retry, rng=self._rng)
+        self._finisher = finisher_module.Finisher(engine, self._retry, rng=self._rng, queue=queue)
         self._tasks = tasks_module.JobTasks(
             engine, handlers, self._finisher, clock=clock, wake=self._wake.set
         )
@@ -132,6 +147,7 @@ class Worker:
             ),
             claim_lock=self._claim_lock,
             caps=self._caps,
+            queue=queue,
         )
         self._listener: listener_module.Listener | None = None
         if self._listen_dsn is not None:
@@ -213,6 +229,7 @@ class Worker:
             on_requeued=self._wake.set,
             caps=self._caps,
             loops=self._loops,
+            queue=self._queue,
         )
         if self._listener is not None:
             listening = self._listener.run(self._stop)
@@ -285,7 +302,7 @@ class Worker:
                 continue
             if self._drain and not leases and not self._slots:
                 try:
-                    busy = await queue_jobs.has_ready_or_running(self._engine, kinds=self._kinds)
+                    busy = await self._queue.has_ready_or_running(kinds=self._kinds)
                 except Exception as exc:  # noqa: BLE001 - the loop must outlive database outages
                     failures += 1
                     await self._claim_conn.discard()
@@ -293,7 +310,7 @@ class Worker:
                     continue
                 if not busy:
                     self.drain_report = await maintenance.report_drained(
-                        self._engine, self._kinds, self.owner
+                        self._queue, self._kinds, self.owner
                     )
                     return
             # Caught up: nothing more is ready. Sleep until a NOTIFY, a freed slot or the poll.
@@ -310,7 +327,8 @@ class Worker:
         async with self._claim_lock:
             self.claims += 1
             try:
-                leases = await self._claim_conn.claim(
+                claimer = self._claim_conn if self._injected is None else self._injected
+                leases = await claimer.claim(
                     owner=self.owner,
                     limit=free,
                     lease_seconds=self.config.lease_seconds,
@@ -337,7 +355,7 @@ class Worker:
         if self._stop.is_set() and leases:
             try:
                 await shutdown.release(
-                    self._engine,
+                    self._queue,
                     leases,
                     self._rng,
                     seconds=self.config.beat_timeout_seconds,
@@ -388,7 +406,7 @@ class Worker:
 
     async def _release(self, slots: list[_Slot], seconds: float) -> None:
         await shutdown.release(
-            self._engine,
+            self._queue,
             [slot.lease for slot in slots],
             self._rng,
             seconds=seconds,

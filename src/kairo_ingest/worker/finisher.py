@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -30,7 +29,7 @@ from kairo_ingest import errors, logs
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import dedicated
+from kairo_ingest.worker import dedicated, pg_queue, ports
 
 _log = logs.get("kairo_ingest.worker")
 
@@ -60,8 +59,10 @@ class Finisher:
         policy: RetryPolicy,
         *,
         rng: random.Random | None = None,
+        queue: ports.JobQueue | None = None,
     ) -> None:
         self._conn = dedicated.DedicatedConnection(engine)
+        self._injected = queue  # None: the PostgreSQL adapter on this task's connection
         self._policy = policy
         self._rng = rng or random.Random()
         self._queue: list[_Pending] = []
@@ -138,40 +139,51 @@ class Finisher:
                     _resolve(p.done, p.lease.job_id in done)
         for p in failures:
             assert p.error is not None
-            action = await self._persist(
-                functools.partial(
-                    endings.fail,
-                    lease=p.lease,
-                    error=p.error,
-                    evidence_status=p.evidence_status,
-                    base_seconds=self._policy.base_seconds,
-                    cap_seconds=self._policy.cap_seconds,
-                    snooze_seconds=self._policy.snooze_seconds,
-                    rng=self._rng,
-                    caps=self._policy.caps,
-                ),
-                "fail",
-            )
+            action = await self._persist(self._failing(p.lease, p.error, p.evidence_status), "fail")
             _resolve(p.done, action is not None)
+
+    def _failing(
+        self,
+        lease: queue_jobs.Lease,
+        error: BaseException,
+        evidence_status: dict[str, Any] | None,
+    ) -> Callable[[ports.JobQueue], Awaitable[retry_rules.Action | None]]:
+        def write(queue: ports.JobQueue) -> Awaitable[retry_rules.Action | None]:
+            return queue.fail(
+                lease,
+                error,
+                evidence_status=evidence_status,
+                base_seconds=self._policy.base_seconds,
+                cap_seconds=self._policy.cap_seconds,
+                snooze_seconds=self._policy.snooze_seconds,
+                rng=self._rng,
+                caps=self._policy.caps,
+            )
+
+        return write
 
     async def _complete(self, pending: list[_Pending]) -> set[uuid.UUID] | None:
         items = [(p.lease, p.evidence_status) for p in pending]
-        return await self._persist(
-            functools.partial(endings.complete_many, items=items), "complete"
-        )
+        return await self._persist(lambda queue: queue.complete_many(items), "complete")
+
+    async def _on_connection(self) -> ports.JobQueue:
+        if self._injected is not None:
+            return self._injected
+        return pg_queue.PostgresJobQueue(await self._conn.get())
 
     async def _persist(
-        self, write: Callable[[sa_async.AsyncConnection], Awaitable[_T]], operation: str
+        self, write: Callable[[ports.JobQueue], Awaitable[_T]], operation: str
     ) -> _T | None:
-        """Run ``write(connection)``; while the database is unavailable keep retrying with backoff
-        (the job stays in flight and its lease keeps being extended) until the finisher is
-        closed. A write whose values the database refuses raises :class:`_RefusedError`.
+        """Run ``write(queue)`` (the queue port on this task's connection); while the
+        database is unavailable keep retrying with backoff (the job stays in flight and its
+        lease keeps being extended) until the finisher is closed. A write whose values the
+        database refuses raises :class:`_RefusedError`.
         Any other error is logged and the write abandoned (None): the lease then expires
         and the reaper requeues the job, so the outcome is at-least-once, never lost."""
         failures = 0
         while True:
             try:
-                return await write(await self._conn.get())
+                return await write(await self._on_connection())
             except Exception as exc:  # classified below; the task must survive
                 await self._conn.discard()
                 if _refused(exc):

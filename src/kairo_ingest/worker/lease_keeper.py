@@ -35,9 +35,9 @@ from kairo_ingest import clock as clock_module
 from kairo_ingest import errors, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.domain import retry as retry_rules
-from kairo_ingest.queue import endings, upkeep
+from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import context, dedicated, maintenance
+from kairo_ingest.worker import context, dedicated, maintenance, pg_queue, ports
 from kairo_ingest.worker import tasks as tasks_module
 
 _log = logs.get("kairo_ingest.worker")
@@ -76,10 +76,14 @@ class LeaseKeeper:
         registration: queue_jobs.Registration,
         claim_lock: asyncio.Lock,
         caps: endings.Caps = endings.DEFAULT_CAPS,
+        queue: ports.JobQueue | None = None,
     ) -> None:
         if give_up_after(lease_seconds, interval_seconds, timeout_seconds) <= 0:
             raise errors.ConfigError("heartbeat interval plus timeout must be below the lease")
-        self._engine = engine
+        # The queue port: given (tests), or the PostgreSQL adapter on the handlers' pool
+        # (attempt endings) and on the keeper's own connection (beats, hand-backs).
+        self._injected = queue
+        self._shared = queue or pg_queue.PostgresJobQueue(engine)
         self._tasks = tasks
         self._slots = tasks.slots
         self._lease_seconds = lease_seconds
@@ -111,6 +115,8 @@ class LeaseKeeper:
     async def connect(self) -> None:
         """Take the keeper's own connection before any handler can exhaust the pool
         (best effort: after an error the first beat connects)."""
+        if self._injected is not None:
+            return
         try:
             async with asyncio.timeout(self._lease_seconds / 3.0):
                 await self._conn.get()
@@ -149,7 +155,7 @@ class LeaseKeeper:
             await self.hand_back_orphans(deadline.remaining() / 2)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(max(0.0, deadline.remaining())):
-                    await upkeep.stop_worker(await self._conn.get(), self.owner)
+                    await (await self._on_connection()).stop_worker(self.owner)
         finally:
             self._closed = True
             for task in self._writes:
@@ -157,17 +163,24 @@ class LeaseKeeper:
             await self._conn.close()
             await self._own_engine.dispose()
 
+    async def _on_connection(self) -> ports.JobQueue:
+        """The queue port on the keeper's own connection (a beat's statement timeout set
+        locally in its transaction)."""
+        if self._injected is not None:
+            return self._injected
+        return pg_queue.PostgresJobQueue(
+            await self._conn.get(),
+            beat_statement_timeout_seconds=self._timeout * _SERVER_SHARE,
+        )
+
     async def _beat(self, failures: int) -> int:
         held = [s for s in self._slots.values() if s.state in _BEATEN]
         sent_at = self._clock.monotonic()
         try:
             async with asyncio.timeout(self._timeout):
-                beat = await queue_jobs.beat(
-                    await self._conn.get(),
-                    [s.lease for s in held],
-                    self._lease_seconds,
-                    statement_timeout_seconds=self._timeout * _SERVER_SHARE,
-                    registration=self._registration,
+                queue = await self._on_connection()
+                beat = await queue.beat(
+                    [s.lease for s in held], self._lease_seconds, registration=self._registration
                 )
         except Exception as exc:  # noqa: BLE001 - keep beating through outages
             await self._conn.discard()
@@ -213,8 +226,8 @@ class LeaseKeeper:
         held = self._tasks.held_tokens()
         try:
             async with asyncio.timeout(seconds):
-                bind = self._engine if shared_pool else await self._conn.get()
-                self.handed_back += await endings.hand_back(bind, owner=self.owner, held=held)
+                queue = self._shared if shared_pool else await self._on_connection()
+                self.handed_back += await queue.hand_back(owner=self.owner, held=held)
         except Exception as exc:  # noqa: BLE001 - the next beat tries again
             if not shared_pool:
                 await self._conn.discard()
@@ -230,10 +243,10 @@ class LeaseKeeper:
         task.add_done_callback(self._writes.discard)
 
     async def _give_up(self, lease: queue_jobs.Lease) -> int:
-        return await endings.give_up(self._engine, [lease], caps=self._caps)
+        return await self._shared.give_up([lease], caps=self._caps)
 
     async def _stop_cancelled(self, lease: queue_jobs.Lease) -> int:
-        return await endings.stop_cancelled(self._engine, [lease])
+        return await self._shared.stop_cancelled([lease])
 
     async def _write_after_task(
         self, slot: context.Slot, write: Callable[[queue_jobs.Lease], Awaitable[int]]

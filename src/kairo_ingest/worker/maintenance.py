@@ -26,7 +26,7 @@ from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import endings, upkeep
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import parameters
+from kairo_ingest.worker import parameters, pg_queue, ports
 
 _log = logs.get("kairo_ingest.worker")
 
@@ -70,23 +70,26 @@ def start(
     on_requeued: Callable[[], None],
     caps: endings.Caps = endings.DEFAULT_CAPS,
     loops: Sequence[tuple[str, Loop]] = (),
+    queue: ports.JobQueue | None = None,
 ) -> list[asyncio.Task[None]]:
     """Start the reaper, the promoter, the sampler, the registry's pruner, the raw-item
     partitions' upkeep, (with a retention) the pruner and the ``loops`` the service composed
-    (the run ledger), each in a task."""
+    (the run ledger), each in a task. The reaper and the promoter go through ``queue``
+    (the queue port; by default the PostgreSQL adapter on ``engine``)."""
+    port = queue or pg_queue.PostgresJobQueue(engine)
     units: list[tuple[str, float, Work]] = [
         (
             "reap",
             config.reap_interval_seconds,
             Reaper(
-                engine,
+                port,
                 base_seconds=config.retry_base_seconds,
                 cap_seconds=config.retry_cap_seconds,
                 on_requeued=on_requeued,
                 caps=caps,
             ),
         ),
-        ("promote", config.promote_every_seconds, Promoter(engine, on_promoted=on_requeued)),
+        ("promote", config.promote_every_seconds, Promoter(port, on_promoted=on_requeued)),
         ("stats", config.stats_interval_seconds, Sampler(engine)),
         (
             "raw_partitions",
@@ -111,22 +114,22 @@ class Reaper:
 
     def __init__(
         self,
-        engine: sa_async.AsyncEngine,
+        queue: ports.JobQueue,
         *,
         base_seconds: float,
         cap_seconds: float,
         on_requeued: Callable[[], None],
         caps: endings.Caps = endings.DEFAULT_CAPS,
     ) -> None:
-        self._engine = engine
+        self._queue = queue
         self._base = base_seconds
         self._cap = cap_seconds
         self._on_requeued = on_requeued
         self._caps = caps
 
     async def __call__(self) -> None:
-        requeued, _failed = await endings.reap(
-            self._engine, base_seconds=self._base, cap_seconds=self._cap, caps=self._caps
+        requeued, _failed = await self._queue.reap(
+            base_seconds=self._base, cap_seconds=self._cap, caps=self._caps
         )
         if requeued:
             self._on_requeued()
@@ -136,12 +139,12 @@ class Promoter:
     """Makes deferred jobs ready once their backoff or snooze is over (and announces them
     with NOTIFY); wakes the claim loop when it promoted something."""
 
-    def __init__(self, engine: sa_async.AsyncEngine, *, on_promoted: Callable[[], None]) -> None:
-        self._engine = engine
+    def __init__(self, queue: ports.JobQueue, *, on_promoted: Callable[[], None]) -> None:
+        self._queue = queue
         self._on_promoted = on_promoted
 
     async def __call__(self) -> None:
-        if await upkeep.promote(self._engine):
+        if await self._queue.promote():
             self._on_promoted()
 
 
@@ -212,12 +215,12 @@ class RawPartitions:
 
 
 async def report_drained(
-    engine: sa_async.AsyncEngine, kinds: Sequence[str], owner: str
+    queue: ports.JobQueue, kinds: Sequence[str], owner: str
 ) -> queue_jobs.Waiting | None:
     """Drain mode's last word: how many jobs still wait on a backoff, and until when
     (logged, and returned for ``run`` to print; None when the database cannot say)."""
     try:
-        waiting = await queue_jobs.waiting_on_backoff(engine, kinds=kinds)
+        waiting = await queue.waiting_on_backoff(kinds=kinds)
     except Exception as exc:  # noqa: BLE001 - the report is best effort
         log_loop_error("drain_report", exc, 1, 0.0)
         _log.info("queue_drained", owner=owner)

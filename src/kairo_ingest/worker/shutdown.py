@@ -21,14 +21,12 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from sqlalchemy.ext import asyncio as sa_async
-
 from kairo_ingest import clock as clock_module
 from kairo_ingest import errors, logs
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.queue import endings
 from kairo_ingest.queue import jobs as queue_jobs
-from kairo_ingest.worker import context, maintenance
+from kairo_ingest.worker import context, maintenance, ports
 from kairo_ingest.worker import tasks as tasks_module
 
 _log = logs.get("kairo_ingest.worker")
@@ -87,7 +85,7 @@ async def wait_for_grace(
 
 
 async def release(
-    engine: sa_async.AsyncEngine,
+    queue: ports.JobQueue,
     leases: Sequence[queue_jobs.Lease],
     rng: random.Random,
     *,
@@ -104,7 +102,7 @@ async def release(
     while True:
         try:
             async with asyncio.timeout(max(0.001, deadline.remaining())):
-                released = await endings.release(engine, leases, caps=caps)
+                released = await queue.release(leases, caps=caps)
         except Exception as exc:  # noqa: BLE001 - the reaper will requeue them later
             failures += 1
             delay = retry_rules.retry_delay_seconds(failures, rng)

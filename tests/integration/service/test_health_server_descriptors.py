@@ -12,9 +12,13 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
 HARNESS = pathlib.Path(__file__).with_name("emfile_harness.py")
 HALF_OPEN = 120  # bounded; loopback only
 BOUND_SECONDS = 60.0
+
+pytestmark = pytest.mark.slow  # a subprocess held out of descriptors for an interval
 
 
 def _livez(port: int) -> int:

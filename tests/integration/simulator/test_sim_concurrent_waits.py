@@ -6,6 +6,8 @@ import asyncio
 import collections
 import datetime as dt
 
+import pytest
+
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import server
 from kairo_ingest import clock, errors
@@ -14,6 +16,8 @@ from kairo_ingest.apify import models, reconcile
 
 TOKEN = "sim-token-for-integration-tests"
 ACTOR = "clockworks~tiktok-scraper"
+
+pytestmark = pytest.mark.slow  # thousands of waits, seconds of simulated runs
 
 
 async def test_1000_concurrent_waits_finish_with_the_right_statuses() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import datasets, server
 from kairo_ingest import clock
@@ -65,6 +67,7 @@ async def test_adopt_existing_finds_nothing_for_a_new_input() -> None:
         assert found is None
 
 
+@pytest.mark.slow
 async def test_paging_a_25000_item_dataset_returns_every_item_once_in_order() -> None:
     cfg = sim_config.SimConfig(
         seed=9,
