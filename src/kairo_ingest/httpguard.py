@@ -1,5 +1,6 @@
 """uvicorn with limits it does not have on its own: a request-head timeout and a cap on
-open connections (the health server and the console both serve through it).
+open connections (the health server and the console both serve through it, by way of
+:mod:`kairo_ingest.webstack`).
 
 * ``limit_concurrency``: beyond it uvicorn answers 503 at once;
 * ``h11_max_incomplete_event_size``: a request head over 16 KiB is refused;
@@ -16,29 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http import h11_impl
 
 DESCRIPTOR_LOG_INTERVAL_SECONDS = 30.0
-
-# The ASGI interface our two hand-written apps (health, console) speak.
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-async def answer_lifespan(receive: Receive, send: Send) -> None:
-    """Acknowledge an ASGI lifespan's startup and shutdown; the apps have nothing to do."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

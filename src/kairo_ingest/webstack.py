@@ -3,8 +3,9 @@ uvicorn server under :mod:`kairo_ingest.httpguard`'s limits that leaves the proc
 signals alone.
 
 Starlette gives the routing, requests, responses and test client; this module adds
-only what it does not have. The console serves through it today; the health server
-and the simulator can move onto it without new code here.
+only what it does not have. The console (on the process's loop, :func:`start`) and the
+health server (on a thread of its own, :mod:`kairo_ingest.service.health_server`) serve
+through it. The Apify simulator is a package of its own and does not import this.
 """
 
 from __future__ import annotations
@@ -105,12 +106,13 @@ class Server(uvicorn.Server):
         yield
 
 
-def server(
+def config(
     app: types.ASGIApp, *, host: str, port: int, limits: httpguard.Limits | None = None
-) -> Server:
-    """A uvicorn server for ``app`` with httpguard's limits, no access log, no lifespan and
-    no proxy-header handling of its own (an app that trusts a proxy says so itself)."""
-    cfg = httpguard.Config(
+) -> httpguard.Config:
+    """uvicorn's config for ``app`` with httpguard's limits, no access log, no lifespan,
+    no ``Server`` header and no proxy-header handling of its own (an app that trusts a
+    proxy says so itself)."""
+    return httpguard.Config(
         app,
         host=host,
         port=port,
@@ -122,7 +124,13 @@ def server(
         server_header=False,
         **httpguard.uvicorn_settings(limits or httpguard.Limits()),
     )
-    return Server(cfg)
+
+
+def server(
+    app: types.ASGIApp, *, host: str, port: int, limits: httpguard.Limits | None = None
+) -> Server:
+    """A uvicorn server for ``app`` under :func:`config`."""
+    return Server(config(app, host=host, port=port, limits=limits))
 
 
 async def start(

@@ -6,7 +6,7 @@
 - :mod:`~kairo_apify_sim.faults`    injected failures
 - :mod:`~kairo_apify_sim.platform`  platform habits it can copy: input defaults, signed
   storage URLs, pricing
-- :mod:`~kairo_apify_sim.app`       the raw ASGI application (routing, envelopes)
+- :mod:`~kairo_apify_sim.app`       the ASGI application (Starlette routing, envelopes)
 - :mod:`~kairo_apify_sim.server`    uvicorn: ``serve``, ``running``, ``running_in_thread``
 
 Run it on its own with ``python -m kairo_apify_sim --port 8765``.

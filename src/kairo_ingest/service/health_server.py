@@ -1,11 +1,13 @@
-"""The health server: uvicorn with limits, on its own thread and event loop.
+"""The health server: the Starlette app of :mod:`.http` on ``webstack``'s uvicorn, on its
+own thread and event loop.
 
 Why a thread: ``/livez`` must answer while the worker's loop is blocked (a long CPU
 step, a stuck callback), and report that block. Served on the worker's loop it could
 only answer once the block was over. The thread runs its own loop with uvicorn, the
 readiness probe's connection and a descriptor-exhaustion log guard.
 
-Its limits are :mod:`kairo_ingest.httpguard`'s (a 16 MB header was accepted before).
+Its limits are :mod:`kairo_ingest.httpguard`'s, as for the console (a 16 MB header was
+accepted before).
 """
 
 from __future__ import annotations
@@ -14,11 +16,9 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import uvicorn
-
-from kairo_ingest import errors, httpguard, logs
+from kairo_ingest import errors, httpguard, logs, webstack
 from kairo_ingest.service import http, loop_errors
 
 log = logs.get(__name__)
@@ -27,17 +27,13 @@ log = logs.get(__name__)
 Limits = httpguard.Limits
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers (the service owns SIGTERM and SIGINT),
-    telling the starting thread once it listens."""
+class _Server(webstack.Server):
+    """``webstack``'s server (no signal handlers of its own), telling the starting thread
+    once it listens."""
 
     def __init__(self, config: httpguard.Config, on_started: Callable[[], None]) -> None:
         super().__init__(config)
         self._on_started = on_started
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -59,16 +55,7 @@ class HealthServer:
         self._port = port
         self._settled = threading.Event()
         self._server = _Server(
-            httpguard.Config(
-                http.app(health),
-                host=host,
-                port=port,
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=1,
-                **httpguard.uvicorn_settings(self.limits),
-            ),
+            webstack.config(http.app(health), host=host, port=port, limits=self.limits),
             on_started=self._settled.set,
         )
         self._thread = threading.Thread(target=self._run, name="kairo-health", daemon=True)

@@ -1,4 +1,4 @@
-"""The health and metrics endpoints: a bare ASGI app, served by :mod:`.health_server`.
+"""The health and metrics endpoints: a Starlette app, served by :mod:`.health_server`.
 
 * ``/livez``: 200 while the worker's event loop is responsive. A ticker task on that
   loop stamps a heartbeat; the endpoint itself is served from another thread and loop
@@ -8,6 +8,9 @@
   :mod:`kairo_ingest.db.probe`), the schema is at head and the worker is not shutting down;
   otherwise 503 with a JSON reason. Both answers name the Apify in use (``apify``).
 * ``/metrics``: the Prometheus text format.
+
+Each answers GET and HEAD (405 otherwise), with ``Cache-Control: no-store``; a request
+body is refused (413), as is a request head over the limits of :mod:`kairo_ingest.httpguard`.
 """
 
 from __future__ import annotations
@@ -15,16 +18,15 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
-from collections.abc import Awaitable, Callable
 
-from kairo_ingest import clock, errors, httpguard, logs, metrics
+from starlette import requests, responses, routing, types
+
+from kairo_ingest import clock, errors, logs, metrics, webstack
 from kairo_ingest.db import migrate, probe
 
 log = logs.get(__name__)
 
-Scope = httpguard.Scope
-Receive = httpguard.Receive
-Send = httpguard.Send
+HEADERS = (("cache-control", "no-store"), ("x-content-type-options", "nosniff"))
 
 LOOP_LAG_LIMIT_SECONDS = 5.0
 TICK_SECONDS = 0.5
@@ -98,42 +100,40 @@ class Health:
         await self._probe.close()
 
 
-def app(health: Health) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    async def _send(send: Send, status: int, body: bytes, content_type: str) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", content_type.encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+def app(health: Health) -> types.ASGIApp:
+    """The three endpoints on a Starlette router, behind a body cap of nothing and the
+    fixed headers (``webstack``)."""
 
-    async def _json(send: Send, ok: bool, reason: str, **extra: object) -> None:
-        answer = {"status": "ok" if ok else "unavailable", "reason": reason, **extra}
-        body = json.dumps(answer).encode()
-        await _send(send, 200 if ok else 503, body, "application/json")
+    async def livez(_: requests.Request) -> responses.Response:
+        lag = round(health.loop_lag_seconds(), 3)
+        return _json(*health.live(), loop_lag_seconds=lag)
 
-    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await httpguard.answer_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        path = scope["path"]
-        if scope["method"] not in ("GET", "HEAD"):
-            await _send(send, 405, b"method not allowed\n", "text/plain")
-        elif path == "/livez":
-            lag = round(health.loop_lag_seconds(), 3)
-            await _json(send, *health.live(), loop_lag_seconds=lag)
-        elif path == "/readyz":
-            await _json(send, *(await health.ready()), apify=health.apify)
-        elif path == "/metrics":
-            await _send(send, 200, metrics.render(), metrics.CONTENT_TYPE)
-        else:
-            await _send(send, 404, b"not found\n", "text/plain")
+    async def readyz(_: requests.Request) -> responses.Response:
+        return _json(*(await health.ready()), apify=health.apify)
 
-    return asgi
+    async def prometheus(_: requests.Request) -> responses.Response:
+        return _answer(200, metrics.render(), metrics.CONTENT_TYPE)
+
+    router = routing.Router(
+        [
+            routing.Route("/livez", livez, methods=["GET"]),
+            routing.Route("/readyz", readyz, methods=["GET"]),
+            routing.Route("/metrics", prometheus, methods=["GET"]),
+        ],
+        redirect_slashes=False,
+        default=_answer(404, b"not found\n", "text/plain"),
+    )
+    return webstack.FixedHeaders(webstack.BodyLimit(router, max_bytes=0), headers=HEADERS)
+
+
+def _json(ok: bool, reason: str, **extra: object) -> responses.Response:
+    answer = {"status": "ok" if ok else "unavailable", "reason": reason, **extra}
+    return _answer(200 if ok else 503, json.dumps(answer).encode(), "application/json")
+
+
+def _answer(status: int, body: bytes, content_type: str) -> responses.Response:
+    """An answer sent chunked, without Content-Length, as the health server always did
+    (a probe reads either; the tests read a kept-alive connection's answers so)."""
+    response = responses.Response(body, status, media_type=content_type)
+    del response.headers["content-length"]
+    return response

@@ -169,3 +169,11 @@ def test_budget_benchmark_runs(pg_server_url: str) -> None:
     assert "worker settings (the rest are the service's defaults): " in out
     assert "(leaked): 0" in out
     assert "wall time" in out
+
+
+def test_simulator_routing_benchmark_runs() -> None:
+    out = _bench("sim_routing.py", "--requests", "50", "--rounds", "1", "--pairs", "1")
+    assert out.startswith("settings: GET /v2/actor-runs/{id} x 50")  # the settings, first
+    assert "floor " in out
+    assert "simulator " in out
+    assert "simulator/floor: wall req/s" in out

@@ -121,3 +121,26 @@ async def test_metrics_serves_the_prometheus_text_format(db_url: str) -> None:
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain")
     assert "kairo_jobs_claimed_total" in answer.text
+
+
+async def test_the_probes_refuse_bodies_and_other_methods_and_are_never_cached() -> None:
+    health = http.Health("postgresql://postgres@127.0.0.1:1/none", apify="simulator")
+    transport = httpx.ASGITransport(app=http.app(health))
+    async with httpx.AsyncClient(transport=transport, base_url="http://probe") as client:
+        answers = {
+            "get": await client.get("/livez"),
+            "head": await client.head("/livez"),
+            "post": await client.post("/livez"),
+            "body": await client.request("GET", "/livez", content=b"x" * 10),
+            "unknown": await client.get("/nope"),
+        }
+    assert answers["get"].status_code == 200
+    assert answers["head"].status_code == 200
+    assert answers["head"].content == b""
+    assert answers["post"].status_code == 405
+    assert set(answers["post"].headers["allow"].split(", ")) == {"GET", "HEAD"}
+    assert answers["body"].status_code == 413
+    assert answers["unknown"].status_code == 404
+    for name, answer in answers.items():
+        assert answer.headers["cache-control"] == "no-store", name
+        assert answer.headers["x-content-type-options"] == "nosniff", name
