@@ -183,6 +183,70 @@ async def test_a_job_claimed_again_waits_for_its_previous_task_in_this_process(
     assert kit.sample("kairo_jobs_in_flight") == in_flight
 
 
+async def test_an_attempt_lost_while_it_waits_leaves_the_next_one_waiting_for_the_first(
+    engine: sa_async.AsyncEngine, make_worker: kit.WorkerFactory
+) -> None:
+    """The first attempt's task still unwinds; the second claim waits for it and is itself
+    reclaimed while it waits (its task ends at once); the third claim must still wait for
+    the first task, not only for the second."""
+    cleanup = asyncio.Event()
+    first_started = asyncio.Event()
+    calls = 0
+    active = 0
+    most_at_once = 0
+
+    async def sticky(ctx: context.JobContext) -> context.Outcome:
+        nonlocal calls, active, most_at_once
+        calls += 1
+        active += 1
+        most_at_once = max(most_at_once, active)
+        try:
+            if calls == 1:
+                first_started.set()
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    await asyncio.shield(cleanup.wait())  # e.g. a budget slot's release
+                    raise
+            return context.Outcome()
+        finally:
+            active -= 1
+
+    worker = make_worker(
+        {"sticky": sticky},
+        lease_seconds=60.0,
+        heartbeat_interval_seconds=0.2,
+        heartbeat_timeout_seconds=0.15,
+        reap_interval_seconds=3600.0,
+    )
+    job, _ = await jobs.enqueue(engine, kind="sticky", brand_id=None)
+    async with kit.running(worker):
+        await outcomes.within(kit.BOUND_SECONDS, first_started.wait())
+        for claims in (2, 3):
+
+            async def reaped() -> bool:
+                # A live heartbeat may renew the expired lease first: expire it again.
+                await kit.expire_lease(engine, job.id)
+                return await endings.reap(engine, base_seconds=0.0, cap_seconds=0.0) == (1, 0)
+
+            await kit.wait_until(reaped)
+
+            async def claimed_again(claims: int = claims) -> bool:
+                return (await kit.row(engine, job.id)).claims == claims
+
+            await kit.wait_until(claimed_again)
+        beats = worker.lease_keeper.beats
+
+        async def three_more_beats() -> bool:
+            return worker.lease_keeper.beats >= beats + 3
+
+        await kit.wait_until(three_more_beats)
+        assert calls == 1  # the third attempt still waits for the first one's task
+        cleanup.set()
+        await kit.wait_until(lambda: _succeeded(engine, job.id))
+    assert (calls, most_at_once) == (2, 1)
+
+
 async def test_the_whole_exit_fits_the_shutdown_budget_even_when_a_handler_ignores_cancel(
     engine: sa_async.AsyncEngine, make_worker: kit.WorkerFactory
 ) -> None:
