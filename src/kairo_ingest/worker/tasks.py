@@ -59,8 +59,10 @@ class JobTasks:
         # Attempts being ended outside the finisher (give-up, operator cancel, release), by
         # lease token, until their write lands or is abandoned.
         self.writing: dict[uuid.UUID, queue_jobs.Lease] = {}
-        # Tasks of attempts a newer claim of the same job replaced in `slots`, still unwinding.
+        # Tasks of attempts a newer claim of the same job replaced in `slots`, still unwinding,
+        # all together and by job (a new attempt waits for every one of its job's).
         self.unwinding: set[asyncio.Task[None]] = set()
+        self._unwinding_by_job: dict[uuid.UUID, set[asyncio.Task[None]]] = {}
         self.slot_freed = asyncio.Event()
         # The structlog proxy re-resolves its configuration on every call; jobs log through
         # a logger resolved once per run() instead (the hot path logs twice per job).
@@ -77,14 +79,15 @@ class JobTasks:
     def start(self, lease: queue_jobs.Lease, claimed_at: float) -> None:
         slot = _Slot(lease, self.context(lease), claimed_at)
         previous = self.slots.get(lease.job_id)
-        after: asyncio.Task[None] | None = None
         if previous is not None and previous.task is not None and not previous.task.done():
             # A new claim of the job proves the old lease moved on (reclaimed, or retried by
             # an operator) even if no heartbeat has said so yet: stop the old attempt.
             self.lose(previous, "the job was claimed again: its lease had moved on")
-            after = previous.task
-            self.unwinding.add(after)
-            after.add_done_callback(self.unwinding.discard)
+            self._unwinds(lease.job_id, previous.task)
+        # Every earlier attempt of the job still unwinding here, not just the last one: an
+        # attempt that was itself lost while it waited ends at once, before the ones it
+        # waited for.
+        after = [task for task in self._unwinding_by_job.get(lease.job_id, ()) if not task.done()]
         self.slots[lease.job_id] = slot
         self.running += 1
         slot.task = asyncio.create_task(
@@ -93,7 +96,21 @@ class JobTasks:
         slot.task.add_done_callback(lambda task: self._job_done(slot, task))
         metrics.JOBS_IN_FLIGHT.inc()
 
-    async def _run_job(self, slot: _Slot, after: asyncio.Task[None] | None = None) -> None:
+    def _unwinds(self, job_id: uuid.UUID, task: asyncio.Task[None]) -> None:
+        self.unwinding.add(task)
+        self._unwinding_by_job.setdefault(job_id, set()).add(task)
+
+        def gone(done: asyncio.Task[None]) -> None:
+            self.unwinding.discard(done)
+            left = self._unwinding_by_job.get(job_id)
+            if left is not None:
+                left.discard(done)
+                if not left:
+                    del self._unwinding_by_job[job_id]
+
+        task.add_done_callback(gone)
+
+    async def _run_job(self, slot: _Slot, after: list[asyncio.Task[None]]) -> None:
         lease = slot.lease
         # This task's own context (a copy): bound once, rendered only if a line is logged.
         logs.bind_task(
@@ -116,10 +133,10 @@ class JobTasks:
             kind=tracing.SpanKind.CONSUMER,
         ) as job_span:
             try:
-                if after is not None:
-                    # One job, one task: the job's previous attempt still unwinds here.
-                    log.info("job_waits_for_its_previous_task")
-                    await asyncio.wait([after])
+                if after:
+                    # One job, one task: the job's earlier attempts still unwind here.
+                    log.info("job_waits_for_its_previous_task", tasks=len(after))
+                    await asyncio.wait(after)
                 log.debug("job_started", max_attempts=lease.max_attempts)
                 started = self._clock.monotonic()
                 result: object = await self._handlers[lease.kind](slot.context)
