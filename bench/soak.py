@@ -84,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample-seconds", type=float, default=60.0)
     p.add_argument("--warm-minutes", type=float, default=5.0)
     p.add_argument("--kill-every-minutes", type=float, default=5.0)
+    p.add_argument(
+        "--second-seconds", type=float, default=15.0, help="least life of a second worker"
+    )
     p.add_argument("--brands", type=int, default=24)
     p.add_argument("--sources", type=int, default=3, choices=range(1, len(SOURCES) + 1))
     p.add_argument("--items", type=int, default=40, help="item cap of every source (per run)")
@@ -515,10 +518,12 @@ async def soak(args: argparse.Namespace) -> int:
                 second = start_worker(url, base_url, args, SECOND_APP, work / "worker-second.log")
                 second_started = now
             elif second is not None:
-                # Mid-work: once it holds jobs, 15 s or more after its start (its runs are
-                # in flight by then), it is killed with SIGKILL; at the latest after 90 s.
+                # Mid-work: once it holds jobs, --second-seconds (15) or more after its
+                # start (its runs are in flight by then), it is killed with SIGKILL; at the
+                # latest after 90 s.
                 holds = await db.running_of(second.pid)
-                if (holds and now - second_started >= 15) or now - second_started > 90:
+                age = now - second_started
+                if (holds and age >= args.second_seconds) or age > 90:
                     second.send_signal(signal.SIGKILL)
                     second.wait()
                     kills.append(round((now - started) / 60, 2))
@@ -536,9 +541,15 @@ async def soak(args: argparse.Namespace) -> int:
             busy_ticks += int(await db.running_of(pid) > 0)
             await asyncio.sleep(1.0)
         if second is not None:
+            holds = await db.running_of(second.pid)
             second.send_signal(signal.SIGKILL)
             second.wait()
             kills.append(round((time.monotonic() - started) / 60, 2))
+            print(
+                f"min {kills[-1]:6.2f}  second worker killed with SIGKILL at the end of the "
+                f"load, holding {holds} running job(s)",
+                flush=True,
+            )
             second = None
         loaded_minutes = (time.monotonic() - started) / 60
         print(f"load over after {loaded_minutes:.1f} min; draining", flush=True)

@@ -1,6 +1,6 @@
 """The soak at a toy length: it must keep running, checking and drawing as the code changes.
 
-Half a minute of load with a sample every 5 s and a second worker killed once; the
+Half a minute of load with a sample every 5 s and second workers killed with SIGKILL; the
 figures are the soak's own business (docs/soak.md), this checks that it completes, passes
 its own checks and writes its CSV and plot.
 """
@@ -24,7 +24,8 @@ def test_soak_runs_checks_and_draws(pg_server_url: str, tmp_path: Path) -> None:
             sys.executable,
             str(BENCH / "soak.py"),
             *("--dsn", pg_server_url, "--out", str(tmp_path)),
-            *("--minutes", "0.5", "--sample-seconds", "5", "--kill-every-minutes", "0.3"),
+            *("--minutes", "0.5", "--sample-seconds", "5"),
+            *("--kill-every-minutes", "0.2", "--second-seconds", "2"),
             *("--brands", "6", "--wave-seconds", "5", "--items", "10"),
             # A toy run is too short for its RSS to settle; the bound is the real soak's.
             *("--rss-ratio-max", "2"),
