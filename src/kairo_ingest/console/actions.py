@@ -74,7 +74,8 @@ def action_named(name: str) -> Action:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Selection:
-    """Explicit job ids, or the jobs filter's parameters and the snapshot time."""
+    """Explicit ids, or a filter's parameters and the snapshot time (jobs, or runs for an
+    abort)."""
 
     ids: tuple[uuid.UUID, ...] | None = None
     params: Mapping[str, str] | None = None
@@ -89,12 +90,13 @@ class Selection:
         }
 
     @classmethod
-    def of_ids(cls, raw: Sequence[str]) -> Selection:
+    def of_ids(cls, raw: Sequence[str], noun: str = "job") -> Selection:
+        """The ids of selected ``noun``s (jobs, or runs for an abort), deduplicated."""
         if not raw:
-            raise errors.UsageError("select at least one job")
+            raise errors.UsageError(f"select at least one {noun}")
         if len(raw) > MAX_SELECTED:
-            raise errors.UsageError(f"select at most {MAX_SELECTED} jobs, or act on a filter")
-        ids = tuple(dict.fromkeys(filters.as_uuid(r, "job id") for r in raw))
+            raise errors.UsageError(f"select at most {MAX_SELECTED} {noun}s, or act on a filter")
+        ids = tuple(dict.fromkeys(filters.as_uuid(r, f"{noun} id") for r in raw))
         return cls(ids=ids)
 
 

@@ -19,10 +19,8 @@ cost, as it does for a cancelled job's run.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,31 +44,8 @@ ABORTABLE = [
 ]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Selection:
-    """Explicit run ids, or the runs filter's parameters and the snapshot time."""
-
-    ids: tuple[uuid.UUID, ...] | None = None
-    params: Mapping[str, str] | None = None
-    snapshot: dt.datetime | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        if self.ids is not None:
-            return {"ids": [str(i) for i in self.ids]}
-        return {
-            "filter": dict(self.params or {}),
-            "snapshot": self.snapshot.isoformat() if self.snapshot else None,
-        }
-
-    @classmethod
-    def of_ids(cls, raw: Sequence[str]) -> Selection:
-        if not raw:
-            raise errors.UsageError("select at least one run")
-        if len(raw) > actions.MAX_SELECTED:
-            raise errors.UsageError(
-                f"select at most {actions.MAX_SELECTED} runs, or act on a filter"
-            )
-        return cls(ids=tuple(dict.fromkeys(filters.as_uuid(r, "run id") for r in raw)))
+# The runs to abort are chosen like the jobs of a bulk action: explicit ids or a filter.
+Selection = actions.Selection
 
 
 # The runs not ended, chosen first through ix_apify_runs_unended, then filtered. (Filtered

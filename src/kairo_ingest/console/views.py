@@ -339,7 +339,9 @@ class Pages:
         scope = str(form.get("scope") or "")
         if scope == "selected":
             raw = form.get("id") or []
-            return run_actions.Selection.of_ids([raw] if isinstance(raw, str) else list(raw))
+            return run_actions.Selection.of_ids(
+                [raw] if isinstance(raw, str) else list(raw), noun="run"
+            )
         if scope == "matching":
             source = form.get("filter")
             params = source if isinstance(source, Mapping) else form
