@@ -24,7 +24,7 @@ from sqlalchemy.ext import asyncio as sa_async
 import kairo_ingest
 from kairo_ingest import errors
 from kairo_ingest.queue import endings, history, jobs, upkeep
-from kairo_ingest.worker import context
+from kairo_ingest.worker import context, core
 from support import outcomes
 
 
@@ -118,45 +118,55 @@ async def test_each_heartbeat_hands_back_what_the_worker_owns_but_does_not_hold(
     assert worker.lease_keeper.handed_back == 1
 
 
+class _Sticky:
+    """A handler whose first attempt, once cancelled, unwinds until ``cleanup`` is set
+    (as a shielded budget slot's release would); it counts calls and how many ran at once."""
+
+    def __init__(self) -> None:
+        self.cleanup = asyncio.Event()
+        self.first_started = asyncio.Event()
+        self.calls = 0
+        self.active = 0
+        self.most_at_once = 0
+
+    async def __call__(self, ctx: context.JobContext) -> context.Outcome:
+        self.calls += 1
+        self.active += 1
+        self.most_at_once = max(self.most_at_once, self.active)
+        try:
+            if self.calls == 1:
+                self.first_started.set()
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    await asyncio.shield(self.cleanup.wait())
+                    raise
+            return context.Outcome()
+        finally:
+            self.active -= 1
+
+    def worker(self, make_worker: kit.WorkerFactory) -> core.Worker:
+        """A worker that beats every 0.2 s and never reaps on its own."""
+        return make_worker(
+            {"sticky": self},
+            lease_seconds=60.0,
+            heartbeat_interval_seconds=0.2,
+            heartbeat_timeout_seconds=0.15,
+            reap_interval_seconds=3600.0,
+        )
+
+
 async def test_a_job_claimed_again_waits_for_its_previous_task_in_this_process(
     engine: sa_async.AsyncEngine, make_worker: kit.WorkerFactory
 ) -> None:
     """The job's lease is reclaimed while its handler's shielded clean-up still runs; the
     same process claims it again: the new attempt starts only once the old task is gone."""
-    cleanup = asyncio.Event()
-    first_started = asyncio.Event()
-    calls = 0
-    active = 0
-    most_at_once = 0
-
-    async def sticky(ctx: context.JobContext) -> context.Outcome:
-        nonlocal calls, active, most_at_once
-        calls += 1
-        active += 1
-        most_at_once = max(most_at_once, active)
-        try:
-            if calls == 1:
-                first_started.set()
-                try:
-                    await asyncio.Event().wait()
-                except asyncio.CancelledError:
-                    await asyncio.shield(cleanup.wait())  # e.g. a budget slot's release
-                    raise
-            return context.Outcome()
-        finally:
-            active -= 1
-
+    sticky = _Sticky()
     in_flight = kit.sample("kairo_jobs_in_flight")
-    worker = make_worker(
-        {"sticky": sticky},
-        lease_seconds=60.0,
-        heartbeat_interval_seconds=0.2,
-        heartbeat_timeout_seconds=0.15,
-        reap_interval_seconds=3600.0,
-    )
+    worker = sticky.worker(make_worker)
     job, _ = await jobs.enqueue(engine, kind="sticky", brand_id=None)
     async with kit.running(worker):
-        await outcomes.within(kit.BOUND_SECONDS, first_started.wait())
+        await outcomes.within(kit.BOUND_SECONDS, sticky.first_started.wait())
 
         async def reaped() -> bool:
             # The live heartbeat may renew the expired lease (or hold its row locked) before
@@ -176,10 +186,10 @@ async def test_a_job_claimed_again_waits_for_its_previous_task_in_this_process(
             return worker.lease_keeper.beats >= beats + 3
 
         await kit.wait_until(three_more_beats)  # the new lease is held and beaten meanwhile
-        assert calls == 1  # the second attempt waits for the first one's task
-        cleanup.set()
+        assert sticky.calls == 1  # the second attempt waits for the first one's task
+        sticky.cleanup.set()
         await kit.wait_until(lambda: _succeeded(engine, job.id))
-    assert (calls, most_at_once) == (2, 1)
+    assert (sticky.calls, sticky.most_at_once) == (2, 1)
     assert kit.sample("kairo_jobs_in_flight") == in_flight
 
 
@@ -189,39 +199,11 @@ async def test_an_attempt_lost_while_it_waits_leaves_the_next_one_waiting_for_th
     """The first attempt's task still unwinds; the second claim waits for it and is itself
     reclaimed while it waits (its task ends at once); the third claim must still wait for
     the first task, not only for the second."""
-    cleanup = asyncio.Event()
-    first_started = asyncio.Event()
-    calls = 0
-    active = 0
-    most_at_once = 0
-
-    async def sticky(ctx: context.JobContext) -> context.Outcome:
-        nonlocal calls, active, most_at_once
-        calls += 1
-        active += 1
-        most_at_once = max(most_at_once, active)
-        try:
-            if calls == 1:
-                first_started.set()
-                try:
-                    await asyncio.Event().wait()
-                except asyncio.CancelledError:
-                    await asyncio.shield(cleanup.wait())  # e.g. a budget slot's release
-                    raise
-            return context.Outcome()
-        finally:
-            active -= 1
-
-    worker = make_worker(
-        {"sticky": sticky},
-        lease_seconds=60.0,
-        heartbeat_interval_seconds=0.2,
-        heartbeat_timeout_seconds=0.15,
-        reap_interval_seconds=3600.0,
-    )
+    sticky = _Sticky()
+    worker = sticky.worker(make_worker)
     job, _ = await jobs.enqueue(engine, kind="sticky", brand_id=None)
     async with kit.running(worker):
-        await outcomes.within(kit.BOUND_SECONDS, first_started.wait())
+        await outcomes.within(kit.BOUND_SECONDS, sticky.first_started.wait())
         for claims in (2, 3):
 
             async def reaped() -> bool:
@@ -241,10 +223,10 @@ async def test_an_attempt_lost_while_it_waits_leaves_the_next_one_waiting_for_th
             return worker.lease_keeper.beats >= beats + 3
 
         await kit.wait_until(three_more_beats)
-        assert calls == 1  # the third attempt still waits for the first one's task
-        cleanup.set()
+        assert sticky.calls == 1  # the third attempt still waits for the first one's task
+        sticky.cleanup.set()
         await kit.wait_until(lambda: _succeeded(engine, job.id))
-    assert (calls, most_at_once) == (2, 1)
+    assert (sticky.calls, sticky.most_at_once) == (2, 1)
 
 
 async def test_the_whole_exit_fits_the_shutdown_budget_even_when_a_handler_ignores_cancel(
