@@ -60,6 +60,17 @@ def test_dockerfile_install_steps_produce_a_working_service(tmp_path: Path, db_u
     assert 'CMD ["run"]' in dockerfile
     assert re.search(r"^USER \d+", dockerfile, re.M), "runs as a non-root user"
 
+    # The default target (the last stage) is the product alone; `demo` adds the simulator.
+    stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", dockerfile, re.M)
+    assert stages[-1] == ("runtime", "product")
+    assert ("runtime", "demo") in stages
+    runtime = dockerfile.split(" AS runtime\n", 1)[1].split("\nFROM ", 1)[0]
+    demo = dockerfile.split(" AS demo\n", 1)[1].split("\nFROM ", 1)[0]
+    assert "kairo_ingest-*.whl" in runtime
+    assert "kairo_apify_sim" not in runtime
+    assert "kairo_apify_sim-*.whl" in demo
+    assert re.search(r"^USER 10001", demo, re.M)
+
     # Stage 1: build the wheels from a copy of exactly what the Dockerfile copies.
     src = tmp_path / "src"
     src.mkdir()
@@ -85,14 +96,11 @@ def test_dockerfile_install_steps_produce_a_working_service(tmp_path: Path, db_u
     assert tooling == []
     assert "kairo_apify_sim/server.py" in zipfile.ZipFile(simulator).namelist()
 
-    # Stage 2: a clean venv that installs only from those wheels, and the /app layout.
+    # Stage 2 (the default target): a clean venv that installs only the product's wheel.
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv)
     python = venv / "bin" / "python"
-    _run(
-        python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", wheels, ours,
-        simulator,
-    )  # fmt: skip
+    _run(python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", wheels, ours)
     app = tmp_path / "app"
     app.mkdir()
     shutil.copy(ROOT / "alembic.ini", app)
@@ -112,6 +120,22 @@ def test_dockerfile_install_steps_produce_a_working_service(tmp_path: Path, db_u
         "KAIRO_MIGRATIONS_DIR": str(app / "migrations"),
     }
     assert "schema at" in _run(python, "-m", "kairo_ingest", "migrate", cwd=app, env=env)
+
+    # The product image has no simulator: asking for it is a one-line usage error.
+    refused = subprocess.run(
+        [str(python), "-m", "kairo_ingest", "run", "--drain"],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "simulator is not installed" in outcomes.only(refused.stderr.strip().splitlines())
+
+    # The demo target adds the simulator's wheel, from the same wheel directory.
+    _run(python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", wheels, simulator)
 
     service = subprocess.Popen(
         [str(python), "-m", "kairo_ingest", "run"],

@@ -58,6 +58,16 @@ def test_docker_compose_config_accepts_the_file_with_the_example_env() -> None:
     assert set(rendered["services"]) == {"postgres", "pgbouncer", "migrate", "worker", "console"}
 
 
+def test_the_example_builds_the_image_with_the_simulator_unless_asked_for_the_product() -> None:
+    services = _rendered()["services"]
+    assert {services[name]["build"]["target"] for name in ("worker", "console")} == {"demo"}
+    env = dict(line.split("=", 1) for line in EXAMPLE_ENV.read_text().splitlines() if "=" in line)
+    env = {k: v for k, v in env.items() if not k.startswith("#")}
+    product = _config(env={**env, "KAIRO_IMAGE_TARGET": "product"})
+    assert product.returncode == 0, product.stderr
+    assert json.loads(product.stdout)["services"]["worker"]["build"]["target"] == "product"
+
+
 def test_docker_compose_config_refuses_the_file_without_the_database_password() -> None:
     done = _config(env={"KAIRO_CONSOLE_TOKEN": "a-console-token-of-16"})
     assert done.returncode != 0
