@@ -23,7 +23,7 @@ import dataclasses
 import random
 from collections.abc import Awaitable, Callable
 
-from kairo_ingest import errors, logs, metrics
+from kairo_ingest import errors, logs, metrics, tracing
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.apify import reconcile
@@ -120,7 +120,12 @@ class Ledger:
                 await self._one(item)
 
         if owned:
-            await asyncio.gather(*(one(item) for item in owned))
+            # A trace of its own per round with runs (never under whatever was current), one
+            # span per run under it, and that run's Apify requests under the run's span.
+            with tracing.span(
+                "ledger round", {"kairo.ledger.runs": len(owned)}, context=tracing.parent(None)
+            ):
+                await asyncio.gather(*(one(item) for item in owned))
         await self._sample()
         self.rounds += 1
         return len(owned)
@@ -148,7 +153,17 @@ class Ledger:
 
     async def _one(self, item: ledger_queries.Owned) -> None:
         run = item.run
-        with logs.bind(run_id=str(run.id), apify_run_id=run.apify_run_id, account=run.account):
+        with (
+            logs.bind(run_id=str(run.id), apify_run_id=run.apify_run_id, account=run.account),
+            tracing.span(
+                "ledger run",
+                {
+                    "kairo.run.id": str(run.id),
+                    "apify.run_id": run.apify_run_id,
+                    "kairo.account": run.account,
+                },
+            ) as run_span,
+        ):
             try:
                 api, tenant = await self._client(run.account)
                 metrics.LEDGER_RUNS_LOOKED_AT.labels(run.account).inc()
@@ -157,6 +172,7 @@ class Ledger:
                 else:
                     await self._started(item, api, tenant, None)
             except Exception as exc:  # noqa: BLE001 - one run's trouble is never another's
+                tracing.fail(run_span, exc)
                 log.warning(
                     "ledger_run_look_failed",
                     error_kind=errors.classify(exc)[0].value,

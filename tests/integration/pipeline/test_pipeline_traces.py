@@ -14,15 +14,14 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 from opentelemetry.sdk import trace as sdk_trace
-from opentelemetry.sdk.trace import export
 from opentelemetry.sdk.trace.export import in_memory_span_exporter
 from pipeline_kit import TOKEN, Kit
 
-from kairo_ingest import config, tracing
+from kairo_ingest import config
 from kairo_ingest.queue import jobs as queue_jobs
 from kairo_ingest.service import handlers
 from kairo_ingest.worker import core, parameters
-from support import outcomes
+from support import outcomes, span_capture
 
 BOUND_SECONDS = 60.0  # only the bound after which a test fails instead of hanging
 TWO_SOURCES = [("tiktok", "profile_videos", "@acme"), ("instagram", "posts", "@acme")]
@@ -35,15 +34,8 @@ Spans = Sequence[sdk_trace.ReadableSpan]
 
 @pytest.fixture
 def spans() -> Iterator[in_memory_span_exporter.InMemorySpanExporter]:
-    exporter = in_memory_span_exporter.InMemorySpanExporter()
-    provider = sdk_trace.TracerProvider()
-    provider.add_span_processor(export.SimpleSpanProcessor(exporter))
-    tracing.use(provider)
-    try:
+    with span_capture.capture() as exporter:
         yield exporter
-    finally:
-        tracing.use(None)
-        provider.shutdown()
 
 
 async def _run_one_job(kit: Kit, db_url: str, traceparent: str | None) -> queue_jobs.JobRow:
@@ -70,8 +62,7 @@ def _by_name_prefix(spans: Spans, prefix: str) -> list[sdk_trace.ReadableSpan]:
     return [s for s in spans if s.name.startswith(prefix)]
 
 
-def _parent_id(span: sdk_trace.ReadableSpan) -> int | None:
-    return span.parent.span_id if span.parent is not None else None
+_parent_id = span_capture.parent_id
 
 
 def _check_tree(spans: Spans, job_id: uuid.UUID) -> sdk_trace.ReadableSpan:

@@ -11,12 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk import trace as sdk_trace
-from opentelemetry.sdk.trace import export
 from opentelemetry.sdk.trace.export import in_memory_span_exporter
 
 from kairo_ingest import errors, redaction, tracing
 from kairo_ingest.pipeline import tx
+from support import span_capture
 
 SECRET = "apify_api_SeCrEtToKeN123456"
 
@@ -34,15 +33,8 @@ class Clock:
 
 @pytest.fixture
 def spans() -> Iterator[in_memory_span_exporter.InMemorySpanExporter]:
-    exporter = in_memory_span_exporter.InMemorySpanExporter()
-    provider = sdk_trace.TracerProvider()
-    provider.add_span_processor(export.SimpleSpanProcessor(exporter))
-    tracing.use(provider)
-    try:
+    with span_capture.capture() as exporter:
         yield exporter
-    finally:
-        tracing.use(None)
-        provider.shutdown()
 
 
 def _policy(clock: Clock) -> tx.Policy:
