@@ -6,7 +6,8 @@ A fresh database (created, migrated and dropped around the run) is filled in SQL
 (default 1,000,000) over the last 30 days, mostly finished, one failed in thirty with
 four kinds of error; a few thousand pending and some running; R Apify runs (default
 3,000,000) over 20,000 sources of 4,000 brands on five actors and two accounts, each with
-a cost, mostly succeeded; 10,000 audit entries. Then ``VACUUM ANALYZE``.
+a cost, mostly succeeded; 10,000 audit entries; two registered workers, one holding the
+running jobs. Then ``VACUUM ANALYZE``.
 
 **Pages.** Each page is requested through the console's own app in this process (its
 real read-only pool of 2, real queries and templates, no socket), W times to warm up,
@@ -163,6 +164,16 @@ SEED = [
            CASE WHEN g >= :in_flight THEN 0.001 * (g % 97) END
     FROM generate_series(0, :runs - 1) AS g
     """,
+    # The worker that holds the running jobs above, and one that stopped: the workers page
+    # lists both, the first with its jobs.
+    """
+    INSERT INTO workers (owner, hostname, pid, version, concurrency, heartbeat_interval_seconds,
+                         started_at, last_beat_at, stopped_at)
+    VALUES ('bench', 'bench-host', 1, 'bench', :running, 10.0, now() - interval '1 hour',
+            now(), NULL),
+           ('bench-old', 'bench-host', 2, 'bench', :running, 10.0, now() - interval '2 hours',
+            now() - interval '1 hour', now() - interval '1 hour')
+    """,
     """
     INSERT INTO console_audit (id, created_at, finished_at, actor, via, client, action, target,
                                selection, matched, changed, unchanged, state)
@@ -282,6 +293,10 @@ def pages(info: dict[str, Any]) -> list[tuple[str, str]]:
         ("spend", "/spend"),
         ("spend, one day", f"/spend?{q(day=info['day'])}"),
         ("audit", "/audit"),
+        ("workers", "/workers"),
+        ("workers, runs over a minute", f"/workers?{q(runs_over='60', lease_within='86400')}"),
+        ("ledger", "/ledger"),
+        ("ledger, since a day", f"/ledger?{q(since=info['day'])}"),
         ("bulk retry preview", "POST /jobs/bulk"),
     ]
 

@@ -6,7 +6,9 @@ PostgreSQL adapter to: leases with fencing tokens (an ending or a beat under a s
 changes nothing), attempts and claims counted, refunds (snooze, release, give-up, reap,
 hand-back), the interruption and snooze caps, ``max_attempts``, claim order (priority, then
 oldest ``available_at``, then enqueue order), and deferred jobs that wait out their backoff
-on the clock until :meth:`MemoryJobQueue.promote` makes them ready.
+on the clock until :meth:`MemoryJobQueue.promote` makes them ready. How an attempt's end
+moves its job on (refunds, caps, the next status, backoffs) is not restated here: it is
+:mod:`kairo_ingest.domain.endings`, the rules the PostgreSQL adapter's statement applies.
 
 Not modelled: the attempt history (``job_attempts``), the workers registry beyond a set of
 stopped owners, NOTIFY, and the merge of a superseded job's request into its follow-up (the
@@ -22,7 +24,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from kairo_ingest import errors
+from kairo_ingest.domain import endings as ending_rules
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import endings
@@ -30,11 +32,6 @@ from kairo_ingest.queue import jobs as queue_jobs
 
 Lease = queue_jobs.Lease
 Outcome = statuses.AttemptOutcome
-
-_REFUNDED = frozenset(
-    {Outcome.SNOOZED, Outcome.RELEASED, Outcome.GIVEN_UP, Outcome.REAPED, Outcome.HANDED_BACK}
-)
-_INTERRUPTED = frozenset({Outcome.RELEASED, Outcome.GIVEN_UP, Outcome.REAPED})
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -93,6 +90,12 @@ class _End:
     delay_seconds: float = 0.0
     terminal: bool = False
     evidence: Mapping[str, Any] | None = None
+
+
+def _ended(lease: Lease, outcome: Outcome, error: str, delay_seconds: float = 0.0) -> _End:
+    """An ending that is not the handler's own, with the error kind the rules give it."""
+    kind = ending_rules.ERROR_KIND[outcome].value
+    return _End(lease, outcome, error, kind, delay_seconds)
 
 
 class MemoryJobQueue:
@@ -229,10 +232,8 @@ class MemoryJobQueue:
         rng: random.Random | None = None,
         caps: endings.Caps = endings.DEFAULT_CAPS,
     ) -> retry_rules.Action | None:
-        kind, retryable, snooze = errors.classify(error)
-        decision = retry_rules.plan(
-            retryable=retryable,
-            snooze=snooze,
+        failure = ending_rules.failure(
+            error,
             attempts=lease.attempts,
             max_attempts=lease.max_attempts,
             base_seconds=base_seconds,
@@ -240,46 +241,38 @@ class MemoryJobQueue:
             snooze_seconds=snooze_seconds,
             rng=rng,
         )
-        delay = decision.delay_seconds
-        wait_at_least = errors.retry_after(error)
-        if decision.action is not retry_rules.Action.FAIL and wait_at_least is not None:
-            delay = max(delay, wait_at_least)
         end = _End(
             lease,
-            Outcome.SNOOZED if decision.action is retry_rules.Action.SNOOZE else Outcome.FAILED,
-            error=errors.describe(error),
-            error_kind=kind.value,
-            delay_seconds=delay,
-            terminal=decision.action is retry_rules.Action.FAIL,
+            failure.outcome,
+            error=failure.error,
+            error_kind=failure.error_kind,
+            delay_seconds=failure.delay_seconds,
+            terminal=failure.terminal,
             evidence=evidence_status,
         )
         if lease.job_id not in self._end([end], "fail", caps):
             return None
-        return decision.action
+        return failure.action
 
     async def release(
         self, leases: Collection[Lease], *, caps: endings.Caps = endings.DEFAULT_CAPS
     ) -> int:
-        kind = errors.ErrorKind.CANCELLED.value
-        ends = [_End(lease, Outcome.RELEASED, "released", kind) for lease in leases]
+        ends = [_ended(lease, Outcome.RELEASED, "released") for lease in leases]
         return len(self._end(ends, "release", caps))
 
     async def give_up(
         self, leases: Collection[Lease], *, caps: endings.Caps = endings.DEFAULT_CAPS
     ) -> int:
-        kind = errors.ErrorKind.LEASE_LOST.value
-        ends = [_End(lease, Outcome.GIVEN_UP, "given up", kind) for lease in leases]
+        ends = [_ended(lease, Outcome.GIVEN_UP, "given up") for lease in leases]
         return len(self._end(ends, "give_up", caps))
 
     async def stop_cancelled(self, leases: Collection[Lease]) -> int:
-        kind = errors.ErrorKind.CANCELLED.value
-        ends = [_End(lease, Outcome.CANCELLED, "cancelled", kind) for lease in leases]
+        ends = [_ended(lease, Outcome.CANCELLED, "cancelled") for lease in leases]
         return len(self._end(ends, "stop_cancelled", endings.DEFAULT_CAPS))
 
     async def hand_back(self, *, owner: str, held: Collection[uuid.UUID]) -> int:
-        kind = errors.ErrorKind.LEASE_LOST.value
         ends = [
-            _End(self._lease_of(job), Outcome.HANDED_BACK, "handed back", kind)
+            _ended(self._lease_of(job), Outcome.HANDED_BACK, "handed back")
             for job in list(self.jobs.values())
             if job.status == statuses.JobStatus.RUNNING
             and job.lease_owner == owner
@@ -302,13 +295,20 @@ class MemoryJobQueue:
             and job.lease_expires_at is not None
             and job.lease_expires_at < now
         ]
-        ends = []
-        for job in expired:
-            ceiling = min(cap_seconds, base_seconds * 2.0 ** min(job.interruptions, 60))
-            floor = retry_rules.JOB_FLOOR
-            delay = (floor + (1.0 - floor) * self._rng.random()) * ceiling
-            kind = errors.ErrorKind.LEASE_LOST.value
-            ends.append(_End(self._lease_of(job), Outcome.REAPED, "expired", kind, delay))
+        ends = [
+            _ended(
+                self._lease_of(job),
+                Outcome.REAPED,
+                "expired",
+                ending_rules.reap_delay_seconds(
+                    job.interruptions,
+                    base_seconds=base_seconds,
+                    cap_seconds=cap_seconds,
+                    rng=self._rng,
+                ),
+            )
+            for job in expired
+        ]
         moved = self._end(ends, "reap", caps)
         failed = sum(1 for status in moved.values() if status == statuses.JobStatus.FAILED)
         return len(moved) - failed, failed
@@ -391,10 +391,9 @@ class MemoryJobQueue:
         return moved
 
     def _next(self, job: MemoryJob, end: _End, caps: endings.Caps) -> str:
+        """The shared rules (:mod:`kairo_ingest.domain.endings`) applied to the job."""
         now = self.clock.now()
-        interrupted = end.outcome in _INTERRUPTED
-        interruption_cap = interrupted and job.interruptions + 1 >= caps.max_interruptions
-        snooze_cap = end.outcome is Outcome.SNOOZED and job.snoozes + 1 >= caps.max_snoozes
+        cancel_requested = job.cancel_requested_at is not None
         superseded = any(
             other.id != job.id
             and other.kind == job.kind
@@ -403,40 +402,35 @@ class MemoryJobQueue:
             and other.status == statuses.JobStatus.PENDING
             for other in self.jobs.values()
         )
-        if end.outcome is Outcome.CANCELLED or job.cancel_requested_at is not None:
-            status = statuses.JobStatus.CANCELLED
-        elif end.outcome is Outcome.SUCCEEDED:
-            status = statuses.JobStatus.SUCCEEDED
-        elif end.terminal or interruption_cap or snooze_cap:
-            status = statuses.JobStatus.FAILED
-        elif superseded:
-            status = statuses.JobStatus.CANCELLED
-        else:
-            status = statuses.JobStatus.PENDING
-        keeps_error = (
-            end.outcome is Outcome.SUCCEEDED and status is statuses.JobStatus.SUCCEEDED
-        ) or (
-            end.outcome in (Outcome.RELEASED, Outcome.HANDED_BACK)
-            and status is statuses.JobStatus.PENDING
+        status = ending_rules.next_status(
+            end.outcome,
+            terminal=end.terminal,
+            cancel_requested=cancel_requested,
+            interruptions=job.interruptions,
+            snoozes=job.snoozes,
+            superseded=superseded,
+            caps=caps,
         )
-        if not keeps_error:
+        if not ending_rules.keeps_last_error(end.outcome, status):
             job.last_error = end.error
-            job.last_error_kind = (
-                errors.ErrorKind.CANCELLED.value
-                if job.cancel_requested_at is not None or end.outcome is Outcome.CANCELLED
-                else end.error_kind
+            job.last_error_kind = ending_rules.stored_error_kind(
+                end.outcome, cancel_requested=cancel_requested, error_kind=end.error_kind
             )
         if status is statuses.JobStatus.PENDING:
             job.available_at = now + dt.timedelta(seconds=end.delay_seconds)
-            job.deferred = end.delay_seconds > 0
         else:
-            job.deferred = False
             job.finished_at = now
+        job.deferred = ending_rules.deferred(status, end.delay_seconds)
         job.status = status.value
-        if end.outcome in _REFUNDED:
-            job.attempts = max(job.attempts - 1, 0)
-        job.interruptions += 1 if interrupted else 0
-        job.snoozes += 1 if end.outcome is Outcome.SNOOZED else 0
+        counts = ending_rules.counts_after(
+            end.outcome,
+            ending_rules.Counts(job.attempts, job.interruptions, job.snoozes),
+        )
+        job.attempts, job.interruptions, job.snoozes = (
+            counts.attempts,
+            counts.interruptions,
+            counts.snoozes,
+        )
         job.lease_token = None
         job.lease_expires_at = None
         if end.evidence is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from kairo_ingest import errors, logs
@@ -272,26 +272,10 @@ class Pages:
 
     # --- bulk actions -----------------------------------------------------------------
 
-    def _selection(self, form: Mapping[str, Any]) -> actions.Selection:
-        """``scope=selected`` with ``id`` values, or ``scope=matching`` with the filter."""
-        scope = str(form.get("scope") or "")
-        if scope == "selected":
-            raw = form.get("id") or []
-            return actions.Selection.of_ids([raw] if isinstance(raw, str) else list(raw))
-        if scope == "matching":
-            source = form.get("filter")
-            params = source if isinstance(source, Mapping) else form
-            snapshot = form.get("snapshot")
-            return actions.Selection(
-                params=filters.job_params({k: str(v) for k, v in params.items()}),
-                snapshot=filters.as_time(str(snapshot), "snapshot") if snapshot else None,
-            )
-        raise errors.UsageError("scope must be 'selected' (with job ids) or 'matching'")
-
     async def bulk_preview(self, req: Request) -> Result:
         try:
             action = actions.action_named(str(req.form.get("action") or ""))
-            selection = self._selection(req.form)
+            selection = _selection(req.form, noun="job", params=filters.job_params)
             async with self.reads.read() as conn:
                 preview = await actions.preview(conn, action, selection)
         except errors.UsageError as exc:
@@ -301,19 +285,13 @@ class Pages:
             "confirm.html",
             data,
             tab="jobs",
-            html={
-                "verb": action.verb,
-                "scope": "selected" if selection.ids is not None else "matching",
-                "filter_items": sorted((selection.params or {}).items()),
-            },
+            html={"verb": action.verb, **_scope_html(selection)},
         )
 
     async def bulk_apply(self, req: Request) -> Result:
         try:
             action = actions.action_named(str(req.form.get("action") or ""))
-            selection = self._selection(req.form)
-            if selection.ids is None and selection.snapshot is None:
-                raise errors.UsageError("a filter selection needs the preview's snapshot")
+            selection = _selection(req.form, noun="job", params=filters.job_params, applying=True)
             action_id = filters.as_uuid(str(req.form.get("action_id") or ""), "action_id")
             raw_estimate = req.form.get("estimate_usd")
             estimate_usd = float(raw_estimate) if raw_estimate not in (None, "") else None
@@ -334,29 +312,9 @@ class Pages:
 
     # --- aborting runs ------------------------------------------------------------------
 
-    def _run_selection(self, form: Mapping[str, Any]) -> run_actions.Selection:
-        """``scope=selected`` with ``id`` values, or ``scope=matching`` with the filter."""
-        scope = str(form.get("scope") or "")
-        if scope == "selected":
-            raw = form.get("id") or []
-            return run_actions.Selection.of_ids(
-                [raw] if isinstance(raw, str) else list(raw), noun="run"
-            )
-        if scope == "matching":
-            source = form.get("filter")
-            params = source if isinstance(source, Mapping) else form
-            chosen = filters.run_params({k: str(v) for k, v in params.items()})
-            filters.run_filter(chosen)  # a bad filter is refused at the preview
-            snapshot = form.get("snapshot")
-            return run_actions.Selection(
-                params=chosen,
-                snapshot=filters.as_time(str(snapshot), "snapshot") if snapshot else None,
-            )
-        raise errors.UsageError("scope must be 'selected' (with run ids) or 'matching'")
-
     async def runs_abort_preview(self, req: Request) -> Result:
         try:
-            selection = self._run_selection(req.form)
+            selection = _selection(req.form, noun="run", params=_run_params)
             async with self.reads.read() as conn:
                 preview = await run_actions.preview(conn, selection)
         except errors.UsageError as exc:
@@ -365,17 +323,12 @@ class Pages:
             "run_confirm.html",
             preview.to_json(),
             tab="runs",
-            html={
-                "scope": "selected" if selection.ids is not None else "matching",
-                "filter_items": sorted((selection.params or {}).items()),
-            },
+            html=_scope_html(selection),
         )
 
     async def runs_abort_apply(self, req: Request) -> Result:
         try:
-            selection = self._run_selection(req.form)
-            if selection.ids is None and selection.snapshot is None:
-                raise errors.UsageError("a filter selection needs the preview's snapshot")
+            selection = _selection(req.form, noun="run", params=_run_params, applying=True)
             action_id = filters.as_uuid(str(req.form.get("action_id") or ""), "action_id")
         except errors.UsageError as exc:
             return Problem(400, exc.message, "runs")
@@ -589,6 +542,51 @@ class Pages:
 
 
 _NOTICES = {"retried": "Job put back in the queue.", "cancelled": "Job cancelled."}
+
+
+def _selection(
+    form: Mapping[str, Any],
+    *,
+    noun: str,
+    params: Callable[[Mapping[str, str]], dict[str, str]],
+    applying: bool = False,
+) -> actions.Selection:
+    """What a bulk action or an abort acts on: ``scope=selected`` with ``id`` values (of
+    ``noun``s), or ``scope=matching`` with the filter (its keys chosen by ``params``). An
+    apply by filter needs the snapshot its preview took."""
+    scope = str(form.get("scope") or "")
+    if scope == "selected":
+        raw = form.get("id") or []
+        return actions.Selection.of_ids([raw] if isinstance(raw, str) else list(raw), noun=noun)
+    if scope == "matching":
+        source = form.get("filter")
+        chosen = params(
+            {k: str(v) for k, v in (source if isinstance(source, Mapping) else form).items()}
+        )
+        snapshot = form.get("snapshot")
+        if applying and not snapshot:
+            raise errors.UsageError("a filter selection needs the preview's snapshot")
+        return actions.Selection(
+            params=chosen,
+            snapshot=filters.as_time(str(snapshot), "snapshot") if snapshot else None,
+        )
+    raise errors.UsageError(f"scope must be 'selected' (with {noun} ids) or 'matching'")
+
+
+def _run_params(query: Mapping[str, str]) -> dict[str, str]:
+    """The runs filter's keys, refused at once when a value is bad (the jobs filter is
+    checked by its query, which needs a connection)."""
+    chosen = filters.run_params(query)
+    filters.run_filter(chosen)
+    return chosen
+
+
+def _scope_html(selection: actions.Selection) -> dict[str, Any]:
+    """How a confirmation page names what it acts on."""
+    return {
+        "scope": "selected" if selection.ids is not None else "matching",
+        "filter_items": sorted((selection.params or {}).items()),
+    }
 
 
 def _seconds(query: Mapping[str, str], name: str, default: float) -> float:

@@ -8,10 +8,10 @@ the write changes nothing, is logged as ``lease_lost`` and counted in
 ``kairo_fenced_writes_rejected_total``, and the caller gets ``False`` / ``None`` / 0,
 never an exception that could lead to an overwrite.
 
-Refunds and caps: a snooze, a release, a give-up, a reap and a hand-back give the attempt
-back, so only a handler's own failures spend ``max_attempts``. Releases, give-ups and
-reaps are *interruptions* and a job fails at its :attr:`Caps.max_interruptions`-th one
-(it keeps wedging its worker); a job fails at its :attr:`Caps.max_snoozes`-th snooze.
+Refunds, caps and the job's next status are the shared rules of
+:mod:`kairo_ingest.domain.endings` (the in-memory queue applies the same ones): a snooze,
+a release, a give-up, a reap and a hand-back give the attempt back; releases, give-ups and
+reaps are *interruptions*, each kind of refund against its own cap.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import errors, logs, metrics
 from kairo_ingest.db import dberrors
+from kairo_ingest.domain import endings as ending_rules
 from kairo_ingest.domain import retry as retry_rules
 from kairo_ingest.domain import statuses
 from kairo_ingest.queue import binds, jobs, sql
@@ -37,27 +38,10 @@ _log = logs.get("kairo_ingest.queue")
 Outcome = statuses.AttemptOutcome
 Lease = jobs.Lease
 
-# A job that has been released, given up or reaped this many times fails: a poison job
-# that hangs or kills its worker stops after ten, and a rolling deploy's releases of a
-# long job stay far below it.
-DEFAULT_MAX_INTERRUPTIONS = 10
-# "Not now" (rate limits, Apify's concurrency and memory limits, a daily spend cap) this
-# many times: at the default 60 s snooze, more than an hour and a half of refusals.
-DEFAULT_MAX_SNOOZES = 100
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Caps:
-    """The caps on refunded attempts (see the module docstring)."""
-
-    max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
-    max_snoozes: int = DEFAULT_MAX_SNOOZES
-
-    def values(self) -> dict[str, int]:
-        return {"max_interruptions": self.max_interruptions, "max_snoozes": self.max_snoozes}
-
-
-DEFAULT_CAPS = Caps()
+# The caps and the rules they belong to live in the domain (domain/endings.py), shared
+# with the in-memory queue.
+Caps = ending_rules.Caps
+DEFAULT_CAPS = ending_rules.DEFAULT_CAPS
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -192,10 +176,8 @@ async def fail(
     snooze's cap, and an operator's cancel, are applied by the statement). Returns the
     action taken, or None when the lease was lost and nothing was written.
     """
-    kind, retryable, snooze = errors.classify(error)
-    decision = retry_rules.plan(
-        retryable=retryable,
-        snooze=snooze,
+    failure = ending_rules.failure(
+        error,
         attempts=lease.attempts,
         max_attempts=lease.max_attempts,
         base_seconds=base_seconds,
@@ -203,36 +185,31 @@ async def fail(
         snooze_seconds=snooze_seconds,
         rng=rng,
     )
-    delay_seconds = decision.delay_seconds
-    wait_at_least = errors.retry_after(error)
-    if decision.action is not retry_rules.Action.FAIL and wait_at_least is not None:
-        delay_seconds = max(delay_seconds, wait_at_least)  # e.g. a daily cap's window
-    described = errors.describe(error)
     end = _End(
         lease,
-        Outcome.SNOOZED if decision.action is retry_rules.Action.SNOOZE else Outcome.FAILED,
-        error=described,
-        error_kind=kind.value,
-        delay_seconds=delay_seconds,
-        terminal=decision.action is retry_rules.Action.FAIL,
+        failure.outcome,
+        error=failure.error,
+        error_kind=failure.error_kind,
+        delay_seconds=failure.delay_seconds,
+        terminal=failure.terminal,
         evidence=evidence_status,
     )
     moved = await _end(bind, [end], "fail", caps)
     if lease.job_id not in moved:
         return None
-    metrics.JOBS_FINISHED.labels(kind=lease.kind, outcome=_OUTCOME[decision.action]).inc()
+    metrics.JOBS_FINISHED.labels(kind=lease.kind, outcome=_OUTCOME[failure.action]).inc()
     _log.info(
         "job_attempt_failed",
         job_id=str(lease.job_id),
         attempt=lease.attempts,
         max_attempts=lease.max_attempts,
-        action=decision.action.value,
+        action=failure.action.value,
         status=moved[lease.job_id],
-        delay_seconds=round(delay_seconds, 3),
-        error_kind=kind.value,
-        error=described,
+        delay_seconds=round(failure.delay_seconds, 3),
+        error_kind=failure.error_kind,
+        error=failure.error,
     )
-    return decision.action
+    return failure.action
 
 
 async def stop_cancelled(bind: binds.Bind, leases: Collection[Lease]) -> int:
@@ -243,7 +220,7 @@ async def stop_cancelled(bind: binds.Bind, leases: Collection[Lease]) -> int:
             lease,
             Outcome.CANCELLED,
             error=f"cancelled by an operator; {lease.owner} stopped attempt {lease.attempt_number}",
-            error_kind=errors.ErrorKind.CANCELLED.value,
+            error_kind=ending_rules.ERROR_KIND[Outcome.CANCELLED].value,
         )
         for lease in leases
     ]
@@ -261,7 +238,7 @@ async def release(bind: binds.Bind, leases: Collection[Lease], *, caps: Caps = D
             lease,
             Outcome.RELEASED,
             error=f"released at shutdown by {lease.owner} during attempt {lease.attempt_number}",
-            error_kind=errors.ErrorKind.CANCELLED.value,
+            error_kind=ending_rules.ERROR_KIND[Outcome.RELEASED].value,
         )
         for lease in leases
     ]
@@ -282,7 +259,7 @@ async def give_up(bind: binds.Bind, leases: Collection[Lease], *, caps: Caps = D
                 f"lease of {lease.owner} given up during attempt {lease.attempt_number}: "
                 "heartbeats could not extend it in time"
             ),
-            error_kind=errors.ErrorKind.LEASE_LOST.value,
+            error_kind=ending_rules.ERROR_KIND[Outcome.GIVEN_UP].value,
         )
         for lease in leases
     ]
@@ -290,6 +267,32 @@ async def give_up(bind: binds.Bind, leases: Collection[Lease], *, caps: Caps = D
     for job_id, status in moved.items():
         _log.warning("lease_given_up", job_id=str(job_id), status=status)
     return len(moved)
+
+
+def reap_values(
+    *, base_seconds: float, cap_seconds: float, limit: int, caps: Caps
+) -> dict[str, Any]:
+    """:data:`sql.REAP`'s parameters: the reap backoff's floor, the error kind and the caps
+    are the shared rules' (:func:`ending_rules.reap_delay_seconds`, the statement computes
+    the same formula in the database)."""
+    return {
+        "limit": limit,
+        "base_seconds": base_seconds,
+        "cap_seconds": cap_seconds,
+        "floor": retry_rules.JOB_FLOOR,
+        "error_kind": ending_rules.ERROR_KIND[Outcome.REAPED].value,
+        **caps.values(),
+    }
+
+
+def hand_back_values(*, owner: str, held: Collection[uuid.UUID]) -> dict[str, Any]:
+    """:data:`sql.HAND_BACK`'s parameters (a hand-back counts against no cap)."""
+    return {
+        "owner": owner,
+        "held": list(held),
+        "error_kind": ending_rules.ERROR_KIND[Outcome.HANDED_BACK].value,
+        **DEFAULT_CAPS.values(),
+    }
 
 
 async def reap(
@@ -306,19 +309,8 @@ async def reap(
     and counted as an interruption, and a job at its cap fails with the ``lease_lost``
     kind. Safe to run from every worker at once.
     """
-    rows = await _run(
-        bind,
-        sql.REAP,
-        {
-            "limit": limit,
-            "base_seconds": base_seconds,
-            "cap_seconds": cap_seconds,
-            "floor": retry_rules.JOB_FLOOR,
-            "error_kind": errors.ErrorKind.LEASE_LOST.value,
-            **caps.values(),
-        },
-        "reap",
-    )
+    values = reap_values(base_seconds=base_seconds, cap_seconds=cap_seconds, limit=limit, caps=caps)
+    rows = await _run(bind, sql.REAP, values, "reap")
     failed = sum(1 for row in rows if row.status == statuses.JobStatus.FAILED)
     requeued = len(rows) - failed  # back to pending (or superseded by its follow-up)
     if requeued:
@@ -334,17 +326,7 @@ async def hand_back(bind: binds.Bind, *, owner: str, held: Collection[uuid.UUID]
     """Hand back every running job ``owner`` holds under a token not in ``held`` (a claim
     whose answer was lost): ready now, the attempt refunded, nothing counted against a cap.
     The caller makes sure no claim of ``owner`` is in flight meanwhile. Returns how many."""
-    rows = await _run(
-        bind,
-        sql.HAND_BACK,
-        {
-            "owner": owner,
-            "held": list(held),
-            "error_kind": errors.ErrorKind.LEASE_LOST.value,
-            **DEFAULT_CAPS.values(),
-        },
-        "hand_back",
-    )
+    rows = await _run(bind, sql.HAND_BACK, hand_back_values(owner=owner, held=held), "hand_back")
     if rows:
         metrics.HANDED_BACK.inc(len(rows))
         _log.warning("orphaned_claims_handed_back", owner=owner, jobs=len(rows))

@@ -29,6 +29,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from kairo_ingest.db import ledger_queries, tables
+from kairo_ingest.domain import endings as ending_rules
+from kairo_ingest.domain import retry as retry_rules
+from kairo_ingest.domain import statuses
 
 # The LISTEN/NOTIFY channel; ``enqueue`` and manual ``retry`` notify it with the job kind.
 CHANNEL = "kairo_jobs"
@@ -343,8 +346,19 @@ HEARTBEAT = sa.text(
 #
 # Fenced: only rows still running under the given token change. Returns (id, status) of
 # each job that moved on.
-_INTERRUPTED = "('released', 'given_up', 'reaped')"
-_REFUNDED = "('snoozed', 'released', 'given_up', 'reaped', 'handed_back')"
+#
+# The rules are domain/endings.py's, which the in-memory queue applies in Python: the
+# outcome lists below are built from its sets, and the CASEs state its functions
+# (_NEXT_STATUS is next_status, _keeps_last_error keeps_last_error), in the same order.
+
+
+def _outcomes(outcomes: frozenset[statuses.AttemptOutcome]) -> str:
+    return "(" + ", ".join(_quoted(o.value) for o in ending_rules.in_order(outcomes)) + ")"
+
+
+_INTERRUPTED = _outcomes(ending_rules.INTERRUPTED)
+_REFUNDED = _outcomes(ending_rules.REFUNDED)
+_KEEP_ERROR_WHEN_PENDING = _outcomes(ending_rules.KEEP_ERROR_WHEN_PENDING)
 _CANCEL_ASKED = "(e.outcome = 'cancelled' OR j.cancel_requested_at IS NOT NULL)"
 _INTERRUPTION_CAP = (
     f"(e.outcome IN {_INTERRUPTED} AND j.interruptions + 1 >= CAST(:max_interruptions AS integer))"
@@ -382,7 +396,7 @@ def _keeps_last_error(status: str) -> str:
     with the job itself)."""
     return (
         f"((e.outcome = 'succeeded' AND {status} = 'succeeded')"
-        f" OR (e.outcome IN ('released', 'handed_back')"
+        f" OR (e.outcome IN {_KEEP_ERROR_WHEN_PENDING}"
         f" AND {status} = 'pending'))"
     )
 
@@ -502,7 +516,7 @@ BEAT_TIMEOUT = sa.text("SELECT set_config('statement_timeout', CAST(:ms AS text)
 # job that crashes its worker every time cannot loop hot; its :max_interruptions-th
 # interruption fails it.
 REAP = _ending(
-    """
+    f"""
         SELECT j.id, j.lease_token AS token, 'reaped'::text AS outcome,
                'lease of ' || coalesce(j.lease_owner, 'unknown worker')
                    || ' expired during attempt ' || j.claims AS error,
@@ -512,7 +526,7 @@ REAP = _ending(
                  * least(
                      CAST(:cap_seconds AS double precision),
                      CAST(:base_seconds AS double precision)
-                         * power(2.0, least(j.interruptions, 60))
+                         * power(2.0, least(j.interruptions, {retry_rules.MAX_EXPONENT}))
                  ) AS delay_seconds,
                false AS terminal, NULL::text AS evidence
         FROM jobs AS j

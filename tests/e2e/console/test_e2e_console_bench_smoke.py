@@ -55,6 +55,8 @@ def test_console_benchmark_runs(pg_server_url: str) -> None:
         "brands, handle",
         "spend",
         "audit",
+        "workers",
+        "ledger",
         "bulk retry preview",
     ):
         assert page in done.stdout

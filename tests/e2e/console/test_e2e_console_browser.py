@@ -322,6 +322,7 @@ def test_every_page_light_and_dark_and_on_a_phone(
     seeded: console_seed.Seeded, browser: Any, tmp_path: pathlib.Path
 ) -> None:
     _off_thread(seed_incident_at(seeded.url, 12))
+    _off_thread(console_seed.add_workers_at(seeded.url))  # so /workers lists replicas
     proc, base = start_console(seeded.url, token=TOKEN, KAIRO_APIFY_ACCOUNT_DAILY_CAP_USD="4")
     try:
         light = browser.new_context(viewport=DESKTOP, color_scheme="light")
@@ -340,7 +341,7 @@ def test_every_page_light_and_dark_and_on_a_phone(
             "job": f"/jobs/{seeded.demo_jobs[0]}",
             "runs": "/runs",
             "ledger": "/ledger",
-            "workers": "/workers",
+            "workers": "/workers?lease_within=600",  # the shorter leases as stuck work
             "brands": "/brands?handle=acme",
             "spend": "/spend",
             "audit": "/audit",
@@ -359,6 +360,11 @@ def test_every_page_light_and_dark_and_on_a_phone(
                 _shot(tab, tmp_path, f"{name}-{scheme}.png")
                 if name == "spend":  # the daily cap, drawn as a dashed line
                     assert tab.locator("#spend-chart polyline[stroke-dasharray]").count() == 1
+                if name == "workers":  # live replicas, with the jobs they hold
+                    live = tab.inner_text("#live-workers")
+                    for owner, *_ in console_seed.WORKERS:
+                        assert owner in live
+                    assert tab.locator("#leases-near-expiry tbody tr a").count() == 2
             # The confirmation of a bulk retry (a preview: nothing changes).
             tab.goto(base + "/jobs?error_kind=apify_run_failed")
             tab.select_option("#bulk-action", "retry")

@@ -4,6 +4,8 @@ The demo (service/demo.py) runs for real against the test's database with the bu
 Apify simulator: three brands, seven sources each, one compile job each, a worker run to
 completion. On top: a pending job (to cancel and then retry), and a brand whose source
 identifier, job error, evidence error and run error are all ``<script>alert(1)</script>``.
+:func:`add_workers` adds two live workers holding jobs, for the screenshots of /workers
+(the demo's own worker has stopped by then).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
 
+import kairo_ingest
 from kairo_ingest import config
 from kairo_ingest.console import server as console_server
 from kairo_ingest.db import engine as db_engine
@@ -137,6 +140,45 @@ async def add_xss_rows_at(url: str) -> None:
     engine = db_engine.create(url, pool_size=1)
     try:
         await add_xss_rows(engine)
+    finally:
+        await engine.dispose()
+
+
+# Two replicas as `run` names them (host:pid:suffix), each holding jobs it claimed, one of
+# them on leases shorter than the other's. They beat once: a heartbeat interval of a minute
+# keeps them live (three intervals) while a slow machine takes its screenshots.
+WORKERS = (
+    ("worker-7c9f-a:41:3f2a1c", "worker-7c9f-a", 41, 3, 1800.0),
+    ("worker-7c9f-b:38:9e04b7", "worker-7c9f-b", 38, 2, 300.0),
+)
+WORKERS_BEAT_SECONDS = 60.0
+
+
+async def add_workers(engine: sa_async.AsyncEngine) -> list[uuid.UUID]:
+    """Register :data:`WORKERS` through the queue's own claim and heartbeat, each holding
+    new jobs of the demo brands (ahead of every other pending job); returns their ids."""
+    held: list[uuid.UUID] = []
+    brands = iter(demo.brand_id(name) for name in demo.BRANDS[1:])
+    for owner, host, pid, count, lease_seconds in WORKERS:
+        for _ in range(count):
+            job, _ = await queue_jobs.enqueue(
+                engine, kind=statuses.JobKind.COMPILE, brand_id=next(brands, None), priority=-1
+            )
+            held.append(job.id)
+        leases = await queue_jobs.claim(
+            engine, owner=owner, limit=count, lease_seconds=lease_seconds
+        )
+        registration = queue_jobs.Registration(
+            owner, host, pid, kairo_ingest.__version__, 4, WORKERS_BEAT_SECONDS
+        )
+        await queue_jobs.beat(engine, leases, lease_seconds, registration=registration)
+    return held
+
+
+async def add_workers_at(url: str) -> list[uuid.UUID]:
+    engine = db_engine.create(url, pool_size=1)
+    try:
+        return await add_workers(engine)
     finally:
         await engine.dispose()
 
