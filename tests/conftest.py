@@ -25,7 +25,7 @@ from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
-from support import ci
+from support import ci, properties
 
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -119,6 +119,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             and _DATABASE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
         ):
             item.add_marker(pytest.mark.slow)
+
+
+# Hypothesis' `fast` profile is the inner loop's (support.properties); CI runs every
+# property test in full, so there the option is an error rather than a quiet weakening.
+properties.register()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    profile = config.getoption("--hypothesis-profile", default=None)
+    if ci.in_ci() and profile == properties.FAST_PROFILE:
+        raise pytest.UsageError(
+            f"CI is set: --hypothesis-profile={profile} would run fewer examples than CI must"
+        )
+    properties.choose(profile)
 
 
 _skipped: list[str] = []

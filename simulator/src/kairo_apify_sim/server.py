@@ -64,15 +64,48 @@ class RunningSimulator:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server with a readiness event; signals are left to whoever runs it."""
+    """uvicorn's server with a readiness event and a prompt stop; signals are left to whoever
+    runs it.
+
+    uvicorn polls ``should_exit`` every 0.1 s and then waits a fixed 0.1 s for connections
+    to close; a test that starts a simulator paid both at every exit. :meth:`stop` wakes the
+    loop at once, and a shutdown with no connection or task left to drain skips the wait.
+    """
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self.should_exit = True
+        self._stopping.set()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self.ready.set()
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop (a tick every 0.1 s keeps the Date header fresh), woken by stop."""
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.server_state.connections or self.server_state.tasks:
+            await super().shutdown(sockets=sockets)
+            return
+        for listener in self.servers:
+            listener.close()
+        for sock in sockets or []:
+            sock.close()
+        for listener in self.servers:
+            await listener.wait_closed()
+        await self.lifespan.shutdown()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -184,7 +217,7 @@ async def running(
         yield RunningSimulator(base_url=base_url, state=state)
     finally:
         state.wake_all()
-        server.should_exit = True
+        server.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         logging.getLogger("uvicorn.error").removeFilter(_drop_noise)

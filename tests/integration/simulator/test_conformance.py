@@ -20,6 +20,7 @@ from apify_client import _literals, _models
 
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import server
+from support import plain_http
 
 RUNS = "/v2/actors/apify~instagram-scraper/runs"
 SENT = {"directUrls": ["https://www.instagram.com/acme/"], "resultsLimit": 12}
@@ -132,7 +133,7 @@ PLATFORM = sim_config.SimConfig(
 
 
 async def test_run_list_and_abort_answers_conform() -> None:
-    async with server.running(PLATFORM) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(PLATFORM) as sim, plain_http.client(sim.base_url) as http:
         started = await http.post(RUNS, json=SENT)
         assert started.status_code == 201
         run = conform(_models.RunResponse, started.json())
@@ -156,7 +157,7 @@ async def test_run_list_and_abort_answers_conform() -> None:
 async def test_a_run_stopped_by_its_max_charge_conforms(cap_outcome: str) -> None:
     """Finished by the actor or aborted by the platform, with its money fields."""
     cfg = dataclasses.replace(PLATFORM, charge_cap_outcome_weights={cap_outcome: 1.0})
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         started = await http.post(RUNS, json=SENT, params={"maxTotalChargeUsd": "0.01"})
         run = conform(_models.RunResponse, started.json())
         assert isinstance(run, _models.RunResponse)
@@ -187,13 +188,13 @@ async def test_aborting_run_objects_conform() -> None:
         duration_max_seconds=600,
         forced_abort_seconds=30.0,
     )
-    async with server.running(slow) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(slow) as sim, plain_http.client(sim.base_url) as http:
         plain = (await http.post(RUNS, json=SENT)).json()["data"]["id"]
         forced = await http.post(f"/v2/actor-runs/{plain}/abort", params={"gracefully": "false"})
     capped_cfg = dataclasses.replace(
         PLATFORM, forced_abort_seconds=30.0, charge_cap_outcome_weights={"ABORTED": 1.0}
     )
-    async with server.running(capped_cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(capped_cfg) as sim, plain_http.client(sim.base_url) as http:
         capped = (await http.post(RUNS, json=SENT, params={"maxTotalChargeUsd": "0.01"})).json()
         for _ in range(2000):  # its plan reaches the max within about 5 ms
             at_cap = await http.get(f"/v2/actor-runs/{capped['data']['id']}")
@@ -210,7 +211,7 @@ async def test_aborting_run_objects_conform() -> None:
 async def test_another_accounts_token_gets_a_conforming_record_not_found() -> None:
     cfg = dataclasses.replace(PLATFORM, accepted_tokens=["token-a", "token-b"])
     a, b = {"Authorization": "Bearer token-a"}, {"Authorization": "Bearer token-b"}
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         run = (await http.post(RUNS, json=SENT, headers=a)).json()["data"]
         answers = [
             await http.get(f"/v2/actor-runs/{run['id']}", headers=b),
@@ -233,7 +234,7 @@ async def test_error_envelopes_conform() -> None:
         faults={"get_run": sim_config.FaultConfig(error_429=0.5, error_500=0.5)},
     )
     auth = {"Authorization": "Bearer t"}
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         kinds = {conform_error(await http.get("/v2/actor-runs/none"))}  # no token
         kinds.add(
             conform_error(
@@ -268,7 +269,7 @@ async def test_error_envelopes_conform() -> None:
 
 async def test_record_not_found_during_visibility_lag_conforms() -> None:
     cfg = sim_config.SimConfig(visibility_lag_seconds=3600)
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json=SENT)).json()["data"]["id"]
         hidden = await http.get(f"/v2/actor-runs/{run_id}")
         listed = conform(_models.ListOfRunsResponse, (await http.get(RUNS)).json())
@@ -280,7 +281,7 @@ async def test_record_not_found_during_visibility_lag_conforms() -> None:
 
 @pytest.mark.parametrize("clean", ["true", "false"])
 async def test_dataset_page_headers_conform(clean: str) -> None:
-    async with server.running(PLATFORM) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(PLATFORM) as sim, plain_http.client(sim.base_url) as http:
         run = (await http.post(RUNS, json=SENT)).json()["data"]
         await http.get(f"/v2/actor-runs/{run['id']}", params={"waitForFinish": 10})
         page = await http.get(

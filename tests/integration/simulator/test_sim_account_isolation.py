@@ -15,6 +15,7 @@ from apify_client import _models
 
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import platform, server
+from support import plain_http
 
 RUNS = "/v2/actors/apify~instagram-scraper/runs"
 BODY = {"directUrls": ["https://www.instagram.com/acme/"], "resultsLimit": 5}
@@ -65,7 +66,7 @@ async def started_and_finished(http: httpx.AsyncClient, headers: dict[str, str])
     ["get_run", "input", "items_by_dataset", "items_by_run", "log", "log_by_id", "abort"],
 )
 async def test_another_accounts_token_gets_record_not_found(resource: str) -> None:
-    async with server.running(QUICK) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(QUICK) as sim, plain_http.client(sim.base_url) as http:
         run = await started_and_finished(http, A)
         method, path = per_run_paths(run)[resource]
         foreign = await http.request(method, path, headers=B)
@@ -79,7 +80,7 @@ async def test_another_accounts_token_gets_record_not_found(resource: str) -> No
 
 
 async def test_a_foreign_answer_is_the_answer_for_a_run_that_does_not_exist() -> None:
-    async with server.running(QUICK) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(QUICK) as sim, plain_http.client(sim.base_url) as http:
         run = await started_and_finished(http, A)
         foreign = await http.get(f"/v2/actor-runs/{run['id']}", headers=B)
         missing = await http.get("/v2/actor-runs/nosuchrun00000000", headers=B)
@@ -94,7 +95,7 @@ async def test_another_accounts_abort_leaves_the_run_running() -> None:
         duration_max_seconds=600,
         accepted_tokens=[TOKEN_A, TOKEN_B],
     )
-    async with server.running(slow) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(slow) as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json=BODY, headers=A)).json()["data"]["id"]
         forced = await http.post(
             f"/v2/actor-runs/{run_id}/abort", params={"gracefully": "false"}, headers=B
@@ -114,7 +115,7 @@ async def test_a_foreign_input_read_gets_no_signed_redirect() -> None:
         accepted_tokens=[TOKEN_A, TOKEN_B],
         record_redirects=True,
     )
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json=BODY, headers=A)).json()["data"]["id"]
         path = f"/v2/actor-runs/{run_id}/key-value-store/records/INPUT"
         foreign = await http.get(path, headers=B)
@@ -126,7 +127,7 @@ async def test_a_foreign_input_read_gets_no_signed_redirect() -> None:
 
 async def test_without_auth_a_token_and_no_token_are_different_accounts() -> None:
     cfg = sim_config.SimConfig(time_factor=0.001, duration_min_seconds=5, duration_max_seconds=5)
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         anonymous = await started_and_finished(http, {})
         with_token = await http.get(f"/v2/actor-runs/{anonymous['id']}", headers=A)
         without = await http.get(f"/v2/actor-runs/{anonymous['id']}")
@@ -140,7 +141,7 @@ async def test_without_auth_a_token_and_no_token_are_different_accounts() -> Non
 
 
 async def test_the_starting_account_is_served_and_nothing_is_counted() -> None:
-    async with server.running(QUICK) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(QUICK) as sim, plain_http.client(sim.base_url) as http:
         run_a = await started_and_finished(http, A)
         run_b = await started_and_finished(http, B)
         for run, headers in ((run_a, A), (run_b, B)):

@@ -6,10 +6,9 @@ import base64
 import gzip
 import json
 
-import httpx
-
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import datasets, server, state
+from support import plain_http
 
 TOKEN = "sim-api-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -19,7 +18,7 @@ RUNS = "/v2/actors/apify~instagram-scraper/runs"
 async def test_bad_or_missing_token_gets_401_envelope() -> None:
     async with (
         server.running(sim_config.SimConfig(expected_token=TOKEN)) as sim,
-        httpx.AsyncClient(base_url=sim.base_url) as http,
+        plain_http.client(sim.base_url) as http,
     ):
         missing = await http.get("/v2/actor-runs/x")
         wrong = await http.get("/v2/actor-runs/x", headers={"Authorization": "Bearer nope"})
@@ -38,7 +37,7 @@ async def test_long_poll_answers_when_the_run_ends() -> None:
     cfg = sim_config.SimConfig(
         time_factor=0.01, duration_min_seconds=20, duration_max_seconds=20, ready_seconds=1
     )
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         started = await http.post("/v2/acts/apify~instagram-scraper/runs", json={"username": ["a"]})
         assert started.status_code == 201
         run_id = started.json()["data"]["id"]
@@ -52,7 +51,7 @@ async def test_long_poll_answers_when_the_run_ends() -> None:
 
 async def test_abort_gracefully_goes_through_aborting() -> None:
     cfg = sim_config.SimConfig(time_factor=1.0, abort_grace_seconds=0.05)
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json={"username": ["a"]})).json()["data"]["id"]
         aborting = await http.post(f"/v2/actor-runs/{run_id}/abort", params={"gracefully": "true"})
         assert aborting.json()["data"]["status"] == "ABORTING"
@@ -66,7 +65,7 @@ async def test_abort_gracefully_goes_through_aborting() -> None:
 async def test_list_runs_filters_and_pages() -> None:
     async with (
         server.running(sim_config.SimConfig(time_factor=1.0)) as sim,
-        httpx.AsyncClient(base_url=sim.base_url) as http,
+        plain_http.client(sim.base_url) as http,
     ):
         ids = [
             (await http.post(RUNS, json={"username": [f"u{i}"]})).json()["data"]["id"]
@@ -87,7 +86,7 @@ async def test_list_runs_filters_and_pages() -> None:
 async def test_input_record_is_the_raw_json() -> None:
     async with (
         server.running(sim_config.SimConfig(time_factor=1.0)) as sim,
-        httpx.AsyncClient(base_url=sim.base_url) as http,
+        plain_http.client(sim.base_url) as http,
     ):
         run_input = {"profiles": ["acme"], "resultsPerPage": 7}
         run_id = (await http.post(RUNS, json=run_input)).json()["data"]["id"]
@@ -101,7 +100,7 @@ async def test_input_record_is_the_raw_json() -> None:
 
 async def test_limits_cap_the_items_and_headers_paginate() -> None:
     cfg = sim_config.SimConfig(time_factor=0.001, outcome_weights={"SUCCEEDED": 1.0})
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         started = await http.post(
             RUNS, params={"maxItems": 30}, json={"username": ["a"], "resultsLimit": 40}
         )
@@ -123,7 +122,7 @@ async def test_limits_cap_the_items_and_headers_paginate() -> None:
 
 async def test_not_now_when_the_account_is_full() -> None:
     cfg = sim_config.SimConfig(time_factor=1.0, max_concurrent_runs=1)
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         assert (await http.post(RUNS, json={})).status_code == 201
         refused = await http.post(RUNS, json={})
         assert refused.status_code == 400
@@ -134,7 +133,7 @@ async def test_not_now_when_the_account_is_full() -> None:
 async def test_control_endpoints_change_faults_and_reset() -> None:
     async with (
         server.running(sim_config.SimConfig(time_factor=1.0)) as sim,
-        httpx.AsyncClient(base_url=sim.base_url) as http,
+        plain_http.client(sim.base_url) as http,
     ):
         patch = {"faults": {"get_run": {"error_503": 1.0}}, "default_item_count": 3}
         changed = await http.post("/_sim/config", json=patch)
@@ -155,7 +154,7 @@ async def test_control_endpoints_change_faults_and_reset() -> None:
 async def test_start_accepts_gzip_and_webhooks() -> None:
     async with (
         server.running(sim_config.SimConfig(time_factor=1.0)) as sim,
-        httpx.AsyncClient(base_url=sim.base_url) as http,
+        plain_http.client(sim.base_url) as http,
     ):
         hooks = base64.b64encode(json.dumps([{"eventTypes": ["ACTOR.RUN.SUCCEEDED"]}]).encode())
         started = await http.post(

@@ -18,6 +18,7 @@ import pytest
 
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import platform, server
+from support import plain_http
 
 RUNS = "/v2/actors/apify~instagram-scraper/runs"
 BODY = {"directUrls": ["https://www.instagram.com/acme/"], "resultsLimit": 40}
@@ -53,7 +54,7 @@ async def served(http: httpx.AsyncClient, run: dict[str, Any]) -> int:
 
 
 async def test_a_capped_run_the_platform_aborts_ends_aborted_with_what_it_pushed() -> None:
-    async with server.running(ABORTS) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(ABORTS) as sim, plain_http.client(sim.base_url) as http:
         run = await final(http, await start(http))
         items = await served(http, run)
     assert run["status"] == "ABORTED"
@@ -66,7 +67,7 @@ async def test_a_capped_run_the_platform_aborts_ends_aborted_with_what_it_pushed
 
 async def test_a_capped_run_the_platform_aborts_passes_through_aborting() -> None:
     cfg = dataclasses.replace(ABORTS, forced_abort_seconds=30)
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         run_id = await start(http)
         run: dict[str, Any] = {}
         for _ in range(3000):  # until it reaches its max (about 0.05 s in)
@@ -83,7 +84,7 @@ async def test_a_capped_run_the_platform_aborts_passes_through_aborting() -> Non
 
 
 async def test_by_default_a_capped_run_finishes_by_itself() -> None:
-    async with server.running(PRICEY) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(PRICEY) as sim, plain_http.client(sim.base_url) as http:
         run = await final(http, await start(http))
         items = await served(http, run)
     assert run["status"] == "SUCCEEDED"
@@ -96,7 +97,7 @@ async def test_by_default_a_capped_run_finishes_by_itself() -> None:
 async def test_a_run_that_never_reaches_its_max_ignores_the_cap_outcome(
     max_usd: float | None,
 ) -> None:
-    async with server.running(ABORTS) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(ABORTS) as sim, plain_http.client(sim.base_url) as http:
         run = await final(http, await start(http, max_usd))
     assert run["status"] == "SUCCEEDED"
     assert run["chargedEventCounts"] == {platform.RESULT_EVENT: 40}
@@ -107,7 +108,7 @@ async def planned_outcomes(seed: int, runs: int) -> list[str]:
     cfg = dataclasses.replace(
         PRICEY, seed=seed, charge_cap_outcome_weights={"SUCCEEDED": 1.0, "ABORTED": 1.0}
     )
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         for _ in range(runs):
             await start(http)
         summaries = (await http.get("/_sim/runs")).json()["runs"]
@@ -128,7 +129,7 @@ async def test_the_cap_outcome_is_drawn_per_run_and_repeats_under_the_seed() -> 
 async def test_a_cap_outcome_setting_the_platform_cannot_produce_is_refused(
     weights: object,
 ) -> None:
-    async with server.running(PRICEY) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(PRICEY) as sim, plain_http.client(sim.base_url) as http:
         refused = await http.post("/_sim/config", json={"charge_cap_outcome_weights": weights})
         shown = (await http.get("/_sim/config")).json()
     assert refused.status_code == 400
@@ -137,7 +138,7 @@ async def test_a_cap_outcome_setting_the_platform_cannot_produce_is_refused(
 
 
 async def test_the_cap_outcome_can_be_changed_at_run_time() -> None:
-    async with server.running(PRICEY) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(PRICEY) as sim, plain_http.client(sim.base_url) as http:
         changed = await http.post(
             "/_sim/config", json={"charge_cap_outcome_weights": {"ABORTED": 1}}
         )

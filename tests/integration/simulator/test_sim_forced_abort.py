@@ -15,6 +15,7 @@ import httpx
 
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import platform, server
+from support import plain_http
 
 RUNS = "/v2/actors/apify~instagram-scraper/runs"
 BODY = {"directUrls": ["https://www.instagram.com/acme/"], "resultsLimit": 40}
@@ -30,7 +31,7 @@ async def forced_abort(http: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
 
 
 async def test_a_forced_abort_answers_aborting_and_stays_there_for_its_phase() -> None:
-    async with server.running(LONG) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(LONG) as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json=BODY)).json()["data"]["id"]
         aborted = await forced_abort(http, run_id)
         looked = (await http.get(f"/v2/actor-runs/{run_id}")).json()["data"]
@@ -48,7 +49,7 @@ async def test_a_wait_for_finish_answers_once_the_forced_abort_ends() -> None:
         duration_max_seconds=600,
         forced_abort_seconds=0.3,
     )
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json=BODY)).json()["data"]["id"]
         aborted = await forced_abort(http, run_id)
         final = (await http.get(f"/v2/actor-runs/{run_id}", params={"waitForFinish": 30})).json()
@@ -68,7 +69,7 @@ async def test_a_forced_abort_stops_the_run_at_once() -> None:
         outcome_weights={"SUCCEEDED": 1.0},
         forced_abort_seconds=0.5,
     )
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json=BODY)).json()["data"]["id"]
         for _ in range(2000):  # until it has pushed something (about 0.3 s in)
             seen = (await http.get(f"/v2/actor-runs/{run_id}")).json()["data"]

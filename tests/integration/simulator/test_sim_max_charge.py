@@ -20,6 +20,7 @@ from apify_client import _literals, _models
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import server
 from kairo_apify_sim import state as sim_state
+from support import plain_http
 
 RUNS = "/v2/actors/apify~instagram-scraper/runs"
 BODY = {"directUrls": ["https://www.instagram.com/acme/"], "resultsLimit": 40}
@@ -65,7 +66,7 @@ async def item_count(http: httpx.AsyncClient, run: _models.Run) -> int:
 
 
 async def test_the_max_is_echoed_in_the_runs_options_and_absent_without_one() -> None:
-    async with server.running(PRICEY) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(PRICEY) as sim, plain_http.client(sim.base_url) as http:
         capped = run_of(await http.post(RUNS, json=BODY, params={"maxTotalChargeUsd": "0.5"}))
         plain = run_of(await http.post(RUNS, json=BODY, params={"memory": 1024}))
     assert capped.options is not None
@@ -76,7 +77,7 @@ async def test_the_max_is_echoed_in_the_runs_options_and_absent_without_one() ->
 
 
 async def test_a_run_whose_charge_would_pass_the_max_stops_there_and_succeeds() -> None:
-    async with server.running(PRICEY) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(PRICEY) as sim, plain_http.client(sim.base_url) as http:
         uncapped = await finished(http, await http.post(RUNS, json=BODY))
         capped = await finished(
             http, await http.post(RUNS, json=BODY, params={"maxTotalChargeUsd": MAX})
@@ -97,7 +98,7 @@ async def test_a_run_whose_charge_would_pass_the_max_stops_there_and_succeeds() 
 
 
 async def test_a_running_run_never_reports_more_than_its_max() -> None:
-    async with server.running(PRICEY) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(PRICEY) as sim, plain_http.client(sim.base_url) as http:
         run_id = run_of(await http.post(RUNS, json=BODY, params={"maxTotalChargeUsd": MAX})).id
         seen: list[float] = []
         while True:
@@ -112,7 +113,7 @@ async def test_a_running_run_never_reports_more_than_its_max() -> None:
 
 
 async def test_a_max_of_zero_runs_nothing_and_charges_nothing() -> None:
-    async with server.running(PRICEY) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(PRICEY) as sim, plain_http.client(sim.base_url) as http:
         run = await finished(
             http, await http.post(RUNS, json=BODY, params={"maxTotalChargeUsd": 0})
         )
@@ -122,7 +123,7 @@ async def test_a_max_of_zero_runs_nothing_and_charges_nothing() -> None:
 
 @pytest.mark.parametrize("raw", ["-1", "-0.01", "five", "nan", "inf", "1e999", "1_0", "0x10"])
 async def test_a_max_apify_would_refuse_is_refused(raw: str) -> None:
-    async with server.running(PRICEY) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(PRICEY) as sim, plain_http.client(sim.base_url) as http:
         refused = await http.post(RUNS, json=BODY, params={"maxTotalChargeUsd": raw})
     assert refused.status_code == 400
     error = _models.ErrorResponse.model_validate(refused.json()).error

@@ -13,6 +13,7 @@ from apify_client import _models
 
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import server
+from support import plain_http
 
 CRAWLER = "/v2/actors/apify~website-content-crawler/runs"
 INSTAGRAM = "/v2/actors/apify~instagram-scraper/runs"
@@ -27,7 +28,7 @@ def memory_of(started: httpx.Response) -> int:
 
 async def test_a_run_without_memory_gets_its_actors_default() -> None:
     cfg = sim_config.SimConfig(actor_memory_mbytes={"apify/website-content-crawler": 8192})
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         crawler = memory_of(await http.post(CRAWLER, json=BODY))
         other = memory_of(await http.post(INSTAGRAM, json=BODY))
         asked = memory_of(await http.post(CRAWLER, json=BODY, params={"memory": 1024}))
@@ -41,7 +42,7 @@ async def test_the_actors_default_counts_against_the_memory_limit() -> None:
     cfg = sim_config.SimConfig(
         max_total_memory_mbytes=4096, default_memory_mbytes=4096, time_factor=10.0
     )
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         first = await http.post(INSTAGRAM, json=BODY)
         second = await http.post(INSTAGRAM, json=BODY)
         await http.post("/_sim/reset")
@@ -58,7 +59,7 @@ async def test_the_actors_default_counts_against_the_memory_limit() -> None:
 async def test_a_memory_apify_would_refuse_is_refused(memory: str) -> None:
     async with (
         server.running(sim_config.SimConfig()) as sim,
-        httpx.AsyncClient(base_url=sim.base_url) as http,
+        plain_http.client(sim.base_url) as http,
     ):
         refused = await http.post(INSTAGRAM, json=BODY, params={"memory": memory})
     assert refused.status_code == 400
@@ -72,7 +73,7 @@ async def test_a_memory_apify_would_refuse_is_refused(memory: str) -> None:
 async def test_every_power_of_2_from_128_mb_to_32_gb_is_accepted(memory: int) -> None:
     async with (
         server.running(sim_config.SimConfig()) as sim,
-        httpx.AsyncClient(base_url=sim.base_url) as http,
+        plain_http.client(sim.base_url) as http,
     ):
         assert memory_of(await http.post(INSTAGRAM, json=BODY, params={"memory": memory})) == memory
 
@@ -80,7 +81,7 @@ async def test_every_power_of_2_from_128_mb_to_32_gb_is_accepted(memory: int) ->
 async def test_actor_memory_defaults_are_set_through_the_control_endpoint() -> None:
     async with (
         server.running(sim_config.SimConfig()) as sim,
-        httpx.AsyncClient(base_url=sim.base_url) as http,
+        plain_http.client(sim.base_url) as http,
     ):
         patched = await http.post(
             "/_sim/config", json={"actor_memory_mbytes": {"apify~website-content-crawler": "2048"}}

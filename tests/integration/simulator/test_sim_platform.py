@@ -9,6 +9,7 @@ import httpx
 
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import server
+from support import plain_http
 
 RUNS = "/v2/actors/apify~instagram-scraper/runs"
 SENT = {"directUrls": ["https://www.instagram.com/acme/"], "resultsLimit": 5}
@@ -23,7 +24,7 @@ class FakeClock:
 
 
 async def test_defaults_off_store_the_input_as_sent() -> None:
-    async with server.running() as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running() as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json=SENT)).json()["data"]["id"]
         stored = await http.get(f"/v2/actor-runs/{run_id}/key-value-store/records/INPUT")
     assert stored.json() == SENT
@@ -31,7 +32,7 @@ async def test_defaults_off_store_the_input_as_sent() -> None:
 
 async def test_input_defaults_fill_the_stored_input_and_sent_fields_win() -> None:
     cfg = sim_config.SimConfig(input_defaults=True)
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json=SENT)).json()["data"]["id"]
         stored = (await http.get(f"/v2/actor-runs/{run_id}/key-value-store/records/INPUT")).json()
     assert stored != SENT
@@ -42,7 +43,7 @@ async def test_input_defaults_fill_the_stored_input_and_sent_fields_win() -> Non
 async def test_visibility_lag_hides_a_new_run_until_the_clock_moves() -> None:
     cfg = sim_config.SimConfig(visibility_lag_seconds=5.0)
     clock = FakeClock()
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         sim.state.clock = clock
         run_id = (await http.post(RUNS, json=SENT)).json()["data"]["id"]
         hidden = await http.get(f"/v2/actor-runs/{run_id}")
@@ -62,7 +63,7 @@ async def test_a_lost_start_answer_creates_its_run_late() -> None:
     cfg = sim_config.SimConfig(
         late_creation_seconds=0.3, faults={"start": sim_config.FaultConfig(drop=1.0)}
     )
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         with contextlib.suppress(httpx.HTTPError):
             await http.post(RUNS, json=SENT)
         assert sim.stats()["starts"] == 0  # nothing yet: the run is created later
@@ -77,7 +78,7 @@ async def test_a_lost_start_answer_creates_its_run_late() -> None:
 
 async def test_concurrent_runs_limit_status_is_drawn_from_the_configured_ones() -> None:
     cfg = sim_config.SimConfig(max_concurrent_runs=1, limit_error_statuses=[400, 402, 403])
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         assert (await http.post(RUNS, json=SENT)).status_code == 201
         refused = [await http.post(RUNS, json=SENT) for _ in range(30)]
     assert {r.status_code for r in refused} == {400, 402, 403}
@@ -86,7 +87,7 @@ async def test_concurrent_runs_limit_status_is_drawn_from_the_configured_ones() 
 
 async def test_record_reads_redirect_to_a_signed_url_that_refuses_a_token() -> None:
     cfg = sim_config.SimConfig(record_redirects=True)
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json=SENT)).json()["data"]["id"]
         first = await http.get(f"/v2/actor-runs/{run_id}/key-value-store/records/INPUT")
         location = first.headers["location"]
@@ -108,7 +109,7 @@ async def test_a_run_times_out_through_timing_out() -> None:
         outcome_weights={"TIMED-OUT": 1.0},
         timing_out_seconds=30.0,
     )
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json=SENT)).json()["data"]["id"]
         seen = "READY"
         for _ in range(200):
@@ -125,7 +126,7 @@ async def test_a_run_times_out_through_timing_out() -> None:
 
 async def test_a_graceful_abort_takes_its_grace_and_a_hard_one_does_not() -> None:
     cfg = sim_config.SimConfig(abort_grace_seconds=30.0)
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         one = (await http.post(RUNS, json=SENT)).json()["data"]["id"]
         two = (await http.post(RUNS, json=SENT)).json()["data"]["id"]
         soft = await http.post(f"/v2/actor-runs/{one}/abort", params={"gracefully": "true"})
@@ -142,7 +143,7 @@ async def test_pagination_count_counts_rows_clean_skipped() -> None:
     cfg = sim_config.SimConfig(
         time_factor=0.001, duration_min_seconds=1, duration_max_seconds=1, empty_item_share=0.3
     )
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         run = (await http.post(RUNS, json={**SENT, "resultsLimit": 40})).json()["data"]
         await http.get(f"/v2/actor-runs/{run['id']}", params={"waitForFinish": 10})
         page = await http.get(

@@ -20,6 +20,7 @@ from apify_client import _models
 
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import platform, server
+from support import plain_http
 
 RUNS = "/v2/actors/apify~instagram-scraper/runs"
 BODY = {"directUrls": ["https://www.instagram.com/acme/"], "resultsLimit": 40}
@@ -70,7 +71,7 @@ async def test_the_money_fields_agree_at_every_read(
 ) -> None:
     cfg = dataclasses.replace(PRICEY, charge_cap_outcome_weights={cap_outcome: 1.0})
     params = {} if max_usd is None else {"maxTotalChargeUsd": max_usd}
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         started = (await http.post(RUNS, json=BODY, params=params)).json()["data"]
         seen = [started, *await reads_until_the_end(http, started["id"])]
         items = (await http.get(f"/v2/datasets/{started['defaultDatasetId']}/items")).json()
@@ -88,7 +89,7 @@ async def test_the_money_fields_agree_at_every_read(
 
 async def test_a_running_run_is_charged_for_what_it_pushed_so_far() -> None:
     two_seconds = dataclasses.replace(PRICEY, duration_min_seconds=200, duration_max_seconds=200)
-    async with server.running(two_seconds) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(two_seconds) as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json=BODY)).json()["data"]["id"]
         seen = await reads_until_the_end(http, run_id)
     running = [run for run in seen if run["status"] == "RUNNING"]
@@ -105,7 +106,7 @@ async def test_a_run_stopped_by_its_max_has_no_room_for_one_more_result(
     max_usd: float, cap_outcome: str
 ) -> None:
     cfg = dataclasses.replace(PRICEY, charge_cap_outcome_weights={cap_outcome: 1.0})
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         run_id = (await http.post(RUNS, json=BODY, params={"maxTotalChargeUsd": max_usd})).json()[
             "data"
         ]["id"]
@@ -117,7 +118,7 @@ async def test_a_run_stopped_by_its_max_has_no_room_for_one_more_result(
 
 
 async def test_the_run_object_says_how_the_actor_is_priced() -> None:
-    async with server.running(PRICEY) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(PRICEY) as sim, plain_http.client(sim.base_url) as http:
         started = await http.post(RUNS, json=BODY)
         listed = await http.get(RUNS)
     run = _models.RunResponse.model_validate(started.json()).data
@@ -138,7 +139,7 @@ async def test_the_run_object_says_how_the_actor_is_priced() -> None:
 
 async def test_a_max_below_the_actors_minimum_is_refused() -> None:
     cfg = dataclasses.replace(PRICEY, minimal_max_total_charge_usd=0.5)
-    async with server.running(cfg) as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
+    async with server.running(cfg) as sim, plain_http.client(sim.base_url) as http:
         below = await http.post(RUNS, json=BODY, params={"maxTotalChargeUsd": "0.1"})
         starts_before = sim.stats()["starts"]
         at = await http.post(RUNS, json=BODY, params={"maxTotalChargeUsd": "0.5"})

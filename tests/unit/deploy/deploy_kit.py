@@ -7,6 +7,8 @@ promtool and the compose binary; kubectl comes with the machine).
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import os
 import pathlib
@@ -49,7 +51,13 @@ def kubectl() -> str:
 
 
 def render(directory: pathlib.Path) -> list[dict[str, Any]]:
-    """``kubectl kustomize DIRECTORY``: the documents it renders."""
+    """``kubectl kustomize DIRECTORY``: the documents it renders, a fresh copy per call that
+    a test may change (kustomize runs once per directory and session)."""
+    return copy.deepcopy(list(_kustomize(directory)))
+
+
+@functools.cache
+def _kustomize(directory: pathlib.Path) -> tuple[dict[str, Any], ...]:
     done = subprocess.run(
         [kubectl(), "kustomize", str(directory)],
         capture_output=True,
@@ -58,7 +66,7 @@ def render(directory: pathlib.Path) -> list[dict[str, Any]]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
 
 
 def load_all(path: pathlib.Path) -> list[dict[str, Any]]:

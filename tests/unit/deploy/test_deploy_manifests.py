@@ -5,8 +5,10 @@ secrets, settings, the scaler's target and the selectors."""
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import deploy_kit as kit
@@ -36,11 +38,32 @@ def _ids(paths: list[pathlib.Path]) -> list[str]:
     return [str(p.relative_to(kit.KUBERNETES)) for p in paths]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _schemas_read_once() -> Iterator[None]:
+    """kubernetes-validate reads and parses its schema files (1 MB of definitions) at every
+    call; the files do not change during a session, so each is read once."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            kubernetes_validate.utils,
+            "schema_contents",
+            functools.cache(kubernetes_validate.utils.schema_contents),
+        )
+        yield
+
+
+@functools.cache
+def _custom_validator(schema_file: str) -> jsonschema.protocols.Validator:
+    """The validator for one custom kind's schema, the schema itself checked once."""
+    schema = json.loads((kit.SCHEMAS / schema_file).read_text(encoding="utf-8"))
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema)
+
+
 def _validate(doc: dict[str, Any]) -> None:
     schema_file = CUSTOM.get((doc["apiVersion"], doc["kind"]))
     if schema_file is not None:
-        schema = json.loads((kit.SCHEMAS / schema_file).read_text(encoding="utf-8"))
-        jsonschema.validate(doc, schema)
+        _custom_validator(schema_file).validate(doc)
         return
     for version in KUBERNETES_VERSIONS:
         kubernetes_validate.validate(doc, version, strict=True)

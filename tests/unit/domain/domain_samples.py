@@ -10,12 +10,15 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 
+from support import properties
+
 # Deterministic and quick: applied per test, so other suites' hypothesis settings are untouched.
+# 150 examples, or the inner loop's few (support.properties).
 PROPERTY_SETTINGS = settings(
     derandomize=True,
     database=None,
     deadline=None,
-    max_examples=150,
+    max_examples=properties.examples(150),
     suppress_health_check=[HealthCheck.too_slow],
 )
 
