@@ -94,7 +94,9 @@ async def test_a_running_run_is_charged_for_what_it_pushed_so_far() -> None:
         seen = await reads_until_the_end(http, run_id)
     running = [run for run in seen if run["status"] == "RUNNING"]
     pushed = [run["chargedEventCounts"][platform.RESULT_EVENT] for run in running]
-    assert 0 < max(pushed) < 40
+    # Some read caught it midway (a read after its last push but before its end timer
+    # fires still says RUNNING, with all 40: also true of the platform).
+    assert any(0 < count < 40 for count in pushed), pushed
     for run, count in zip(running, pushed, strict=True):
         assert run["usage"]["DATASET_WRITES"] == count
         assert run["usageTotalUsd"] >= count * platform.USD_PER_RESULT
