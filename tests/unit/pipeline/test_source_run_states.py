@@ -5,9 +5,11 @@ row it starts from and asserts what the store and Apify saw."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
@@ -17,6 +19,7 @@ from kairo_ingest.apify import models as apify_models
 from kairo_ingest.apify import reconcile
 from kairo_ingest.db import runs, sources
 from kairo_ingest.domain import charges, evidence, registry, statuses
+from kairo_ingest.pipeline import budget as budget_module
 from kairo_ingest.pipeline import deps as deps_module
 from kairo_ingest.pipeline import source_run
 from kairo_ingest.queue import jobs as queue_jobs
@@ -434,6 +437,78 @@ async def test_a_succeeded_run_recorded_without_its_dataset_asks_apify_for_it(
 
 
 # ---------------------------------------------------------------------- start failures
+
+
+class _CappedBudget:
+    """An account at its daily cap (``budget.Budget``, without a database): a new run gets
+    no slot; a run already on Apify (``force``) takes its slot at once."""
+
+    memory_mbytes = 1024
+
+    def __init__(self) -> None:
+        self.asked: list[bool] = []
+        self.resized: list[int] = []
+
+    @contextlib.asynccontextmanager
+    async def slot(self, ask: budget_module.Ask) -> AsyncIterator[None]:
+        self.asked.append(ask.force)
+        if not ask.force:
+            raise errors.BudgetExceededError("daily cap reached", retry_after_seconds=60.0)
+        yield
+
+    async def resize(self, ask: budget_module.Ask, memory_mbytes: int) -> None:
+        self.resized.append(memory_mbytes)
+
+
+def _capped(kit: Kit, budget: _CappedBudget | None = None) -> dict[str, Any]:
+    return {
+        "budget": cast(Any, budget or _CappedBudget()),
+        "tenants": cast(Any, _Tenants({"default": kit.api})),
+    }
+
+
+async def test_a_daily_cap_before_the_start_fails_the_intent_and_snoozes(kit: Kit) -> None:
+    entry = await kit.run(None, **_capped(kit))
+
+    assert (entry.bucket, entry.error_kind, entry.snooze) == (
+        Bucket.FAILED,
+        "budget_exceeded",
+        True,
+    )
+    run = kit.only_run
+    assert (run.status, run.error_kind, run.sent_at) == (
+        Status.START_FAILED,
+        "budget_exceeded",
+        None,
+    )
+    assert kit.api.calls == []
+
+
+async def test_a_sent_intent_at_the_daily_cap_adopts_its_run_instead_of_failing(
+    kit: Kit,
+) -> None:
+    intent = kit.row(sent_at=kit.clock.now())
+    ours = kit.api.add_run(SPEC.actor_id, kit.input, memory_mbytes=4096)
+    budget = _CappedBudget()
+
+    _refreshed(await kit.run(intent, **_capped(kit, budget)))
+
+    run = kit.store.run(intent.id)
+    assert (run.apify_run_id, run.status) == (ours.id, Status.SUCCEEDED)
+    assert kit.api.count("start_run") == 0
+    assert (budget.asked, budget.resized) == ([True], [4096]), (
+        "the adopted run takes its slot at once, counted at the memory Apify gave it"
+    )
+
+
+async def test_a_run_taken_over_in_flight_counts_the_memory_apify_gave_it(kit: Kit) -> None:
+    started = kit.api.add_run(SPEC.actor_id, kit.input, memory_mbytes=4096)
+    in_flight = kit.bound_row(started)
+    budget = _CappedBudget()
+
+    _refreshed(await kit.run(in_flight, **_capped(kit, budget)))
+
+    assert (budget.asked, budget.resized) == ([True], [4096])
 
 
 async def test_a_definite_start_refusal_marks_the_intent_start_failed(kit: Kit) -> None:
