@@ -10,6 +10,7 @@ Modules, each small enough to read in one sitting:
   costs its page)
 - :mod:`~kairo_ingest.apify.client`     :class:`ApifyClient`, the methods the pipeline calls
 - :mod:`~kairo_ingest.apify.reconcile`  starting a run without risking a duplicate
+- :mod:`~kairo_ingest.apify.ports`      the Apify port: the calls the pipeline makes
 
 Import the modules, not names: ``from kairo_ingest.apify import client as apify_client``.
 See docs/apify-runs.md.

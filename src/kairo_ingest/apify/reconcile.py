@@ -67,8 +67,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from kairo_ingest import errors, logs
-from kairo_ingest.apify import client as apify_client
-from kairo_ingest.apify import models, retrying
+from kairo_ingest.apify import models, ports, retrying
 
 log = logs.get(__name__)
 
@@ -138,7 +137,7 @@ def _unknown(exc: errors.ApifyError) -> errors.ApifyStartUnknownError:
 
 
 async def adopt_existing(
-    client: apify_client.ApifyClient,
+    client: ports.ApifyRuns,
     actor_id: str,
     run_input: Mapping[str, Any] | None,
     intent_at: dt.datetime,
@@ -171,7 +170,7 @@ async def adopt_existing(
 
 
 async def _adopt_once(
-    client: apify_client.ApifyClient,
+    client: ports.ApifyRuns,
     actor_id: str,
     expected: Mapping[str, Any],
     *,
@@ -223,7 +222,7 @@ async def _adopt_once(
 
 
 async def adopt_settled(
-    client: apify_client.ApifyClient,
+    client: ports.ApifyRuns,
     actor_id: str,
     run_input: Mapping[str, Any] | None,
     intent_at: dt.datetime,
@@ -262,7 +261,7 @@ async def adopt_settled(
 
 
 async def start_or_adopt(
-    client: apify_client.ApifyClient,
+    client: ports.ApifyRuns,
     actor_id: str,
     run_input: Mapping[str, Any] | None,
     *,

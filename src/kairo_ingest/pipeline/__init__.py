@@ -5,6 +5,9 @@
 - :mod:`~kairo_ingest.pipeline.openings`     the opening reads of jobs that start together
 - :mod:`~kairo_ingest.pipeline.source_run`   one source through one Apify run: intent,
   start or adopt, wait, fetch
+- :mod:`~kairo_ingest.pipeline.ports`        the run-store port: what a source's run asks of
+  the database
+- :mod:`~kairo_ingest.pipeline.pg_runs`      the run store on PostgreSQL
 - :mod:`~kairo_ingest.pipeline.store`        dataset pages and their evidence, in fenced
   transactions
 - :mod:`~kairo_ingest.pipeline.offload`      CPU-bound page work on one thread, off the loop

@@ -10,17 +10,18 @@ from collections.abc import Mapping
 from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import clock
-from kairo_ingest.apify import client as apify_client
+from kairo_ingest.apify import ports as apify_ports
 from kairo_ingest.pipeline import budget as budget_module
 from kairo_ingest.pipeline import openings as openings_module
+from kairo_ingest.pipeline import pg_runs, ports, tx
 from kairo_ingest.pipeline import tenants as tenants_module
-from kairo_ingest.pipeline import tx
 
 
 @dataclasses.dataclass(frozen=True)
 class Deps:
     engine: sa_async.AsyncEngine
-    apify: apify_client.ApifyClient
+    apify: apify_ports.ApifyRuns
+    """Apify, as the pipeline sees it (``ApifyClient`` in the product)."""
     disabled_capabilities: frozenset[str]
     freshness_ttl: dt.timedelta
     run_deadline_seconds: float
@@ -47,13 +48,22 @@ class Deps:
     run_max_charge_usd: float | None = None
     """Sent as every run's ``maxTotalChargeUsd``: the most a pay-per-event run may charge,
     which bounds what runs in flight add past a daily cap. None: not sent."""
+    run_store: ports.RunStore | None = None
+    """Overrides the run store made from ``engine`` (tests: the in-memory one)."""
     openings: openings_module.OpeningReads = dataclasses.field(
         init=False, repr=False, compare=False
     )
     """Batches the opening reads of jobs that start together (made from ``engine``)."""
+    runs: ports.RunStore = dataclasses.field(init=False, repr=False, compare=False)
+    """What a source's run reads and writes (``run_store``, else PostgreSQL on ``engine``
+    with :attr:`retry_policy`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "openings", openings_module.OpeningReads(self.engine))
+        runs = self.run_store
+        if runs is None:
+            runs = pg_runs.PostgresRunStore(self.engine, self.retry_policy)
+        object.__setattr__(self, "runs", runs)
 
     @property
     def run_memory_mbytes(self) -> int | None:

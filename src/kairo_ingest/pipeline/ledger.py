@@ -24,8 +24,8 @@ import random
 from collections.abc import Awaitable, Callable
 
 from kairo_ingest import errors, logs, metrics, tracing
-from kairo_ingest.apify import client as apify_client
 from kairo_ingest.apify import models as apify_models
+from kairo_ingest.apify import ports as apify_ports
 from kairo_ingest.apify import reconcile
 from kairo_ingest.db import ledger_queries, runs
 from kairo_ingest.domain import charges, statuses
@@ -182,7 +182,7 @@ class Ledger:
                     ledger_queries.note, run.id, status=None, next_check_seconds=ERROR_RETRY_SECONDS
                 )
 
-    async def _client(self, account: str) -> tuple[apify_client.ApifyClient, tenants.Tenant | None]:
+    async def _client(self, account: str) -> tuple[apify_ports.ApifyRuns, tenants.Tenant | None]:
         """The client with the token of the account that started the run."""
         if self._d.tenants is None:
             return self._d.apify, None
@@ -192,7 +192,7 @@ class Ledger:
     async def _started(
         self,
         item: ledger_queries.Owned,
-        api: apify_client.ApifyClient,
+        api: apify_ports.ApifyRuns,
         tenant: tenants.Tenant | None,
         info: apify_models.RunInfo | None,
     ) -> None:
@@ -269,7 +269,7 @@ class Ledger:
     async def _intent(
         self,
         item: ledger_queries.Owned,
-        api: apify_client.ApifyClient,
+        api: apify_ports.ApifyRuns,
         tenant: tenants.Tenant | None,
     ) -> None:
         """A STARTING intent that no job follows."""

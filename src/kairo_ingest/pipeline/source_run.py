@@ -20,6 +20,10 @@ whatever the source's account is now; a new intent uses the source's account. A 
 end is recorded the same way on every path (``pipeline/run_ends.py``). When the job stops
 following a run that has not ended (a wait that failed, an abort still ABORTING), the
 run is released to the run ledger (``pipeline/ledger.py``), which follows it to its end.
+
+The database is reached only through the run-store port (``d.runs``,
+``pipeline/ports.py``) and Apify through its port (``d.apify``, ``apify/ports.py``), so
+the state machine runs on in-memory adapters in its unit tests.
 See docs/apify-runs.md.
 """
 
@@ -28,21 +32,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.ext import asyncio as sa_async
 
 from kairo_ingest import clock, errors, logs
 from kairo_ingest.apify import models as apify_models
 from kairo_ingest.apify import reconcile
-from kairo_ingest.db import runs, sources, tables
+from kairo_ingest.db import runs, sources
 from kairo_ingest.domain import charges, evidence, registry, statuses
 from kairo_ingest.pipeline import budget as budget_module
 from kairo_ingest.pipeline import deps as deps_module
-from kairo_ingest.pipeline import run_ends, store, tx
+from kairo_ingest.pipeline import run_ends
 from kairo_ingest.queue import jobs as queue_jobs
 
 log = logs.get(__name__)
@@ -86,18 +86,6 @@ class SourceRunError(Exception):
         self.run = run
 
 
-async def _write(
-    d: deps_module.Deps, lease: queue_jobs.Lease, run_id: uuid.UUID, **values: Any
-) -> runs.Run:
-    return await tx.write(
-        d.engine,
-        lease,
-        functools.partial(runs.update, run_id=run_id, **values),
-        policy=d.retry_policy,
-        operation="update_run",
-    )
-
-
 async def _record_started(
     d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, info: apify_models.RunInfo
 ) -> runs.Run:
@@ -106,24 +94,9 @@ async def _record_started(
     with logs.bind(apify_run_id=info.id):
         log.info("apify_run_recorded", actor_id=run.actor_id, status=info.status)
 
-    async def unit(conn: sa_async.AsyncConnection) -> tuple[runs.Run, bool]:
-        bound = await runs.update(
-            conn,
-            run.id,
-            apify_run_id=info.id,
-            dataset_id=info.default_dataset_id,
-            status=run.status if info.terminal else info.status,
-            started_at=info.started_at or sa.func.now(),
-        )
-        if not info.terminal:
-            return bound, False
-        end = run_ends.end_of(info, ended_by=run_ends.EndedBy.ADOPTION)
-        return await runs.record_end(conn, run.id, end)
-
+    end = run_ends.end_of(info, ended_by=run_ends.EndedBy.ADOPTION) if info.terminal else None
     try:
-        bound, wrote = await tx.write(
-            d.engine, lease, unit, policy=d.retry_policy, operation="record_run_started"
-        )
+        bound, wrote = await d.runs.bind_started(lease, run.id, info, end=end)
     except errors.DatabaseConstraintError as exc:
         # Two intents with identical input adopted the same run at the same moment; the
         # other one recorded it first. Stay STARTING: the next attempt reconciles again and
@@ -138,15 +111,8 @@ async def _record_started(
 
 async def _owned(d: deps_module.Deps, run: runs.Run) -> set[str]:
     """The Apify runs already recorded for the actor in the intent's listing window."""
-    return await tx.read(
-        d.engine,
-        functools.partial(
-            runs.owned_apify_run_ids,
-            actor_id=run.actor_id,
-            since=run.intent_at - reconcile.DEFAULT_CLOCK_SLACK,
-        ),
-        policy=d.retry_policy,
-        operation="owned_apify_runs",
+    return await d.runs.owned_apify_run_ids(
+        actor_id=run.actor_id, since=run.intent_at - reconcile.DEFAULT_CLOCK_SLACK
     )
 
 
@@ -157,17 +123,10 @@ async def _reconcile(
     last send (``sent_at``; the budget wait before it does not count). Errors keep the
     intent STARTING (``ApifyStartUnknownError``)."""
     assert run.sent_at is not None
-
-    async def owned_and_age(conn: sa_async.AsyncConnection) -> tuple[set[str], float]:
-        owned = await runs.owned_apify_run_ids(
-            conn, actor_id=run.actor_id, since=run.intent_at - reconcile.DEFAULT_CLOCK_SLACK
-        )
-        assert run.sent_at is not None
-        return owned, (await runs.db_now(conn) - run.sent_at).total_seconds()
-
-    owned, age = await tx.read(
-        d.engine, owned_and_age, policy=d.retry_policy, operation="owned_apify_runs"
+    owned, now = await d.runs.owned_and_now(
+        actor_id=run.actor_id, since=run.intent_at - reconcile.DEFAULT_CLOCK_SLACK
     )
+    age = (now - run.sent_at).total_seconds()
     info = await reconcile.adopt_settled(
         d.apify,
         run.actor_id,
@@ -188,13 +147,7 @@ async def _start(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) ->
     owned = await _owned(d, run)
 
     async def before_send() -> None:
-        await tx.write(
-            d.engine,
-            lease,
-            functools.partial(runs.mark_sent, run_id=run.id),
-            policy=d.retry_policy,
-            operation="mark_run_sent",
-        )
+        await d.runs.mark_sent(lease, run.id)
 
     try:
         info = await reconcile.start_or_adopt(
@@ -212,14 +165,8 @@ async def _start(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) ->
     except errors.ApifyError as exc:
         if not reconcile.is_definite_refusal(exc):
             raise  # a run may exist: stay STARTING, reconcile next time
-        await _write(
-            d,
-            lease,
-            run.id,
-            status=statuses.RunStatus.START_FAILED,
-            finished_at=sa.func.now(),
-            error_kind=exc.kind.value,
-            error_summary=exc.message,
+        await d.runs.mark_start_failed(
+            lease, run.id, error_kind=exc.kind.value, error_summary=exc.message
         )
         raise
     run = await _record_started(d, lease, run, info)
@@ -257,13 +204,7 @@ async def _record_end(
     d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run, end: runs.End
 ) -> runs.Run:
     """Record the run's end (fenced); the first end recorded wins (``runs.record_end``)."""
-    ended, wrote = await tx.write(
-        d.engine,
-        lease,
-        functools.partial(runs.record_end, run_id=run.id, end=end),
-        policy=d.retry_policy,
-        operation="record_run_end",
-    )
+    ended, wrote = await d.runs.record_end(lease, run.id, end)
     if wrote:
         run_ends.counted(ended)
     return ended
@@ -273,9 +214,7 @@ async def _release(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) 
     """The job stops following a run that has not ended: the ledger follows it from now
     (``released_at``). A lost lease already left it to the ledger."""
     try:
-        return await _write(
-            d, lease, run.id, released_at=sa.func.now(), ledger_check_at=sa.func.now()
-        )
+        return await d.runs.release(lease, run.id)
     except (errors.LeaseLostError, errors.DatabaseError) as exc:
         log.warning("apify_run_release_failed", error=errors.describe(exc))
         return run
@@ -286,12 +225,7 @@ async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> 
         raise SourceRunError(
             errors.HandlerError(f"run {run.id} is {run.status} without an Apify run id"), run
         )
-    elapsed = await tx.read(
-        d.engine,
-        functools.partial(runs.seconds_since_start, run_id=run.id),
-        policy=d.retry_policy,
-        operation="seconds_since_start",
-    )
+    elapsed = await d.runs.seconds_since_start(run.id)
     deadline = clock.Deadline.after(max(0.0, d.run_deadline_seconds - elapsed), d.clock)
     try:
         end = await d.apify.wait_or_abort(run.apify_run_id, deadline)
@@ -313,16 +247,7 @@ async def _wait(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Run) -> 
     # Aborted at our deadline, but not ended by the final look (still ABORTING, or Apify
     # did not answer): the ledger records its end; its dataset is kept as timed out.
     status = end.run.status if end.run is not None else run.status
-    run = await _write(
-        d,
-        lease,
-        run.id,
-        status=status,
-        partial_reason=charges.PartialReason.TIMED_OUT.value,
-        abort_requested_at=sa.func.now(),
-        released_at=sa.func.now(),
-        ledger_check_at=sa.func.now(),
-    )
+    run = await d.runs.mark_timed_out_unended(lease, run.id, status=status)
     raise SourceRunError(
         errors.ApifyTimeoutError(
             f"Apify run {run.apify_run_id} was aborted at the run deadline and had not ended "
@@ -346,7 +271,7 @@ async def _dataset_of(d: deps_module.Deps, lease: queue_jobs.Lease, run: runs.Ru
             ),
             run,
         )
-    return await _write(d, lease, run.id, dataset_id=info.default_dataset_id)
+    return await d.runs.set_dataset(lease, run.id, info.default_dataset_id)
 
 
 async def _fetch(
@@ -357,13 +282,7 @@ async def _fetch(
     assert run.dataset_id is not None  # _dataset_of raised otherwise; narrows the type
     cap = run.item_cap or registry.cap_for(source.platform, source.capability, d.caps)
     store_page = functools.partial(
-        store.store_page,
-        d.engine,
-        lease,
-        run,
-        platform=source.platform,
-        capability=source.capability,
-        policy=d.retry_policy,
+        d.runs.store_page, lease, run, platform=source.platform, capability=source.capability
     )
     page: list[tuple[int, Any]] = []
     async for index, item in d.apify.iter_dataset_items(
@@ -375,14 +294,7 @@ async def _fetch(
             page = []
     if page:
         await store_page(page=page)
-    return await _write(
-        d,
-        lease,
-        run.id,
-        raw_stored_at=sa.func.now(),
-        normalized_at=sa.func.now(),
-        raw_item_count=sa.func.coalesce(tables.apify_runs.c.raw_item_count, 0),
-    )
+    return await d.runs.mark_stored(lease, run.id)
 
 
 async def run(
@@ -417,12 +329,7 @@ async def run(
         # Any exception, a KairoError or not (a KeyError, a RecursionError): this source's
         # `failed` entry (kind `internal` unless the error says better). Cancellation and a
         # lost lease are BaseException / re-raised above: they end the whole job.
-        latest = await tx.read(
-            d.engine,
-            functools.partial(runs.latest_for, job_id=lease.job_id, source_id=source.id),
-            policy=d.retry_policy,
-            operation="latest_run",
-        )
+        latest = await d.runs.latest_for(job_id=lease.job_id, source_id=source.id)
         return _failed(source, reason, exc, latest)
     return evidence.Entry(
         statuses.EvidenceBucket.REFRESHED,
@@ -431,42 +338,6 @@ async def run(
         source.capability,
         reason,
         run=facts(run),
-    )
-
-
-async def _create_intent(
-    conn: sa_async.AsyncConnection,
-    *,
-    lease: queue_jobs.Lease,
-    source: sources.Source,
-    actor_id: str,
-    run_input: dict[str, Any],
-    cap: int,
-    attempt: int,
-    account: str,
-) -> runs.Run:
-    """A new intent, or the one a retried transaction already committed (its COMMIT's
-    answer lost): the same attempt, still STARTING, never sent to Apify (Apify hears of an
-    intent only after this transaction returned), so it is safe to take over."""
-    latest = await runs.latest_for(conn, job_id=lease.job_id, source_id=source.id)
-    if (
-        latest is not None
-        and latest.attempt == attempt
-        and latest.status == statuses.RunStatus.STARTING
-        and latest.apify_run_id is None
-    ):
-        return latest
-    return await runs.create_intent(
-        conn,
-        job_id=lease.job_id,
-        source_id=source.id,
-        brand_id=source.brand_id,
-        actor_id=actor_id,
-        run_input=run_input,
-        item_cap=cap,
-        attempt=attempt,
-        account=account,
-        job_attempt=lease.attempt_number,
     )
 
 
@@ -481,21 +352,14 @@ async def _advance(
 ) -> runs.Run:
     if restart_after(run):
         cap = registry.cap_for(source.platform, source.capability, d.caps)
-        run = await tx.write(
-            d.engine,
+        run = await d.runs.create_intent(
             lease,
-            functools.partial(
-                _create_intent,
-                lease=lease,
-                source=source,
-                actor_id=spec.actor_id,
-                run_input=spec.build_input(source.identifier, source.settings, cap),
-                cap=cap,
-                attempt=(run.attempt + 1) if run is not None else 1,
-                account=account,
-            ),
-            policy=d.retry_policy,
-            operation="create_intent",
+            source=source,
+            actor_id=spec.actor_id,
+            run_input=spec.build_input(source.identifier, source.settings, cap),
+            cap=cap,
+            attempt=(run.attempt + 1) if run is not None else 1,
+            account=account,
         )
         log.info("apify_run_intent", run_id=str(run.id), actor_id=run.actor_id)
         async with _slot(d, lease, run, force=False):
@@ -520,7 +384,7 @@ async def _advance(
         # In flight on Apify already (a takeover): it occupies the account; take its slot.
         async with _slot(d, lease, run, force=True):
             if run.released_at is not None:
-                run = await _write(d, lease, run.id, released_at=None, ledger_check_at=None)
+                run = await d.runs.take_back(lease, run.id)
             await _count_taken_over_memory(d, lease, run)
             run = await _until_ended(d, lease, run)
     assert run is not None
@@ -575,14 +439,8 @@ async def _slot(
     except errors.BudgetExceededError as exc:
         if run.apify_run_id is not None or run.status != statuses.RunStatus.STARTING:
             raise
-        failed = await _write(
-            d,
-            lease,
-            run.id,
-            status=statuses.RunStatus.START_FAILED,
-            finished_at=sa.func.now(),
-            error_kind=exc.kind.value,
-            error_summary=exc.message,
+        failed = await d.runs.mark_start_failed(
+            lease, run.id, error_kind=exc.kind.value, error_summary=exc.message
         )
         raise SourceRunError(exc, failed) from exc
 

@@ -18,7 +18,7 @@ connection, a restart, a failover), so a short outage costs no job attempt.
 * **What is retried is safe to repeat**. A transaction whose COMMIT's answer was lost
   may have committed. Page writes are idempotent (raw items ``ON CONFLICT DO NOTHING``,
   counts and evidence only for rows that were new), run updates set values, and a new
-  intent is looked up before it is inserted (``source_run``). Apify is never called
+  intent is looked up before it is inserted (``pipeline/pg_runs.py``). Apify is never called
   inside a unit, so a retried unit never pays twice.
 * Not retried: anything else, a :class:`~kairo_ingest.errors.LeaseLostError` above all
   (a lost lease is final), ``DatabaseValueError`` (the same value fails again), and
