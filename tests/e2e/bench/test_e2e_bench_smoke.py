@@ -108,7 +108,7 @@ def test_pipeline_benchmark_runs(pg_server_url: str) -> None:
     assert "| 2 |" in out
     assert "run budget on" in out
     assert "tenants on (2 named account(s)" in out
-    assert "| 2, budget and tenants off |" in out
+    assert "| 2, budget and tenants off (a ceiling) |" in out
 
 
 def test_ingest_benchmark_runs(pg_server_url: str) -> None:
