@@ -37,7 +37,9 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+import machine_load  # bench/ is the script's directory
 from kairo_apify_sim import server as sim_server
+from kairo_ingest import config
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate, run_slots, sources
 from kairo_ingest.queue import jobs as queue_jobs
@@ -56,7 +58,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--run-seconds", type=float, default=3.0)
     p.add_argument("--kill-after", type=float, default=None, help="default: a third of ideal")
     p.add_argument("--no-kill", action="store_true", help="kill no worker (for comparison)")
-    p.add_argument("--lease-seconds", type=float, default=10.0)
+    p.add_argument("--lease-seconds", type=float, default=10.0, help="service: 60")
+    p.add_argument("--reap-seconds", type=float, default=1.0, help="service: 10")
+    p.add_argument("--snooze-seconds", type=float, default=2.0, help="service: 60")
     p.add_argument("--timeout", type=float, default=900.0)
     return p.parse_args()
 
@@ -105,17 +109,34 @@ async def _status(url: str) -> dict[str, Any]:
 
 
 def worker_settings(args: argparse.Namespace) -> dict[str, str]:
-    """The settings each worker runs with that differ from the service's defaults: a short
-    lease and reap interval, so that a killed worker's jobs come back within the run, and a
-    short snooze."""
+    """The settings each worker runs with that may differ from the service's defaults: by
+    default a short lease and reap interval, so that a killed worker's jobs come back
+    within the run, and a short snooze (``--lease-seconds 60 --reap-seconds 10
+    --snooze-seconds 60`` are the service's)."""
     return {
         "KAIRO_APIFY_ACCOUNT_MAX_CONCURRENT_RUNS": str(args.limit),
         "KAIRO_CONCURRENCY": str(args.concurrency),
-        "KAIRO_LEASE_SECONDS": str(args.lease_seconds),
-        "KAIRO_REAP_INTERVAL_SECONDS": "1",
-        "KAIRO_SNOOZE_SECONDS": "2",
+        "KAIRO_LEASE_SECONDS": f"{args.lease_seconds:g}",
+        "KAIRO_REAP_INTERVAL_SECONDS": f"{args.reap_seconds:g}",
+        "KAIRO_SNOOZE_SECONDS": f"{args.snooze_seconds:g}",
         "KAIRO_CAP_INSTAGRAM_POSTS": "5",
     }
+
+
+def timings_line(args: argparse.Namespace) -> str:
+    """Lease, reap interval and snooze against the service's defaults."""
+    s = config.Settings()
+    pairs = (
+        ("lease", args.lease_seconds, s.lease_seconds),
+        ("reap interval", args.reap_seconds, s.reap_interval_seconds),
+        ("snooze", args.snooze_seconds, s.snooze_seconds),
+    )
+    shown = ", ".join(
+        f"{name} {mine:g} s" + ("" if mine == theirs else f" (service: {theirs:g} s)")
+        for name, mine, theirs in pairs
+    )
+    differ = any(mine != theirs for _, mine, theirs in pairs)
+    return shown + ("; not the service's defaults" if differ else "; the service's defaults")
 
 
 def _worker(
@@ -144,6 +165,8 @@ async def main() -> int:
     kill_after = args.kill_after if args.kill_after is not None else ideal / 3
     shown = ", ".join(f"{k}={v}" for k, v in worker_settings(args).items())
     print(f"worker settings (the rest are the service's defaults): {shown}", flush=True)
+    print(f"worker timings: {timings_line(args)}", flush=True)
+    print(f"machine: {machine_load.line()}", flush=True)
     name = f"kairo_bench_budget_{uuid.uuid4().hex[:8]}"
     await _admin(args.dsn, f'CREATE DATABASE "{name}"')
     url = make_url(args.dsn).set(database=name).render_as_string(hide_password=False)
@@ -206,6 +229,7 @@ async def main() -> int:
                 f"first run start to last run end: {span:.1f} s; ratio {span / ideal:.2f} "
                 "(without the workers' start-up)"
             )
+        print(f"at the end: {machine_load.line()}")
         ok = stats["activePeak"] <= args.limit and live == 0 and status.get("jobs") is not None
         return 0 if ok else 1
     finally:

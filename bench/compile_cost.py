@@ -8,10 +8,12 @@
    (``service.handlers.pipeline_deps`` from the default settings): the run budget (a slot
    taken and given back per run) and the tenants (a named account's token looked up and
    decrypted) are on. The worker's final write of the job is not included: it is batched
-   with other jobs' (see the throughput part for its share per job).
-2. Throughput, in the same run and back to back, in fresh databases: N compile jobs for
-   brands without sources, then N no-op jobs, drained by one worker at the same
-   concurrency; reports both rates and their ratio.
+   with other jobs' (see the throughput part for its share per job). A last row refreshes
+   one source with the budget and the tenants off, in the same run: what they cost.
+2. Throughput, in the same run, in fresh databases: N no-op jobs, then N compile jobs for
+   brands without sources, drained by one worker at the same concurrency, the two
+   interleaved ``--rounds`` times (so that other load on the machine hits both); reports
+   each one's best, and their ratio.
 
     python bench/compile_cost.py --jobs 5000 --concurrency 50
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -29,7 +32,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-import queue_throughput as qt  # bench/ is the script's directory
+import machine_load  # bench/ is the script's directory
+import queue_throughput as qt
 import support_path  # noqa: F401 - tests/ on sys.path, for support
 from kairo_apify_sim import server as sim_server
 from kairo_ingest import config, logs, secretbox
@@ -145,6 +149,17 @@ async def round_trips(dsn: str) -> list[tuple[str, dict[str, int]]]:
                     )
                     named, result = await one_job(d, other)
                     assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
+                    bare_brand = uuid.uuid4()
+                    await sources.add(
+                        engine,
+                        brand_id=bare_brand,
+                        platform=ONE[0],
+                        capability=ONE[1],
+                        identifier=ONE[2],
+                    )
+                    bare = dataclasses.replace(d, budget=None, tenants=None)
+                    without, result = await one_job(bare, bare_brand)
+                    assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
                 finally:
                     if d.tenants is not None:
                         await d.tenants.aclose()
@@ -155,6 +170,7 @@ async def round_trips(dsn: str) -> list[tuple[str, dict[str, int]]]:
         ("one source, reused", reused),
         ("one source, refreshed, one page", refreshed),
         ("one source of a named account, refreshed, one page", named),
+        ("one source, refreshed, one page, budget and tenants off", without),
     ]
 
 
@@ -207,8 +223,8 @@ def _compile_handler(d: deps_module.Deps) -> Any:
 
 async def main(args: argparse.Namespace) -> None:
     print(
-        f"compile cost: PostgreSQL {await qt.server_version(args.dsn)}, {os.cpu_count()} CPUs, "
-        f"Python {sys.version.split()[0]}"
+        f"compile cost: PostgreSQL {await qt.server_version(args.dsn)}, "
+        f"Python {sys.version.split()[0]}, {machine_load.line()}"
     )
     print(f"  {settings_line(settings('http://simulator'))}")
     print(f"  worker: {qt.settings_line(pruned=False)}")
@@ -223,16 +239,14 @@ async def main(args: argparse.Namespace) -> None:
         )
     print(
         f"\nthroughput: {args.jobs} jobs, one worker, concurrency {args.concurrency}, "
-        f"best of {args.rounds}, back to back:\n"
+        f"best of {args.rounds}, interleaved:\n"
     )
-    results: dict[str, tuple[float, int]] = {}
-    for kind in ("noop", "compile"):
-        best = (0.0, 0)
-        for _ in range(args.rounds):
+    results: dict[str, tuple[float, int]] = {"noop": (0.0, 0), "compile": (0.0, 0)}
+    for _ in range(args.rounds):
+        for kind in results:
             async with qt.fresh_database(args.dsn, kind) as url:
                 got = await drain(url, kind, args.jobs, args.concurrency)
-            best = max(best, got)
-        results[kind] = best
+            results[kind] = max(results[kind], got)
     print("| jobs | jobs/s | round trips per job (all of the worker's) |")
     print("|---|---|---|")
     for kind, label in (("noop", "no-op"), ("compile", "empty compile")):
@@ -240,6 +254,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"| {label} | {rate:,.0f} | {trips / args.jobs:.2f} |")
     ratio = results["compile"][0] / results["noop"][0]
     print(f"\nempty compile / no-op = **{ratio:.2f}** (target >= 0.30)")
+    print(f"at the end: {machine_load.line()}")
 
 
 def parse() -> argparse.Namespace:

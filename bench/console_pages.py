@@ -54,6 +54,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import make_url
 
+import machine_load  # bench/ is the script's directory
 import support_path  # noqa: F401 - tests/ on sys.path, for support
 from kairo_ingest import config, logs
 from kairo_ingest.console import access
@@ -480,6 +481,14 @@ async def main() -> None:
     logs.configure(level="WARNING", json_format=True)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
 
+    print(
+        f"settings: console as `run` builds it (read-only pool of 2, panel caches); "
+        f"{args.reps} requests per page after {args.warm} warm-ups, {args.baseline_reps} "
+        f"without the indexes; drain of {args.drain_jobs:,} no-op jobs x {args.drain_rounds} "
+        f"rounds, concurrency 50, {args.n_clients} clients every {args.refresh_seconds:g} s; "
+        f"{machine_load.line()}",
+        flush=True,
+    )
     name = f"kairo_bench_console_{uuid.uuid4().hex[:8]}"
     await _admin(args.dsn, f'CREATE DATABASE "{name}"')
     url = _admin_url(args.dsn, name)

@@ -56,6 +56,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import make_url
 
+import machine_load  # bench/ is the script's directory
 from kairo_ingest import logs
 from kairo_ingest.apify import client as apify_client
 from kairo_ingest.db import engine as db_engine
@@ -638,6 +639,12 @@ def main() -> None:
         return
     sizes = [n for n in (args.small, args.items) if n > 0]
     print(f"command: python bench/ingest_throughput.py {' '.join(sys.argv[1:])}".rstrip())
+    print(
+        f"settings: datasets of {', '.join(f'{n:,}' for n in sizes)} items, pages of "
+        f"{args.page_size:,}, old normalization timed on {args.old_normalize_items:,} items; "
+        f"{machine_load.line()}",
+        flush=True,
+    )
     sim, base_url = start_simulator()
     results: list[dict[str, Any]] = []
     try:

@@ -35,6 +35,7 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+import machine_load  # bench/ is the script's directory
 from kairo_ingest import config, logs, metrics
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
@@ -198,6 +199,13 @@ def main() -> int:
     parser.add_argument("--fence", choices=["key-share", "share"], default="key-share")
     args = parser.parse_args()
     logs.configure(level="WARNING", json_format=True)
+    print(
+        f"settings: worker concurrency {args.jobs}, lease {args.lease_seconds:g} s, reap "
+        f"interval 0.5 s, poll 0.2 s, LISTEN off, retries 0.1-0.5 s, at most "
+        f"{args.max_attempts} attempts, engine pool {args.sources * args.jobs} + 10; "
+        f"{machine_load.line()}",
+        flush=True,
+    )
     logging.getLogger("asyncio").setLevel(logging.ERROR)
     return asyncio.run(run(args))
 

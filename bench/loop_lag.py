@@ -41,6 +41,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import make_url
 
+import machine_load  # bench/ is the script's directory
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import datasets
 from kairo_ingest import logs
@@ -295,6 +296,12 @@ def main() -> None:
     args = parse_args()
     logs.configure(level="WARNING", json_format=True)
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    print(
+        f"settings: {len(SOURCES)} sources x {args.items} items, pages of {args.page_size}, "
+        f"texts {args.text_chars} chars, tick {args.tick_ms} ms, {args.rounds} round(s), "
+        f"engine pool 10 + 10; {machine_load.line()}",
+        flush=True,
+    )
     asyncio.run(main_async(args))
 
 

@@ -15,6 +15,9 @@ run, one page stored and normalized). Reported: jobs/s and sources/s over the wa
 from the workers' start to the last one's end, round trips per source (counted from
 SQLAlchemy's events in each worker, the worker's own claims, final writes and budget
 transactions included) and each worker's peak RSS. The settings are printed first.
+``--without-budget`` also drains, for each worker count, with the run budget and the
+tenants off (the pipeline as it was measured before ``run`` had them), in the same run: a
+ceiling, not a comparison, since nothing then holds the runs to the accounts' limits.
 
     python bench/pipeline_throughput.py --brands 200 --workers 1,2
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -34,7 +38,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-import queue_throughput as qt  # bench/ is the script's directory
+import machine_load  # bench/ is the script's directory
+import queue_throughput as qt
 import support_path  # noqa: F401 - tests/ on sys.path, for support
 from kairo_apify_sim import server as sim_server
 from kairo_ingest import config, logs, secretbox
@@ -90,7 +95,7 @@ def settings_line(s: config.Settings, concurrency: int, accounts_: int) -> str:
 # ------------------------------------------------------------------------------ child
 
 
-async def child(url: str, sim_url: str, concurrency: int, key: str) -> dict[str, Any]:
+async def child(url: str, sim_url: str, concurrency: int, key: str, budget: bool) -> dict[str, Any]:
     s = settings(url, sim_url, key)
     async with (
         resources.database(s) as db,
@@ -99,8 +104,14 @@ async def child(url: str, sim_url: str, concurrency: int, key: str) -> dict[str,
         d = handlers.pipeline_deps(s, db.engine, api)
         try:
             assert d.budget is not None
-            async with runner.slot_listener(db, d.budget):
-                worker = runner.make_worker(s, db, d, concurrency)
+            if budget:
+                async with runner.slot_listener(db, d.budget):
+                    worker = runner.make_worker(s, db, d, concurrency)
+                    with roundtrips.counting(db.engine) as counter:
+                        await worker.run(drain=True)
+            else:
+                bare = dataclasses.replace(d, budget=None, tenants=None)
+                worker = runner.make_worker(s, db, bare, concurrency)
                 with roundtrips.counting(db.engine) as counter:
                     await worker.run(drain=True)
         finally:
@@ -164,7 +175,9 @@ async def load(url: str, brands: int, named_accounts: int, key: str) -> None:
     await qt.analyze(url, "jobs")
 
 
-async def measure(args: argparse.Namespace, sim_url: str, workers: int) -> dict[str, Any]:
+async def measure(
+    args: argparse.Namespace, sim_url: str, workers: int, budget: bool
+) -> dict[str, Any]:
     async with qt.fresh_database(args.dsn, "pipeline") as url:
         await load(url, args.brands, args.accounts, args.key)
         started = time.perf_counter()
@@ -177,6 +190,7 @@ async def measure(args: argparse.Namespace, sim_url: str, workers: int) -> dict[
                 sim_url,
                 str(args.concurrency),
                 args.key,
+                "budget" if budget else "bare",
                 stdout=subprocess.PIPE,
             )
             for _ in range(workers)
@@ -194,7 +208,7 @@ async def measure(args: argparse.Namespace, sim_url: str, workers: int) -> dict[
         raise RuntimeError(f"{done} of {args.brands} jobs succeeded, {stored} sources stored")
     sources = args.brands * len(SEVEN)
     return {
-        "workers": workers,
+        "workers": workers if budget else f"{workers}, budget and tenants off (a ceiling)",
         "jobs_s": args.brands / elapsed,
         "sources_s": sources / elapsed,
         "trips": sum(r["round_trips"] for r in reports) / sources,
@@ -207,7 +221,7 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"pipeline benchmark: {args.brands} compile jobs x {len(SEVEN)} sources, simulator "
         f"in-process (time_factor {SIM['time_factor']}, {SIM['default_item_count']} items "
-        f"per run), PostgreSQL {await qt.server_version(args.dsn)}, {os.cpu_count()} CPUs",
+        f"per run), PostgreSQL {await qt.server_version(args.dsn)}, {machine_load.line()}",
         flush=True,
     )
     shown = settings(args.dsn, "http://simulator", args.key)
@@ -215,8 +229,9 @@ async def main(args: argparse.Namespace) -> None:
     rows = []
     with sim_server.running_in_thread(dict(SIM)) as sim:
         for workers in levels:
-            rows.append(await measure(args, sim.base_url, workers))
-            print(f"  {workers} worker(s) done", flush=True)
+            for budget in (True, False) if args.without_budget else (True,):
+                rows.append(await measure(args, sim.base_url, workers, budget))
+                print(f"  {rows[-1]['workers']} worker(s) done", flush=True)
     print()
     print(
         "| worker processes | jobs/s | sources/s | round trips per source | peak RSS per worker |"
@@ -228,6 +243,7 @@ async def main(args: argparse.Namespace) -> None:
             f"| {r['workers']} | {r['jobs_s']:,.1f} | {r['sources_s']:,.0f} | {r['trips']:.1f} "
             f"| {rss} |"
         )
+    print(f"\nat the end: {machine_load.line()}")
 
 
 def parse() -> argparse.Namespace:
@@ -239,6 +255,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--accounts", type=int, default=2, help="named Apify accounts the brands spread over"
     )
+    parser.add_argument(
+        "--without-budget",
+        action="store_true",
+        help="also drain with the run budget and the tenants off, for comparison",
+    )
     args = parser.parse_args()
     args.key = secretbox.generate_key()
     return args
@@ -247,8 +268,9 @@ def parse() -> argparse.Namespace:
 if __name__ == "__main__":
     logs.configure(level="WARNING", json_format=False)
     logging.getLogger().setLevel(logging.WARNING)
-    if len(sys.argv) == 6 and sys.argv[1] == "--child":
-        report = asyncio.run(child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]))
+    if len(sys.argv) == 7 and sys.argv[1] == "--child":
+        url, sim_url, concurrency, key, mode = sys.argv[2:]
+        report = asyncio.run(child(url, sim_url, int(concurrency), key, mode == "budget"))
         print(json.dumps(report))
     else:
         asyncio.run(main(parse()))

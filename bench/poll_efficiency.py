@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import structlog
 
+import machine_load  # bench/ is the script's directory
 from kairo_ingest import clock
 from kairo_ingest.apify import client as apify_client
 
@@ -227,6 +228,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(asyncio.run(run_child(args))))
         return
+    print(f"machine: {machine_load.line()}", flush=True)
     proc, base_url = start_simulator(args)
     try:
         approaches = [args.only] if args.only else ["longpoll", "baseline"]

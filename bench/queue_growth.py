@@ -41,6 +41,7 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+import machine_load  # bench/ is the script's directory
 from kairo_ingest import config, errors, logs
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
@@ -269,6 +270,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "code": os.path.dirname(os.path.dirname(queue_jobs.__file__)),
         "finished": args.finished,
         "waiting": args.waiting,
+        "settings": (
+            f"claims of 50 (lease 30 s) on an engine pool of 10 + 10, {args.samples} per case; "
+            "heartbeats of 200 leases x 50 rounds; drain: worker concurrency 200, lease 6 s, "
+            f"retries 5-30 s, LISTEN on, no retention, {args.rate:g} jobs/s for "
+            f"{args.drain_minutes:g} min"
+        ),
+        "machine": machine_load.line(),
     }
     async with fresh_database(args.dsn) as url:
         await migrate.upgrade(url)

@@ -41,6 +41,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
 
 import cpu_split  # bench/ is the script's directory
+import machine_load
 import queue_throughput as qt
 import support_path  # noqa: F401 - tests/ on sys.path, for support
 from kairo_ingest import logs
@@ -157,7 +158,7 @@ async def sweep(
 ) -> None:
     print(
         f"queue sweep: {n} no-op jobs per drain, PostgreSQL {await qt.server_version(dsn)} at "
-        f"{make_url(dsn).host}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"{make_url(dsn).host}, {machine_load.line()}, Python {sys.version.split()[0]}, "
         f"best of {rounds} interleaved round(s) for every setting",
         flush=True,
     )

@@ -31,6 +31,13 @@ Usage (PostgreSQL at 127.0.0.1:5432, user postgres, trust)::
 
 ``--rounds 3`` repeats the throughput runs interleaved (every setting once per round) and
 reports the median of each, which evens out a noisy machine.
+
+``--ours-pools 12+0,25+10`` also drains ours with other engine shapes (pool + overflow), in
+the same rounds, and prints each against the service's: at concurrency 100, 25 + 10 is
+the pool that was sized from the concurrency before the connection budget::
+
+    python bench/queue_throughput.py --only ours --concurrency 100 --ours-pools 12+0,25+10 \
+        --rounds 3 --latency-samples 0
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 import cpu_split  # bench/ is the script's directory
+import machine_load
 import support_path  # noqa: F401 - tests/ on sys.path, for support
 from kairo_ingest import config, logs
 from kairo_ingest.db import engine as db_engine
@@ -109,6 +117,7 @@ class Options:
     systems: tuple[str, ...]
     analyze: bool
     pgqueuer_pool_max: int | None = None
+    ours_pools: tuple[tuple[int, int], ...] = ((OURS_POOL["pool_size"], OURS_POOL["max_overflow"]),)
 
 
 ANALYZE = True  # set from --no-analyze
@@ -462,12 +471,23 @@ Throughput = Callable[..., Awaitable[float]]
 Setting = tuple[str, str, Throughput, dict[str, Any]]  # label, system, run, keyword arguments
 
 
-def settings_for(systems: tuple[str, ...], concurrency: int, pool_max: int | None) -> list[Setting]:
-    """Every setting of the given systems at ``concurrency``: ours (the service's), each of
-    pgqueuer's (both drivers, every batch its rule allows), procrastinate at its best."""
+def settings_for(
+    systems: tuple[str, ...],
+    concurrency: int,
+    pool_max: int | None,
+    ours_pools: tuple[tuple[int, int], ...] = (),
+) -> list[Setting]:
+    """Every setting of the given systems at ``concurrency``: ours (the service's, and any
+    other engine shapes of ``ours_pools``, each a system of its own), each of pgqueuer's
+    (both drivers, every batch its rule allows), procrastinate at its best."""
     chosen: list[Setting] = []
     if "ours" in systems:
         chosen.append((OURS_LABEL, "ours", ours_throughput, {}))
+        for size, overflow in ours_pools:
+            if (size, overflow) != (OURS_POOL["pool_size"], OURS_POOL["max_overflow"]):
+                shape = {"pool_size": size, "max_overflow": overflow}
+                label = f"ours, pool {size} + {overflow} overflow"
+                chosen.append((label, f"ours_pool{size}_{overflow}", ours_throughput, shape))
     if "pgqueuer" in systems:
         chosen += [
             (label, "pgqueuer", pgqueuer_throughput, kwargs)
@@ -505,20 +525,22 @@ async def server_version(dsn: str) -> str:
 async def main(opts: Options) -> None:
     global ANALYZE
     ANALYZE = opts.analyze
-    settings = settings_for(opts.systems, opts.concurrency, opts.pgqueuer_pool_max)
+    settings = settings_for(opts.systems, opts.concurrency, opts.pgqueuer_pool_max, opts.ours_pools)
     print(
         f"queue benchmark: {opts.jobs} no-op jobs, concurrency {opts.concurrency}, "
         f"PostgreSQL {await server_version(opts.dsn)} at {make_url(opts.dsn).host}, "
-        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"{machine_load.line()}, Python {sys.version.split()[0]}, "
         f"{'ANALYZE after load' if opts.analyze else 'no ANALYZE after load'}, "
         f"{opts.rounds} round(s) of every setting, interleaved"
     )
     print(f"  {settings_line()}")
-    print(
-        f"  pgqueuer: drivers {', '.join(PGQUEUER_DRIVERS)} (pool of "
-        f"{opts.pgqueuer_pool_max or pgqueuer_pool_max(opts.concurrency)}), batches "
-        f"{', '.join(map(str, pgqueuer_batches(opts.concurrency)))}, its recommended autovacuum"
-    )
+    if "pgqueuer" in opts.systems:
+        print(
+            f"  pgqueuer: drivers {', '.join(PGQUEUER_DRIVERS)} (pool of "
+            f"{opts.pgqueuer_pool_max or pgqueuer_pool_max(opts.concurrency)}), batches "
+            f"{', '.join(map(str, pgqueuer_batches(opts.concurrency)))}, "
+            "its recommended autovacuum"
+        )
     print(f"  settings: {'; '.join(label for label, *_ in settings)}", flush=True)
     rates: dict[str, list[float]] = {label: [] for label, *_ in settings}
     for round_no in range(1, opts.rounds + 1):
@@ -542,6 +564,7 @@ async def main(opts: Options) -> None:
         if system != "ours" and "ours" in best:
             ratio = f"   ours/{system} = {best['ours'][1] / rate:.2f}x"
         print(f"  {system:<14} {rate:>9,.0f} jobs/s  ({label}){ratio}")
+    print(f"  at the end of the drains: {machine_load.line()}")
     if opts.latency_samples > 0:
         print(
             f"pickup latency (enqueue -> handler start on an idle worker, "
@@ -573,6 +596,11 @@ def parse(argv: list[str] | None = None) -> Options:
         help=f"pgqueuer's pool driver size (default: min(2 x concurrency, {PGQUEUER_POOL_CAP}))",
     )
     parser.add_argument(
+        "--ours-pools",
+        default="12+0",
+        help="comma list of our engine shapes, pool+overflow (12+0: the service's)",
+    )
+    parser.add_argument(
         "--no-analyze",
         dest="analyze",
         action="store_false",
@@ -583,6 +611,13 @@ def parse(argv: list[str] | None = None) -> Options:
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    try:
+        pools = tuple(
+            (int(size), int(overflow))
+            for size, overflow in (p.strip().split("+") for p in args.ours_pools.split(","))
+        )
+    except ValueError:
+        parser.error(f"--ours-pools: not pool+overflow pairs: {args.ours_pools}")
     return Options(
         dsn=args.dsn,
         jobs=args.jobs,
@@ -592,6 +627,7 @@ def parse(argv: list[str] | None = None) -> Options:
         systems=systems,
         analyze=args.analyze,
         pgqueuer_pool_max=args.pgqueuer_pool_max,
+        ours_pools=pools,
     )
 
 

@@ -37,6 +37,7 @@ import asyncpg
 from alembic import command
 from sqlalchemy.engine import make_url
 
+import machine_load  # bench/ is the script's directory
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import migrate
 
@@ -190,6 +191,12 @@ async def main() -> None:
     url = _url(args.dsn, name)
     try:
         await asyncio.to_thread(command.upgrade, migrate.alembic_config(url), "0004")
+        print(
+            f"settings: {args.items:,} raw items, probes every "
+            f"{PROBE_EVERY_SECONDS * 1000:.0f} ms, locks sampled every "
+            f"{SAMPLE_EVERY_SECONDS * 1000:.0f} ms; {machine_load.line()}",
+            flush=True,
+        )
         print(f"loading {args.items:,} raw items ...", flush=True)
         loaded = await load(url, args.items)
         print(

@@ -31,6 +31,7 @@ from typing import Any
 
 import uvicorn
 
+import machine_load  # bench/ is the script's directory
 from kairo_apify_sim import app as sim_app
 from kairo_apify_sim import config as sim_config
 from kairo_apify_sim import platform
@@ -124,7 +125,7 @@ def main() -> None:
     print(
         f"settings: GET /v2/actor-runs/{{id}} x {args.requests}, best of {args.rounds} "
         f"rounds, {args.pairs} pairs; one kept-alive connection on loopback; uvicorn "
-        "with httptools for both servers",
+        f"with httptools for both servers; {machine_load.line()}",
         flush=True,
     )
     best: dict[str, list[float]] = {}

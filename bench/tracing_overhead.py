@@ -24,6 +24,7 @@ from opentelemetry import trace
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import export
 
+import machine_load  # bench/ is the script's directory
 from kairo_ingest import tracing
 
 ATTRIBUTES = {
@@ -72,6 +73,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the best counts")
     args = parser.parse_args()
     tracing.use(None)
+    print(
+        f"settings: {args.spans:,} spans per round ({args.spans // 4 or 1:,} with tracing on), "
+        f"three string attributes and one added, best of {args.rounds} rounds; "
+        f"{machine_load.line()}"
+    )
     print(f"empty     {best(empty, args.spans, args.rounds):8.2f} us per loop")
     print(f"off       {best(spans, args.spans, args.rounds):8.2f} us per span")
     print(f"api-noop  {best(api_noop, args.spans, args.rounds):8.2f} us per span")

@@ -41,7 +41,11 @@ def test_queue_benchmark_runs(pg_server_url: str) -> None:
         "5",
         "--rounds",
         "1",
+        "--ours-pools",
+        "12+0,4+2",
     )
+    assert "load average" in out  # the machine, with the settings
+    assert "ours/ours_pool4_2" in out  # another engine shape, same rounds
     assert "ours/pgqueuer" in out
     assert "ours/procrastinate" in out
     assert "pickup latency" in out
@@ -92,16 +96,19 @@ def test_compile_cost_benchmark_runs(pg_server_url: str) -> None:
     assert "run budget on" in out
     assert "tenants on" in out
     assert "empty compile / no-op" in out
+    assert "| one source, refreshed, one page, budget and tenants off |" in out
 
 
 def test_pipeline_benchmark_runs(pg_server_url: str) -> None:
     out = _bench(
-        "pipeline_throughput.py", "--dsn", pg_server_url, "--brands", "3", "--workers", "1,2"
+        "pipeline_throughput.py",
+        *("--dsn", pg_server_url, "--brands", "3", "--workers", "1,2", "--without-budget"),
     )
     assert "round trips per source" in out
     assert "| 2 |" in out
     assert "run budget on" in out
     assert "tenants on (2 named account(s)" in out
+    assert "| 2, budget and tenants off (a ceiling) |" in out
 
 
 def test_ingest_benchmark_runs(pg_server_url: str) -> None:
@@ -167,6 +174,7 @@ def test_budget_benchmark_runs(pg_server_url: str) -> None:
     )
     assert "max concurrent runs" in out
     assert "worker settings (the rest are the service's defaults): " in out
+    assert "worker timings: lease 4 s (service: 60 s), reap interval 1 s (service: 10 s)" in out
     assert "(leaked): 0" in out
     assert "wall time" in out
 
