@@ -125,7 +125,8 @@ async def test_a_long_job_whose_heartbeats_continue_is_never_reclaimed(
         return context.Outcome()
 
     job, _ = await jobs.enqueue(engine, kind="long", brand_id=None)
-    worker = make_worker({"long": long_job}, lease_seconds=1.2, reap_interval_seconds=3600)
+    # A lease of 3 s beats every second: a loaded machine (load 10) stalled beats of 1.2 s.
+    worker = make_worker({"long": long_job}, lease_seconds=3.0, reap_interval_seconds=3600)
     async with kit.running(worker):
         await outcomes.within(kit.BOUND_SECONDS, started.wait())
         first = await kit.row(engine, job.id)
@@ -137,7 +138,7 @@ async def test_a_long_job_whose_heartbeats_continue_is_never_reclaimed(
                 return bool(
                     (
                         await conn.execute(
-                            sa.text("SELECT now() > CAST(:at AS timestamptz) + interval '1.5 s'"),
+                            sa.text("SELECT now() > CAST(:at AS timestamptz) + interval '3.5 s'"),
                             {"at": first.lease_expires_at},
                         )
                     ).scalar_one()
