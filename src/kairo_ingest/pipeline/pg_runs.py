@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext import asyncio as sa_async
@@ -25,6 +25,7 @@ from kairo_ingest.pipeline import store, tx
 from kairo_ingest.queue import jobs as queue_jobs
 
 Lease = queue_jobs.Lease
+T = TypeVar("T")
 
 
 async def _create_intent(
@@ -70,22 +71,29 @@ class PostgresRunStore:
         self.engine = engine
         self.policy = policy
 
-    async def _update(self, lease: Lease, run_id: uuid.UUID, **values: Any) -> runs.Run:
+    async def _write(
+        self, lease: Lease, fn: Callable[..., Awaitable[T]], operation: str, /, **kwargs: Any
+    ) -> T:
+        """``fn(conn, **kwargs)`` in one fenced, retried transaction."""
         return await tx.write(
             self.engine,
             lease,
-            functools.partial(runs.update, run_id=run_id, **values),
+            functools.partial(fn, **kwargs),
             policy=self.policy,
-            operation="update_run",
+            operation=operation,
         )
 
-    async def latest_for(self, *, job_id: uuid.UUID, source_id: uuid.UUID) -> runs.Run | None:
+    async def _read(self, fn: Callable[..., Awaitable[T]], operation: str, /, **kwargs: Any) -> T:
+        """``fn(conn, **kwargs)`` on one retried autocommit connection."""
         return await tx.read(
-            self.engine,
-            functools.partial(runs.latest_for, job_id=job_id, source_id=source_id),
-            policy=self.policy,
-            operation="latest_run",
+            self.engine, functools.partial(fn, **kwargs), policy=self.policy, operation=operation
         )
+
+    async def _update(self, lease: Lease, run_id: uuid.UUID, **values: Any) -> runs.Run:
+        return await self._write(lease, runs.update, "update_run", run_id=run_id, **values)
+
+    async def latest_for(self, *, job_id: uuid.UUID, source_id: uuid.UUID) -> runs.Run | None:
+        return await self._read(runs.latest_for, "latest_run", job_id=job_id, source_id=source_id)
 
     async def create_intent(
         self,
@@ -98,31 +106,21 @@ class PostgresRunStore:
         attempt: int,
         account: str,
     ) -> runs.Run:
-        return await tx.write(
-            self.engine,
+        return await self._write(
             lease,
-            functools.partial(
-                _create_intent,
-                lease=lease,
-                source=source,
-                actor_id=actor_id,
-                run_input=run_input,
-                cap=cap,
-                attempt=attempt,
-                account=account,
-            ),
-            policy=self.policy,
-            operation="create_intent",
+            _create_intent,
+            "create_intent",
+            lease=lease,
+            source=source,
+            actor_id=actor_id,
+            run_input=run_input,
+            cap=cap,
+            attempt=attempt,
+            account=account,
         )
 
     async def mark_sent(self, lease: Lease, run_id: uuid.UUID) -> runs.Run:
-        return await tx.write(
-            self.engine,
-            lease,
-            functools.partial(runs.mark_sent, run_id=run_id),
-            policy=self.policy,
-            operation="mark_run_sent",
-        )
+        return await self._write(lease, runs.mark_sent, "mark_run_sent", run_id=run_id)
 
     async def bind_started(
         self,
@@ -145,20 +143,12 @@ class PostgresRunStore:
                 return bound, False
             return await runs.record_end(conn, run_id, end)
 
-        return await tx.write(
-            self.engine, lease, unit, policy=self.policy, operation="record_run_started"
-        )
+        return await self._write(lease, unit, "record_run_started")
 
     async def record_end(
         self, lease: Lease, run_id: uuid.UUID, end: runs.End
     ) -> tuple[runs.Run, bool]:
-        return await tx.write(
-            self.engine,
-            lease,
-            functools.partial(runs.record_end, run_id=run_id, end=end),
-            policy=self.policy,
-            operation="record_run_end",
-        )
+        return await self._write(lease, runs.record_end, "record_run_end", run_id=run_id, end=end)
 
     async def mark_start_failed(
         self, lease: Lease, run_id: uuid.UUID, *, error_kind: str, error_summary: str
@@ -197,11 +187,8 @@ class PostgresRunStore:
         return await self._update(lease, run_id, dataset_id=dataset_id)
 
     async def owned_apify_run_ids(self, *, actor_id: str, since: dt.datetime) -> set[str]:
-        return await tx.read(
-            self.engine,
-            functools.partial(runs.owned_apify_run_ids, actor_id=actor_id, since=since),
-            policy=self.policy,
-            operation="owned_apify_runs",
+        return await self._read(
+            runs.owned_apify_run_ids, "owned_apify_runs", actor_id=actor_id, since=since
         )
 
     async def owned_and_now(
@@ -211,15 +198,10 @@ class PostgresRunStore:
             owned = await runs.owned_apify_run_ids(conn, actor_id=actor_id, since=since)
             return owned, await runs.db_now(conn)
 
-        return await tx.read(self.engine, unit, policy=self.policy, operation="owned_apify_runs")
+        return await self._read(unit, "owned_apify_runs")
 
     async def seconds_since_start(self, run_id: uuid.UUID) -> float:
-        return await tx.read(
-            self.engine,
-            functools.partial(runs.seconds_since_start, run_id=run_id),
-            policy=self.policy,
-            operation="seconds_since_start",
-        )
+        return await self._read(runs.seconds_since_start, "seconds_since_start", run_id=run_id)
 
     async def store_page(
         self,
