@@ -95,6 +95,21 @@ async def _claim(engine: Any, brand: uuid.UUID) -> queue_jobs.Lease:
     return leases[0]
 
 
+async def _brand_of_one(engine: Any, *, account: str | None = None) -> uuid.UUID:
+    """A new brand with the one source (on ``account``, else the default account)."""
+    brand = uuid.uuid4()
+    platform, capability, identifier = ONE
+    await sources.add(
+        engine,
+        brand_id=brand,
+        platform=platform,
+        capability=capability,
+        identifier=identifier,
+        account=account,
+    )
+    return brand
+
+
 async def one_job(d: deps_module.Deps, brand: uuid.UUID) -> tuple[dict[str, int], Any]:
     lease = await _claim(d.engine, brand)
     with roundtrips.counting(d.engine) as counter:
@@ -126,37 +141,15 @@ async def round_trips(dsn: str) -> list[tuple[str, dict[str, int]]]:
                 try:
                     await one_job(d, uuid.uuid4())  # warm the connections' statement caches
                     empty, _ = await one_job(d, uuid.uuid4())
-                    brand = uuid.uuid4()
-                    await sources.add(
-                        engine,
-                        brand_id=brand,
-                        platform=ONE[0],
-                        capability=ONE[1],
-                        identifier=ONE[2],
-                    )
+                    brand = await _brand_of_one(engine)
                     refreshed, result = await one_job(d, brand)
                     assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
                     reused, result = await one_job(d, brand)
                     assert len(result.evidence_status["reused"]) == 1, result.evidence_status
-                    other = uuid.uuid4()
-                    await sources.add(
-                        engine,
-                        brand_id=other,
-                        platform=ONE[0],
-                        capability=ONE[1],
-                        identifier=ONE[2],
-                        account="bench-account",
-                    )
+                    other = await _brand_of_one(engine, account="bench-account")
                     named, result = await one_job(d, other)
                     assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
-                    bare_brand = uuid.uuid4()
-                    await sources.add(
-                        engine,
-                        brand_id=bare_brand,
-                        platform=ONE[0],
-                        capability=ONE[1],
-                        identifier=ONE[2],
-                    )
+                    bare_brand = await _brand_of_one(engine)
                     bare = dataclasses.replace(d, budget=None, tenants=None)
                     without, result = await one_job(bare, bare_brand)
                     assert len(result.evidence_status["refreshed"]) == 1, result.evidence_status
