@@ -6,12 +6,17 @@ again, logging a full traceback every time; other failing callbacks do the same.
 a flood of half-open connections that was 97 MB of tracebacks in 12 s. This
 handler logs descriptor exhaustion once per interval, with how many occurrences it
 held back, and hands every other error to the loop's default handler.
+
+Each accept that fails schedules its own retry, so one burst leaves many timers behind.
+When the server closes its socket before the last of them fires, that retry fails with
+``ValueError`` on descriptor -1: the tail of the same episode, logged at debug level.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 import threading
 from typing import Any
 
@@ -44,6 +49,9 @@ class DescriptorExhaustionLog:
 
     def handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
+        if _is_accept_retry_on_a_closed_socket(context):
+            log.debug("accept_retry_after_close", what=str(context.get("message", "")))
+            return
         if not (isinstance(exc, OSError) and exc.errno in OUT_OF_DESCRIPTORS):
             loop.default_exception_handler(context)
             return
@@ -63,3 +71,14 @@ class DescriptorExhaustionLog:
             next_log_in_seconds=self.interval_seconds,
             hint="raise the descriptor limit (ulimit -n) or lower KAIRO_CONCURRENCY",
         )
+
+
+def _is_accept_retry_on_a_closed_socket(context: dict[str, Any]) -> bool:
+    """True for asyncio's scheduled accept retry failing because its socket is closed."""
+    if not isinstance(context.get("exception"), ValueError):
+        return False
+    callback = getattr(context.get("handle"), "_callback", None)
+    if getattr(callback, "__name__", "") != "_start_serving":
+        return False
+    args = getattr(context.get("handle"), "_args", None) or ()
+    return any(isinstance(arg, socket.socket) and arg.fileno() == -1 for arg in args)
