@@ -2,9 +2,16 @@
 million jobs and a million runs hold no sequential scan, and a filter that matches few
 rows reads them through its own index.
 
-The rows are made in SQL with ``generate_series`` (a few seconds), then analyzed; each
-statement is the console's own text (``console/queries.py``, ``console/actions.py``),
-explained with the parameters a page would send, never executed. Plans, not times.
+The rows are made in SQL with ``generate_series`` (a few seconds), then vacuumed and
+analyzed; each statement is the console's own text (``console/queries.py``,
+``console/actions.py``), explained with the parameters a page would send, never executed.
+Plans, not times.
+
+The plans must not depend on chance: ANALYZE reads a random sample of each table, and
+autovacuum may analyze it again (another sample) or mark its pages all-visible (cheaper
+index-only scans) while the module runs. So autovacuum is off for the three tables, and
+one VACUUM ANALYZE with a statistics target of 10,000 (a sample of 3,000,000 rows) reads
+every row: the same statistics, and the same plans, on every run.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ RUNS = 1_000_000
 BRANDS = 4000
 SOURCES = 20_000
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+TABLES = ("jobs", "apify_runs", "source_connections")
+WHOLE_TABLE_TARGET = 10_000  # ANALYZE samples 300 rows per unit: 3M, more than any table
 
 SEED = (
     """
@@ -97,6 +106,8 @@ async def _seed(url: str) -> None:
         )
         for row in definitions:
             await conn.execute(f'DROP INDEX "{row["indexname"]}"')
+        for table in TABLES:
+            await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
         params = {"brands": BRANDS, "sources": SOURCES, "jobs": JOBS, "runs": RUNS}
         for statement in SEED:
             for key, value in params.items():
@@ -104,7 +115,8 @@ async def _seed(url: str) -> None:
             await conn.execute(statement, timeout=600)
         for row in definitions:
             await conn.execute(row["indexdef"], timeout=600)
-        await conn.execute("ANALYZE jobs, apify_runs, source_connections", timeout=600)
+        await conn.execute(f"SET default_statistics_target = {WHOLE_TABLE_TARGET}")
+        await conn.execute(f"VACUUM (ANALYZE) {', '.join(TABLES)}", timeout=600)
     finally:
         await conn.close()
 
