@@ -81,6 +81,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.InternalClientError,
     sa.exc.TimeoutError,  # the pool's own checkout timeout
+    # A statement after a lost connection invalidated its transaction (an ORM session
+    # also raises it after a failed flush, and a rolled-back savepoint: we use neither).
+    sa.exc.PendingRollbackError,
 )
 
 

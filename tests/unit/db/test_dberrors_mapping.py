@@ -126,6 +126,7 @@ def test_messages_carry_the_sqlstate_and_never_the_statement(code: str) -> None:
         asyncpg.exceptions.InterfaceError("connection is closed"),
         sa.exc.TimeoutError("QueuePool limit reached"),
         asyncpg.exceptions.InternalClientError("cannot switch to state 15"),
+        sa.exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back"),
     ],
     ids=lambda exc: type(exc).__name__,
 )
