@@ -31,7 +31,7 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_ingest.db import tables
 
 CHANNEL = "kairo_run_slots"
-_LOCK_NAMESPACE = 0x6B616972  # "kair": the advisory-lock namespace of run budgets
+LOCK_NAMESPACE = 0x6B616972  # "kair": the advisory-lock namespace of run budgets
 
 # The run of a granted row is on Apify: sent, and not ended (terminal or START_FAILED).
 _RUN_ON_APIFY = f"""s.granted AND EXISTS (
@@ -57,7 +57,7 @@ class Claim:
 async def lock(conn: sa_async.AsyncConnection, account: str) -> None:
     await conn.execute(
         sa.text("SELECT pg_advisory_xact_lock(:ns, hashtext(:account))"),
-        {"ns": _LOCK_NAMESPACE, "account": account},
+        {"ns": LOCK_NAMESPACE, "account": account},
     )
 
 
@@ -143,6 +143,68 @@ async def grant(
             {"ids": chosen},
         )
     return chosen
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Look:
+    """What a waiter's poll saw of its account without the lock (:func:`look`)."""
+
+    mine: bool  # our row is granted (a notification was lost)
+    registered: bool  # our row is there, with our lease token
+    dead: int  # rows whose holder let go: a locked pass would sweep them
+    room: bool  # a locked pass might grant a waiter now
+
+    @property
+    def needs_pass(self) -> bool:
+        """Whether a pass under the lock could change anything for this waiter."""
+        return self.mine or not self.registered or self.dead > 0 or self.room
+
+
+async def look(
+    conn: sa_async.AsyncConnection,
+    claim: Claim,
+    *,
+    max_runs: int,
+    max_memory_mbytes: int,
+) -> Look:
+    """One read of the account's rows, without the lock: enough for a waiter's poll to know
+    whether a locked pass (sweep, grant) could change anything.
+
+    It errs towards a pass: ``room`` holds when the live grants leave a run and the memory
+    of the smallest waiter free, though :func:`grant` may then choose a bigger one that
+    does not fit. A pass decides; a look only spares the account's lock the polls that
+    would find nothing to do (most of them, while an account is full).
+    """
+    row = (
+        await conn.execute(
+            sa.text(
+                f"""
+                SELECT
+                    bool_or(s.granted) FILTER (
+                        WHERE s.run_id = :run_id AND s.lease_token = :token) AS mine,
+                    count(*) FILTER (
+                        WHERE s.run_id = :run_id AND s.lease_token = :token) AS registered,
+                    count(*) FILTER (WHERE NOT {_LIVE}) AS dead,
+                    count(*) FILTER (WHERE s.granted) AS runs,
+                    coalesce(sum(s.memory_mbytes) FILTER (WHERE s.granted), 0) AS memory,
+                    min(s.memory_mbytes) FILTER (WHERE NOT s.granted) AS smallest_waiter
+                FROM run_slots s WHERE s.account = :account
+                """
+            ),
+            {"run_id": claim.run_id, "token": claim.lease_token, "account": claim.account},
+        )
+    ).one()
+    room = (
+        row.smallest_waiter is not None
+        and int(row.runs) < max_runs
+        and int(row.memory) + int(row.smallest_waiter) <= max_memory_mbytes
+    )
+    return Look(
+        mine=bool(row.mine),
+        registered=int(row.registered) > 0,
+        dead=int(row.dead),
+        room=room,
+    )
 
 
 async def notify(conn: sa_async.AsyncConnection, run_ids: list[uuid.UUID]) -> None:

@@ -6,11 +6,13 @@ the account is full the source waits *inside* its job, so no attempt is spent an
 lease keeps beating. It is woken by ``NOTIFY`` when a slot is granted to it (the
 service feeds :meth:`Budget.on_notify` from a LISTEN connection), and it re-checks on a
 bounded poll (``poll_seconds``) in case a notification was lost or LISTEN is off
-(behind a transaction-mode pooler it only polls). The slot is released when the run has
-ended (or the start failed), and the freed slot is granted to the next waiter in the
-same transaction. A run that was sent and has not ended when its job lets go (a
-cancel, a lost lease, a wait that failed) keeps its slot until the run ledger records
-its end (``db/run_slots.py``).
+(behind a transaction-mode pooler it only polls). A poll first reads the account's rows
+without the lock (``run_slots.look``) and takes the lock only when a pass could change
+something: its row granted, a dead holder to sweep, or room for a waiter. The slot is
+released when the run has ended (or the start failed), and the freed slot is granted to
+the next waiter in the same transaction. A run that was sent and has not ended when its
+job lets go (a cancel, a lost lease, a wait that failed) keeps its slot until the run
+ledger records its end (``db/run_slots.py``).
 
 A slot counts :attr:`Budget.memory_mbytes`, which is also the memory every run is started
 with (``source_run``). When the run object reports another memory (a run adopted or taken
@@ -73,6 +75,7 @@ class Budget:
         self._policy = policy or tx.DEFAULT
         self._waiters: dict[uuid.UUID, asyncio.Event] = {}
         self.wakeups = 0  # notifications that woke a waiter here (tests, bench)
+        self.polls_spared = 0  # polls that found nothing to do and took no lock (tests, bench)
 
     def on_notify(self, payload: str) -> None:
         """A LISTEN callback: the granted run ids, comma-separated ("" after a reconnect:
@@ -110,18 +113,19 @@ class Budget:
 
     async def _acquire(self, ask: Ask, claim: run_slots.Claim) -> None:
         event = self._waiters.setdefault(claim.run_id, asyncio.Event())
-        waited = False
+        waited = polled = False
         try:
             while True:
                 event.clear()
-                granted = await tx.write(
+                if polled and not await self._worth_a_pass(ask, claim):
+                    self.polls_spared += 1
+                elif await tx.write(
                     self._engine,
                     ask.lease,
                     functools.partial(self._try, ask=ask, claim=claim),
                     policy=self._policy,
                     operation="take_run_slot",
-                )
-                if granted:
+                ):
                     if waited:
                         log.info("run_slot_granted", account=claim.account)
                     return
@@ -129,11 +133,30 @@ class Budget:
                     waited = True
                     metrics.RUN_SLOT_WAITS.labels(claim.account).inc()
                     log.info("run_slot_waiting", account=claim.account)
+                polled = True
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_seconds):
                         await event.wait()
+                        polled = False
         finally:
             self._waiters.pop(claim.run_id, None)
+
+    async def _worth_a_pass(self, ask: Ask, claim: run_slots.Claim) -> bool:
+        """After a poll's timeout (no notification): whether a pass under the account's lock
+        could change anything, read without the lock. While an account is full, most polls
+        find nothing to do, and taking the lock for each held up the hand-overs that do."""
+        limits = ask.tenant.limits
+
+        async def read(conn: sa_async.AsyncConnection) -> run_slots.Look:
+            return await run_slots.look(
+                conn,
+                claim,
+                max_runs=limits.max_concurrent_runs,
+                max_memory_mbytes=limits.max_memory_mbytes,
+            )
+
+        seen = await tx.read(self._engine, read, policy=self._policy, operation="look_run_slot")
+        return seen.needs_pass
 
     async def _try(
         self, conn: sa_async.AsyncConnection, *, ask: Ask, claim: run_slots.Claim

@@ -8,8 +8,12 @@ its next holder by NOTIFY.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import types
+import typing
 import uuid
 
+import asyncpg
 import spend_kit
 import sqlalchemy as sa
 from spend_kit import TOKEN_A, SpendKit
@@ -18,7 +22,7 @@ from sqlalchemy.ext import asyncio as sa_async
 from kairo_apify_sim import platform
 from kairo_ingest.db import engine as db_engine
 from kairo_ingest.db import run_slots, tables
-from kairo_ingest.pipeline import budget, compile_job
+from kairo_ingest.pipeline import budget, compile_job, tenants
 from kairo_ingest.worker import listener as worker_listener
 from support import outcomes
 
@@ -107,3 +111,106 @@ async def test_a_waiter_is_woken_by_notify_not_by_its_poll(kit: SpendKit, db_url
     assert len(result.evidence_status["refreshed"]) == 2, result.evidence_status
     assert spent.wakeups >= 1
     assert kit.sim.stats()["activePeakByToken"][platform.token_tag(TOKEN_A)] == 1
+
+
+def _ask(run: uuid.UUID, brand: uuid.UUID, job: tuple[uuid.UUID, uuid.UUID]) -> budget.Ask:
+    """An ask for ``run`` in account ``acct`` (one run at a time), holding ``job``'s lease."""
+    return typing.cast(
+        budget.Ask,
+        types.SimpleNamespace(
+            run=types.SimpleNamespace(id=run, brand_id=brand),
+            tenant=types.SimpleNamespace(
+                account="acct",
+                limits=tenants.Limits(max_concurrent_runs=1, max_memory_mbytes=10**6),
+            ),
+            lease=types.SimpleNamespace(job_id=job[0], token=job[1], owner="test"),
+            force=False,
+        ),
+    )
+
+
+async def _wait_until(check: typing.Callable[[], bool], within_seconds: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within_seconds
+    while not check() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+
+
+async def test_a_waiters_poll_takes_the_accounts_lock_only_when_a_pass_could_change_something(
+    engine: sa_async.AsyncEngine, db_url: str
+) -> None:
+    """While the account is full, a poll reads its rows without the lock: polls go on while
+    another session holds it. Once the held slot is freed without a notification, the next
+    poll sees room, takes the lock and grants the waiter its slot."""
+    holder_brand, brand = uuid.uuid4(), uuid.uuid4()
+    async with engine.begin() as conn:
+        holder = await spend_kit.job_row(conn, holder_brand)
+        held = await spend_kit.slot_row(conn, holder_brand, holder, granted=True)
+        job = await spend_kit.job_row(conn, brand)
+        run = await spend_kit.slot_row(conn, brand, job)
+    spent = budget.Budget(engine, poll_seconds=0.05)
+    granted = asyncio.Event()
+
+    async def wait_for_the_slot() -> None:
+        async with spent.slot(_ask(run, brand, job)):
+            granted.set()
+
+    waiting = asyncio.create_task(wait_for_the_slot())
+    locker = await asyncpg.connect(db_engine.plain_dsn(db_url))
+    try:
+        await _wait_until(lambda: spent.polls_spared >= 1, 30)
+        assert spent.polls_spared >= 1, "every poll took the account's lock"
+        await locker.execute(
+            "SELECT pg_advisory_lock($1, hashtext('acct'))", run_slots.LOCK_NAMESPACE
+        )
+        spared = spent.polls_spared
+        await _wait_until(lambda: spent.polls_spared >= spared + 5, 30)
+        assert spent.polls_spared >= spared + 5, "a poll waited for the account's lock"
+        assert not granted.is_set()
+        await locker.execute(
+            "SELECT pg_advisory_unlock($1, hashtext('acct'))", run_slots.LOCK_NAMESPACE
+        )
+        async with engine.begin() as conn:  # freed, and nobody told the waiter
+            await conn.execute(sa.delete(tables.run_slots).where(tables.run_slots.c.run_id == held))
+        await _wait_until(granted.is_set, 30)
+        assert granted.is_set(), "the freed slot was never seen by a poll"
+    finally:
+        await locker.close()
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+
+
+async def test_a_waiters_poll_sweeps_the_slot_of_a_holder_that_let_go(
+    engine: sa_async.AsyncEngine,
+) -> None:
+    """A holder killed with -9 tells nobody: its job is taken back by the reaper, and the
+    waiter's next poll sees a dead row, takes the lock, sweeps it and takes the slot."""
+    holder_brand, brand = uuid.uuid4(), uuid.uuid4()
+    async with engine.begin() as conn:
+        holder = await spend_kit.job_row(conn, holder_brand)
+        await spend_kit.slot_row(conn, holder_brand, holder, granted=True)
+        job = await spend_kit.job_row(conn, brand)
+        run = await spend_kit.slot_row(conn, brand, job)
+    spent = budget.Budget(engine, poll_seconds=0.05)
+    granted = asyncio.Event()
+
+    async def wait_for_the_slot() -> None:
+        async with spent.slot(_ask(run, brand, job)):
+            granted.set()
+
+    waiting = asyncio.create_task(wait_for_the_slot())
+    try:
+        await _wait_until(lambda: spent.polls_spared >= 1, 30)
+        assert not granted.is_set()
+        async with engine.begin() as conn:  # the reaper takes the killed holder's job back
+            await conn.execute(
+                sa.update(tables.jobs)
+                .where(tables.jobs.c.id == holder[0])
+                .values(status="pending", lease_token=None, lease_expires_at=None)
+            )
+        await _wait_until(granted.is_set, 30)
+        assert granted.is_set(), "the dead holder's slot was never swept by a poll"
+    finally:
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
