@@ -108,6 +108,31 @@ async def _status(url: str) -> dict[str, Any]:
     return {"jobs": counts, "usage": usage, "rows": int(rows or 0), "max_attempts": attempts}
 
 
+async def _slot_writes(url: str) -> dict[str, int]:
+    """Rows of ``run_slots`` written in this database: its statistics, read once the
+    workers are gone (a backend flushes them as it exits; a worker killed with -9 does
+    not, so its writes are missing)."""
+    conn = await asyncpg.connect(db_engine.plain_dsn(url))
+    try:
+        row = await conn.fetchrow(
+            "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname = 'run_slots'"
+        )
+    finally:
+        await conn.close()
+    return {"inserted": int(row["n_tup_ins"]), "updated": int(row["n_tup_upd"])}
+
+
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in workers:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+
+
 def worker_settings(args: argparse.Namespace) -> dict[str, str]:
     """The settings each worker runs with that may differ from the service's defaults: by
     default a short lease and reap interval, so that a killed worker's jobs come back
@@ -211,7 +236,9 @@ async def main() -> int:
                 default=None,
             )
             last = max((r["finishedAtEpoch"] or 0 for r in summaries), default=0)
+        _stop(workers)  # their backends flush their table statistics as they exit
         final = await _status(url)
+        writes = await _slot_writes(url)
         live = sum(u["runs"] for u in final["usage"].values())
         print(f"runs: {runs} ({args.brands} brands x {args.sources}), {args.run_seconds:g} s each")
         print(f"workers: {args.workers} x concurrency {args.concurrency}; limit {args.limit}")
@@ -221,6 +248,11 @@ async def main() -> int:
         print(f"worker killed with SIGKILL at {kill_after:.1f} s: {killed}")
         print(
             f"slots still counted after the end (leaked): {live}; dead rows left: {final['rows']}"
+        )
+        print(
+            f"run_slots rows written: {writes['inserted']} inserted, {writes['updated']} "
+            f"updated ({writes['updated'] / runs:.1f} per run; every pass under the "
+            "account's lock refreshes its waiter's row)"
         )
         print(f"wall time: {wall:.1f} s; ideal {ideal:.1f} s; ratio {wall / ideal:.2f}")
         if first is not None and last:
@@ -233,14 +265,7 @@ async def main() -> int:
         ok = stats["activePeak"] <= args.limit and live == 0 and status.get("jobs") is not None
         return 0 if ok else 1
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in workers:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=30)
-            if proc.poll() is None:
-                proc.kill()
+        _stop(workers)
         await _admin(args.dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -176,6 +176,7 @@ def test_budget_benchmark_runs(pg_server_url: str) -> None:
     assert "worker settings (the rest are the service's defaults): " in out
     assert "worker timings: lease 4 s (service: 60 s), reap interval 1 s (service: 10 s)" in out
     assert "(leaked): 0" in out
+    assert "run_slots rows written: " in out
     assert "wall time" in out
 
 
