@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import types
 import typing
 import uuid
@@ -135,49 +136,72 @@ async def _wait_until(check: typing.Callable[[], bool], within_seconds: float) -
         await asyncio.sleep(0.02)
 
 
-async def test_a_waiters_poll_takes_the_accounts_lock_only_when_a_pass_could_change_something(
-    engine: sa_async.AsyncEngine, db_url: str
-) -> None:
-    """While the account is full, a poll reads its rows without the lock: polls go on while
-    another session holds it. Once the held slot is freed without a notification, the next
-    poll sees room, takes the lock and grants the waiter its slot."""
+@dataclasses.dataclass
+class _Waiting:
+    """A waiter for the one slot of account ``acct``, which another job's run holds."""
+
+    budget: budget.Budget
+    granted: asyncio.Event
+    held: uuid.UUID  # the run holding the slot
+    holder: tuple[uuid.UUID, uuid.UUID]  # its job (id, lease token)
+
+
+@contextlib.asynccontextmanager
+async def _a_waiter(engine: sa_async.AsyncEngine) -> typing.AsyncIterator[_Waiting]:
     holder_brand, brand = uuid.uuid4(), uuid.uuid4()
     async with engine.begin() as conn:
         holder = await spend_kit.job_row(conn, holder_brand)
         held = await spend_kit.slot_row(conn, holder_brand, holder, granted=True)
         job = await spend_kit.job_row(conn, brand)
         run = await spend_kit.slot_row(conn, brand, job)
-    spent = budget.Budget(engine, poll_seconds=0.05)
-    granted = asyncio.Event()
+    waiting = _Waiting(budget.Budget(engine, poll_seconds=0.05), asyncio.Event(), held, holder)
 
     async def wait_for_the_slot() -> None:
-        async with spent.slot(_ask(run, brand, job)):
-            granted.set()
+        async with waiting.budget.slot(_ask(run, brand, job)):
+            waiting.granted.set()
 
-    waiting = asyncio.create_task(wait_for_the_slot())
+    task = asyncio.create_task(wait_for_the_slot())
+    try:
+        await _wait_until(lambda: waiting.budget.polls_spared >= 1, 30)
+        assert not waiting.granted.is_set()
+        yield waiting
+    finally:
+        if waiting.granted.is_set():  # it gives the slot back (shielded) and returns
+            await outcomes.within(30, task, "the slot's release")
+        else:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_a_waiters_poll_takes_the_accounts_lock_only_when_a_pass_could_change_something(
+    engine: sa_async.AsyncEngine, db_url: str
+) -> None:
+    """While the account is full, a poll reads its rows without the lock: polls go on while
+    another session holds it. Once the held slot is freed without a notification, the next
+    poll sees room, takes the lock and grants the waiter its slot."""
     locker = await asyncpg.connect(db_engine.plain_dsn(db_url))
     try:
-        await _wait_until(lambda: spent.polls_spared >= 1, 30)
-        assert spent.polls_spared >= 1, "every poll took the account's lock"
-        await locker.execute(
-            "SELECT pg_advisory_lock($1, hashtext('acct'))", run_slots.LOCK_NAMESPACE
-        )
-        spared = spent.polls_spared
-        await _wait_until(lambda: spent.polls_spared >= spared + 5, 30)
-        assert spent.polls_spared >= spared + 5, "a poll waited for the account's lock"
-        assert not granted.is_set()
-        await locker.execute(
-            "SELECT pg_advisory_unlock($1, hashtext('acct'))", run_slots.LOCK_NAMESPACE
-        )
-        async with engine.begin() as conn:  # freed, and nobody told the waiter
-            await conn.execute(sa.delete(tables.run_slots).where(tables.run_slots.c.run_id == held))
-        await _wait_until(granted.is_set, 30)
-        assert granted.is_set(), "the freed slot was never seen by a poll"
+        async with _a_waiter(engine) as waiting:
+            assert waiting.budget.polls_spared >= 1, "every poll took the account's lock"
+            await locker.execute(
+                "SELECT pg_advisory_lock($1, hashtext('acct'))", run_slots.LOCK_NAMESPACE
+            )
+            spared = waiting.budget.polls_spared
+            await _wait_until(lambda: waiting.budget.polls_spared >= spared + 5, 30)
+            assert waiting.budget.polls_spared >= spared + 5, "a poll waited for the lock"
+            assert not waiting.granted.is_set()
+            await locker.execute(
+                "SELECT pg_advisory_unlock($1, hashtext('acct'))", run_slots.LOCK_NAMESPACE
+            )
+            async with engine.begin() as conn:  # freed, and nobody told the waiter
+                await conn.execute(
+                    sa.delete(tables.run_slots).where(tables.run_slots.c.run_id == waiting.held)
+                )
+            await _wait_until(waiting.granted.is_set, 30)
+            assert waiting.granted.is_set(), "the freed slot was never seen by a poll"
     finally:
         await locker.close()
-        waiting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiting
 
 
 async def test_a_waiters_poll_sweeps_the_slot_of_a_holder_that_let_go(
@@ -185,32 +209,12 @@ async def test_a_waiters_poll_sweeps_the_slot_of_a_holder_that_let_go(
 ) -> None:
     """A holder killed with -9 tells nobody: its job is taken back by the reaper, and the
     waiter's next poll sees a dead row, takes the lock, sweeps it and takes the slot."""
-    holder_brand, brand = uuid.uuid4(), uuid.uuid4()
-    async with engine.begin() as conn:
-        holder = await spend_kit.job_row(conn, holder_brand)
-        await spend_kit.slot_row(conn, holder_brand, holder, granted=True)
-        job = await spend_kit.job_row(conn, brand)
-        run = await spend_kit.slot_row(conn, brand, job)
-    spent = budget.Budget(engine, poll_seconds=0.05)
-    granted = asyncio.Event()
-
-    async def wait_for_the_slot() -> None:
-        async with spent.slot(_ask(run, brand, job)):
-            granted.set()
-
-    waiting = asyncio.create_task(wait_for_the_slot())
-    try:
-        await _wait_until(lambda: spent.polls_spared >= 1, 30)
-        assert not granted.is_set()
+    async with _a_waiter(engine) as waiting:
         async with engine.begin() as conn:  # the reaper takes the killed holder's job back
             await conn.execute(
                 sa.update(tables.jobs)
-                .where(tables.jobs.c.id == holder[0])
+                .where(tables.jobs.c.id == waiting.holder[0])
                 .values(status="pending", lease_token=None, lease_expires_at=None)
             )
-        await _wait_until(granted.is_set, 30)
-        assert granted.is_set(), "the dead holder's slot was never swept by a poll"
-    finally:
-        waiting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiting
+        await _wait_until(waiting.granted.is_set, 30)
+        assert waiting.granted.is_set(), "the dead holder's slot was never swept by a poll"
