@@ -74,8 +74,8 @@ class Budget:
         self.window_seconds = window_seconds
         self._policy = policy or tx.DEFAULT
         self._waiters: dict[uuid.UUID, asyncio.Event] = {}
-        self.wakeups = 0  # notifications that woke a waiter here (tests, bench)
-        self.polls_spared = 0  # polls that found nothing to do and took no lock (tests, bench)
+        self.wakeups = 0  # notifications that woke a waiter here (for tests)
+        self.polls_spared = 0  # polls that found nothing to do and took no lock (for tests)
 
     def on_notify(self, payload: str) -> None:
         """A LISTEN callback: the granted run ids, comma-separated ("" after a reconnect:
