@@ -11,6 +11,8 @@ these helpers state it as an assertion:
   assert its type: ``assert isinstance(exc, errors.X), exc``);
 * ``await within(seconds, call, what)``: the value; still running after ``seconds`` (a
   generous correctness bound, never a timing claim) fails the test, naming ``what``;
+* ``await until(condition, what, seconds)``: re-checks ``condition()`` until it holds;
+  still false after ``seconds`` fails the test, naming ``what``;
 * ``only(items, what)``: the one item; none or several fail the test (where
   ``[item] = items`` would raise a ``ValueError``).
 """
@@ -54,6 +56,16 @@ async def within(seconds: float, awaitable: Awaitable[T], what: str = "the call"
             if bound.expired():
                 raise AssertionError(f"{what}: still running after {seconds:g} s") from None
             raise
+
+
+async def until(
+    condition: Callable[[], bool], what: str, seconds: float, *, every_seconds: float = 0.02
+) -> None:
+    async def holds() -> None:
+        while not condition():
+            await asyncio.sleep(every_seconds)
+
+    await within(seconds, holds(), f"waiting until {what}")
 
 
 def only(items: Iterable[T], what: str = "items") -> T:

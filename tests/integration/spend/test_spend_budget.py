@@ -130,12 +130,6 @@ def _ask(run: uuid.UUID, brand: uuid.UUID, job: tuple[uuid.UUID, uuid.UUID]) -> 
     )
 
 
-async def _wait_until(check: typing.Callable[[], bool], within_seconds: float) -> None:
-    deadline = asyncio.get_running_loop().time() + within_seconds
-    while not check() and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.02)
-
-
 @dataclasses.dataclass
 class _Waiting:
     """A waiter for the one slot of account ``acct``, which another job's run holds."""
@@ -162,7 +156,9 @@ async def _a_waiter(engine: sa_async.AsyncEngine) -> typing.AsyncIterator[_Waiti
 
     task = asyncio.create_task(wait_for_the_slot())
     try:
-        await _wait_until(lambda: waiting.budget.polls_spared >= 1, 30)
+        await outcomes.until(
+            lambda: waiting.budget.polls_spared >= 1, "a poll that took no lock (none did)", 30
+        )
         assert not waiting.granted.is_set()
         yield waiting
     finally:
@@ -183,13 +179,15 @@ async def test_a_waiters_poll_takes_the_accounts_lock_only_when_a_pass_could_cha
     locker = await asyncpg.connect(db_engine.plain_dsn(db_url))
     try:
         async with _a_waiter(engine) as waiting:
-            assert waiting.budget.polls_spared >= 1, "every poll took the account's lock"
             await locker.execute(
                 "SELECT pg_advisory_lock($1, hashtext('acct'))", run_slots.LOCK_NAMESPACE
             )
             spared = waiting.budget.polls_spared
-            await _wait_until(lambda: waiting.budget.polls_spared >= spared + 5, 30)
-            assert waiting.budget.polls_spared >= spared + 5, "a poll waited for the lock"
+            await outcomes.until(
+                lambda: waiting.budget.polls_spared >= spared + 5,
+                "5 more polls while the lock is held (a poll waited for the lock)",
+                30,
+            )
             assert not waiting.granted.is_set()
             await locker.execute(
                 "SELECT pg_advisory_unlock($1, hashtext('acct'))", run_slots.LOCK_NAMESPACE
@@ -198,8 +196,9 @@ async def test_a_waiters_poll_takes_the_accounts_lock_only_when_a_pass_could_cha
                 await conn.execute(
                     sa.delete(tables.run_slots).where(tables.run_slots.c.run_id == waiting.held)
                 )
-            await _wait_until(waiting.granted.is_set, 30)
-            assert waiting.granted.is_set(), "the freed slot was never seen by a poll"
+            await outcomes.until(
+                waiting.granted.is_set, "a poll saw the freed slot and took it", 30
+            )
     finally:
         await locker.close()
 
@@ -216,5 +215,6 @@ async def test_a_waiters_poll_sweeps_the_slot_of_a_holder_that_let_go(
                 .where(tables.jobs.c.id == waiting.holder[0])
                 .values(status="pending", lease_token=None, lease_expires_at=None)
             )
-        await _wait_until(waiting.granted.is_set, 30)
-        assert waiting.granted.is_set(), "the dead holder's slot was never swept by a poll"
+        await outcomes.until(
+            waiting.granted.is_set, "a poll swept the dead holder's slot and took it", 30
+        )

@@ -86,14 +86,6 @@ async def running(worker: core.Worker) -> AsyncIterator[asyncio.Task[None]]:
         await outcomes.within(BOUND_SECONDS, task, "the worker's exit")
 
 
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    async def holds() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    await outcomes.within(BOUND_SECONDS, holds(), f"waiting until {what}")
-
-
 def blocking(started: asyncio.Event, cancelled: asyncio.Event) -> context.Handler:
     async def handler(ctx: context.JobContext) -> context.Outcome:
         started.set()
@@ -135,14 +127,18 @@ async def test_a_failed_attempt_is_retried_after_its_backoff(
 
     job_id = await queue.enqueue(kind="flaky")
     async with running(make_worker({"flaky": flaky})):
-        await wait_until(lambda: queue.jobs[job_id].outcomes == ["failed"], "the failure")
+        await outcomes.until(
+            lambda: queue.jobs[job_id].outcomes == ["failed"], "the failure", BOUND_SECONDS
+        )
         job = queue.jobs[job_id]
         assert (job.status, job.deferred) == (Status.PENDING, True)
         backoff = (job.available_at - queue.clock.now()).total_seconds()
         assert 5.0 <= backoff <= 10.0, "base = cap = 10 s with the jitter floor of one half"
         assert attempts == [1], "no second attempt while the backoff runs"
         queue.clock.advance(backoff + 0.001)
-        await wait_until(lambda: job.status == Status.SUCCEEDED, "the retry's success")
+        await outcomes.until(
+            lambda: job.status == Status.SUCCEEDED, "the retry's success", BOUND_SECONDS
+        )
     assert attempts == [1, 2]
     assert job.outcomes == ["failed", "succeeded"]
     assert job.evidence_status == {"ok": True}
@@ -196,6 +192,6 @@ async def test_an_operators_cancel_stops_the_handler_and_ends_the_job_cancelled(
         queue.request_cancel(job_id)
         await outcomes.within(BOUND_SECONDS, cancelled.wait(), "the handler's cancel")
         job = queue.jobs[job_id]
-        await wait_until(lambda: job.status == Status.CANCELLED, "the job's end")
+        await outcomes.until(lambda: job.status == Status.CANCELLED, "the job's end", BOUND_SECONDS)
     assert job.outcomes == ["cancelled"]
     assert job.last_error_kind == "cancelled"
