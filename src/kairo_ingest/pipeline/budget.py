@@ -113,9 +113,10 @@ class Budget:
 
     async def _acquire(self, ask: Ask, claim: run_slots.Claim) -> None:
         event = self._waiters.setdefault(claim.run_id, asyncio.Event())
-        waited = polled = False
+        waited = False
         try:
             while True:
+                polled = waited and not event.is_set()  # the wait ended on the poll's timeout
                 event.clear()
                 if polled and not await self._worth_a_pass(ask, claim):
                     self.polls_spared += 1
@@ -133,11 +134,9 @@ class Budget:
                     waited = True
                     metrics.RUN_SLOT_WAITS.labels(claim.account).inc()
                     log.info("run_slot_waiting", account=claim.account)
-                polled = True
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_seconds):
                         await event.wait()
-                        polled = False
         finally:
             self._waiters.pop(claim.run_id, None)
 
